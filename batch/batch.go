@@ -188,3 +188,94 @@ func Next(b []byte) (Header, []byte, []byte, error) {
 	}
 	return h, b[:n], b[n:], nil
 }
+
+// ParseControl decodes the single record of a control batch (a transaction
+// marker): key = {version int16, type int16} with ABORT=0, COMMIT=1; value =
+// {version int16, coordinatorEpoch int32}. ok is false for other control
+// types or malformed records.
+func ParseControl(b []byte) (commit bool, coordinatorEpoch int32, ok bool) {
+	h, err := Parse(b)
+	if err != nil || !h.IsControl() || h.Compression() != 0 || len(b) < h.Size() {
+		return false, 0, false
+	}
+	r := b[HeaderSize:h.Size()]
+	next := func() (int64, bool) {
+		v, n := binary.Varint(r)
+		if n <= 0 {
+			return 0, false
+		}
+		r = r[n:]
+		return v, true
+	}
+	if _, ok := next(); !ok { // record length
+		return false, 0, false
+	}
+	if len(r) < 1 {
+		return false, 0, false
+	}
+	r = r[1:] // record attributes
+	if _, ok := next(); !ok { // timestamp delta
+		return false, 0, false
+	}
+	if _, ok := next(); !ok { // offset delta
+		return false, 0, false
+	}
+	keyLen, ok := next()
+	if !ok || keyLen < 4 || int64(len(r)) < keyLen {
+		return false, 0, false
+	}
+	typ := int16(binary.BigEndian.Uint16(r[2:4]))
+	r = r[keyLen:]
+	valLen, ok := next()
+	if !ok || int64(len(r)) < valLen {
+		return false, 0, false
+	}
+	if valLen >= 6 {
+		coordinatorEpoch = int32(binary.BigEndian.Uint32(r[2:6]))
+	}
+	switch typ {
+	case 0:
+		return false, coordinatorEpoch, true
+	case 1:
+		return true, coordinatorEpoch, true
+	}
+	return false, 0, false
+}
+
+// ControlBatch builds a transaction marker batch (uncompressed, one record)
+// for producer id/epoch with the given base offset and timestamp.
+func ControlBatch(pid int64, epoch int16, commit bool, coordinatorEpoch int32, baseOffset, timestampMs int64) []byte {
+	var typ uint16
+	if commit {
+		typ = 1
+	}
+	key := []byte{0, 0, byte(typ >> 8), byte(typ)}
+	val := make([]byte, 6)
+	binary.BigEndian.PutUint32(val[2:], uint32(coordinatorEpoch))
+
+	var rec []byte
+	rec = append(rec, 0)              // attributes
+	rec = binary.AppendVarint(rec, 0) // timestamp delta
+	rec = binary.AppendVarint(rec, 0) // offset delta
+	rec = binary.AppendVarint(rec, int64(len(key)))
+	rec = append(rec, key...)
+	rec = binary.AppendVarint(rec, int64(len(val)))
+	rec = append(rec, val...)
+	rec = binary.AppendVarint(rec, 0) // headers
+
+	b := make([]byte, HeaderSize, HeaderSize+len(rec)+5)
+	b = binary.AppendVarint(b, int64(len(rec)))
+	b = append(b, rec...)
+	binary.BigEndian.PutUint64(b[offBaseOffset:], uint64(baseOffset))
+	binary.BigEndian.PutUint32(b[offLength:], uint32(len(b)-LengthFieldEnd))
+	b[offMagic] = 2
+	binary.BigEndian.PutUint16(b[offAttributes:], AttrTransactional|AttrControl)
+	binary.BigEndian.PutUint64(b[offBaseTimestamp:], uint64(timestampMs))
+	binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(timestampMs))
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(pid))
+	binary.BigEndian.PutUint16(b[offProducerEpoch:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[offBaseSequence:], ^uint32(0)) // -1
+	binary.BigEndian.PutUint32(b[offNumRecords:], 1)
+	binary.BigEndian.PutUint32(b[offCRC:], ComputeCRC(b))
+	return b
+}

@@ -1,0 +1,435 @@
+// Package broker composes oncelog: the topic and partition registry, the
+// metadata store, the producer-id allocator and the coordinators. The wire
+// package routes each request to it; it never encodes protocol bytes.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/oncelog/oncelog/group"
+	"github.com/oncelog/oncelog/meta"
+	"github.com/oncelog/oncelog/partition"
+	"github.com/oncelog/oncelog/producer"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Topic is a live topic.
+type Topic struct {
+	Name       string
+	ID         [16]byte
+	Configs    map[string]string // overrides only
+	Partitions []*partition.Partition
+}
+
+// Broker is safe for concurrent use.
+type Broker struct {
+	cfg       Config
+	logger    *slog.Logger
+	ClusterID string
+
+	meta   *meta.Store
+	limits *producer.Limits
+	PIDs   *producer.IDAllocator
+	Groups *group.Coordinator
+	Stats  *Stats
+
+	mu     sync.RWMutex
+	topics map[string]*Topic
+	byID   map[[16]byte]*Topic
+
+	notify   notifier
+	stop     chan struct{}
+	stopped  sync.WaitGroup
+	closeErr error
+	closed   sync.Once
+}
+
+// Open starts a broker on cfg.DataDir, recovering every partition.
+func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	start := time.Now()
+	b := &Broker{
+		cfg:    cfg,
+		logger: logger,
+		topics: map[string]*Topic{},
+		byID:   map[[16]byte]*Topic{},
+		stop:   make(chan struct{}),
+		Stats:  newStats(),
+	}
+	b.notify.init()
+	var err error
+	if b.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta")); err != nil {
+		return nil, err
+	}
+	if b.ClusterID, err = b.meta.ClusterID(); err != nil {
+		b.meta.Close()
+		return nil, err
+	}
+	b.limits = producer.NewLimits(cfg.MaxProducers, func(n int) {
+		b.Stats.ProducersEvicted.Add(int64(n))
+	})
+	if b.PIDs, err = producer.OpenIDAllocator(filepath.Join(cfg.DataDir, "producer-ids")); err != nil {
+		b.meta.Close()
+		return nil, err
+	}
+	b.Groups, err = group.Open(group.Config{
+		NodeID:                cfg.NodeID,
+		Dir:                   filepath.Join(cfg.DataDir, "groups"),
+		InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
+		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
+		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
+		Logger:                logger.With("component", "groups"),
+	})
+	if err != nil {
+		b.meta.Close()
+		return nil, err
+	}
+	topics, err := b.meta.Topics()
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	for _, mt := range topics {
+		t := &Topic{Name: mt.Name, ID: mt.ID, Configs: mt.Configs}
+		if err := b.openPartitions(t, 0, mt.Partitions); err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.topics[t.Name] = t
+		b.byID[t.ID] = t
+	}
+	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond))
+	b.stopped.Add(1)
+	go b.maintain()
+	return b, nil
+}
+
+// Config returns the broker configuration.
+func (b *Broker) Config() Config { return b.cfg }
+
+func (b *Broker) partitionDir(topic string, index int32) string {
+	return filepath.Join(b.cfg.DataDir, "topics", topic+"-"+strconv.Itoa(int(index)))
+}
+
+// openPartitions opens partitions [from, to) of t.
+func (b *Broker) openPartitions(t *Topic, from, to int32) error {
+	pcfg := b.cfg.partitionConfig(t.Configs)
+	for i := from; i < to; i++ {
+		p, err := partition.Open(b.partitionDir(t.Name, i), t.Name, i, pcfg, b.limits, b.partitionHooks(), b.logger)
+		if err != nil {
+			return err
+		}
+		t.Partitions = append(t.Partitions, p)
+	}
+	return nil
+}
+
+func (b *Broker) partitionHooks() partition.Hooks {
+	s := b.Stats
+	return partition.Hooks{
+		Durable: b.notify.broadcast,
+		Synced: func(d time.Duration, waiters int) {
+			s.FsyncSeconds.Observe(d.Seconds())
+			s.GroupCommitSize.Observe(float64(waiters))
+		},
+		Appended: func(records, bytes int) {
+			s.BatchesAppended.Inc()
+			s.RecordsAppended.Add(float64(records))
+		},
+		Duplicate: func() { s.DuplicateBatches.Inc() },
+		Rejected: func(code int16) {
+			switch code {
+			case kerr.OutOfOrderSequenceNumber.Code:
+				s.OutOfOrder.Inc()
+			case kerr.InvalidProducerEpoch.Code, kerr.ProducerFenced.Code:
+				s.Fenced.Inc()
+			}
+		},
+	}
+}
+
+// Topic returns a topic by name.
+func (b *Broker) Topic(name string) *Topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.topics[name]
+}
+
+// TopicByID returns a topic by id.
+func (b *Broker) TopicByID(id [16]byte) *Topic {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.byID[id]
+}
+
+// Topics returns every topic, sorted by name.
+func (b *Broker) Topics() []*Topic {
+	b.mu.RLock()
+	out := make([]*Topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		out = append(out, t)
+	}
+	b.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Partition returns a partition, or nil.
+func (b *Broker) Partition(topic string, index int32) *partition.Partition {
+	t := b.Topic(topic)
+	if t == nil || index < 0 || int(index) >= len(t.Partitions) {
+		return nil
+	}
+	return t.Partitions[index]
+}
+
+// TopicError is a Kafka error code with a message.
+type TopicError struct {
+	Code    int16
+	Message string
+}
+
+func (e *TopicError) Error() string { return e.Message }
+
+func topicErr(code int16, format string, args ...any) *TopicError {
+	return &TopicError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ValidTopicName applies Kafka's rules: 1-249 characters of [a-zA-Z0-9._-],
+// not "." or "..".
+func ValidTopicName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 249 {
+		return fmt.Errorf("topic name %q is illegal: 1-249 characters, not '.' or '..'", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q is illegal: only ASCII letters, digits, '.', '_' and '-' are allowed", name)
+		}
+	}
+	return nil
+}
+
+// CreateTopic creates a topic. partitions <= 0 means the broker default;
+// replicationFactor must be -1 or 1 on a single node.
+func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool) (*Topic, *TopicError) {
+	if err := ValidTopicName(name); err != nil {
+		return nil, topicErr(kerr.InvalidTopicException.Code, "%v", err)
+	}
+	if partitions == -1 || partitions == 0 {
+		partitions = b.cfg.DefaultPartitions
+	}
+	if partitions < 0 || partitions > 100000 {
+		return nil, topicErr(kerr.InvalidPartitions.Code, "number of partitions must be between 1 and 100000, got %d", partitions)
+	}
+	if replicationFactor != -1 && replicationFactor != 1 {
+		return nil, topicErr(kerr.InvalidReplicationFactor.Code, "replication factor %d is impossible on a single-node oncelog; use 1 (or -1 for the default)", replicationFactor)
+	}
+	if code, msg := ValidateTopicConfigs(configs); code != 0 {
+		return nil, topicErr(code, "%s", msg)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.topics[name]; ok {
+		return nil, topicErr(kerr.TopicAlreadyExists.Code, "topic %q already exists", name)
+	}
+	if validateOnly {
+		return &Topic{Name: name}, nil
+	}
+	t := &Topic{Name: name, ID: meta.NewUUID(), Configs: configs}
+	// A leftover directory of an earlier topic with this name (deleted
+	// while its files were still being removed) must not leak into the
+	// new topic.
+	for i := int32(0); i < partitions; i++ {
+		if err := os.RemoveAll(b.partitionDir(name, i)); err != nil {
+			return nil, topicErr(kerr.KafkaStorageError.Code, "clear old partition dir: %v", err)
+		}
+	}
+	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: partitions, Configs: configs}); err != nil {
+		return nil, topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
+	}
+	if err := b.openPartitions(t, 0, partitions); err != nil {
+		return nil, topicErr(kerr.KafkaStorageError.Code, "create partitions: %v", err)
+	}
+	b.topics[name] = t
+	b.byID[t.ID] = t
+	b.logger.Info("topic created", "topic", name, "partitions", partitions)
+	return t, nil
+}
+
+// AutoCreate creates a topic with default settings if auto-creation is on.
+func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
+	if t := b.Topic(name); t != nil {
+		return t, nil
+	}
+	if !b.cfg.AutoCreateTopics {
+		return nil, topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist and auto-creation is off", name)
+	}
+	t, terr := b.CreateTopic(name, -1, -1, nil, false)
+	if terr != nil && terr.Code == kerr.TopicAlreadyExists.Code {
+		return b.Topic(name), nil
+	}
+	return t, terr
+}
+
+// DeleteTopic removes a topic and its data.
+func (b *Broker) DeleteTopic(name string) *TopicError {
+	b.mu.Lock()
+	t, ok := b.topics[name]
+	if !ok {
+		b.mu.Unlock()
+		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)
+	}
+	if err := b.meta.DeleteTopic(name); err != nil {
+		b.mu.Unlock()
+		return topicErr(kerr.KafkaStorageError.Code, "delete topic: %v", err)
+	}
+	delete(b.topics, name)
+	delete(b.byID, t.ID)
+	b.mu.Unlock()
+	for _, p := range t.Partitions {
+		if err := p.Delete(); err != nil {
+			b.logger.Error("deleting partition files failed", "topic", name, "partition", p.Index, "err", err)
+		}
+	}
+	b.logger.Info("topic deleted", "topic", name)
+	return nil
+}
+
+// CreatePartitions grows a topic to count partitions.
+func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *TopicError {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.topics[name]
+	if !ok {
+		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)
+	}
+	have := int32(len(t.Partitions))
+	if count <= have {
+		return topicErr(kerr.InvalidPartitions.Code, "topic %q has %d partitions; the new count must be larger", name, have)
+	}
+	if count > 100000 {
+		return topicErr(kerr.InvalidPartitions.Code, "at most 100000 partitions")
+	}
+	if validateOnly {
+		return nil
+	}
+	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: count, Configs: t.Configs}); err != nil {
+		return topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
+	}
+	nt := &Topic{Name: t.Name, ID: t.ID, Configs: t.Configs, Partitions: append([]*partition.Partition(nil), t.Partitions...)}
+	if err := b.openPartitions(nt, have, count); err != nil {
+		return topicErr(kerr.KafkaStorageError.Code, "create partitions: %v", err)
+	}
+	b.topics[name] = nt
+	b.byID[nt.ID] = nt
+	b.logger.Info("partitions added", "topic", name, "partitions", count)
+	return nil
+}
+
+// SetTopicConfigs replaces a topic's overrides (AlterConfigs) or, with
+// incremental, applies ops (IncrementalAlterConfigs).
+func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) *TopicError {
+	if code, msg := ValidateTopicConfigs(configs); code != 0 {
+		return topicErr(code, "%s", msg)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.topics[name]
+	if !ok {
+		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)
+	}
+	if validateOnly {
+		return nil
+	}
+	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: int32(len(t.Partitions)), Configs: configs}); err != nil {
+		return topicErr(kerr.KafkaStorageError.Code, "persist topic config: %v", err)
+	}
+	nt := &Topic{Name: t.Name, ID: t.ID, Configs: configs, Partitions: t.Partitions}
+	pcfg := b.cfg.partitionConfig(configs)
+	for _, p := range nt.Partitions {
+		p.SetConfig(pcfg)
+	}
+	b.topics[name] = nt
+	b.byID[nt.ID] = nt
+	b.logger.Info("topic config changed", "topic", name, "configs", configs)
+	return nil
+}
+
+// DataChanged returns a channel closed the next time any partition's high
+// watermark advances; long-polling fetches wait on it.
+func (b *Broker) DataChanged() <-chan struct{} { return b.notify.wait() }
+
+// maintain applies retention and producer expiry periodically.
+func (b *Broker) maintain() {
+	defer b.stopped.Done()
+	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			for _, topic := range b.Topics() {
+				for _, p := range topic.Partitions {
+					p.Maintain(now)
+				}
+			}
+		}
+	}
+}
+
+// Close shuts the broker down cleanly: every partition is flushed, snapshot
+// and marked clean so the next start skips recovery scans.
+func (b *Broker) Close() error {
+	b.closed.Do(func() {
+		close(b.stop)
+		b.stopped.Wait()
+		var errs []error
+		b.mu.Lock()
+		for _, t := range b.topics {
+			for _, p := range t.Partitions {
+				errs = append(errs, p.Close())
+			}
+		}
+		b.topics = map[string]*Topic{}
+		b.mu.Unlock()
+		if b.Groups != nil {
+			errs = append(errs, b.Groups.Close())
+		}
+		errs = append(errs, b.meta.Close())
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+// notifier is a broadcast: wait returns a channel closed at the next
+// broadcast.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *notifier) init() { n.ch = make(chan struct{}) }
+
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+func (n *notifier) broadcast() {
+	n.mu.Lock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+	n.mu.Unlock()
+}

@@ -1,0 +1,426 @@
+package group
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// The store keeps three kinds of records in pebble, each under its own
+// one-byte prefix so that a prefix scan finds one kind:
+//
+//	'g' group                                   -> groupRecord
+//	'o' group, topic, partition                 -> offsetValue
+//	'p' producer id, group, topic, partition    -> pendingValue (transactional)
+//
+// Variable-length key parts are length-prefixed (uvarint), so any group id,
+// NUL bytes included, sorts and splits unambiguously.
+const (
+	prefixGroup   = 'g'
+	prefixOffset  = 'o'
+	prefixPending = 'p'
+
+	recordVersion = 1
+)
+
+// writeOp is one key change: a set, or a delete when del is true.
+type writeOp struct {
+	key   []byte
+	value []byte
+	del   bool
+}
+
+// queuedWrite is a set of key changes that become durable together.
+type queuedWrite struct {
+	ops  []writeOp
+	done chan error // receives the outcome once; buffered
+}
+
+// store is the durable half of the coordinator. Changes are queued in the
+// order the coordinator made them (under its lock) and one writer goroutine
+// applies everything queued so far as a single synced pebble batch: commits
+// from many clients share one fsync (group commit), and a later change to a
+// key can never be overtaken by an earlier one.
+type store struct {
+	db  *pebble.DB
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   []*queuedWrite
+	kick    chan struct{} // wakes the writer; buffered 1
+	closing bool
+	stopped chan struct{} // closed when the writer has drained and exited
+}
+
+func openStore(dir string, fs vfs.FS, log *slog.Logger) (*store, error) {
+	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	if fs != nil {
+		opts.FS = fs
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open group store %s: %w", dir, err)
+	}
+	s := &store{
+		db:      db,
+		log:     log,
+		kick:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	go s.writer()
+	return s, nil
+}
+
+// enqueue schedules ops to be written and synced. The returned channel
+// receives nil once they are durable, or the write error.
+func (s *store) enqueue(ops []writeOp) <-chan error {
+	w := &queuedWrite{ops: ops, done: make(chan error, 1)}
+	if len(ops) == 0 {
+		w.done <- nil
+		return w.done
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		w.done <- errStoreClosed
+		return w.done
+	}
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return w.done
+}
+
+var errStoreClosed = errors.New("group store closed")
+
+func (s *store) writer() {
+	defer close(s.stopped)
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		closing := s.closing
+		s.mu.Unlock()
+
+		if len(batch) > 0 {
+			err := s.apply(batch)
+			for _, w := range batch {
+				w.done <- err
+			}
+			continue // look for more before sleeping
+		}
+		if closing {
+			return
+		}
+		<-s.kick
+	}
+}
+
+func (s *store) apply(writes []*queuedWrite) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, w := range writes {
+		for _, op := range w.ops {
+			var err error
+			if op.del {
+				err = b.Delete(op.key, nil)
+			} else {
+				err = b.Set(op.key, op.value, nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		s.log.Error("group store write failed", "err", err)
+		return err
+	}
+	return nil
+}
+
+// close drains queued writes, then closes pebble.
+func (s *store) close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	<-s.stopped
+	return s.db.Close()
+}
+
+// loaded is everything the store held when it was opened.
+type loaded struct {
+	groups  map[string]groupRecord
+	offsets map[string]map[string]map[int32]offsetValue // group -> topic -> partition
+	pending []loadedPending
+}
+
+type loadedPending struct {
+	producerID      int64
+	group, topic    string
+	partition       int32
+	value           offsetValue
+	producerEpoch   int16
+}
+
+func (s *store) load() (*loaded, error) {
+	l := &loaded{
+		groups:  make(map[string]groupRecord),
+		offsets: make(map[string]map[string]map[int32]offsetValue),
+	}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		key, val := it.Key(), it.Value()
+		if len(key) == 0 {
+			continue
+		}
+		switch key[0] {
+		case prefixGroup:
+			rec, err := decodeGroupRecord(val)
+			if err != nil {
+				return nil, fmt.Errorf("group %q: %w", key[1:], err)
+			}
+			l.groups[string(key[1:])] = rec
+		case prefixOffset:
+			group, topic, partition, err := decodeOffsetKey(key[1:])
+			if err != nil {
+				return nil, err
+			}
+			v, _, err := decodeOffsetValue(val, false)
+			if err != nil {
+				return nil, fmt.Errorf("offset %q/%q/%d: %w", group, topic, partition, err)
+			}
+			byTopic := l.offsets[group]
+			if byTopic == nil {
+				byTopic = make(map[string]map[int32]offsetValue)
+				l.offsets[group] = byTopic
+			}
+			if byTopic[topic] == nil {
+				byTopic[topic] = make(map[int32]offsetValue)
+			}
+			byTopic[topic][partition] = v
+		case prefixPending:
+			if len(key) < 9 {
+				return nil, errCorruptKey
+			}
+			pid := int64(binary.BigEndian.Uint64(key[1:9]))
+			group, topic, partition, err := decodeOffsetKey(key[9:])
+			if err != nil {
+				return nil, err
+			}
+			v, epoch, err := decodeOffsetValue(val, true)
+			if err != nil {
+				return nil, fmt.Errorf("pending offset pid %d %q/%q/%d: %w", pid, group, topic, partition, err)
+			}
+			l.pending = append(l.pending, loadedPending{pid, group, topic, partition, v, epoch})
+		default:
+			return nil, fmt.Errorf("unknown key prefix %q in group store", key[0])
+		}
+	}
+	return l, it.Error()
+}
+
+var (
+	errCorruptKey    = errors.New("corrupt group store key")
+	errCorruptRecord = errors.New("corrupt group store record")
+)
+
+// groupRecord is what survives a restart of a group: its existence, the
+// protocol it last agreed on and its generation. Members do not survive;
+// a group always comes back Empty.
+type groupRecord struct {
+	protocolType string
+	protocol     string
+	generation   int32
+	// emptySinceMs is when the group became Empty, or -1 if it was not
+	// Empty when written (it then counts as Empty from the reload).
+	emptySinceMs int64
+}
+
+func groupKey(group string) []byte {
+	return append([]byte{prefixGroup}, group...)
+}
+
+func encodeGroupRecord(r groupRecord) []byte {
+	b := []byte{recordVersion}
+	b = appendString(b, r.protocolType)
+	b = appendString(b, r.protocol)
+	b = binary.AppendVarint(b, int64(r.generation))
+	b = binary.AppendVarint(b, r.emptySinceMs)
+	return b
+}
+
+func decodeGroupRecord(b []byte) (groupRecord, error) {
+	var r groupRecord
+	d := decoder{b: b}
+	if d.byte() != recordVersion {
+		return r, errCorruptRecord
+	}
+	r.protocolType = d.string()
+	r.protocol = d.string()
+	r.generation = int32(d.varint())
+	r.emptySinceMs = d.varint()
+	return r, d.err()
+}
+
+func appendOffsetKeySuffix(b []byte, group, topic string, partition int32) []byte {
+	b = appendString(b, group)
+	b = appendString(b, topic)
+	return binary.BigEndian.AppendUint32(b, uint32(partition))
+}
+
+func offsetKey(group, topic string, partition int32) []byte {
+	return appendOffsetKeySuffix([]byte{prefixOffset}, group, topic, partition)
+}
+
+func pendingKey(producerID int64, group, topic string, partition int32) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{prefixPending}, uint64(producerID))
+	return appendOffsetKeySuffix(b, group, topic, partition)
+}
+
+func decodeOffsetKey(b []byte) (group, topic string, partition int32, err error) {
+	d := decoder{b: b}
+	group = d.string()
+	topic = d.string()
+	if d.bad || len(d.b) != 4 {
+		return "", "", 0, errCorruptKey
+	}
+	return group, topic, int32(binary.BigEndian.Uint32(d.b)), nil
+}
+
+// encodeOffsetValue encodes a committed offset; a pending (transactional)
+// one also carries its producer epoch.
+func encodeOffsetValue(v offsetValue, pending bool, producerEpoch int16) []byte {
+	b := []byte{recordVersion}
+	b = binary.AppendVarint(b, v.offset)
+	b = binary.AppendVarint(b, int64(v.leaderEpoch))
+	b = appendString(b, v.metadata)
+	b = binary.AppendVarint(b, v.commitMs)
+	b = binary.AppendVarint(b, v.expireMs)
+	b = binary.AppendUvarint(b, v.seq)
+	if pending {
+		b = binary.AppendVarint(b, int64(producerEpoch))
+	}
+	return b
+}
+
+func decodeOffsetValue(b []byte, pending bool) (offsetValue, int16, error) {
+	var v offsetValue
+	d := decoder{b: b}
+	if d.byte() != recordVersion {
+		return v, 0, errCorruptRecord
+	}
+	v.offset = d.varint()
+	v.leaderEpoch = int32(d.varint())
+	v.metadata = d.string()
+	v.commitMs = d.varint()
+	v.expireMs = d.varint()
+	v.seq = d.uvarint()
+	var epoch int16
+	if pending {
+		epoch = int16(d.varint())
+	}
+	return v, epoch, d.err()
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decoder reads the encodings above; after the first malformed field every
+// read returns a zero value and err reports the corruption.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) byte() byte {
+	if d.bad || len(d.b) < 1 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.bad {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.bad || uint64(len(d.b)) < n {
+		d.bad = true
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) err() error {
+	if d.bad || len(d.b) != 0 {
+		return errCorruptRecord
+	}
+	return nil
+}
+
+// pebbleLogger routes pebble's own logging to slog; its routine chatter
+// (flushes, compactions) is debug-level noise for a broker operator.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called on unrecoverable store corruption; pebble requires that
+// it does not return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.log.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}

@@ -1,0 +1,345 @@
+// Package partition is one topic partition: the append path (validate a
+// batch, check its producer sequence, assign offsets, write, group-commit
+// fsync) and the read path (fetch by offset up to the high watermark or the
+// last stable offset).
+//
+// The high watermark is the durable offset: a record becomes visible to
+// consumers only once it is fsynced, so a crash can never take back a record
+// a consumer has already seen. acks=-1 produces are answered at the same
+// point; acks=1 produces are answered after write(2), before the fsync.
+package partition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/producer"
+	"github.com/oncelog/oncelog/segment"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Config is a partition's effective topic configuration.
+type Config struct {
+	Segment         segment.Config
+	MaxMessageBytes int32
+	LogAppendTime   bool // message.timestamp.type=LogAppendTime
+	Producer        producer.Config
+}
+
+// Hooks lets the broker observe a partition without the partition knowing
+// about metrics or other partitions.
+type Hooks struct {
+	// Durable is called after the high watermark advanced (from the syncer
+	// goroutine). The broker uses it to wake long-polling fetches.
+	Durable func()
+	// Synced reports each fsync: its duration and how many produce
+	// waiters it released at once (the group-commit size).
+	Synced func(d time.Duration, waiters int)
+	// Appended and Duplicate count batches.
+	Appended  func(records int, bytes int)
+	Duplicate func()
+	Rejected  func(code int16)
+}
+
+// Partition is safe for concurrent use.
+type Partition struct {
+	Topic string
+	Index int32
+
+	dir    string
+	logger *slog.Logger
+	hooks  Hooks
+	cfg    atomic.Pointer[Config]
+
+	// mu serialises the append path so that the producer check, the
+	// offset assignment and the write happen as one step: two batches of
+	// one producer can never race each other's sequence check.
+	mu        sync.Mutex
+	log       *segment.Log
+	producers *producer.State
+
+	// firstUnstable is the first offset of the earliest open transaction
+	// (math.MaxInt64 when none); the LSO is min(HW, firstUnstable).
+	firstUnstable atomic.Int64
+
+	sync syncer
+}
+
+// AppendResult is the answer to one produce batch.
+type AppendResult struct {
+	ErrorCode     int16
+	ErrorMessage  string
+	BaseOffset    int64
+	LogAppendTime int64 // -1 unless the topic uses LogAppendTime
+	Duplicate     bool
+	// DurableAt is the offset the high watermark must pass before an
+	// acks=-1 producer may be answered (also for duplicates: the first
+	// copy may not be durable yet).
+	DurableAt int64
+}
+
+// Open opens (and recovers) a partition in dir.
+func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
+	logger = logger.With("topic", topic, "partition", index)
+	log, info, err := segment.Open(dir, cfg.Segment, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
+	}
+	if !info.Clean && info.TruncatedBytes > 0 {
+		logger.Warn("recovery truncated the log tail", "bytes", info.TruncatedBytes, "scanned_bytes", info.ScannedBytes)
+	}
+	p := &Partition{Topic: topic, Index: index, dir: dir, logger: logger, hooks: hooks, log: log}
+	p.cfg.Store(&cfg)
+	if err := p.loadProducers(cfg.Producer, limits); err != nil {
+		log.Close()
+		return nil, err
+	}
+	log.SetRollHook(p.onRoll)
+	p.sync.init(p)
+	// Everything in the log after recovery is durable: it was either
+	// fsynced before the crash or scanned and kept by recovery, which
+	// only keeps bytes the OS handed back to us.
+	p.sync.setDurable(log.NextOffset())
+	p.refreshUnstable()
+	go p.sync.run()
+	return p, nil
+}
+
+// loadProducers rebuilds producer state: the newest valid snapshot, then a
+// replay of the log after it. State is always derived from the log.
+func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) error {
+	start := time.Now()
+	st, from, err := producer.LoadNewestSnapshot(p.dir, p.log.NextOffset(), cfg, limits, p.logger)
+	if err != nil {
+		return fmt.Errorf("load producer snapshot: %w", err)
+	}
+	if from < p.log.StartOffset() {
+		from = p.log.StartOffset()
+	}
+	var replayed int
+	now := time.Now().UnixMilli()
+	err = p.log.ScanBatches(from, func(h batch.Header, b []byte) error {
+		if h.BaseOffset < from || !h.HasProducer() {
+			return nil
+		}
+		replayed++
+		if h.IsControl() {
+			commit, coordEpoch, ok := batch.ParseControl(b)
+			if ok {
+				st.ApplyMarker(h.ProducerID, h.ProducerEpoch, commit, coordEpoch, h.BaseOffset, now)
+			}
+			return nil
+		}
+		st.Update(h, h.BaseOffset, now)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay producer state: %w", err)
+	}
+	p.producers = st
+	if replayed > 0 || st.Len() > 0 {
+		p.logger.Info("producer state loaded", "snapshot_offset", from, "replayed_batches", replayed, "producers", st.Len(), "took", time.Since(start))
+	}
+	return nil
+}
+
+func (p *Partition) onRoll(newBase int64) {
+	if err := p.producers.WriteSnapshot(p.dir, newBase); err != nil {
+		p.logger.Error("writing producer snapshot failed; recovery will replay more log", "err", err)
+	}
+}
+
+// Config returns the current configuration.
+func (p *Partition) Config() Config { return *p.cfg.Load() }
+
+// SetConfig applies a topic config change.
+func (p *Partition) SetConfig(cfg Config) {
+	p.cfg.Store(&cfg)
+	p.log.SetConfig(cfg.Segment)
+}
+
+// Append validates one client RecordBatch and appends it unless it is a
+// retry of a batch already in the log. b is modified in place (base offset).
+func (p *Partition) Append(b []byte, now time.Time) AppendResult {
+	res := AppendResult{BaseOffset: -1, LogAppendTime: -1}
+	cfg := p.cfg.Load()
+	h, err := batch.Validate(b)
+	switch {
+	case errors.Is(err, batch.ErrCRC):
+		return p.reject(res, kerr.CorruptMessage.Code, "record batch CRC-32C mismatch")
+	case errors.Is(err, batch.ErrMagic):
+		return p.reject(res, kerr.InvalidRecord.Code, "only record batch v2 (magic 2) is supported")
+	case err != nil:
+		return p.reject(res, kerr.CorruptMessage.Code, err.Error())
+	case len(b) > int(cfg.MaxMessageBytes):
+		return p.reject(res, kerr.MessageTooLarge.Code, fmt.Sprintf("batch of %d bytes exceeds max.message.bytes %d", len(b), cfg.MaxMessageBytes))
+	case int64(len(b)) > cfg.Segment.SegmentBytes:
+		return p.reject(res, kerr.RecordListTooLarge.Code, "batch larger than segment.bytes")
+	case h.BaseOffset != 0:
+		return p.reject(res, kerr.InvalidRecord.Code, "base offset must be 0 in a produce request")
+	case h.IsControl():
+		return p.reject(res, kerr.InvalidRecord.Code, "clients may not produce control batches")
+	case h.HasProducer() && h.BaseSequence < 0:
+		return p.reject(res, kerr.InvalidRecord.Code, "idempotent batch without a base sequence")
+	}
+	nowMs := now.UnixMilli()
+
+	p.mu.Lock()
+	if err := p.sync.failure(); err != nil {
+		p.mu.Unlock()
+		return p.reject(res, kerr.KafkaStorageError.Code, err.Error())
+	}
+	d := p.producers.Check(h, nowMs)
+	switch d.Kind {
+	case producer.Duplicate:
+		p.mu.Unlock()
+		res.BaseOffset = d.FirstOffset
+		res.Duplicate = true
+		res.DurableAt = d.LastOffset + 1
+		if cfg.LogAppendTime {
+			res.LogAppendTime = d.Timestamp
+		}
+		if p.hooks.Duplicate != nil {
+			p.hooks.Duplicate()
+		}
+		return res
+	case producer.Reject:
+		p.mu.Unlock()
+		return p.reject(res, d.ErrorCode, "")
+	}
+	off := p.log.NextOffset()
+	batch.SetBaseOffset(b, off)
+	batch.SetLeaderEpoch(b, 0)
+	if cfg.LogAppendTime {
+		batch.SetLogAppendTime(b, nowMs)
+		res.LogAppendTime = nowMs
+		h.MaxTimestamp = nowMs
+	}
+	if err := p.log.Append(b); err != nil {
+		p.sync.fail(err)
+		p.mu.Unlock()
+		p.logger.Error("append failed; partition is offline", "err", err)
+		return p.reject(res, kerr.KafkaStorageError.Code, err.Error())
+	}
+	h.BaseOffset = off
+	p.producers.Update(h, off, nowMs)
+	if h.IsTransactional() {
+		p.refreshUnstableLocked()
+	}
+	p.mu.Unlock()
+
+	p.sync.kick()
+	res.BaseOffset = off
+	res.DurableAt = h.LastOffset() + 1
+	if p.hooks.Appended != nil {
+		p.hooks.Appended(int(h.NumRecords), len(b))
+	}
+	return res
+}
+
+func (p *Partition) reject(res AppendResult, code int16, msg string) AppendResult {
+	res.ErrorCode = code
+	res.ErrorMessage = msg
+	if p.hooks.Rejected != nil {
+		p.hooks.Rejected(code)
+	}
+	return res
+}
+
+// WaitDurable blocks until the high watermark reaches offset (group commit:
+// one fsync releases every waiter it covers).
+func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
+	return p.sync.wait(ctx, offset)
+}
+
+// HighWatermark is the durable log end: consumers see records below it.
+func (p *Partition) HighWatermark() int64 { return p.sync.durable.Load() }
+
+// LogEndOffset is the next offset to be assigned (may not be durable yet).
+func (p *Partition) LogEndOffset() int64 { return p.log.NextOffset() }
+
+// LogStartOffset is the first offset still in the log.
+func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
+
+// LastStableOffset is the offset below which every transaction is decided.
+func (p *Partition) LastStableOffset() int64 {
+	return min(p.HighWatermark(), p.firstUnstable.Load())
+}
+
+func (p *Partition) refreshUnstable() {
+	p.mu.Lock()
+	p.refreshUnstableLocked()
+	p.mu.Unlock()
+}
+
+func (p *Partition) refreshUnstableLocked() {
+	first, ok := p.producers.FirstOpenTxnOffset()
+	if !ok {
+		first = 1<<63 - 1
+	}
+	p.firstUnstable.Store(first)
+}
+
+// Size is the bytes on disk.
+func (p *Partition) Size() int64 { return p.log.Size() }
+
+// Log exposes the segment log for read-only helpers (ListOffsets, DescribeLogDirs).
+func (p *Partition) Log() *segment.Log { return p.log }
+
+// Producers returns a snapshot of the idempotent producers this partition tracks.
+func (p *Partition) Producers() []producer.EntryInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.producers.Entries()
+}
+
+// Maintain applies retention and producer-id expiry; the broker calls it
+// periodically.
+func (p *Partition) Maintain(now time.Time) {
+	if n, err := p.log.ApplyRetention(now); err != nil {
+		p.logger.Error("retention failed", "err", err)
+	} else if n > 0 {
+		p.logger.Info("retention deleted segments", "segments", n, "log_start_offset", p.log.StartOffset())
+	}
+	p.mu.Lock()
+	removed := p.producers.Expire(now.UnixMilli())
+	p.mu.Unlock()
+	if removed > 0 {
+		p.logger.Info("expired idle producer ids", "count", removed)
+	}
+}
+
+// DeleteRecordsBefore advances the log start offset (DeleteRecords API).
+func (p *Partition) DeleteRecordsBefore(offset int64) error {
+	return p.log.DeleteRecordsBefore(offset)
+}
+
+// Close flushes the log, writes a producer snapshot at the log end and marks
+// the shutdown clean.
+func (p *Partition) Close() error {
+	p.sync.stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if err := p.producers.WriteSnapshot(p.dir, p.log.NextOffset()); err != nil {
+		errs = append(errs, err)
+	}
+	p.producers.Close()
+	errs = append(errs, p.log.Close())
+	return errors.Join(errs...)
+}
+
+// Delete closes the partition and removes its files.
+func (p *Partition) Delete() error {
+	p.sync.stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.producers.Close()
+	return p.log.Delete()
+}

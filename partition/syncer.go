@@ -1,0 +1,144 @@
+package partition
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// syncer is a partition's group commit: one goroutine calls fdatasync
+// whenever data was appended since the last call, and every producer waiting
+// on an offset the fsync covered is released together. Appends never wait for
+// it, so the next fsync covers everything written meanwhile, and throughput
+// grows with concurrency instead of paying one fsync per request.
+type syncer struct {
+	p       *Partition
+	durable atomic.Int64 // the high watermark
+
+	mu      sync.Mutex
+	done    chan struct{} // closed and replaced after each fsync
+	waiters int           // waiters blocked since the last fsync
+	err     error         // sticky: after a failed fsync the partition is offline
+	kickCh  chan struct{}
+	stopCh  chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+}
+
+func (s *syncer) init(p *Partition) {
+	s.p = p
+	s.done = make(chan struct{})
+	s.kickCh = make(chan struct{}, 1)
+	s.stopCh = make(chan struct{})
+	s.stopped = make(chan struct{})
+}
+
+func (s *syncer) setDurable(off int64) { s.durable.Store(off) }
+
+// kick asks for an fsync of whatever was appended.
+func (s *syncer) kick() {
+	select {
+	case s.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *syncer) run() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-s.kickCh:
+		}
+		if s.p.log.NextOffset() <= s.durable.Load() {
+			continue
+		}
+		start := time.Now()
+		off, err := s.p.log.Sync()
+		took := time.Since(start)
+
+		s.mu.Lock()
+		if err != nil && s.err == nil {
+			s.err = err
+			s.p.logger.Error("fsync failed; partition is offline until restart", "err", err)
+		}
+		if err == nil && off > s.durable.Load() {
+			s.durable.Store(off)
+		}
+		waiters := s.waiters
+		s.waiters = 0
+		close(s.done)
+		s.done = make(chan struct{})
+		s.mu.Unlock()
+
+		if s.p.hooks.Synced != nil && err == nil {
+			s.p.hooks.Synced(took, waiters)
+		}
+		if s.p.hooks.Durable != nil {
+			s.p.hooks.Durable()
+		}
+	}
+}
+
+// wait blocks until the high watermark reaches offset, the partition fails
+// or ctx ends.
+func (s *syncer) wait(ctx context.Context, offset int64) error {
+	for {
+		if s.durable.Load() >= offset {
+			return nil
+		}
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		if s.durable.Load() >= offset {
+			s.mu.Unlock()
+			return nil
+		}
+		done := s.done
+		s.waiters++
+		s.mu.Unlock()
+		s.kick()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopCh:
+			return errStopped
+		}
+	}
+}
+
+func (s *syncer) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	close(s.done)
+	s.done = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *syncer) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// stop ends the goroutine after a last fsync of what is already appended.
+func (s *syncer) stop() {
+	s.once.Do(func() {
+		close(s.stopCh)
+		<-s.stopped
+	})
+}
+
+type stoppedError struct{}
+
+func (stoppedError) Error() string { return "partition closed" }
+
+var errStopped error = stoppedError{}

@@ -1,0 +1,348 @@
+package producer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Snapshot file layout, as Kafka's ProducerStateManager writes it (version 1):
+//
+//	i16 version, u32 CRC-32C of everything after it, i32 count,
+//	count × { i64 ProducerId, i16 Epoch, i32 LastSequence, i64 LastOffset,
+//	          i32 OffsetDelta, i64 Timestamp, i32 CoordinatorEpoch,
+//	          i64 CurrentTxnFirstOffset (-1 = none) }
+//
+// Only each producer's newest batch is kept, so after a reload its dedup
+// window is that one batch until it appends more.
+const (
+	snapshotVersion    = 1
+	snapshotCRCOffset  = 2
+	snapshotDataOffset = 6 // the CRC covers from here to the end
+	snapshotHeaderSize = 10
+	snapshotEntrySize  = 46
+	snapshotSuffix     = ".snapshot"
+	snapshotNameDigits = 20
+	tempSuffix         = ".tmp"
+	// SnapshotsToKeep is how many snapshots WriteSnapshot leaves in a
+	// partition directory, so that a truncation below the newest can fall
+	// back to an older one.
+	SnapshotsToKeep = 3
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errCorrupt marks a snapshot that must be deleted and skipped.
+var errCorrupt = errors.New("producer: corrupt snapshot")
+
+// SnapshotPath is the file of the snapshot covering offsets below offset.
+func SnapshotPath(dir string, offset int64) string {
+	return filepath.Join(dir, fmt.Sprintf("%020d%s", offset, snapshotSuffix))
+}
+
+// WriteSnapshot saves the state as covering the log below offset (the
+// exclusive end: a segment's new base offset, or the log end at shutdown).
+// The file appears atomically: written to a temporary file, synced, renamed
+// and the directory synced. Then only the newest SnapshotsToKeep remain.
+func (s *State) WriteSnapshot(dir string, offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("producer: snapshot offset %d is negative", offset)
+	}
+	// Encode under the lock, write without it.
+	data := s.encodeSnapshot()
+	if err := writeFileAtomic(SnapshotPath(dir, offset), data); err != nil {
+		return err
+	}
+	offsets, err := listSnapshots(dir)
+	if err != nil {
+		return err
+	}
+	for len(offsets) > SnapshotsToKeep {
+		if err := removeFile(SnapshotPath(dir, offsets[0])); err != nil {
+			return err
+		}
+		offsets = offsets[1:]
+	}
+	return nil
+}
+
+func (s *State) encodeSnapshot() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf := make([]byte, snapshotHeaderSize, snapshotHeaderSize+snapshotEntrySize*len(s.index))
+	binary.BigEndian.PutUint16(buf, snapshotVersion)
+	// Most recently used first, so that loading rebuilds the LRU order; the
+	// producers with open transactions are off the list and come last.
+	for i := s.lruHead; i != noSlot; {
+		e := s.slab.at(i)
+		buf = appendSnapshotEntry(buf, e)
+		i = e.next
+	}
+	for _, t := range s.openTxns {
+		buf = appendSnapshotEntry(buf, s.slab.at(s.index[t.pid]))
+	}
+	count := (len(buf) - snapshotHeaderSize) / snapshotEntrySize
+	binary.BigEndian.PutUint32(buf[snapshotDataOffset:], uint32(count))
+	binary.BigEndian.PutUint32(buf[snapshotCRCOffset:], crc32.Checksum(buf[snapshotDataOffset:], castagnoli))
+	return buf
+}
+
+func appendSnapshotEntry(buf []byte, e *entry) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.pid))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(e.epoch))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(e.lastSeq()))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.lastOffset()))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(e.lastDelta()))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.lastTimestamp))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(e.coordinatorEpoch))
+	return binary.BigEndian.AppendUint64(buf, uint64(e.txnFirstOffset))
+}
+
+// LoadNewestSnapshot builds a State, registered with limits, from the newest
+// usable snapshot in dir (see State.LoadSnapshot). The caller then replays
+// the log from the returned offset with Update and ReplayMarker.
+func LoadNewestSnapshot(dir string, maxOffset int64, cfg Config, limits *Limits, logger *slog.Logger, nowMs int64) (*State, int64, error) {
+	s := NewState(cfg, limits, logger)
+	offset, err := s.LoadSnapshot(dir, maxOffset, nowMs)
+	if err != nil {
+		s.Close()
+		return nil, 0, err
+	}
+	return s, offset, nil
+}
+
+// LoadSnapshot replaces the state with the newest usable snapshot in dir and
+// returns the offset it covers up to; the log must be replayed from there.
+// Snapshots above maxOffset (the log end: the log was truncated below them)
+// are deleted, as is any corrupt snapshot (bad size, version or CRC), after
+// which the next older one is tried. With none it returns offset 0 and an
+// empty state. Producers expired by nowMs are skipped unless their
+// transaction is open. Pids evicted for memory stay remembered.
+func (s *State) LoadSnapshot(dir string, maxOffset, nowMs int64) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clearLocked()
+	removeTempFiles(dir)
+	offsets, err := listSnapshots(dir)
+	if err != nil {
+		return 0, err
+	}
+	for i := len(offsets) - 1; i >= 0; i-- {
+		off := offsets[i]
+		path := SnapshotPath(dir, off)
+		if off > maxOffset {
+			s.log.Info("deleting producer snapshot beyond the log end", "path", path, "log_end", maxOffset)
+			if err := removeFile(path); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return 0, err
+		}
+		if err := verifySnapshot(data); err != nil {
+			s.log.Warn("deleting corrupt producer snapshot", "path", path, "err", err)
+			if err := removeFile(path); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		s.loadLocked(data, nowMs)
+		return off, nil
+	}
+	return 0, nil
+}
+
+func verifySnapshot(data []byte) error {
+	if len(data) < snapshotHeaderSize {
+		return fmt.Errorf("%w: %d bytes", errCorrupt, len(data))
+	}
+	if v := int16(binary.BigEndian.Uint16(data)); v != snapshotVersion {
+		return fmt.Errorf("%w: unknown version %d", errCorrupt, v)
+	}
+	count := int64(int32(binary.BigEndian.Uint32(data[snapshotDataOffset:])))
+	if count < 0 || int64(len(data)) != snapshotHeaderSize+count*snapshotEntrySize {
+		return fmt.Errorf("%w: %d entries in %d bytes", errCorrupt, count, len(data))
+	}
+	if stored, computed := binary.BigEndian.Uint32(data[snapshotCRCOffset:]), crc32.Checksum(data[snapshotDataOffset:], castagnoli); stored != computed {
+		return fmt.Errorf("%w: CRC %08x, computed %08x", errCorrupt, stored, computed)
+	}
+	return nil
+}
+
+// loadLocked fills the cleared state from a verified snapshot.
+func (s *State) loadLocked(data []byte, nowMs int64) {
+	count := (len(data) - snapshotHeaderSize) / snapshotEntrySize
+	s.index = make(map[int64]uint32, count)
+	// A loaded producer was last used, at the latest, at its last timestamp.
+	// Clamp that to be non-increasing along the file (newest first) so the
+	// LRU list stays ordered.
+	lastUse := nowMs
+	for off := snapshotHeaderSize; off < len(data); off += snapshotEntrySize {
+		b := data[off : off+snapshotEntrySize]
+		pid := int64(binary.BigEndian.Uint64(b[0:]))
+		epoch := int16(binary.BigEndian.Uint16(b[8:]))
+		lastSeq := int32(binary.BigEndian.Uint32(b[10:]))
+		lastOffset := int64(binary.BigEndian.Uint64(b[14:]))
+		delta := int32(binary.BigEndian.Uint32(b[22:]))
+		timestamp := int64(binary.BigEndian.Uint64(b[26:]))
+		coordinatorEpoch := int32(binary.BigEndian.Uint32(b[34:]))
+		txnFirstOffset := max(int64(binary.BigEndian.Uint64(b[38:])), -1)
+		if pid < 0 {
+			continue
+		}
+		if txnFirstOffset < 0 && elapsed(nowMs, timestamp) >= s.cfg.ExpirationMs {
+			continue
+		}
+		if old, dup := s.index[pid]; dup {
+			s.remove(old, s.slab.at(old))
+		}
+		i := s.slab.alloc()
+		e := s.slab.at(i)
+		e.reset(pid)
+		e.epoch = epoch
+		e.coordinatorEpoch = coordinatorEpoch
+		e.lastTimestamp = timestamp
+		if lastOffset >= 0 && delta >= 0 {
+			e.addBatch(lastSeq, delta, lastOffset, timestamp)
+		}
+		s.index[pid] = i
+		if s.limits != nil {
+			s.limits.total.Add(1)
+		}
+		if txnFirstOffset >= 0 {
+			e.txnFirstOffset = txnFirstOffset
+			e.lastUsedMs = min(timestamp, nowMs)
+			s.addOpenTxn(txnFirstOffset, pid)
+			continue
+		}
+		lastUse = min(lastUse, timestamp)
+		e.lastUsedMs = lastUse
+		s.pushBack(i, e)
+	}
+	s.publish()
+	for len(s.index) > s.cfg.MaxPerPartition && s.evictTail(nowMs) {
+	}
+	for s.limits != nil && s.limits.total.Load() > s.limits.maxTotal && s.limits.reclaim(s, nowMs) {
+	}
+}
+
+// DeleteSnapshotsBelow deletes the snapshots covering less than offset, for
+// when the log start moves past them (retention, DeleteRecords).
+func DeleteSnapshotsBelow(dir string, offset int64) error {
+	offsets, err := listSnapshots(dir)
+	if err != nil {
+		return err
+	}
+	for _, off := range offsets {
+		if off < offset {
+			if err := removeFile(SnapshotPath(dir, off)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SnapshotOffsets lists the offsets of the snapshots in dir, oldest first.
+func SnapshotOffsets(dir string) ([]int64, error) { return listSnapshots(dir) }
+
+func listSnapshots(dir string) ([]int64, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var offsets []int64
+	for _, de := range des {
+		if off, ok := parseSnapshotName(de.Name()); ok && de.Type().IsRegular() {
+			offsets = append(offsets, off)
+		}
+	}
+	slices.Sort(offsets)
+	return offsets, nil
+}
+
+func parseSnapshotName(name string) (int64, bool) {
+	digits, ok := strings.CutSuffix(name, snapshotSuffix)
+	if !ok || len(digits) != snapshotNameDigits {
+		return 0, false
+	}
+	off, err := strconv.ParseInt(digits, 10, 64)
+	return off, err == nil && off >= 0
+}
+
+// removeTempFiles deletes snapshots a crash left half written.
+func removeTempFiles(dir string) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		if name, ok := strings.CutSuffix(de.Name(), tempSuffix); ok {
+			if _, ok := parseSnapshotName(name); ok {
+				_ = os.Remove(filepath.Join(dir, de.Name()))
+			}
+		}
+	}
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// writeFileAtomic makes data appear at path whole or not at all, durably:
+// write a temporary file, fsync it, rename it over path, fsync the directory.
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp := path + tempSuffix
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,654 @@
+// Package producer keeps the per-partition state of Kafka's idempotent and
+// transactional producers (KIP-98, KIP-360, KIP-679, KIP-854): the epoch and
+// the last five batches of every producer id, for duplicate detection and
+// sequence checks; the open transactions, for the last stable offset; its
+// snapshots on disk in Kafka's format; expiry; and a memory bound per
+// partition and per broker. It also allocates producer ids (IDAllocator).
+//
+// The state is derived from the log: a partition replays its batches through
+// Update and ApplyMarker (or ReplayMarker) after loading the newest snapshot.
+package producer
+
+import (
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/oncelog/oncelog/batch"
+)
+
+// Kafka error codes a producer check can answer with.
+const (
+	ErrNone                         int16 = 0
+	ErrOutOfOrderSequence           int16 = 45 // OUT_OF_ORDER_SEQUENCE_NUMBER
+	ErrInvalidProducerEpoch         int16 = 47 // INVALID_PRODUCER_EPOCH
+	ErrInvalidTxnState              int16 = 48 // INVALID_TXN_STATE
+	ErrTransactionCoordinatorFenced int16 = 52 // TRANSACTION_COORDINATOR_FENCED
+	ErrInvalidRecord                int16 = 87 // INVALID_RECORD
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultExpirationMs         = 86_400_000 // producer.id.expiration.ms
+	DefaultMaxPerPartition      = 100_000
+	DefaultMinIdleForEvictionMs = 120_000 // above the clients' delivery.timeout.ms
+	DefaultMaxTotal             = 1_000_000
+)
+
+// Config tunes one partition's producer state.
+type Config struct {
+	// ExpirationMs is producer.id.expiration.ms: a pid with no open
+	// transaction is dropped once now - lastTimestamp >= ExpirationMs, where
+	// lastTimestamp is its last batch's MaxTimestamp (client clock) as in
+	// Kafka. Zero means DefaultExpirationMs.
+	ExpirationMs int64
+	// MaxPerPartition caps the pids tracked by one State. Over it, the least
+	// recently used pid without an open transaction is evicted. Zero means
+	// DefaultMaxPerPartition.
+	MaxPerPartition int
+	// MinIdleForEvictionMs protects a pid the broker saw within this window
+	// from eviction (and, capped at ExpirationMs, from expiry, so a client
+	// clock running behind cannot expire an active producer). If nothing is
+	// evictable the pid is admitted anyway and Stats.OverLimit counts it.
+	// Zero means DefaultMinIdleForEvictionMs; negative means no protection.
+	MinIdleForEvictionMs int64
+	// Stats receives counters; nil keeps them private. One Stats may be
+	// shared by every partition.
+	Stats *Stats
+}
+
+func (c Config) withDefaults() Config {
+	if c.ExpirationMs <= 0 {
+		c.ExpirationMs = DefaultExpirationMs
+	}
+	if c.MaxPerPartition <= 0 {
+		c.MaxPerPartition = DefaultMaxPerPartition
+	}
+	switch {
+	case c.MinIdleForEvictionMs == 0:
+		c.MinIdleForEvictionMs = DefaultMinIdleForEvictionMs
+	case c.MinIdleForEvictionMs < 0:
+		c.MinIdleForEvictionMs = 0
+	}
+	if c.Stats == nil {
+		c.Stats = new(Stats)
+	}
+	return c
+}
+
+// Stats counts producer-state events for metrics. Fields are updated
+// atomically and may be read at any time.
+type Stats struct {
+	Duplicates        atomic.Int64 // retries answered from the cache
+	OutOfOrder        atomic.Int64 // 45
+	Fenced            atomic.Int64 // 47
+	InvalidTxnState   atomic.Int64 // 48
+	CoordinatorFenced atomic.Int64 // 52
+	InvalidRecord     atomic.Int64 // 87
+	Evicted           atomic.Int64 // pids dropped for memory
+	Expired           atomic.Int64 // pids dropped by producer.id.expiration.ms
+	OverLimit         atomic.Int64 // pids admitted over a cap because none was evictable
+}
+
+// Kind is the outcome of Check.
+type Kind uint8
+
+const (
+	// Append: write the batch, then call Update.
+	Append Kind = iota
+	// Duplicate: a retry of a cached batch; write nothing and answer NONE
+	// with the cached offsets.
+	Duplicate
+	// Reject: answer ErrorCode and write nothing.
+	Reject
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Append:
+		return "append"
+	case Duplicate:
+		return "duplicate"
+	case Reject:
+		return "reject"
+	}
+	return "unknown"
+}
+
+// Decision is Check's verdict on a client batch.
+type Decision struct {
+	Kind      Kind
+	ErrorCode int16 // for Reject
+	// For Duplicate: what the batch got the first time. Timestamp is its max
+	// timestamp, which is the LogAppendTime on LogAppendTime topics.
+	FirstOffset, LastOffset int64
+	Timestamp               int64
+}
+
+// CompletedTxn is a transaction closed by a marker: the partition indexes it
+// (aborted ones go to the .txnindex) and holds the LSO at FirstOffset until
+// the high watermark passes LastOffset.
+type CompletedTxn struct {
+	ProducerID  int64
+	FirstOffset int64
+	LastOffset  int64 // the marker's offset
+	Aborted     bool
+}
+
+// EntryInfo describes one producer for DescribeProducers.
+type EntryInfo struct {
+	ProducerID            int64
+	Epoch                 int16
+	LastSequence          int32 // -1 if no batch is cached
+	LastTimestamp         int64
+	CoordinatorEpoch      int32
+	CurrentTxnStartOffset int64 // -1 if no transaction is open
+}
+
+type openTxn struct {
+	firstOffset int64
+	pid         int64
+}
+
+// State is one partition's producer state. Its methods are safe for
+// concurrent use; the partition still serializes Check and Update under its
+// own lock so that nothing is appended between them. Another partition may
+// evict from this State for the broker-wide limit, which is why even Check
+// takes the internal lock.
+type State struct {
+	mu     sync.Mutex
+	cfg    Config
+	stats  *Stats
+	limits *Limits
+	log    *slog.Logger
+
+	index            map[int64]uint32 // pid -> slab slot
+	slab             slab
+	lruHead, lruTail uint32 // most and least recently used entry without an open transaction
+	openTxns         []openTxn
+	evicted          pidRanges
+	closed           bool
+	lastWarnMs       int64
+
+	// oldestUse is the LRU tail's lastUsedMs (MaxInt64 if none), published
+	// for the broker-wide limit to pick a victim without taking locks.
+	oldestUse atomic.Int64
+}
+
+// NewState returns an empty State registered with limits (which may be nil
+// for no broker-wide cap).
+func NewState(cfg Config, limits *Limits, logger *slog.Logger) *State {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg = cfg.withDefaults()
+	s := &State{
+		cfg:     cfg,
+		stats:   cfg.Stats,
+		limits:  limits,
+		log:     logger,
+		index:   make(map[int64]uint32),
+		slab:    newSlab(),
+		lruHead: noSlot,
+		lruTail: noSlot,
+		evicted: pidRanges{max: maxEvictedRanges},
+	}
+	s.oldestUse.Store(math.MaxInt64)
+	if limits != nil {
+		limits.register(s)
+	}
+	return s
+}
+
+func (s *State) reject(code int16) Decision {
+	switch code {
+	case ErrOutOfOrderSequence:
+		s.stats.OutOfOrder.Add(1)
+	case ErrInvalidProducerEpoch:
+		s.stats.Fenced.Add(1)
+	case ErrInvalidTxnState:
+		s.stats.InvalidTxnState.Add(1)
+	case ErrInvalidRecord:
+		s.stats.InvalidRecord.Add(1)
+	}
+	return Decision{Kind: Reject, ErrorCode: code}
+}
+
+// Check validates a client batch against the producer state without changing
+// it (KAFKA-EXACTLY-ONCE.md §2, steps 3, 5, 6 and 7): a retry of one of the
+// cached batches is a Duplicate; a stale epoch is 47; a new epoch must start
+// at sequence 0 and the same epoch must continue the sequence, else 45; a
+// non-transactional batch while the producer's transaction is open is 48. An
+// unknown pid may start at any sequence, except one this partition evicted
+// for memory, which must restart at 0. Batches without a producer id are
+// always appended.
+func (s *State) Check(h batch.Header, nowMs int64) Decision {
+	if !h.HasProducer() {
+		return Decision{Kind: Append}
+	}
+	if h.IsControl() || h.BaseSequence < 0 {
+		// Clients may not write markers, and an idempotent batch needs a sequence.
+		return s.reject(ErrInvalidRecord)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	i, ok := s.index[h.ProducerID]
+	if !ok {
+		if h.BaseSequence != 0 && s.evicted.contains(h.ProducerID) {
+			// We dropped this pid's state ourselves; trusting an arbitrary
+			// sequence could write a retry twice.
+			return s.reject(ErrOutOfOrderSequence)
+		}
+		return Decision{Kind: Append}
+	}
+	e := s.slab.at(i)
+	lastSeq := h.LastSequence()
+	if h.ProducerEpoch == e.epoch {
+		if b, ok := e.findBatch(h.BaseSequence, lastSeq); ok {
+			first, last, ts := e.offsets(b)
+			s.stats.Duplicates.Add(1)
+			return Decision{Kind: Duplicate, FirstOffset: first, LastOffset: last, Timestamp: ts}
+		}
+	}
+	if h.ProducerEpoch < e.epoch {
+		return s.reject(ErrInvalidProducerEpoch)
+	}
+	if h.ProducerEpoch != e.epoch {
+		// A new epoch (a KIP-360 bump or InitProducerId) restarts at 0,
+		// unless we never learnt the old epoch.
+		if h.BaseSequence != 0 && e.epoch != -1 {
+			return s.reject(ErrOutOfOrderSequence)
+		}
+	} else if e.epoch != -1 && !inSequence(e.lastSeq(), h.BaseSequence) {
+		return s.reject(ErrOutOfOrderSequence)
+	}
+	if e.txnFirstOffset >= 0 && !h.IsTransactional() {
+		return s.reject(ErrInvalidTxnState)
+	}
+	return Decision{Kind: Append}
+}
+
+// Update records a client batch appended at firstOffset, live or replayed
+// from the log; it validates nothing. h must be the header as written (after
+// any LogAppendTime stamping): its MaxTimestamp becomes the producer's
+// lastTimestamp. A new epoch forgets the cached batches; a transactional
+// batch opens a transaction if none is open. Control batches go through
+// ApplyMarker or ReplayMarker instead and are ignored here.
+func (s *State) Update(h batch.Header, firstOffset int64, nowMs int64) {
+	if !h.HasProducer() || h.IsControl() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	i, ok := s.index[h.ProducerID]
+	if !ok {
+		i = s.admit(h.ProducerID, nowMs)
+	}
+	e := s.slab.at(i)
+	e.setEpoch(h.ProducerEpoch)
+	e.addBatch(h.LastSequence(), h.LastOffsetDelta, firstOffset+int64(h.LastOffsetDelta), h.MaxTimestamp)
+	if h.IsTransactional() && e.txnFirstOffset < 0 {
+		e.txnFirstOffset = firstOffset
+		s.addOpenTxn(firstOffset, h.ProducerID)
+	}
+	s.touch(i, e, nowMs)
+}
+
+// CheckMarker validates a COMMIT or ABORT marker from the transaction
+// coordinator without changing anything: an epoch older than the producer's
+// is 47, a coordinator epoch older than the last one seen is 52.
+func (s *State) CheckMarker(pid int64, epoch int16, coordinatorEpoch int32) int16 {
+	if pid < 0 {
+		return ErrInvalidRecord
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.checkMarkerLocked(pid, epoch, coordinatorEpoch)
+}
+
+func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32) int16 {
+	i, ok := s.index[pid]
+	if !ok {
+		return ErrNone
+	}
+	e := s.slab.at(i)
+	if epoch < e.epoch {
+		s.stats.Fenced.Add(1)
+		return ErrInvalidProducerEpoch
+	}
+	if coordinatorEpoch < e.coordinatorEpoch {
+		s.stats.CoordinatorFenced.Add(1)
+		return ErrTransactionCoordinatorFenced
+	}
+	return ErrNone
+}
+
+// ApplyMarker checks a COMMIT (commit=true) or ABORT marker like CheckMarker
+// and, if it passes, records it at markerOffset: the producer's open
+// transaction closes and is returned (nil if none was open: an empty or
+// repeated transaction, which needs no index entry), the epoch becomes the
+// marker's (forgetting cached batches if it changed) and the coordinator
+// epoch is remembered. nowMs is the marker's timestamp and becomes the
+// producer's lastTimestamp. On rejection nothing changes.
+func (s *State) ApplyMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32, markerOffset int64, nowMs int64) (*CompletedTxn, int16) {
+	if pid < 0 {
+		return nil, ErrInvalidRecord
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if code := s.checkMarkerLocked(pid, epoch, coordinatorEpoch); code != ErrNone {
+		return nil, code
+	}
+	return s.applyMarkerLocked(pid, epoch, commit, coordinatorEpoch, markerOffset, nowMs), ErrNone
+}
+
+// ReplayMarker records a marker read back from the log. Like Kafka's
+// replication path it does not validate: the log is the truth.
+func (s *State) ReplayMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32, markerOffset int64, timestampMs int64) *CompletedTxn {
+	if pid < 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyMarkerLocked(pid, epoch, commit, coordinatorEpoch, markerOffset, timestampMs)
+}
+
+func (s *State) applyMarkerLocked(pid int64, epoch int16, commit bool, coordinatorEpoch int32, markerOffset int64, nowMs int64) *CompletedTxn {
+	if s.closed {
+		return nil
+	}
+	i, ok := s.index[pid]
+	if !ok {
+		i = s.admit(pid, nowMs)
+	}
+	e := s.slab.at(i)
+	var completed *CompletedTxn
+	if e.txnFirstOffset >= 0 {
+		completed = &CompletedTxn{ProducerID: pid, FirstOffset: e.txnFirstOffset, LastOffset: markerOffset, Aborted: !commit}
+		s.removeOpenTxn(e.txnFirstOffset, pid)
+		e.txnFirstOffset = -1
+	}
+	e.setEpoch(epoch)
+	e.coordinatorEpoch = coordinatorEpoch
+	e.setLastTimestamp(nowMs)
+	s.touch(i, e, nowMs)
+	return completed
+}
+
+// FirstOpenTxnOffset returns the smallest first offset of the open
+// transactions, which bounds the last stable offset; ok is false with none.
+// Called right after ApplyMarker it gives the LastStableOffset field of the
+// completed transaction's .txnindex entry (else use the marker offset + 1).
+func (s *State) FirstOpenTxnOffset() (offset int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.openTxns) == 0 {
+		return 0, false
+	}
+	return s.openTxns[0].firstOffset, true
+}
+
+// HasOpenTxn reports whether pid has an open transaction on this partition.
+func (s *State) HasOpenTxn(pid int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[pid]
+	return ok && s.slab.at(i).txnFirstOffset >= 0
+}
+
+// Entry describes one producer, if tracked.
+func (s *State) Entry(pid int64) (EntryInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[pid]
+	if !ok {
+		return EntryInfo{}, false
+	}
+	return entryInfo(s.slab.at(i)), true
+}
+
+// Entries describes every tracked producer, for DescribeProducers.
+func (s *State) Entries() []EntryInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]EntryInfo, 0, len(s.index))
+	s.slab.each(func(_ uint32, e *entry) { out = append(out, entryInfo(e)) })
+	return out
+}
+
+func entryInfo(e *entry) EntryInfo {
+	return EntryInfo{
+		ProducerID:            e.pid,
+		Epoch:                 e.epoch,
+		LastSequence:          e.lastSeq(),
+		LastTimestamp:         e.lastTimestamp,
+		CoordinatorEpoch:      e.coordinatorEpoch,
+		CurrentTxnStartOffset: e.txnFirstOffset,
+	}
+}
+
+// Len is the number of tracked producers.
+func (s *State) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.index)
+}
+
+// Expire drops every producer without an open transaction whose
+// lastTimestamp is ExpirationMs old. A producer the broker saw within
+// min(ExpirationMs, MinIdleForEvictionMs) is kept whatever its timestamps
+// say, so that a client clock running behind cannot lose an active
+// producer's dedup state. Kafka runs this every 10 minutes.
+func (s *State) Expire(nowMs int64) (removed int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0
+	}
+	guard := min(s.cfg.ExpirationMs, s.cfg.MinIdleForEvictionMs)
+	s.slab.each(func(i uint32, e *entry) {
+		if s.expired(e, nowMs) && elapsed(nowMs, e.lastUsedMs) >= guard {
+			s.remove(i, e)
+			removed++
+		}
+	})
+	s.stats.Expired.Add(int64(removed))
+	return removed
+}
+
+func (s *State) expired(e *entry, nowMs int64) bool {
+	return e.txnFirstOffset < 0 && elapsed(nowMs, e.lastTimestamp) >= s.cfg.ExpirationMs
+}
+
+// elapsed is now - then, saturating instead of overflowing.
+func elapsed(now, then int64) int64 {
+	if d, ok := sub64(now, then); ok {
+		return d
+	}
+	if then < now {
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
+
+// Close drops the state and unregisters it from its Limits. The State must
+// not be used afterwards.
+func (s *State) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.clearLocked()
+	s.mu.Unlock()
+	if s.limits != nil {
+		s.limits.unregister(s)
+	}
+}
+
+// clearLocked forgets every producer. The evicted set survives: those pids
+// still lost their state here.
+func (s *State) clearLocked() {
+	if s.limits != nil {
+		s.limits.total.Add(-int64(len(s.index)))
+	}
+	s.index = make(map[int64]uint32)
+	s.slab = newSlab()
+	s.lruHead, s.lruTail = noSlot, noSlot
+	s.openTxns = nil
+	s.publish()
+}
+
+// admit creates an entry for pid, first evicting for the partition and
+// broker caps. It never refuses: producer state the log backs must be kept.
+func (s *State) admit(pid int64, nowMs int64) uint32 {
+	if len(s.index) >= s.cfg.MaxPerPartition && !s.evictTail(nowMs) {
+		s.overLimit(nowMs, "partition", len(s.index))
+	}
+	if s.limits != nil {
+		if total := s.limits.total.Add(1); total > s.limits.maxTotal && !s.limits.reclaim(s, nowMs) {
+			s.overLimit(nowMs, "broker", int(total))
+		}
+	}
+	i := s.slab.alloc()
+	s.slab.at(i).reset(pid)
+	s.index[pid] = i
+	s.evicted.remove(pid)
+	return i
+}
+
+func (s *State) overLimit(nowMs int64, scope string, n int) {
+	s.stats.OverLimit.Add(1)
+	if s.lastWarnMs == 0 || elapsed(nowMs, s.lastWarnMs) >= 60_000 {
+		s.lastWarnMs = nowMs
+		s.log.Warn("producer state over its cap; every tracked pid is active or in a transaction, admitting anyway",
+			"scope", scope, "pids", n, "min_idle_ms", s.cfg.MinIdleForEvictionMs)
+	}
+}
+
+// evictTail drops the least recently used producer without an open
+// transaction, unless the broker saw it within MinIdleForEvictionMs. The
+// caller holds s.mu.
+func (s *State) evictTail(nowMs int64) bool {
+	if s.closed || s.lruTail == noSlot {
+		return false
+	}
+	i := s.lruTail
+	e := s.slab.at(i)
+	if elapsed(nowMs, e.lastUsedMs) < s.cfg.MinIdleForEvictionMs {
+		return false
+	}
+	s.evicted.add(e.pid)
+	s.remove(i, e)
+	s.stats.Evicted.Add(1)
+	if s.limits != nil && s.limits.onEvict != nil {
+		s.limits.onEvict(1)
+	}
+	return true
+}
+
+func (s *State) remove(i uint32, e *entry) {
+	delete(s.index, e.pid)
+	s.unlink(i, e)
+	if e.txnFirstOffset >= 0 {
+		s.removeOpenTxn(e.txnFirstOffset, e.pid)
+	}
+	s.slab.release(i)
+	if s.limits != nil {
+		s.limits.total.Add(-1)
+	}
+	s.publish()
+}
+
+// touch marks entry i used now. Entries with an open transaction stay off
+// the LRU list: they cannot be evicted.
+func (s *State) touch(i uint32, e *entry, nowMs int64) {
+	e.lastUsedMs = nowMs
+	s.unlink(i, e)
+	if e.txnFirstOffset < 0 {
+		s.pushFront(i, e)
+	}
+	s.publish()
+}
+
+func (s *State) linked(i uint32, e *entry) bool { return e.prev != noSlot || s.lruHead == i }
+
+func (s *State) unlink(i uint32, e *entry) {
+	if !s.linked(i, e) {
+		return
+	}
+	if e.prev != noSlot {
+		s.slab.at(e.prev).next = e.next
+	} else {
+		s.lruHead = e.next
+	}
+	if e.next != noSlot {
+		s.slab.at(e.next).prev = e.prev
+	} else {
+		s.lruTail = e.prev
+	}
+	e.prev, e.next = noSlot, noSlot
+}
+
+func (s *State) pushFront(i uint32, e *entry) {
+	e.prev = noSlot
+	e.next = s.lruHead
+	if s.lruHead != noSlot {
+		s.slab.at(s.lruHead).prev = i
+	} else {
+		s.lruTail = i
+	}
+	s.lruHead = i
+}
+
+// pushBack appends entry i as the least recently used; snapshot loading
+// rebuilds the list this way from a file written newest first.
+func (s *State) pushBack(i uint32, e *entry) {
+	e.next = noSlot
+	e.prev = s.lruTail
+	if s.lruTail != noSlot {
+		s.slab.at(s.lruTail).next = i
+	} else {
+		s.lruHead = i
+	}
+	s.lruTail = i
+}
+
+func (s *State) publish() {
+	if s.lruTail == noSlot {
+		s.oldestUse.Store(math.MaxInt64)
+		return
+	}
+	s.oldestUse.Store(s.slab.at(s.lruTail).lastUsedMs)
+}
+
+// addOpenTxn keeps openTxns sorted by first offset; live transactions open
+// at increasing offsets, so this is an append.
+func (s *State) addOpenTxn(firstOffset, pid int64) {
+	n := len(s.openTxns)
+	if n == 0 || s.openTxns[n-1].firstOffset <= firstOffset {
+		s.openTxns = append(s.openTxns, openTxn{firstOffset, pid})
+		return
+	}
+	j := sort.Search(n, func(k int) bool { return s.openTxns[k].firstOffset > firstOffset })
+	s.openTxns = append(s.openTxns, openTxn{})
+	copy(s.openTxns[j+1:], s.openTxns[j:])
+	s.openTxns[j] = openTxn{firstOffset, pid}
+}
+
+func (s *State) removeOpenTxn(firstOffset, pid int64) {
+	j := sort.Search(len(s.openTxns), func(k int) bool { return s.openTxns[k].firstOffset >= firstOffset })
+	for ; j < len(s.openTxns) && s.openTxns[j].firstOffset == firstOffset; j++ {
+		if s.openTxns[j].pid == pid {
+			s.openTxns = append(s.openTxns[:j], s.openTxns[j+1:]...)
+			return
+		}
+	}
+}

@@ -1,0 +1,221 @@
+package wire
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/oncelog/oncelog/broker"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	register(32, 0, 4, handleDescribeConfigs)
+	register(33, 0, 2, handleAlterConfigs)
+	register(44, 0, 1, handleIncrementalAlterConfigs)
+}
+
+const (
+	resourceTopic  = 2
+	resourceBroker = 4
+)
+
+func handleDescribeConfigs(c *conn, r *request) respond {
+	b := c.s.b
+	cfg := b.Config()
+	req := r.kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewDescribeConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		var entries []broker.ConfigEntry
+		readOnly := false
+		switch kmsg.ConfigResourceType(rr.ResourceType) {
+		case resourceTopic:
+			t := b.Topic(rr.ResourceName)
+			if t == nil {
+				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				sr.ErrorMessage = strPtr("topic " + rr.ResourceName + " does not exist")
+				resp.Resources = append(resp.Resources, sr)
+				continue
+			}
+			entries = cfg.EffectiveTopicConfigs(t.Configs)
+		case resourceBroker:
+			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(cfg.NodeID)) {
+				sr.ErrorCode = kerr.InvalidRequest.Code
+				sr.ErrorMessage = strPtr("unknown broker id " + rr.ResourceName)
+				resp.Resources = append(resp.Resources, sr)
+				continue
+			}
+			entries, readOnly = brokerConfigEntries(cfg), true
+		default:
+			sr.ErrorCode = kerr.InvalidRequest.Code
+			sr.ErrorMessage = strPtr("unsupported resource type")
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		want := map[string]bool{}
+		for _, n := range rr.ConfigNames {
+			want[n] = true
+		}
+		for _, e := range entries {
+			if rr.ConfigNames != nil && !want[e.Name] {
+				continue
+			}
+			ce := kmsg.NewDescribeConfigsResponseResourceConfig()
+			ce.Name, ce.Value, ce.ReadOnly = e.Name, strPtr(e.Value), readOnly
+			ce.Source = e.Source
+			ce.IsDefault = e.Source == broker.SourceDefault
+			ce.ConfigType = kmsg.ConfigType(e.ValueType)
+			if req.IncludeDocumentation {
+				ce.Documentation = strPtr(e.Doc)
+			}
+			if req.IncludeSynonyms {
+				syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+				syn.Name, syn.Value, syn.Source = e.Name, strPtr(e.Value), e.Source
+				ce.ConfigSynonyms = append(ce.ConfigSynonyms, syn)
+			}
+			sr.Configs = append(sr.Configs, ce)
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return ready(resp)
+}
+
+func brokerConfigEntries(cfg broker.Config) []broker.ConfigEntry {
+	e := func(name, value string, typ int8) broker.ConfigEntry {
+		return broker.ConfigEntry{Name: name, Value: value, Source: broker.SourceStatic, ValueType: typ}
+	}
+	return []broker.ConfigEntry{
+		e("auto.create.topics.enable", strconv.FormatBool(cfg.AutoCreateTopics), 1),
+		e("broker.id", strconv.Itoa(int(cfg.NodeID)), 3),
+		e("default.replication.factor", "1", 3),
+		e("log.dirs", cfg.DataDir, 2),
+		e("log.retention.bytes", strconv.FormatInt(cfg.RetentionBytes, 10), 5),
+		e("log.retention.ms", strconv.FormatInt(cfg.RetentionMs, 10), 5),
+		e("log.segment.bytes", strconv.FormatInt(cfg.SegmentBytes, 10), 3),
+		e("message.max.bytes", strconv.Itoa(int(cfg.MaxMessageBytes)), 3),
+		e("num.partitions", strconv.Itoa(int(cfg.DefaultPartitions)), 3),
+		e("producer.id.expiration.ms", strconv.FormatInt(cfg.ProducerIDExpirationMs, 10), 3),
+	}
+}
+
+func handleAlterConfigs(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.AlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if rr.ResourceType != resourceTopic {
+			sr.ErrorCode = kerr.InvalidRequest.Code
+			sr.ErrorMessage = strPtr("broker settings are static: set them with `oncelog serve` flags or its config file")
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		configs := map[string]string{}
+		for _, ce := range rr.Configs {
+			if ce.Value != nil {
+				configs[ce.Name] = *ce.Value
+			}
+		}
+		if terr := b.SetTopicConfigs(rr.ResourceName, configs, req.ValidateOnly); terr != nil {
+			sr.ErrorCode, sr.ErrorMessage = terr.Code, strPtr(terr.Message)
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return ready(resp)
+}
+
+func handleIncrementalAlterConfigs(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.IncrementalAlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		fail := func(code int16, msg string) {
+			sr.ErrorCode, sr.ErrorMessage = code, strPtr(msg)
+			resp.Resources = append(resp.Resources, sr)
+		}
+		if rr.ResourceType != resourceTopic {
+			fail(kerr.InvalidRequest.Code, "broker settings are static: set them with `oncelog serve` flags or its config file")
+			continue
+		}
+		t := b.Topic(rr.ResourceName)
+		if t == nil {
+			fail(kerr.UnknownTopicOrPartition.Code, "topic "+rr.ResourceName+" does not exist")
+			continue
+		}
+		configs := map[string]string{}
+		for k, v := range t.Configs {
+			configs[k] = v
+		}
+		effective := map[string]string{}
+		for _, e := range b.Config().EffectiveTopicConfigs(t.Configs) {
+			effective[e.Name] = e.Value
+		}
+		bad := ""
+		for _, ce := range rr.Configs {
+			val := ""
+			if ce.Value != nil {
+				val = *ce.Value
+			}
+			switch ce.Op {
+			case 0: // SET
+				configs[ce.Name] = val
+			case 1: // DELETE
+				delete(configs, ce.Name)
+			case 2, 3: // APPEND, SUBTRACT on list values
+				list := splitList(effective[ce.Name])
+				if ce.Op == 2 {
+					for _, v := range splitList(val) {
+						if !contains(list, v) {
+							list = append(list, v)
+						}
+					}
+				} else {
+					var kept []string
+					for _, v := range list {
+						if !contains(splitList(val), v) {
+							kept = append(kept, v)
+						}
+					}
+					list = kept
+				}
+				configs[ce.Name] = strings.Join(list, ",")
+			default:
+				bad = "unknown operation"
+			}
+		}
+		if bad != "" {
+			fail(kerr.InvalidRequest.Code, bad)
+			continue
+		}
+		if terr := b.SetTopicConfigs(rr.ResourceName, configs, req.ValidateOnly); terr != nil {
+			fail(terr.Code, terr.Message)
+			continue
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return ready(resp)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

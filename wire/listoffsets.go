@@ -1,0 +1,67 @@
+package wire
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ListOffsets v1-v8: -1 latest (the LSO for read_committed), -2 earliest,
+// -3 max timestamp (v7), -4 earliest local (v8, = earliest here), or the
+// first offset whose timestamp is >= the given one.
+func init() { register(2, 1, 8, handleListOffsets) }
+
+func handleListOffsets(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		topic := b.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, 0
+			if topic == nil || rp.Partition < 0 || int(rp.Partition) >= len(topic.Partitions) {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if rp.CurrentLeaderEpoch > 0 {
+				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			p := topic.Partitions[rp.Partition]
+			switch rp.Timestamp {
+			case -1:
+				if req.IsolationLevel == 1 {
+					sp.Offset = p.LastStableOffset()
+				} else {
+					sp.Offset = p.HighWatermark()
+				}
+			case -2, -4:
+				sp.Offset = p.LogStartOffset()
+			case -3:
+				off, ts := p.Log().MaxTimestamp()
+				sp.Offset, sp.Timestamp = off, ts
+			default:
+				if rp.Timestamp < 0 {
+					sp.ErrorCode = kerr.UnsupportedVersion.Code
+					break
+				}
+				off, ts, found := p.Log().OffsetForTimestamp(rp.Timestamp)
+				limit := p.HighWatermark()
+				if req.IsolationLevel == 1 {
+					limit = p.LastStableOffset()
+				}
+				if found && off < limit {
+					sp.Offset, sp.Timestamp = off, ts
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}

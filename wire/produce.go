@@ -1,0 +1,130 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/partition"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Produce v3-v11: record batch v2 only. v12 (KIP-890 part 2 implicit
+// partition add) and v13 (topic ids) are not served.
+func init() { register(0, 3, 11, handleProduce) }
+
+// handleProduce appends synchronously, in request order, and defers only the
+// wait for durability (acks=-1) to the writer goroutine; so the next
+// pipelined request's appends join the same group commit.
+func handleProduce(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	now := time.Now()
+
+	type durableWait struct {
+		p         *partition.Partition
+		offset    int64
+		topic, pi int
+	}
+	var waits []durableWait
+	anyError := false
+
+	txnBatchWithoutID := false
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if h, err := batch.Parse(p.Records); err == nil && h.IsTransactional() && (req.TransactionID == nil || *req.TransactionID == "") {
+				txnBatchWithoutID = true
+			}
+		}
+	}
+
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for ti, t := range req.Topics {
+		rt := &resp.Topics[ti]
+		*rt = kmsg.NewProduceResponseTopic()
+		rt.Topic = t.Topic
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		topic := b.Topic(t.Topic)
+		if topic == nil && b.Config().AutoCreateTopics {
+			topic, _ = b.AutoCreate(t.Topic)
+		}
+		for pi, p := range t.Partitions {
+			rp := &rt.Partitions[pi]
+			*rp = kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			setErr := func(code int16, msg string) {
+				rp.ErrorCode = code
+				if msg != "" && req.Version >= 8 {
+					rp.ErrorMessage = &msg
+				}
+				anyError = true
+			}
+			if txnBatchWithoutID {
+				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
+				continue
+			}
+			if topic == nil || p.Partition < 0 || int(p.Partition) >= len(topic.Partitions) {
+				setErr(kerr.UnknownTopicOrPartition.Code, "")
+				continue
+			}
+			part := topic.Partitions[p.Partition]
+			// Kafka requires exactly one batch per partition from v3.
+			_, _, rest, err := batch.Next(p.Records)
+			if err != nil || len(rest) != 0 {
+				if errors.Is(err, batch.ErrMagic) || err == nil {
+					setErr(kerr.InvalidRecord.Code, "a produce request must carry exactly one record batch v2 per partition")
+				} else {
+					setErr(kerr.CorruptMessage.Code, err.Error())
+				}
+				continue
+			}
+			res := part.Append(p.Records, now)
+			rp.LogStartOffset = part.LogStartOffset()
+			if res.ErrorCode != 0 {
+				setErr(res.ErrorCode, res.ErrorMessage)
+				continue
+			}
+			rp.BaseOffset = res.BaseOffset
+			rp.LogAppendTime = res.LogAppendTime
+			if req.Acks == -1 {
+				waits = append(waits, durableWait{part, res.DurableAt, ti, pi})
+			}
+		}
+	}
+
+	if req.Acks == 0 {
+		if anyError {
+			// Kafka closes an acks=0 connection on error: the only way
+			// such a producer can notice.
+			c.close()
+		}
+		return func(context.Context) kmsg.Response { return nil }
+	}
+	if len(waits) == 0 {
+		return ready(resp)
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	return func(ctx context.Context) kmsg.Response {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, now.Add(timeout))
+			defer cancel()
+		}
+		for _, w := range waits {
+			if err := w.p.WaitDurable(ctx, w.offset); err != nil {
+				rp := &resp.Topics[w.topic].Partitions[w.pi]
+				rp.BaseOffset = -1
+				rp.LogAppendTime = -1
+				if errors.Is(err, context.DeadlineExceeded) {
+					rp.ErrorCode = kerr.RequestTimedOut.Code
+				} else {
+					rp.ErrorCode = kerr.KafkaStorageError.Code
+				}
+			}
+		}
+		return resp
+	}
+}

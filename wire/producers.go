@@ -1,0 +1,75 @@
+package wire
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	register(22, 0, 5, handleInitProducerID)
+	register(61, 0, 0, handleDescribeProducers)
+}
+
+// handleInitProducerID hands an idempotent producer a new id at epoch 0.
+// Like Kafka, a non-transactional request's supplied id/epoch (KIP-360) is
+// ignored: a fresh id is always safe, as no batch of it can be in the log.
+func handleInitProducerID(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.InitProducerIDRequest)
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if (req.ProducerID < 0) != (req.ProducerEpoch < 0) {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return ready(resp)
+	}
+	if req.TransactionalID != nil {
+		return ready(initTransactionalProducer(c, req, resp))
+	}
+	id, err := b.PIDs.Next()
+	if err != nil {
+		c.s.logger.Error("allocating a producer id failed", "err", err)
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return ready(resp)
+	}
+	resp.ProducerID, resp.ProducerEpoch = id, 0
+	return ready(resp)
+}
+
+func handleDescribeProducers(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.DescribeProducersRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDescribeProducersResponseTopic()
+		st.Topic = rt.Topic
+		for _, idx := range rt.Partitions {
+			sp := kmsg.NewDescribeProducersResponseTopicPartition()
+			sp.Partition = idx
+			p := b.Partition(rt.Topic, idx)
+			if p == nil {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			for _, e := range p.Producers() {
+				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
+				ap.ProducerID = e.ProducerID
+				ap.ProducerEpoch = int32(e.Epoch)
+				ap.LastSequence = e.LastSequence
+				ap.LastTimestamp = e.LastTimestamp
+				ap.CoordinatorEpoch = e.CoordinatorEpoch
+				ap.CurrentTxnStartOffset = e.CurrentTxnStartOffset
+				sp.ActiveProducers = append(sp.ActiveProducers, ap)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
+
+// initTransactionalProducer is replaced by the transaction coordinator.
+func initTransactionalProducer(c *conn, req *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) kmsg.Response {
+	resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	return resp
+}

@@ -1,0 +1,184 @@
+package wire
+
+import (
+	"github.com/oncelog/oncelog/broker"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	register(19, 0, 7, handleCreateTopics)
+	register(20, 0, 6, handleDeleteTopics)
+	register(37, 0, 3, handleCreatePartitions)
+	register(21, 0, 2, handleDeleteRecords)
+}
+
+func strPtr(s string) *string { return &s }
+
+func handleCreateTopics(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.CreateTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	seen := map[string]int{}
+	for _, rt := range req.Topics {
+		seen[rt.Topic]++
+	}
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic = rt.Topic
+		st.NumPartitions, st.ReplicationFactor = -1, -1
+		fail := func(code int16, msg string) {
+			st.ErrorCode = code
+			if req.Version >= 1 && msg != "" {
+				st.ErrorMessage = strPtr(msg)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		if seen[rt.Topic] > 1 {
+			fail(kerr.InvalidRequest.Code, "topic named more than once in the request")
+			continue
+		}
+		partitions, rf := rt.NumPartitions, rt.ReplicationFactor
+		if len(rt.ReplicaAssignment) > 0 {
+			if partitions != -1 || rf != -1 {
+				fail(kerr.InvalidRequest.Code, "both a replica assignment and a partition count or replication factor")
+				continue
+			}
+			ok := true
+			for i, a := range rt.ReplicaAssignment {
+				if a.Partition != int32(i) || len(a.Replicas) != 1 || a.Replicas[0] != b.Config().NodeID {
+					ok = false
+				}
+			}
+			if !ok {
+				fail(kerr.InvalidReplicaAssignment.Code, "replica assignments must name only this broker, for partitions 0..n-1")
+				continue
+			}
+			partitions, rf = int32(len(rt.ReplicaAssignment)), 1
+		}
+		configs := map[string]string{}
+		for _, cfg := range rt.Configs {
+			if cfg.Value != nil {
+				configs[cfg.Name] = *cfg.Value
+			}
+		}
+		if len(configs) == 0 {
+			configs = nil
+		}
+		t, terr := b.CreateTopic(rt.Topic, partitions, rf, configs, req.ValidateOnly)
+		if terr != nil {
+			fail(terr.Code, terr.Message)
+			continue
+		}
+		st.TopicID = t.ID
+		if partitions <= 0 {
+			partitions = b.Config().DefaultPartitions
+		}
+		st.NumPartitions, st.ReplicationFactor = partitions, 1
+		for _, e := range b.Config().EffectiveTopicConfigs(configs) {
+			ce := kmsg.NewCreateTopicsResponseTopicConfig()
+			ce.Name, ce.Value, ce.Source = e.Name, strPtr(e.Value), e.Source
+			st.Configs = append(st.Configs, ce)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
+
+func handleDeleteTopics(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	type target struct {
+		name *string
+		id   [16]byte
+	}
+	var targets []target
+	for _, n := range req.TopicNames {
+		targets = append(targets, target{name: strPtr(n)})
+	}
+	for _, t := range req.Topics {
+		targets = append(targets, target{name: t.Topic, id: t.TopicID})
+	}
+	for _, tg := range targets {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		st.Topic, st.TopicID = tg.name, tg.id
+		var t *broker.Topic
+		if tg.name != nil {
+			t = b.Topic(*tg.name)
+		} else {
+			t = b.TopicByID(tg.id)
+		}
+		if t == nil {
+			if tg.name == nil {
+				st.ErrorCode = kerr.UnknownTopicID.Code
+			} else {
+				st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		st.Topic, st.TopicID = strPtr(t.Name), t.ID
+		if terr := b.DeleteTopic(t.Name); terr != nil {
+			st.ErrorCode = terr.Code
+			if req.Version >= 5 {
+				st.ErrorMessage = strPtr(terr.Message)
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
+
+func handleCreatePartitions(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.CreatePartitionsRequest)
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreatePartitionsResponseTopic()
+		st.Topic = rt.Topic
+		if terr := b.CreatePartitions(rt.Topic, rt.Count, req.ValidateOnly); terr != nil {
+			st.ErrorCode = terr.Code
+			st.ErrorMessage = strPtr(terr.Message)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
+
+func handleDeleteRecords(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDeleteRecordsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.LowWatermark = -1
+			p := b.Partition(rt.Topic, rp.Partition)
+			switch {
+			case p == nil:
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				off := rp.Offset
+				if off == -1 {
+					off = p.HighWatermark()
+				}
+				if off < 0 || off > p.HighWatermark() {
+					sp.ErrorCode = kerr.OffsetOutOfRange.Code
+					break
+				}
+				if err := p.DeleteRecordsBefore(off); err != nil {
+					sp.ErrorCode = kerr.KafkaStorageError.Code
+					break
+				}
+				sp.LowWatermark = p.LogStartOffset()
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
