@@ -4,6 +4,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/oncelog/oncelog/meta"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
+	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -39,6 +41,7 @@ type Broker struct {
 	limits *producer.Limits
 	PIDs   *producer.IDAllocator
 	Groups *group.Coordinator
+	Txns   *txn.Coordinator
 	Stats  *Stats
 
 	mu     sync.RWMutex
@@ -76,7 +79,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	b.limits = producer.NewLimits(cfg.MaxProducers, func(n int) {
-		b.Stats.ProducersEvicted.Add(int64(n))
+		b.Stats.ProducersEvicted.Add(float64(n))
 	})
 	if b.PIDs, err = producer.OpenIDAllocator(filepath.Join(cfg.DataDir, "producer-ids")); err != nil {
 		b.meta.Close()
@@ -108,6 +111,21 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.topics[t.Name] = t
 		b.byID[t.ID] = t
 	}
+	b.Txns, err = txn.Open(txn.Config{
+		Dir:          filepath.Join(cfg.DataDir, "transactions"),
+		MaxTimeoutMs: cfg.TransactionMaxTimeoutMs,
+		SweepEvery:   cfg.TransactionSweepInterval,
+		Logger:       logger.With("component", "transactions"),
+	}, b.PIDs.Next, b, b.Groups, b.partitionExists, txn.Stats{
+		Committed: b.Stats.TxnCommitted.Inc,
+		Aborted:   b.Stats.TxnAborted.Inc,
+		TimedOut:  b.Stats.TxnTimedOut.Inc,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.Txns.Start()
 	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond))
 	b.stopped.Add(1)
 	go b.maintain()
@@ -365,6 +383,32 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 	return nil
 }
 
+// Now is the broker clock.
+func (b *Broker) Now() time.Time { return time.Now() }
+
+func (b *Broker) partitionExists(tp txn.TopicPartition) bool {
+	return b.Partition(tp.Topic, tp.Partition) != nil
+}
+
+// WriteMarker appends a transaction marker and waits until it is durable
+// (the transaction coordinator's WriteTxnMarkers, in process). A marker
+// refused for a stale epoch is dropped, as Kafka's coordinator does: a newer
+// incarnation already closed that producer's transaction there.
+func (b *Broker) WriteMarker(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool) error {
+	p := b.Partition(tp.Topic, tp.Partition)
+	if p == nil {
+		return nil
+	}
+	off, err := p.WriteMarker(pid, epoch, commit, b.Now())
+	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return p.WaitDurable(ctx, off)
+}
+
 // DataChanged returns a channel closed the next time any partition's high
 // watermark advances; long-polling fetches wait on it.
 func (b *Broker) DataChanged() <-chan struct{} { return b.notify.wait() }
@@ -384,6 +428,7 @@ func (b *Broker) maintain() {
 					p.Maintain(now)
 				}
 			}
+			b.limits.Trim(now.UnixMilli())
 		}
 	}
 }
@@ -403,6 +448,9 @@ func (b *Broker) Close() error {
 		}
 		b.topics = map[string]*Topic{}
 		b.mu.Unlock()
+		if b.Txns != nil {
+			errs = append(errs, b.Txns.Close())
+		}
 		if b.Groups != nil {
 			errs = append(errs, b.Groups.Close())
 		}

@@ -36,6 +36,10 @@ type Config struct {
 	// RetentionCheckInterval is log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
 
+	// Transactions.
+	TransactionMaxTimeoutMs  int32
+	TransactionSweepInterval time.Duration
+
 	// Groups.
 	GroupInitialRebalanceDelay time.Duration
 	GroupMinSessionTimeout     time.Duration
@@ -60,6 +64,8 @@ func DefaultConfig() Config {
 		MaxProducersPerPartition:   100000,
 		MaxProducers:               1000000,
 		RetentionCheckInterval:     5 * time.Minute,
+		TransactionMaxTimeoutMs:    900000,
+		TransactionSweepInterval:   10 * time.Second,
 		GroupInitialRebalanceDelay: 3 * time.Second,
 		GroupMinSessionTimeout:     6 * time.Second,
 		GroupMaxSessionTimeout:     30 * time.Minute,

@@ -23,6 +23,9 @@ type Stats struct {
 	ProducersEvicted prometheus.Counter
 	FsyncSeconds     prometheus.Histogram
 	GroupCommitSize  prometheus.Histogram
+	TxnCommitted     prometheus.Counter
+	TxnAborted       prometheus.Counter
+	TxnTimedOut      prometheus.Counter
 }
 
 func newStats() *Stats {
@@ -43,5 +46,8 @@ func newStats() *Stats {
 	s.ProducersEvicted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_producer_ids_evicted_total", Help: "Idle producer ids evicted to bound memory."})).(prometheus.Counter)
 	s.FsyncSeconds = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "oncelog_fsync_duration_seconds", Help: "fdatasync latency of partition logs.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})).(prometheus.Histogram)
 	s.GroupCommitSize = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "oncelog_group_commit_waiters", Help: "acks=-1 produce waiters released by one fsync.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})).(prometheus.Histogram)
+	s.TxnCommitted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_committed_total", Help: "Transactions committed."})).(prometheus.Counter)
+	s.TxnAborted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_aborted_total", Help: "Transactions aborted (by the client, by fencing or by timeout)."})).(prometheus.Counter)
+	s.TxnTimedOut = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_timed_out_total", Help: "Transactions aborted because they exceeded their timeout."})).(prometheus.Counter)
 	return s
 }

@@ -62,7 +62,7 @@ func TestFranzGoRoundTrip(t *testing.T) {
 		}
 		wg.Wait()
 		if firstErr != nil {
-			t.Fatalf("%s: produce: %v", codec, firstErr)
+			t.Fatalf("%v: produce: %v", codec, firstErr)
 		}
 		got := consumeAll(t, b.Addr(), topic, n)
 		if len(got) != n {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Versions are the request versions served, per API key: the wire layer's
@@ -346,18 +347,12 @@ func (c *Coordinator) putGroupOp(g *group) writeOp {
 	return writeOp{key: groupKey(g.name), value: encodeGroupRecord(g.record())}
 }
 
-// persistGroup records the group's metadata without waiting: members are
-// not durable anyway, and the group's existence is written (synced) before
-// any offset of it is acknowledged, because the same writer orders both.
+// persistGroup records the group's metadata without waiting for the sync:
+// members are not durable anyway, and since one writer applies changes in
+// order, the group is on disk before any of its offsets is acknowledged.
+// (A failed write is logged by the store.)
 func (c *Coordinator) persistGroup(g *group) {
-	done := c.write([]writeOp{c.putGroupOp(g)})
-	select {
-	case err := <-done:
-		if err != nil && !errors.Is(err, errStoreClosed) {
-			c.log.Error("persist group", "group", g.name, "err", err)
-		}
-	default:
-	}
+	c.write([]writeOp{c.putGroupOp(g)})
 }
 
 func (c *Coordinator) nextSeq() uint64 {

@@ -475,7 +475,6 @@ func (g *group) currentMembers() []kmsg.JoinGroupResponseMember {
 func (g *group) record() groupRecord {
 	r := groupRecord{
 		protocolType: g.protocolType,
-		protocol:     g.protocol,
 		generation:   g.generation,
 		emptySinceMs: -1,
 	}

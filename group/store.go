@@ -168,11 +168,11 @@ type loaded struct {
 }
 
 type loadedPending struct {
-	producerID      int64
-	group, topic    string
-	partition       int32
-	value           offsetValue
-	producerEpoch   int16
+	producerID    int64
+	group, topic  string
+	partition     int32
+	value         offsetValue
+	producerEpoch int16
 }
 
 func (s *store) load() (*loaded, error) {
@@ -246,7 +246,6 @@ var (
 // a group always comes back Empty.
 type groupRecord struct {
 	protocolType string
-	protocol     string
 	generation   int32
 	// emptySinceMs is when the group became Empty, or -1 if it was not
 	// Empty when written (it then counts as Empty from the reload).
@@ -260,7 +259,6 @@ func groupKey(group string) []byte {
 func encodeGroupRecord(r groupRecord) []byte {
 	b := []byte{recordVersion}
 	b = appendString(b, r.protocolType)
-	b = appendString(b, r.protocol)
 	b = binary.AppendVarint(b, int64(r.generation))
 	b = binary.AppendVarint(b, r.emptySinceMs)
 	return b
@@ -273,7 +271,6 @@ func decodeGroupRecord(b []byte) (groupRecord, error) {
 		return r, errCorruptRecord
 	}
 	r.protocolType = d.string()
-	r.protocol = d.string()
 	r.generation = int32(d.varint())
 	r.emptySinceMs = d.varint()
 	return r, d.err()

@@ -87,7 +87,7 @@ func (t *timers) popDue(now time.Time) *timerEntry {
 
 type timerHeap []*timerEntry
 
-func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
 	if !h[i].at.Equal(h[j].at) {
 		return h[i].at.Before(h[j].at)

@@ -63,6 +63,7 @@ type Partition struct {
 	mu        sync.Mutex
 	log       *segment.Log
 	producers *producer.State
+	aborted   *abortedIndex
 
 	// firstUnstable is the first offset of the earliest open transaction
 	// (math.MaxInt64 when none); the LSO is min(HW, firstUnstable).
@@ -96,7 +97,12 @@ func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, h
 	}
 	p := &Partition{Topic: topic, Index: index, dir: dir, logger: logger, hooks: hooks, log: log}
 	p.cfg.Store(&cfg)
+	if p.aborted, err = openAbortedIndex(dir, log.StartOffset(), log.NextOffset()); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("open aborted transaction index of %s-%d: %w", topic, index, err)
+	}
 	if err := p.loadProducers(cfg.Producer, limits); err != nil {
+		p.aborted.close()
 		log.Close()
 		return nil, err
 	}
@@ -115,6 +121,7 @@ func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, h
 // replay of the log after it. State is always derived from the log.
 func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) error {
 	start := time.Now()
+	now := time.Now().UnixMilli()
 	st, from, err := producer.LoadNewestSnapshot(p.dir, p.log.NextOffset(), cfg, limits, p.logger)
 	if err != nil {
 		return fmt.Errorf("load producer snapshot: %w", err)
@@ -123,7 +130,6 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 		from = p.log.StartOffset()
 	}
 	var replayed int
-	now := time.Now().UnixMilli()
 	err = p.log.ScanBatches(from, func(h batch.Header, b []byte) error {
 		if h.BaseOffset < from || !h.HasProducer() {
 			return nil
@@ -132,7 +138,7 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 		if h.IsControl() {
 			commit, coordEpoch, ok := batch.ParseControl(b)
 			if ok {
-				st.ApplyMarker(h.ProducerID, h.ProducerEpoch, commit, coordEpoch, h.BaseOffset, now)
+				return p.recordCompleted(st.ReplayMarker(h.ProducerID, h.ProducerEpoch, commit, coordEpoch, h.BaseOffset, h.MaxTimestamp))
 			}
 			return nil
 		}
@@ -331,7 +337,7 @@ func (p *Partition) Close() error {
 		errs = append(errs, err)
 	}
 	p.producers.Close()
-	errs = append(errs, p.log.Close())
+	errs = append(errs, p.aborted.close(), p.log.Close())
 	return errors.Join(errs...)
 }
 
@@ -341,5 +347,6 @@ func (p *Partition) Delete() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.producers.Close()
+	p.aborted.close()
 	return p.log.Delete()
 }

@@ -12,11 +12,12 @@ import (
 // State admitting a pid evicts the least recently used idle pid of any
 // partition.
 //
-// Locking: a State only ever blocks on its own mutex. To evict from another
-// State it uses TryLock and, if that partition is busy, falls back to its own
-// LRU. Victims are chosen from each State's published oldestUse without
-// locking. Limits.mu only guards the registry and is never held while taking
-// a State's mutex. So no goroutine waits for a lock while holding one another
+// Locking: while holding its own mutex, a State takes another State's only
+// with TryLock; if that partition is busy it tries the next oldest, then its
+// own LRU. Victims are chosen from each State's published oldestUse without
+// locking. Trim, which holds no State lock, is the only place that blocks on
+// one. Limits.mu only guards the registry and is never held while taking a
+// State's mutex. So no goroutine waits for a lock while holding one another
 // goroutine may wait for, and there is no deadlock.
 type Limits struct {
 	maxTotal int64
@@ -58,32 +59,91 @@ func (l *Limits) unregister(s *State) {
 	l.states.Store(&next)
 }
 
-// reclaim evicts one pid to make room for another that self (whose lock the
-// caller holds) is admitting. It picks the registered State whose least
-// recently used pid is the oldest and idle long enough; it reports false if
-// nothing could be evicted.
-func (l *Limits) reclaim(self *State, nowMs int64) bool {
+// evictionsPerAdmission lets an admission evict a second pid when the
+// total is still over the cap, so an overshoot left by concurrent or failed
+// evictions shrinks again instead of persisting.
+const evictionsPerAdmission = 2
+
+// victimAttempts bounds how many partitions one eviction tries.
+const victimAttempts = 3
+
+// makeRoom is called by self, whose lock the caller holds, after counting a
+// newly admitted pid. It evicts least recently used idle pids broker-wide
+// while the total is over the cap, and reports whether it is within it.
+func (l *Limits) makeRoom(self *State, nowMs int64) bool {
+	for range evictionsPerAdmission {
+		if l.total.Load() <= l.maxTotal {
+			return true
+		}
+		if !l.evictOne(self, nowMs) {
+			break
+		}
+	}
+	return l.total.Load() <= l.maxTotal
+}
+
+// Trim evicts least recently used idle pids until the total is within the
+// cap or nothing is evictable, and returns how many it evicted. Admissions
+// already keep the total near the cap; the broker may call this with its
+// periodic expiry to undo overshoot left by busy partitions. The caller must
+// hold no State's lock.
+func (l *Limits) Trim(nowMs int64) int {
+	n := 0
+	for l.total.Load() > l.maxTotal && l.evictOne(nil, nowMs) {
+		n++
+	}
+	return n
+}
+
+// evictOne evicts the least recently used idle pid of the registered State
+// whose oldest pid is the oldest. self (possibly nil) is locked by the
+// caller; other States are only tried with TryLock while self is held, so a
+// busy partition is skipped for the next best rather than waited for.
+func (l *Limits) evictOne(self *State, nowMs int64) bool {
+	var tried [victimAttempts]*State
+	for attempt := range victimAttempts {
+		victim := l.oldest(nowMs, tried[:attempt])
+		if victim == nil {
+			break
+		}
+		tried[attempt] = victim
+		switch {
+		case victim == self:
+			if self.evictTail(nowMs) {
+				return true
+			}
+		case self == nil:
+			victim.mu.Lock()
+			ok := victim.evictTail(nowMs)
+			victim.mu.Unlock()
+			if ok {
+				return true
+			}
+		case victim.mu.TryLock():
+			ok := victim.evictTail(nowMs)
+			victim.mu.Unlock()
+			if ok {
+				return true
+			}
+		}
+	}
+	// Everyone we tried was busy or changed under us: settle for our own
+	// least recently used pid if it is idle enough.
+	return self != nil && self.evictTail(nowMs)
+}
+
+// oldest returns the State, other than those in skip, whose least recently
+// used pid is the oldest and idle long enough to evict, reading only the
+// published oldestUse values.
+func (l *Limits) oldest(nowMs int64, skip []*State) *State {
 	var victim *State
 	oldest := int64(math.MaxInt64)
 	for _, st := range *l.states.Load() {
 		used := st.oldestUse.Load()
-		if used != math.MaxInt64 && used < oldest && elapsed(nowMs, used) >= st.cfg.MinIdleForEvictionMs {
-			victim, oldest = st, used
+		if used == math.MaxInt64 || used >= oldest || elapsed(nowMs, used) < st.cfg.MinIdleForEvictionMs || slices.Contains(skip, st) {
+			continue
 		}
+		victim, oldest = st, used
 	}
-	switch {
-	case victim == nil:
-		return false
-	case victim == self:
-		return self.evictTail(nowMs)
-	case victim.mu.TryLock():
-		ok := victim.evictTail(nowMs)
-		victim.mu.Unlock()
-		if ok {
-			return true
-		}
-	}
-	// The victim was busy or changed under us: a busy partition's pids are
-	// likely in use anyway, so settle for our own least recently used.
-	return self.evictTail(nowMs)
+	return victim
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Snapshot file layout, as Kafka's ProducerStateManager writes it (version 1):
@@ -107,11 +108,12 @@ func appendSnapshotEntry(buf []byte, e *entry) []byte {
 }
 
 // LoadNewestSnapshot builds a State, registered with limits, from the newest
-// usable snapshot in dir (see State.LoadSnapshot). The caller then replays
-// the log from the returned offset with Update and ReplayMarker.
-func LoadNewestSnapshot(dir string, maxOffset int64, cfg Config, limits *Limits, logger *slog.Logger, nowMs int64) (*State, int64, error) {
+// usable snapshot in dir (see State.LoadSnapshot), judging expiry by the wall
+// clock. The caller then replays the log from the returned offset with Update
+// and ReplayMarker.
+func LoadNewestSnapshot(dir string, maxOffset int64, cfg Config, limits *Limits, logger *slog.Logger) (*State, int64, error) {
 	s := NewState(cfg, limits, logger)
-	offset, err := s.LoadSnapshot(dir, maxOffset, nowMs)
+	offset, err := s.LoadSnapshot(dir, maxOffset, time.Now().UnixMilli())
 	if err != nil {
 		s.Close()
 		return nil, 0, err
@@ -232,7 +234,7 @@ func (s *State) loadLocked(data []byte, nowMs int64) {
 	s.publish()
 	for len(s.index) > s.cfg.MaxPerPartition && s.evictTail(nowMs) {
 	}
-	for s.limits != nil && s.limits.total.Load() > s.limits.maxTotal && s.limits.reclaim(s, nowMs) {
+	for s.limits != nil && s.limits.total.Load() > s.limits.maxTotal && s.limits.evictOne(s, nowMs) {
 	}
 }
 

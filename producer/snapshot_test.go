@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 )
 
 func sortedEntries(s *State) []EntryInfo {
@@ -34,7 +35,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, off, err := LoadNewestSnapshot(dir, 17, Config{}, nil, nil, t0)
+	r, off, err := loadState(dir, 17, Config{}, nil, t0)
 	if err != nil || off != 17 {
 		t.Fatalf("load: offset %d err %v", off, err)
 	}
@@ -74,7 +75,7 @@ func TestSnapshotLoadSkipsExpiredAndRebuildsLRU(t *testing.T) {
 	if err := s.WriteSnapshot(dir, 4); err != nil {
 		t.Fatal(err)
 	}
-	r, _, err := LoadNewestSnapshot(dir, 4, Config{ExpirationMs: 10_000, MaxPerPartition: 3, MinIdleForEvictionMs: 1}, nil, nil, t0+10_000)
+	r, _, err := loadState(dir, 4, Config{ExpirationMs: 10_000, MaxPerPartition: 3, MinIdleForEvictionMs: 1}, nil, t0+10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestSnapshotLoadEnforcesCaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := NewLimits(6, nil)
-	r, _, err := LoadNewestSnapshot(dir, 10, Config{MaxPerPartition: 8, MinIdleForEvictionMs: 1}, l, nil, t0+1000)
+	r, _, err := loadState(dir, 10, Config{MaxPerPartition: 8, MinIdleForEvictionMs: 1}, l, t0+1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestSnapshotLoadEnforcesCaps(t *testing.T) {
 
 func writeTestSnapshot(t *testing.T, dir string, offset int64, pids ...int64) {
 	t.Helper()
-	s := NewState(Config{}, nil, nil)
+	s := NewState(Config{}, nil, quiet)
 	defer s.Close()
 	for _, pid := range pids {
 		s.Update(hdr(pid, 0, 0, 1, t0), 0, t0)
@@ -132,7 +133,7 @@ func writeTestSnapshot(t *testing.T, dir string, offset int64, pids ...int64) {
 
 func loadPids(t *testing.T, dir string, maxOffset int64) ([]int64, int64) {
 	t.Helper()
-	s, off, err := LoadNewestSnapshot(dir, maxOffset, Config{}, nil, nil, t0)
+	s, off, err := loadState(dir, maxOffset, Config{}, nil, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,5 +269,35 @@ func TestSnapshotFormatMatchesKafka(t *testing.T) {
 		be.Uint64(e[14:]) != 502 || be.Uint32(e[22:]) != 2 || be.Uint64(e[26:]) != 0x1122334455 ||
 		int32(be.Uint32(e[34:])) != -1 || be.Uint64(e[38:]) != 500 {
 		t.Fatalf("entry % x", e)
+	}
+}
+
+// loadState is LoadNewestSnapshot with a fixed clock.
+func loadState(dir string, maxOffset int64, cfg Config, limits *Limits, nowMs int64) (*State, int64, error) {
+	s := NewState(cfg, limits, quiet)
+	offset, err := s.LoadSnapshot(dir, maxOffset, nowMs)
+	if err != nil {
+		s.Close()
+		return nil, 0, err
+	}
+	return s, offset, nil
+}
+
+func TestLoadNewestSnapshotUsesWallClock(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now().UnixMilli()
+	s := newTestState(t, Config{ExpirationMs: 3_600_000})
+	appendBatch(t, s, hdr(1, 0, 0, 1, now), 0, now)
+	appendBatch(t, s, hdr(2, 0, 0, 1, now-7_200_000), 1, now) // expired by its timestamp
+	if err := s.WriteSnapshot(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	r, off, err := LoadNewestSnapshot(dir, 2, Config{ExpirationMs: 3_600_000}, nil, quiet)
+	if err != nil || off != 2 {
+		t.Fatal(off, err)
+	}
+	defer r.Close()
+	if _, ok := r.Entry(2); ok || r.Len() != 1 {
+		t.Fatalf("len %d; the expired pid was loaded", r.Len())
 	}
 }

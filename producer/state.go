@@ -223,14 +223,18 @@ func (s *State) reject(code int16) Decision {
 // non-transactional batch while the producer's transaction is open is 48. An
 // unknown pid may start at any sequence, except one this partition evicted
 // for memory, which must restart at 0. Batches without a producer id are
-// always appended.
+// appended; control batches (markers) from a client are 87, as is a producer
+// batch with a negative base sequence. The verdict does not depend on nowMs
+// today; it is there for time-bounded checks (e.g. KIP-890 verification).
 func (s *State) Check(h batch.Header, nowMs int64) Decision {
+	if h.IsControl() {
+		return s.reject(ErrInvalidRecord) // clients may not write markers
+	}
 	if !h.HasProducer() {
 		return Decision{Kind: Append}
 	}
-	if h.IsControl() || h.BaseSequence < 0 {
-		// Clients may not write markers, and an idempotent batch needs a sequence.
-		return s.reject(ErrInvalidRecord)
+	if h.BaseSequence < 0 {
+		return s.reject(ErrInvalidRecord) // an idempotent batch needs a sequence
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -509,12 +513,19 @@ func (s *State) clearLocked() {
 // admit creates an entry for pid, first evicting for the partition and
 // broker caps. It never refuses: producer state the log backs must be kept.
 func (s *State) admit(pid int64, nowMs int64) uint32 {
-	if len(s.index) >= s.cfg.MaxPerPartition && !s.evictTail(nowMs) {
+	// Evict up to two, so that an earlier overshoot shrinks again.
+	for range evictionsPerAdmission {
+		if len(s.index) < s.cfg.MaxPerPartition || !s.evictTail(nowMs) {
+			break
+		}
+	}
+	if len(s.index) >= s.cfg.MaxPerPartition {
 		s.overLimit(nowMs, "partition", len(s.index))
 	}
 	if s.limits != nil {
-		if total := s.limits.total.Add(1); total > s.limits.maxTotal && !s.limits.reclaim(s, nowMs) {
-			s.overLimit(nowMs, "broker", int(total))
+		s.limits.total.Add(1)
+		if !s.limits.makeRoom(s, nowMs) {
+			s.overLimit(nowMs, "broker", s.limits.Total())
 		}
 	}
 	i := s.slab.alloc()

@@ -27,7 +27,7 @@ func txnHdr(pid int64, epoch int16, baseSeq int32, n int32, ts int64) batch.Head
 
 func newTestState(t testing.TB, cfg Config) *State {
 	t.Helper()
-	s := NewState(cfg, nil, nil)
+	s := NewState(cfg, nil, quiet)
 	t.Cleanup(s.Close)
 	return s
 }
@@ -108,14 +108,14 @@ func TestSequenceWrapsAtMaxInt32(t *testing.T) {
 	s := newTestState(t, Config{})
 	// An unknown pid may start anywhere; start just below the wrap.
 	appendBatch(t, s, hdr(1, 0, math.MaxInt32-4, 5, t0), 0, t0) // ends at MaxInt32
-	appendBatch(t, s, hdr(1, 0, 0, 2, t0), 5, t0)              // 0 follows MaxInt32
+	appendBatch(t, s, hdr(1, 0, 0, 2, t0), 5, t0)               // 0 follows MaxInt32
 	if e, _ := s.Entry(1); e.LastSequence != 1 {
 		t.Fatalf("LastSequence = %d, want 1", e.LastSequence)
 	}
 
 	s2 := newTestState(t, Config{})
 	appendBatch(t, s2, hdr(2, 0, math.MaxInt32-10, 9, t0), 0, t0) // ends at MaxInt32-2
-	straddle := hdr(2, 0, math.MaxInt32-1, 4, t0)                  // MaxInt32-1, MaxInt32, 0, 1
+	straddle := hdr(2, 0, math.MaxInt32-1, 4, t0)                 // MaxInt32-1, MaxInt32, 0, 1
 	if got := straddle.LastSequence(); got != 1 {
 		t.Fatalf("straddling batch LastSequence = %d, want 1", got)
 	}
@@ -167,6 +167,8 @@ func TestNonProducerAndInvalidBatches(t *testing.T) {
 	wantReject(t, s.Check(hdr(1, 0, -1, 1, t0), t0), ErrInvalidRecord)
 	control := txnHdr(1, 0, -1, 1, t0)
 	control.Attributes |= batch.AttrControl
+	wantReject(t, s.Check(control, t0), ErrInvalidRecord)
+	control.ProducerID = -1
 	wantReject(t, s.Check(control, t0), ErrInvalidRecord)
 }
 
@@ -418,7 +420,7 @@ func TestCachedBatchesSurviveHugeGaps(t *testing.T) {
 
 func TestClosedStateIsInert(t *testing.T) {
 	l := NewLimits(10, nil)
-	s := NewState(Config{}, l, nil)
+	s := NewState(Config{}, l, quiet)
 	s.Update(hdr(1, 0, 0, 1, t0), 0, t0)
 	s.Close()
 	s.Close()

@@ -145,11 +145,11 @@ func newIndexBuilder(interval int) *indexBuilder {
 	return &indexBuilder{interval: interval, maxTs: -1}
 }
 
-// builderFromView resumes building on top of indexes loaded from disk.
+// builderFromView resumes building on top of indexes read from disk into
+// heap memory it takes over.
 func builderFromView(v indexView, interval int) *indexBuilder {
 	b := newIndexBuilder(interval)
-	b.offsets = append([]byte(nil), v.offsets...)
-	b.times = append([]byte(nil), v.times...)
+	b.offsets, b.times = v.offsets, v.times
 	if ts, rel, ok := v.lastTime(); ok {
 		b.maxTs, b.maxTsRel = ts, rel
 	}

@@ -108,10 +108,10 @@ func (s *segment) close() error {
 	return errors.Join(errs...)
 }
 
-// remove closes the segment and deletes its files. The indexes go first: a
-// crash in between leaves a .log without indexes, which Open rebuilds (and
-// retention deletes again), never indexes without a .log... and if it does,
-// Open removes them as orphans. The caller fsyncs the directory.
+// remove closes the segment and deletes its files. The indexes go first, so
+// a crash in between leaves a .log whose indexes Open rebuilds and which
+// retention deletes again; index files without a .log are removed by Open.
+// The caller fsyncs the directory.
 func (s *segment) remove() error {
 	errs := []error{s.close()}
 	for _, p := range []string{s.indexPath(), s.timeIndexPath(), s.logPath()} {

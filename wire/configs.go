@@ -64,7 +64,7 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 			}
 			ce := kmsg.NewDescribeConfigsResponseResourceConfig()
 			ce.Name, ce.Value, ce.ReadOnly = e.Name, strPtr(e.Value), readOnly
-			ce.Source = e.Source
+			ce.Source = kmsg.ConfigSource(e.Source)
 			ce.IsDefault = e.Source == broker.SourceDefault
 			ce.ConfigType = kmsg.ConfigType(e.ValueType)
 			if req.IncludeDocumentation {
@@ -72,7 +72,7 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 			}
 			if req.IncludeSynonyms {
 				syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
-				syn.Name, syn.Value, syn.Source = e.Name, strPtr(e.Value), e.Source
+				syn.Name, syn.Value, syn.Source = e.Name, strPtr(e.Value), kmsg.ConfigSource(e.Source)
 				ce.ConfigSynonyms = append(ce.ConfigSynonyms, syn)
 			}
 			sr.Configs = append(sr.Configs, ce)

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/partition"
+	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -81,7 +83,7 @@ func handleProduce(c *conn, r *request) respond {
 				}
 				continue
 			}
-			res := part.Append(p.Records, now)
+			res := appendBatch(b, req, part, p.Records, now)
 			rp.LogStartOffset = part.LogStartOffset()
 			if res.ErrorCode != 0 {
 				setErr(res.ErrorCode, res.ErrorMessage)
@@ -127,4 +129,24 @@ func handleProduce(c *conn, r *request) respond {
 		}
 		return resp
 	}
+}
+
+// appendBatch appends one validated-shape batch; a transactional batch is
+// first verified against the ongoing transaction (KIP-890 part 1), under the
+// transaction's lock so that a concurrent EndTxn cannot interleave.
+func appendBatch(b *broker.Broker, req *kmsg.ProduceRequest, part *partition.Partition, records []byte, now time.Time) partition.AppendResult {
+	h, err := batch.Parse(records)
+	if err != nil || !h.IsTransactional() {
+		return part.Append(records, now)
+	}
+	notInTxn := kerr.InvalidTxnState.Code
+	if req.Version >= 11 {
+		notInTxn = kerr.TransactionAbortable.Code
+	}
+	tp := txn.TopicPartition{Topic: part.Topic, Partition: part.Index}
+	reject := func(code int16) partition.AppendResult {
+		return partition.AppendResult{ErrorCode: code, BaseOffset: -1, LogAppendTime: -1}
+	}
+	return txn.VerifyAndAppend(b.Txns, *req.TransactionID, h.ProducerID, h.ProducerEpoch, tp, notInTxn, reject,
+		func() partition.AppendResult { return part.Append(records, now) })
 }

@@ -67,9 +67,3 @@ func handleDescribeProducers(c *conn, r *request) respond {
 	}
 	return ready(resp)
 }
-
-// initTransactionalProducer is replaced by the transaction coordinator.
-func initTransactionalProducer(c *conn, req *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) kmsg.Response {
-	resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-	return resp
-}

@@ -117,8 +117,8 @@ func TestProbe(t *testing.T) {
 
 func TestProbeTimesOutOnSilentListener(t *testing.T) {
 	silent := make(chan struct{})
-	t.Cleanup(func() { close(silent) })
 	addr, _ := fakeListener(t, func(int, []byte) []byte { <-silent; return nil })
+	t.Cleanup(func() { close(silent) }) // runs before fakeListener's cleanup waits
 	if err := probe(addr, 100*time.Millisecond); err == nil {
 		t.Fatal("probe of a listener that never answers succeeded")
 	}

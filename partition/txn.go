@@ -1,0 +1,200 @@
+package partition
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/producer"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// abortedIndexFile holds the partition's aborted transactions (Kafka keeps
+// one .txnindex per segment; one file per partition is simpler and the
+// entries are tiny). Each entry is 24 bytes: producer id, first offset,
+// last offset (the ABORT marker's).
+const abortedIndexFile = "aborted.txnindex"
+
+const abortedEntrySize = 24
+
+type abortedTxn struct {
+	producerID  int64
+	firstOffset int64
+	lastOffset  int64
+}
+
+// abortedIndex is the in-memory list (sorted by lastOffset) plus its file.
+type abortedIndex struct {
+	mu      sync.RWMutex
+	entries []abortedTxn
+	file    *os.File
+}
+
+// openAbortedIndex loads the file, dropping entries the log no longer backs
+// (a marker beyond the recovered log end) and a torn trailing entry.
+func openAbortedIndex(dir string, logStart, logEnd int64) (*abortedIndex, error) {
+	path := filepath.Join(dir, abortedIndexFile)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	idx := &abortedIndex{}
+	for len(data) >= abortedEntrySize {
+		e := abortedTxn{
+			producerID:  int64(binary.BigEndian.Uint64(data[0:])),
+			firstOffset: int64(binary.BigEndian.Uint64(data[8:])),
+			lastOffset:  int64(binary.BigEndian.Uint64(data[16:])),
+		}
+		data = data[abortedEntrySize:]
+		if e.lastOffset < logStart || e.lastOffset >= logEnd {
+			continue
+		}
+		idx.insert(e)
+	}
+	if err := idx.rewrite(path); err != nil {
+		return nil, err
+	}
+	return idx, nil
+}
+
+// rewrite replaces the file with the in-memory entries (at open, after
+// dropping stale ones) and keeps it open for appends.
+func (a *abortedIndex) rewrite(path string) error {
+	tmp := path + ".tmp"
+	buf := make([]byte, 0, len(a.entries)*abortedEntrySize)
+	for _, e := range a.entries {
+		buf = appendAborted(buf, e)
+	}
+	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	a.file, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	return err
+}
+
+func appendAborted(buf []byte, e abortedTxn) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.producerID))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.firstOffset))
+	return binary.BigEndian.AppendUint64(buf, uint64(e.lastOffset))
+}
+
+// insert adds an entry in lastOffset order, ignoring one already present
+// (replay after a snapshot can meet markers the file already holds).
+func (a *abortedIndex) insert(e abortedTxn) bool {
+	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].lastOffset >= e.lastOffset })
+	if i < len(a.entries) && a.entries[i].lastOffset == e.lastOffset {
+		return false
+	}
+	a.entries = append(a.entries, abortedTxn{})
+	copy(a.entries[i+1:], a.entries[i:])
+	a.entries[i] = e
+	return true
+}
+
+// add records an aborted transaction durably.
+func (a *abortedIndex) add(e abortedTxn) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.insert(e) {
+		return nil
+	}
+	if _, err := a.file.Write(appendAborted(nil, e)); err != nil {
+		return err
+	}
+	return a.file.Sync()
+}
+
+// overlapping returns the aborted transactions a fetch of [from, upTo) must
+// report: marker at or after from, first offset before upTo.
+func (a *abortedIndex) overlapping(from, upTo int64) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	out := []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].lastOffset >= from })
+	for ; i < len(a.entries); i++ {
+		if e := a.entries[i]; e.firstOffset < upTo {
+			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+			at.ProducerID, at.FirstOffset = e.producerID, e.firstOffset
+			out = append(out, at)
+		}
+	}
+	return out
+}
+
+func (a *abortedIndex) close() error {
+	if a.file == nil {
+		return nil
+	}
+	return a.file.Close()
+}
+
+// AbortedTransactions lists the aborted transactions overlapping the
+// batches returned by a read_committed fetch starting at from.
+func (p *Partition) AbortedTransactions(from int64, data []byte) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+	upTo := from
+	for rest := data; len(rest) > 0; {
+		h, _, next, err := batch.Next(rest)
+		if err != nil {
+			break
+		}
+		upTo = h.LastOffset() + 1
+		rest = next
+	}
+	return p.aborted.overlapping(from, upTo)
+}
+
+// WriteMarker appends a COMMIT or ABORT control batch for a producer (the
+// transaction coordinator's WriteTxnMarkers) and returns the offset the high
+// watermark must pass for it to be durable.
+func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, now time.Time) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.sync.failure(); err != nil {
+		return 0, err
+	}
+	if code := p.producers.CheckMarker(pid, epoch, 0); code != 0 {
+		return 0, kerr.ErrorForCode(code)
+	}
+	off := p.log.NextOffset()
+	b := batch.ControlBatch(pid, epoch, commit, 0, off, now.UnixMilli())
+	if err := p.log.Append(b); err != nil {
+		p.sync.fail(err)
+		return 0, err
+	}
+	completed, code := p.producers.ApplyMarker(pid, epoch, commit, 0, off, now.UnixMilli())
+	if code != 0 {
+		return 0, fmt.Errorf("marker rejected after append: %w", kerr.ErrorForCode(code))
+	}
+	if err := p.recordCompleted(completed); err != nil {
+		return 0, err
+	}
+	p.refreshUnstableLocked()
+	p.sync.kick()
+	return off + 1, nil
+}
+
+func (p *Partition) recordCompleted(c *producer.CompletedTxn) error {
+	if c == nil || !c.Aborted {
+		return nil
+	}
+	return p.aborted.add(abortedTxn{producerID: c.ProducerID, firstOffset: c.FirstOffset, lastOffset: c.LastOffset})
+}

@@ -1,0 +1,609 @@
+package txn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// MarkerWriter appends a transaction marker to a partition and waits until
+// it is durable. The broker implements it.
+type MarkerWriter interface {
+	WriteMarker(ctx context.Context, tp TopicPartition, producerID int64, epoch int16, commit bool) error
+}
+
+// GroupCompleter makes a transaction's pending group offsets committed or
+// drops them. The group coordinator implements it.
+type GroupCompleter interface {
+	CompleteTxn(producerID int64, commit bool) error
+}
+
+// PartitionChecker says whether a partition exists (AddPartitionsToTxn).
+type PartitionChecker func(tp TopicPartition) bool
+
+// Config configures the coordinator.
+type Config struct {
+	Dir          string
+	MaxTimeoutMs int32         // transaction.max.timeout.ms (900000)
+	SweepEvery   time.Duration // how often timed-out transactions are aborted (Kafka: 10 s)
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Stats counts outcomes for metrics.
+type Stats struct {
+	Committed, Aborted, TimedOut func()
+}
+
+// Coordinator is safe for concurrent use.
+type Coordinator struct {
+	cfg     Config
+	db      *pebble.DB
+	nextPID func() (int64, error)
+	markers MarkerWriter
+	groups  GroupCompleter
+	exists  PartitionChecker
+	stats   Stats
+
+	mu   sync.Mutex
+	txns map[string]*entry
+
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+// entry is one transactional id. Its mutex serialises every operation on
+// the id, including produce-side verification plus the append it guards, so
+// a produce can never slip in between a commit's markers.
+type entry struct {
+	mu  sync.Mutex
+	rec record
+}
+
+// Open loads durable state and completes transactions that were prepared
+// before a crash.
+func Open(cfg Config, nextPID func() (int64, error), markers MarkerWriter, groups GroupCompleter, exists PartitionChecker, stats Stats) (*Coordinator, error) {
+	if cfg.MaxTimeoutMs <= 0 {
+		cfg.MaxTimeoutMs = 900000
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	db, err := pebble.Open(cfg.Dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("open transaction store: %w", err)
+	}
+	c := &Coordinator{cfg: cfg, db: db, nextPID: nextPID, markers: markers, groups: groups, exists: exists, stats: stats,
+		txns: map[string]*entry{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(keyPrefix), UpperBound: []byte(keyEnd)})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		var r record
+		if err := json.Unmarshal(it.Value(), &r); err != nil {
+			it.Close()
+			db.Close()
+			return nil, fmt.Errorf("decode transaction %q: %w", it.Key(), err)
+		}
+		c.txns[r.ID] = &entry{rec: r}
+	}
+	if err := it.Close(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start completes prepared transactions left by a crash and starts the
+// timeout sweeper. It runs after the partitions are open, since it writes
+// markers.
+func (c *Coordinator) Start() {
+	for _, e := range c.all() {
+		e.mu.Lock()
+		if e.rec.Status == PrepareCommit || e.rec.Status == PrepareAbort {
+			c.cfg.Logger.Info("completing a transaction prepared before the restart", "transactional_id", e.rec.ID, "status", e.rec.Status.String())
+			if err := c.completeLocked(context.Background(), e); err != nil {
+				c.cfg.Logger.Error("completing transaction failed; will retry", "transactional_id", e.rec.ID, "err", err)
+			}
+		}
+		e.mu.Unlock()
+	}
+	go c.sweep()
+}
+
+// Close stops the sweeper and closes the store.
+func (c *Coordinator) Close() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+		<-c.stopped
+	}
+	return c.db.Close()
+}
+
+const (
+	keyPrefix = "txn/"
+	keyEnd    = "txn0" // '0' follows '/'
+)
+
+func (c *Coordinator) persist(r *record) error {
+	r.UpdatedMs = c.cfg.Now().UnixMilli()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return c.db.Set([]byte(keyPrefix+r.ID), b, pebble.Sync)
+}
+
+func (c *Coordinator) get(id string) *entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.txns[id]
+}
+
+func (c *Coordinator) getOrCreate(id string) *entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.txns[id]
+	if e == nil {
+		e = &entry{rec: record{ID: id, ProducerID: -1, Epoch: -1, LastEpoch: -1, PrevProducerID: -1, Status: Empty}}
+		c.txns[id] = e
+	}
+	return e
+}
+
+func (c *Coordinator) all() []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*entry, 0, len(c.txns))
+	for _, e := range c.txns {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rec.ID < out[j].rec.ID })
+	return out
+}
+
+// InitProducerID serves InitProducerId for a transactional id (Kafka's
+// TransactionCoordinator.handleInitProducerId).
+func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, pid int64, epoch int16, version int16) (int64, int16, int16) {
+	if id == "" {
+		return -1, -1, kerr.InvalidRequest.Code
+	}
+	if timeoutMs <= 0 || timeoutMs > c.cfg.MaxTimeoutMs {
+		return -1, -1, kerr.InvalidTransactionTimeout.Code
+	}
+	fenced := kerr.ProducerFenced.Code
+	if version < 4 {
+		fenced = kerr.InvalidProducerEpoch.Code
+	}
+	e := c.getOrCreate(id)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := &e.rec
+	if r.ProducerID < 0 {
+		newPID, err := c.nextPID()
+		if err != nil {
+			return -1, -1, kerr.CoordinatorLoadInProgress.Code
+		}
+		r.ProducerID = newPID
+	}
+	if pid >= 0 {
+		ok := r.Epoch == -1 || pid == r.ProducerID || (pid == r.PrevProducerID && epoch >= epochExhausted)
+		if !ok {
+			return -1, -1, fenced
+		}
+	}
+	switch r.Status {
+	case PrepareCommit, PrepareAbort, PrepareEpochFence:
+		return -1, -1, kerr.ConcurrentTransactions.Code
+	case Ongoing:
+		// A new incarnation fences the old one: abort its transaction
+		// with markers at a bumped epoch, then ask the client to retry,
+		// as Kafka does.
+		if err := c.fenceAndAbortLocked(ctx, e); err != nil {
+			c.cfg.Logger.Error("aborting the previous incarnation's transaction failed", "transactional_id", id, "err", err)
+		}
+		return -1, -1, kerr.ConcurrentTransactions.Code
+	}
+	// Empty, CompleteCommit, CompleteAbort, Dead: bump the epoch.
+	switch {
+	case pid >= 0 && epoch == r.LastEpoch && pid == r.ProducerID && r.LastEpoch >= 0:
+		// A retry of an InitProducerId that bumped already.
+		return r.ProducerID, r.Epoch, 0
+	case pid >= 0 && epoch != r.Epoch && r.Epoch != -1 && !(pid == r.PrevProducerID && epoch >= epochExhausted):
+		return -1, -1, fenced
+	}
+	if r.Epoch+1 >= epochExhausted {
+		newPID, err := c.nextPID()
+		if err != nil {
+			return -1, -1, kerr.CoordinatorLoadInProgress.Code
+		}
+		r.PrevProducerID, r.ProducerID, r.Epoch, r.LastEpoch = r.ProducerID, newPID, 0, -1
+	} else {
+		if pid >= 0 {
+			r.LastEpoch = r.Epoch
+		} else {
+			r.LastEpoch = -1
+		}
+		r.Epoch++
+	}
+	r.TimeoutMs = timeoutMs
+	r.Status = Empty
+	r.Partitions, r.Groups = nil, nil
+	if err := c.persist(r); err != nil {
+		return -1, -1, kerr.CoordinatorNotAvailable.Code
+	}
+	return r.ProducerID, r.Epoch, 0
+}
+
+// checkProducer applies the common checks of AddPartitions/AddOffsets/EndTxn.
+func checkProducer(e *entry, pid int64, epoch int16, version int16, fencedFromV int16) int16 {
+	if e == nil || e.rec.ProducerID != pid {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	if e.rec.Epoch != epoch {
+		if version >= fencedFromV {
+			return kerr.ProducerFenced.Code
+		}
+		return kerr.InvalidProducerEpoch.Code
+	}
+	if s := e.rec.Status; s == PrepareCommit || s == PrepareAbort || s == PrepareEpochFence {
+		return kerr.ConcurrentTransactions.Code
+	}
+	return 0
+}
+
+// AddPartitions adds partitions to the ongoing transaction. It returns one
+// error code per partition.
+func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version int16, tps []TopicPartition) map[TopicPartition]int16 {
+	out := make(map[TopicPartition]int16, len(tps))
+	all := func(code int16) map[TopicPartition]int16 {
+		for _, tp := range tps {
+			out[tp] = code
+		}
+		return out
+	}
+	// Unknown partitions fail the request; the rest are not attempted.
+	missing := false
+	for _, tp := range tps {
+		if !c.exists(tp) {
+			out[tp] = kerr.UnknownTopicOrPartition.Code
+			missing = true
+		}
+	}
+	if missing {
+		for _, tp := range tps {
+			if _, ok := out[tp]; !ok {
+				out[tp] = kerr.OperationNotAttempted.Code
+			}
+		}
+		return out
+	}
+	e := c.get(id)
+	if e == nil {
+		return all(kerr.InvalidProducerIDMapping.Code)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if code := checkProducer(e, pid, epoch, version, 2); code != 0 {
+		return all(code)
+	}
+	r := &e.rec
+	changed := r.Status != Ongoing
+	for _, tp := range tps {
+		if !r.hasPartition(tp) {
+			r.Partitions = append(r.Partitions, tp)
+			changed = true
+		}
+	}
+	if changed {
+		if r.Status != Ongoing {
+			r.Status = Ongoing
+			r.StartMs = c.cfg.Now().UnixMilli()
+		}
+		if err := c.persist(r); err != nil {
+			return all(kerr.CoordinatorNotAvailable.Code)
+		}
+	}
+	return all(0)
+}
+
+// AddOffsets records that the transaction will commit offsets of group.
+func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int16, group string) int16 {
+	e := c.get(id)
+	if e == nil {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if code := checkProducer(e, pid, epoch, version, 2); code != 0 {
+		return code
+	}
+	r := &e.rec
+	if r.Status != Ongoing || !r.hasGroup(group) {
+		if r.Status != Ongoing {
+			r.Status = Ongoing
+			r.StartMs = c.cfg.Now().UnixMilli()
+		}
+		if !r.hasGroup(group) {
+			r.Groups = append(r.Groups, group)
+		}
+		if err := c.persist(r); err != nil {
+			return kerr.CoordinatorNotAvailable.Code
+		}
+	}
+	return 0
+}
+
+// VerifyGroup checks that a TxnOffsetCommit belongs to an ongoing
+// transaction that added the group (AddOffsetsToTxn).
+func (c *Coordinator) VerifyGroup(id string, pid int64, epoch int16, group string) int16 {
+	e := c.get(id)
+	if e == nil {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.rec.ProducerID != pid:
+		return kerr.InvalidProducerIDMapping.Code
+	case e.rec.Epoch != epoch:
+		return kerr.InvalidProducerEpoch.Code
+	case e.rec.Status != Ongoing || !e.rec.hasGroup(group):
+		return kerr.InvalidTxnState.Code
+	}
+	return 0
+}
+
+// VerifyAndAppend is KIP-890 part 1: a transactional produce is appended
+// only if its partition is in the producer's ongoing transaction. append
+// runs under the transaction's lock, so EndTxn cannot write its markers
+// between the check and the append (the hanging-transaction race).
+// notInTxn is the code for a partition outside the transaction (48 before
+// Produce v11, 120 from v11).
+func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp TopicPartition, notInTxn int16, reject func(code int16) T, append func() T) T {
+	e := c.get(id)
+	if e == nil {
+		return reject(notInTxn)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.rec.ProducerID != pid:
+		return reject(notInTxn)
+	case epoch < e.rec.Epoch:
+		return reject(kerr.InvalidProducerEpoch.Code)
+	case e.rec.Epoch != epoch:
+		return reject(notInTxn)
+	case e.rec.Status != Ongoing || !e.rec.hasPartition(tp):
+		return reject(notInTxn)
+	}
+	return append()
+}
+
+// EndTxn commits or aborts. The decision is made durable (Prepare*) before
+// any marker is written; the markers are then written and made durable, the
+// group offsets completed, and the transaction marked Complete*.
+func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool, version int16) int16 {
+	if id == "" {
+		return kerr.InvalidRequest.Code
+	}
+	e := c.get(id)
+	if e == nil {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := &e.rec
+	if r.ProducerID != pid {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	if r.Epoch != epoch {
+		if version >= 2 {
+			return kerr.ProducerFenced.Code
+		}
+		return kerr.InvalidProducerEpoch.Code
+	}
+	switch r.Status {
+	case Ongoing:
+	case CompleteCommit:
+		if commit {
+			return 0
+		}
+		return kerr.InvalidTxnState.Code
+	case CompleteAbort:
+		if !commit {
+			return 0
+		}
+		return kerr.InvalidTxnState.Code
+	case PrepareCommit, PrepareAbort, PrepareEpochFence:
+		return kerr.ConcurrentTransactions.Code
+	default: // Empty, Dead
+		return kerr.InvalidTxnState.Code
+	}
+	if commit {
+		r.Status = PrepareCommit
+	} else {
+		r.Status = PrepareAbort
+	}
+	if err := c.persist(r); err != nil {
+		r.Status = Ongoing
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	if err := c.completeLocked(ctx, e); err != nil {
+		c.cfg.Logger.Error("writing transaction markers failed; will retry", "transactional_id", id, "err", err)
+		return kerr.ConcurrentTransactions.Code
+	}
+	return 0
+}
+
+// completeLocked writes the markers of a Prepare* transaction, completes
+// its group offsets and marks it Complete*. It is idempotent: after a crash
+// it runs again and a repeated marker changes nothing at a partition.
+func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
+	r := &e.rec
+	commit := r.Status == PrepareCommit
+	var errs []error
+	for _, tp := range r.Partitions {
+		if !c.exists(tp) {
+			continue // deleted topic: nothing to mark
+		}
+		if err := c.markers.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit); err != nil {
+			errs = append(errs, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if len(r.Groups) > 0 && c.groups != nil {
+		if err := c.groups.CompleteTxn(r.ProducerID, commit); err != nil {
+			return fmt.Errorf("complete group offsets: %w", err)
+		}
+	}
+	if commit {
+		r.Status = CompleteCommit
+		if c.stats.Committed != nil {
+			c.stats.Committed()
+		}
+	} else {
+		r.Status = CompleteAbort
+		if c.stats.Aborted != nil {
+			c.stats.Aborted()
+		}
+	}
+	r.Partitions, r.Groups = nil, nil
+	return c.persist(r)
+}
+
+// fenceAndAbortLocked bumps the epoch of an ongoing transaction and aborts
+// it with markers at the new epoch: the old producer's later writes get
+// INVALID_PRODUCER_EPOCH at the partitions and PRODUCER_FENCED here.
+func (c *Coordinator) fenceAndAbortLocked(ctx context.Context, e *entry) error {
+	r := &e.rec
+	r.LastEpoch = -1
+	r.Epoch++
+	r.Status = PrepareAbort
+	if err := c.persist(r); err != nil {
+		return err
+	}
+	return c.completeLocked(ctx, e)
+}
+
+func (c *Coordinator) sweep() {
+	defer close(c.stopped)
+	t := time.NewTicker(c.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.AbortTimedOut()
+		}
+	}
+}
+
+// AbortTimedOut aborts every ongoing transaction older than its timeout and
+// retries completing prepared ones.
+func (c *Coordinator) AbortTimedOut() int {
+	now := c.cfg.Now().UnixMilli()
+	n := 0
+	for _, e := range c.all() {
+		e.mu.Lock()
+		r := &e.rec
+		switch {
+		case r.Status == Ongoing && now-r.StartMs > int64(r.TimeoutMs):
+			c.cfg.Logger.Info("aborting timed-out transaction", "transactional_id", r.ID, "producer_id", r.ProducerID, "timeout_ms", r.TimeoutMs)
+			if err := c.fenceAndAbortLocked(context.Background(), e); err != nil {
+				c.cfg.Logger.Error("aborting timed-out transaction failed; will retry", "transactional_id", r.ID, "err", err)
+			} else {
+				n++
+				if c.stats.TimedOut != nil {
+					c.stats.TimedOut()
+				}
+			}
+		case r.Status == PrepareCommit || r.Status == PrepareAbort:
+			if err := c.completeLocked(context.Background(), e); err != nil {
+				c.cfg.Logger.Error("completing transaction failed; will retry", "transactional_id", r.ID, "err", err)
+			}
+		}
+		e.mu.Unlock()
+	}
+	return n
+}
+
+// Info describes one transactional id (DescribeTransactions, ListTransactions).
+type Info struct {
+	ID         string
+	ProducerID int64
+	Epoch      int16
+	Status     Status
+	TimeoutMs  int32
+	StartMs    int64
+	Partitions []TopicPartition
+}
+
+// Describe returns a transactional id's state.
+func (c *Coordinator) Describe(id string) (Info, bool) {
+	e := c.get(id)
+	if e == nil {
+		return Info{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return infoOf(&e.rec), true
+}
+
+// List returns every transactional id's state.
+func (c *Coordinator) List() []Info {
+	var out []Info
+	for _, e := range c.all() {
+		e.mu.Lock()
+		out = append(out, infoOf(&e.rec))
+		e.mu.Unlock()
+	}
+	return out
+}
+
+func infoOf(r *record) Info {
+	return Info{ID: r.ID, ProducerID: r.ProducerID, Epoch: r.Epoch, Status: r.Status, TimeoutMs: r.TimeoutMs, StartMs: r.StartMs,
+		Partitions: append([]TopicPartition(nil), r.Partitions...)}
+}
+
+// Ongoing counts ongoing transactions (a metric).
+func (c *Coordinator) Ongoing() int {
+	n := 0
+	for _, e := range c.all() {
+		e.mu.Lock()
+		if e.rec.Status == Ongoing {
+			n++
+		}
+		e.mu.Unlock()
+	}
+	return n
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,96 @@
+// Package txn is the transaction coordinator (KIP-98, with KIP-890 part 1
+// produce-side verification): transactional ids, their producer id and
+// epoch, the partitions and groups in the ongoing transaction, two-phase
+// completion with COMMIT/ABORT markers, timeouts, and durable state that
+// survives kill -9.
+package txn
+
+// Status is a transaction's state, numbered as in Kafka's __transaction_state.
+type Status int8
+
+const (
+	Empty             Status = 0
+	Ongoing           Status = 1
+	PrepareCommit     Status = 2
+	PrepareAbort      Status = 3
+	CompleteCommit    Status = 4
+	CompleteAbort     Status = 5
+	Dead              Status = 6
+	PrepareEpochFence Status = 7
+)
+
+func (s Status) String() string {
+	switch s {
+	case Empty:
+		return "Empty"
+	case Ongoing:
+		return "Ongoing"
+	case PrepareCommit:
+		return "PrepareCommit"
+	case PrepareAbort:
+		return "PrepareAbort"
+	case CompleteCommit:
+		return "CompleteCommit"
+	case CompleteAbort:
+		return "CompleteAbort"
+	case Dead:
+		return "Dead"
+	case PrepareEpochFence:
+		return "PrepareEpochFence"
+	}
+	return "Unknown"
+}
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string `json:"t"`
+	Partition int32  `json:"p"`
+}
+
+// record is the durable form of one transactional id, as Kafka's
+// TransactionLogValue.
+type record struct {
+	ID             string           `json:"id"`
+	ProducerID     int64            `json:"pid"`
+	Epoch          int16            `json:"epoch"`
+	LastEpoch      int16            `json:"last_epoch"` // the epoch before the last bump; lets a retried InitProducerId succeed
+	PrevProducerID int64            `json:"prev_pid"`
+	TimeoutMs      int32            `json:"timeout_ms"`
+	Status         Status           `json:"status"`
+	Partitions     []TopicPartition `json:"partitions,omitempty"`
+	Groups         []string         `json:"groups,omitempty"`
+	StartMs        int64            `json:"start_ms"`
+	UpdatedMs      int64            `json:"updated_ms"`
+}
+
+func (r *record) hasPartition(tp TopicPartition) bool {
+	for _, p := range r.Partitions {
+		if p == tp {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *record) hasGroup(g string) bool {
+	for _, x := range r.Groups {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// epochExhausted is Kafka's threshold: 32767 is reserved for fencing.
+const epochExhausted = 32766
+
+// Versions are the request versions the coordinator serves.
+var Versions = map[int16][2]int16{
+	22: {0, 5}, // InitProducerId (the wire layer registers it)
+	24: {0, 3}, // AddPartitionsToTxn: v4+ is broker-to-broker
+	25: {0, 3}, // AddOffsetsToTxn
+	26: {0, 3}, // EndTxn: v4 adds 120, v5 is transaction version 2
+	28: {0, 3}, // TxnOffsetCommit
+	65: {0, 0}, // DescribeTransactions
+	66: {0, 1}, // ListTransactions
+}

@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"context"
+
+	"github.com/oncelog/oncelog/txn"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	register(24, txn.Versions[24][0], txn.Versions[24][1], handleAddPartitionsToTxn)
+	register(25, txn.Versions[25][0], txn.Versions[25][1], handleAddOffsetsToTxn)
+	register(26, txn.Versions[26][0], txn.Versions[26][1], handleEndTxn)
+	register(28, txn.Versions[28][0], txn.Versions[28][1], handleTxnOffsetCommit)
+	register(65, txn.Versions[65][0], txn.Versions[65][1], handleDescribeTransactions)
+	register(66, txn.Versions[66][0], txn.Versions[66][1], handleListTransactions)
+}
+
+func initTransactionalProducer(c *conn, req *kmsg.InitProducerIDRequest, resp *kmsg.InitProducerIDResponse) kmsg.Response {
+	resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = c.s.b.Txns.InitProducerID(c.ctx, *req.TransactionalID, req.TransactionTimeoutMillis, req.ProducerID, req.ProducerEpoch, req.Version)
+	return resp
+}
+
+func handleAddPartitionsToTxn(c *conn, r *request) respond {
+	req := r.kreq.(*kmsg.AddPartitionsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	var tps []txn.TopicPartition
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			tps = append(tps, txn.TopicPartition{Topic: t.Topic, Partition: p})
+		}
+	}
+	codes := c.s.b.Txns.AddPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Version, tps)
+	for _, t := range req.Topics {
+		st := kmsg.NewAddPartitionsToTxnResponseTopic()
+		st.Topic = t.Topic
+		for _, p := range t.Partitions {
+			sp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
+			sp.Partition = p
+			sp.ErrorCode = codes[txn.TopicPartition{Topic: t.Topic, Partition: p}]
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return ready(resp)
+}
+
+func handleAddOffsetsToTxn(c *conn, r *request) respond {
+	req := r.kreq.(*kmsg.AddOffsetsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	resp.ErrorCode = c.s.b.Txns.AddOffsets(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Version, req.Group)
+	return ready(resp)
+}
+
+// handleEndTxn writes markers and waits for them to be durable, so it runs
+// on the writer goroutine.
+func handleEndTxn(c *conn, r *request) respond {
+	req := r.kreq.(*kmsg.EndTxnRequest)
+	return func(ctx context.Context) kmsg.Response {
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode = c.s.b.Txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
+		return resp
+	}
+}
+
+// handleTxnOffsetCommit checks with the transaction coordinator that the
+// group is part of the ongoing transaction, then stores the offsets as
+// pending in the group coordinator until the COMMIT or ABORT.
+func handleTxnOffsetCommit(c *conn, r *request) respond {
+	b := c.s.b
+	req := r.kreq.(*kmsg.TxnOffsetCommitRequest)
+	if code := b.Txns.VerifyGroup(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); code != 0 {
+		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		for _, t := range req.Topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = t.Topic
+			for _, p := range t.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = p.Partition, code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return ready(resp)
+	}
+	return func(ctx context.Context) kmsg.Response { return b.Groups.TxnOffsetCommit(ctx, req) }
+}
+
+func handleDescribeTransactions(c *conn, r *request) respond {
+	req := r.kreq.(*kmsg.DescribeTransactionsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
+	for _, id := range req.TransactionalIDs {
+		st := kmsg.NewDescribeTransactionsResponseTransactionState()
+		st.TransactionalID = id
+		info, ok := c.s.b.Txns.Describe(id)
+		if !ok {
+			st.ErrorCode = kerr.TransactionalIDNotFound.Code
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
+		st.State = info.Status.String()
+		st.TimeoutMillis = info.TimeoutMs
+		st.StartTimestamp = info.StartMs
+		st.ProducerID, st.ProducerEpoch = info.ProducerID, info.Epoch
+		byTopic := map[string]int{}
+		for _, tp := range info.Partitions {
+			i, ok := byTopic[tp.Topic]
+			if !ok {
+				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
+				t.Topic = tp.Topic
+				st.Topics = append(st.Topics, t)
+				i = len(st.Topics) - 1
+				byTopic[tp.Topic] = i
+			}
+			st.Topics[i].Partitions = append(st.Topics[i].Partitions, tp.Partition)
+		}
+		resp.TransactionStates = append(resp.TransactionStates, st)
+	}
+	return ready(resp)
+}
+
+func handleListTransactions(c *conn, r *request) respond {
+	req := r.kreq.(*kmsg.ListTransactionsRequest)
+	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
+	states := map[string]bool{}
+	for _, s := range req.StateFilters {
+		states[s] = true
+	}
+	pids := map[int64]bool{}
+	for _, p := range req.ProducerIDFilters {
+		pids[p] = true
+	}
+	nowMs := c.s.b.Now().UnixMilli()
+	for _, info := range c.s.b.Txns.List() {
+		if len(states) > 0 && !states[info.Status.String()] {
+			continue
+		}
+		if len(pids) > 0 && !pids[info.ProducerID] {
+			continue
+		}
+		if req.Version >= 1 && req.DurationFilterMillis >= 0 && (info.Status != txn.Ongoing || nowMs-info.StartMs < req.DurationFilterMillis) {
+			continue
+		}
+		ts := kmsg.NewListTransactionsResponseTransactionState()
+		ts.TransactionalID, ts.ProducerID, ts.TransactionState = info.ID, info.ProducerID, info.Status.String()
+		resp.TransactionStates = append(resp.TransactionStates, ts)
+	}
+	return ready(resp)
+}
