@@ -60,7 +60,7 @@ func (o *clientOptions) addClientFlags(fs *pflag.FlagSet) {
 	o.flags = fs
 	fs.StringSliceVar(&o.brokers, "brokers", []string{defaultBrokers}, "comma-separated host:port seed brokers (env "+brokersEnv+")")
 	fs.StringVar(&o.output, "output", "text", "output format: text for people, json for scripts")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the broker on each admin request")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time limit for an admin command, for connecting and for delivering each produced record")
 }
 
 // validate resolves the environment default for --brokers and checks the
@@ -134,6 +134,19 @@ func (o *clientOptions) admin(ctx context.Context) (*kgo.Client, *kadm.Client, e
 	adm := kadm.NewClient(cl)
 	adm.SetTimeoutMillis(int32(min(o.timeout, time.Hour) / time.Millisecond))
 	return cl, adm, nil
+}
+
+// withAdmin connects and runs an admin command's fn; the whole command,
+// connecting included, may take at most --timeout.
+func (o *clientOptions) withAdmin(ctx context.Context, fn func(ctx context.Context, adm *kadm.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	cl, adm, err := o.admin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(ctx, adm)
 }
 
 // unreachable explains a failure to talk to any seed broker.
@@ -227,10 +240,10 @@ func newTable(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
-// isTerminal reports whether w is an interactive terminal, where progress
-// lines are useful rather than noise.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether stream (a reader or writer) is an interactive
+// terminal, where progress lines and hints are useful rather than noise.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -49,8 +51,9 @@ end offset at start, or its last stable offset with --read-committed). With
 --follow it keeps waiting for new records until -n is reached or Ctrl-C.
 
 --from picks the start: beginning, end, an offset (the same in every
-partition), -N (the last N records of each partition), or @<unix-ms> (the
-first record at or after that time). With --group the group's committed
+partition), -N (the last N offsets of each partition; a transaction's commit
+marker takes an offset too), or @<unix-ms> (the first record at or after that
+time). With --group the group's committed
 offsets take precedence and --from applies only to partitions without one
 (Kafka's auto.offset.reset); the offsets of printed records are committed.
 
@@ -461,7 +464,10 @@ func (c *consumeRun) run(ctx context.Context, adm *kadm.Client) error {
 	if err != nil {
 		return err
 	}
-	detail := details[c.topic]
+	detail, ok := details[c.topic]
+	if !ok {
+		return kerr.UnknownTopicOrPartition
+	}
 	if detail.Err != nil {
 		return detail.Err
 	}
@@ -498,7 +504,15 @@ func (c *consumeRun) run(ctx context.Context, adm *kadm.Client) error {
 	}
 	if c.group != "" {
 		onAssigned := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { tracker.assign(m[c.topic], true) }
-		onRevoked := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { tracker.assign(m[c.topic], false) }
+		onRevoked := func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			// A custom callback replaces franz-go's commit on revoke:
+			// commit what was printed before another member takes over.
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				fmt.Fprintf(c.stderr, "warning: commit offsets of group %q on rebalance: %v\n", c.group, err)
+			}
+			tracker.assign(m[c.topic], false)
+		}
+		onLost := func(_ context.Context, _ *kgo.Client, m map[string][]int32) { tracker.assign(m[c.topic], false) }
 		opts = append(opts,
 			kgo.ConsumerGroup(c.group),
 			kgo.ConsumeTopics(c.topic),
@@ -507,7 +521,7 @@ func (c *consumeRun) run(ctx context.Context, adm *kadm.Client) error {
 			kgo.AutoCommitMarks(),
 			kgo.OnPartitionsAssigned(onAssigned),
 			kgo.OnPartitionsRevoked(onRevoked),
-			kgo.OnPartitionsLost(onRevoked),
+			kgo.OnPartitionsLost(onLost),
 		)
 	} else {
 		consume := map[int32]kgo.Offset{}
@@ -573,7 +587,10 @@ func (c *consumeRun) startState(ctx context.Context, adm *kadm.Client, partition
 	}
 	var committed kadm.OffsetResponses
 	if c.group != "" {
-		if committed, err = adm.FetchOffsetsForTopics(ctx, c.group, c.topic); err != nil {
+		// A group that does not exist yet has no commits; some brokers
+		// say so with GROUP_ID_NOT_FOUND.
+		committed, err = adm.FetchOffsetsForTopics(ctx, c.group, c.topic)
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 			return nil, fmt.Errorf("fetch committed offsets of group %q: %w", c.group, err)
 		}
 	}
@@ -605,9 +622,19 @@ func (c *consumeRun) startState(ctx context.Context, adm *kadm.Client, partition
 }
 
 // poll prints records until the limit, the end (unless following) or ctx ends.
-func (c *consumeRun) poll(ctx, pollCtx context.Context, cl *kgo.Client, tracker *endTracker) (int, error) {
-	printed := 0
+func (c *consumeRun) poll(ctx, pollCtx context.Context, cl *kgo.Client, tracker *endTracker) (printed int, err error) {
+	// Buffer output (a write per record is a syscall per record) and
+	// flush after every poll, so that --follow shows records promptly.
+	out := bufio.NewWriterSize(c.stdout, 64<<10)
+	defer func() {
+		if ferr := out.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("write output: %w", ferr)
+		}
+	}()
 	for c.follow || !tracker.done() {
+		if err := out.Flush(); err != nil {
+			return printed, fmt.Errorf("write output: %w", err)
+		}
 		want := 0
 		if c.limit > 0 {
 			want = c.limit - printed
@@ -638,7 +665,7 @@ func (c *consumeRun) poll(ctx, pollCtx context.Context, cl *kgo.Client, tracker 
 			if r.Attrs.IsControl() {
 				continue
 			}
-			if err := c.formatter(c.stdout, r); err != nil {
+			if err := c.formatter(out, r); err != nil {
 				return printed, fmt.Errorf("print record %d/%d: %w", r.Partition, r.Offset, err)
 			}
 			printed++

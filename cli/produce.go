@@ -91,7 +91,11 @@ When stderr is a terminal a progress line is shown. At the end a summary
 				progress:        isTerminal(cmd.ErrOrStderr()),
 				json:            o.json(),
 			}
-			return o.explain(run.run(ctx, in, cmd.OutOrStdout(), cmd.ErrOrStderr()), args[0])
+			err = run.run(ctx, in, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if errors.Is(err, errInterrupted) {
+				return &exitError{code: 130, err: err}
+			}
+			return o.explain(err, args[0])
 		},
 	}
 	f := cmd.Flags()
@@ -366,9 +370,8 @@ func (p *produceRun) run(ctx context.Context, in io.Reader, out, errOut io.Write
 		fmt.Fprint(errOut, "\r\033[K")
 	}
 	if sendErr != nil {
-		fmt.Fprintf(errOut, "%d records acknowledged before the error\n", summary.Records)
-		if errors.Is(sendErr, errInterrupted) {
-			return &exitError{code: 130, err: sendErr}
+		if p.transactionalID == "" {
+			fmt.Fprintf(errOut, "%d records were written before the error\n", summary.Records)
 		}
 		if strings.Contains(sendErr.Error(), "invalid record partitioning choice") {
 			return fmt.Errorf("--partition %d is not a partition of topic %q (%w)", p.builder.partition, p.builder.topic, sendErr)

@@ -59,12 +59,9 @@ func newTopicCreateCmd(o *clientOptions) *cobra.Command {
 			if partitions == 0 || partitions < -1 {
 				return usageErrorf("--partitions must be positive (or -1 for the broker default), got %d", partitions)
 			}
-			cl, adm, err := o.admin(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return runTopicCreate(cmd.Context(), o, adm, cmd.OutOrStdout(), args[0], partitions, replicas, topicConfigs, ifNotExists)
+			return o.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				return runTopicCreate(ctx, o, adm, cmd.OutOrStdout(), args[0], partitions, replicas, topicConfigs, ifNotExists)
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -124,12 +121,9 @@ func newTopicListCmd(o *clientOptions) *cobra.Command {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			cl, adm, err := o.admin(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return runTopicList(cmd.Context(), o, adm, cmd.OutOrStdout(), internal)
+			return o.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				return runTopicList(ctx, o, adm, cmd.OutOrStdout(), internal)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&internal, "internal", false, "include internal topics such as __consumer_offsets")
@@ -194,12 +188,9 @@ every topic setting with where its value comes from.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			cl, adm, err := o.admin(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return runTopicDescribe(cmd.Context(), o, adm, cmd.OutOrStdout(), args[0])
+			return o.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				return runTopicDescribe(ctx, o, adm, cmd.OutOrStdout(), args[0])
+			})
 		},
 	}
 	return cmd
@@ -207,11 +198,13 @@ every topic setting with where its value comes from.`,
 
 // describedTopic is the --output json result of `topic describe`.
 type describedTopic struct {
-	Name       string              `json:"name"`
-	ID         string              `json:"id,omitempty"`
-	Internal   bool                `json:"internal"`
+	Name       string               `json:"name"`
+	ID         string               `json:"id,omitempty"`
+	Internal   bool                 `json:"internal"`
 	Partitions []describedPartition `json:"partitions"`
 	Configs    []describedConfig    `json:"configs"`
+	// ConfigsError says why Configs is empty when the settings could not be read.
+	ConfigsError string `json:"configs_error,omitempty"`
 }
 
 type describedPartition struct {
@@ -257,10 +250,9 @@ func runTopicDescribe(ctx context.Context, o *clientOptions, adm *kadm.Client, o
 	if err != nil {
 		return o.explain(err, topic)
 	}
-	configs, err := adm.DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		return o.explain(err, topic)
-	}
+	// Settings are extra: a broker without DescribeConfigs still gets
+	// its partitions described.
+	configs, configsErr := adm.DescribeTopicConfigs(ctx, topic)
 
 	desc := describedTopic{
 		Name:       topic,
@@ -287,10 +279,15 @@ func runTopicDescribe(ctx context.Context, o *clientOptions, adm *kadm.Client, o
 		}
 		desc.Partitions = append(desc.Partitions, dp)
 	}
-	if rc, err := configs.On(topic, nil); err == nil {
-		if rc.Err != nil {
-			return o.explain(withMessage(rc.Err, rc.ErrMessage), topic)
-		}
+	rc, err := configs.On(topic, nil)
+	switch {
+	case configsErr != nil:
+		desc.ConfigsError = configsErr.Error()
+	case err != nil:
+		desc.ConfigsError = "missing from the broker's response"
+	case rc.Err != nil:
+		desc.ConfigsError = withMessage(rc.Err, rc.ErrMessage).Error()
+	default:
 		for _, c := range rc.Configs {
 			desc.Configs = append(desc.Configs, describedConfig{Name: c.Key, Value: c.Value, Source: configSourceName(c.Source.String()), Sensitive: c.Sensitive})
 		}
@@ -314,6 +311,10 @@ func runTopicDescribe(ctx context.Context, o *clientOptions, adm *kadm.Client, o
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%v\t%d\t%d\t%d\t%s\n", p.Partition, p.Leader, p.LeaderEpoch, p.Replicas, p.StartOffset, p.EndOffset, p.LastStableOffset, p.Error)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if desc.ConfigsError != "" {
+		_, err := fmt.Fprintf(out, "\nsettings unavailable: %s\n", desc.ConfigsError)
 		return err
 	}
 	if len(desc.Configs) == 0 {
@@ -371,12 +372,9 @@ Exits 1 if any topic could not be deleted; the others are still deleted.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			cl, adm, err := o.admin(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return runTopicDelete(cmd.Context(), o, adm, cmd.OutOrStdout(), args)
+			return o.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				return runTopicDelete(ctx, o, adm, cmd.OutOrStdout(), args)
+			})
 		},
 	}
 	return cmd
@@ -444,12 +442,9 @@ are left as they are.`,
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
-			cl, adm, err := o.admin(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return runTopicAlterConfig(cmd.Context(), o, adm, cmd.OutOrStdout(), args[0], alters)
+			return o.withAdmin(cmd.Context(), func(ctx context.Context, adm *kadm.Client) error {
+				return runTopicAlterConfig(ctx, o, adm, cmd.OutOrStdout(), args[0], alters)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "set key=value (repeatable)")

@@ -9,7 +9,7 @@
 // responses of the same version; answers follow Kafka's group coordinator
 // (group-coordinator module, 2024) unless a comment says otherwise.
 //
-// Durability: a group's existence, its generation and protocol, committed
+// Durability: a group's existence, protocol type and generation, committed
 // offsets and pending transactional offsets live in a pebble store. Every
 // OffsetCommit, TxnOffsetCommit, OffsetDelete, DeleteGroups and CompleteTxn
 // is fsynced before it is answered; writes from concurrent requests share
@@ -17,9 +17,10 @@
 // Empty and its consumers rejoin (their heartbeats get UNKNOWN_MEMBER_ID).
 //
 // Time: deadlines (sessions, rebalance timeouts, the initial rebalance
-// delay, offset retention) are kept against Config.Now and run by the
-// coordinator itself, never by Go timers, so a test that drives the clock
-// controls exactly when anything expires.
+// delay, offset retention) are kept against Config.Now and run when that
+// clock has passed them, checked at every request and by a background
+// loop; a test that drives the clock controls exactly when anything
+// expires.
 package group
 
 import (
@@ -175,7 +176,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		st.close()
 		return nil, err
 	}
-	c.scheduleOffsetExpiry()
+	c.scheduleOffsetExpiry(c.now().Add(offsetsRetentionCheckInterval))
 	c.loop.Add(1)
 	go c.runTimers()
 	return c, nil

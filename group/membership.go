@@ -247,19 +247,22 @@ func (c *Coordinator) updateMemberThenRebalance(g *group, m *member, jc *joinCal
 }
 
 // updateStaticMemberThenRebalance hands a static member's place to its new
-// member id. In a Stable group whose protocol choice does not change, the
-// member gets the current generation without a rebalance (KIP-345).
+// member id. In a Stable group the member gets the current generation
+// without a rebalance (KIP-345) if it comes back with the same protocol
+// metadata. (Kafka only requires that the group's protocol choice stays,
+// so a changed subscription would go unnoticed until the next rebalance.)
 func (c *Coordinator) updateStaticMemberThenRebalance(g *group, jc *joinCall, oldID, newID string) *kmsg.JoinGroupResponse {
 	previousLeader := g.leader
 	m := g.replaceStaticMember(*jc.instanceID, oldID, newID)
 	c.cancel(timerHeartbeat, g, oldID)
 	c.rescheduleHeartbeat(g, m, m.sessionTimeout)
+	sameMetadata := m.matches(jc.protocols)
 	g.updateMember(m, jc.protocols, jc.rebalance, jc.session, jc.park())
 
 	switch g.state {
 	case stateStable:
-		if g.protocol != g.selectProtocol() {
-			c.maybePrepareRebalanceOrCompleteJoin(g, "static member "+newID+" changes the group protocol")
+		if !sameMetadata || g.protocol != g.selectProtocol() {
+			c.maybePrepareRebalanceOrCompleteJoin(g, "static member "+newID+" rejoined with new metadata")
 			return nil
 		}
 		c.persistGroup(g)

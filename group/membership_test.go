@@ -407,13 +407,26 @@ func TestStaticMemberRejoinWithoutRebalance(t *testing.T) {
 		t.Fatalf("rebalance after replacement: %+v / %+v / %+v", ra, rb, rc)
 	}
 
+	// Coming back with another subscription rebalances.
+	changed := e.joinAsync("c", joinReq("g", withInstance("a"), withProtocols(proto("range", consumerMeta("t", "v")))))
+	e.awaitingJoin("g", 1)
+	if s := e.state("g"); s != "PreparingRebalance" {
+		t.Fatalf("static rejoin with new metadata: %s", s)
+	}
+	e.c.LeaveGroup(ctx, &kmsg.LeaveGroupRequest{Version: 4, Group: "g", Members: []kmsg.LeaveGroupRequestMember{{MemberID: rc.MemberID}}})
+	jb2 := e.joinAsync("c", joinReq("g", withInstance("b"), withMember(rb.MemberID)))
+	ra2, rb2 := recv(t, changed), recv(t, jb2)
+	if ra2.ErrorCode != 0 || rb2.ErrorCode != 0 || ra2.Generation != gen+2 {
+		t.Fatalf("rebalance for new metadata: %+v / %+v", ra2, rb2)
+	}
+
 	// Admin removal by instance id.
 	lr := e.c.LeaveGroup(ctx, &kmsg.LeaveGroupRequest{Version: 4, Group: "g", Members: []kmsg.LeaveGroupRequestMember{{InstanceID: kmsg.StringPtr("b")}}})
 	if lr.Members[0].ErrorCode != 0 || lr.Members[0].MemberID != "" {
 		t.Fatalf("leave by instance id: %+v", lr.Members[0])
 	}
 	e.inspect("g", func(g *group) {
-		if _, ok := g.static["b"]; ok || len(g.members) != 2 {
+		if _, ok := g.static["b"]; ok || len(g.members) != 1 {
 			t.Fatalf("b still in the group: %v, %d members", g.static, len(g.members))
 		}
 	})

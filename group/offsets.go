@@ -564,11 +564,18 @@ func (c *Coordinator) CompleteTxn(producerID int64, commit bool) error {
 	return nil
 }
 
-func (c *Coordinator) scheduleOffsetExpiry() {
+// scheduleOffsetExpiry runs the retention sweep every
+// offsetsRetentionCheckInterval, at fixed times: a late run (a clock that
+// jumped) does not shift the ones after it.
+func (c *Coordinator) scheduleOffsetExpiry(at time.Time) {
 	key := timerKey{kind: timerOffsetExpiry}
-	c.timers.schedule(key, c.now().Add(offsetsRetentionCheckInterval), func() {
+	c.timers.schedule(key, at, func() {
 		c.expireOffsetsLocked()
-		c.scheduleOffsetExpiry()
+		next := at.Add(offsetsRetentionCheckInterval)
+		for now := c.now(); !next.After(now); {
+			next = next.Add(offsetsRetentionCheckInterval)
+		}
+		c.scheduleOffsetExpiry(next)
 	})
 }
 

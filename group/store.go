@@ -228,7 +228,7 @@ func (s *store) load() (*loaded, error) {
 			if err != nil {
 				return nil, fmt.Errorf("pending offset pid %d %q/%q/%d: %w", pid, group, topic, partition, err)
 			}
-			l.pending = append(l.pending, loadedPending{pid, group, topic, partition, v, epoch})
+			l.pending = append(l.pending, loadedPending{producerID: pid, group: group, topic: topic, partition: partition, value: v, producerEpoch: epoch})
 		default:
 			return nil, fmt.Errorf("unknown key prefix %q in group store", key[0])
 		}
@@ -241,9 +241,9 @@ var (
 	errCorruptRecord = errors.New("corrupt group store record")
 )
 
-// groupRecord is what survives a restart of a group: its existence, the
-// protocol it last agreed on and its generation. Members do not survive;
-// a group always comes back Empty.
+// groupRecord is what survives a restart of a group: its existence, its
+// protocol type and generation. Members do not survive; a group always
+// comes back Empty.
 type groupRecord struct {
 	protocolType string
 	generation   int32

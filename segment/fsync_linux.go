@@ -32,3 +32,7 @@ func fdatasync(f *os.File) error {
 	}
 	return nil
 }
+
+// dirSyncSupported: Linux fsyncs directories, which is what makes file
+// creation, renames and removals durable.
+const dirSyncSupported = true

@@ -572,3 +572,24 @@ func TestDeleteRemovesDirectory(t *testing.T) {
 		t.Fatalf("read after Delete: %v", err)
 	}
 }
+
+func TestOpenLeavesForeignFiles(t *testing.T) {
+	dir := t.TempDir()
+	keep := []string{"00000000000000000000.snapshot", "notes.txt", "00000000000000000000.log.deleted"}
+	for _, name := range keep {
+		os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644)
+	}
+	orphan := segmentPath(dir, 77, ".index")
+	os.WriteFile(orphan, nil, 0o644)
+	l, _ := openLog(t, dir, smallConfig())
+	defer l.Close()
+	for _, name := range keep {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("Open removed %s", name)
+		}
+	}
+	mustNotExist(t, orphan)
+	if segs := l.Segments(); len(segs) != 1 || segs[0].BaseOffset != 0 {
+		t.Fatalf("segments %+v", segs)
+	}
+}

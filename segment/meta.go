@@ -132,6 +132,9 @@ func syncDir(dir string) error {
 		return err
 	}
 	err = d.Sync()
+	if err != nil && !dirSyncSupported {
+		err = nil
+	}
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}

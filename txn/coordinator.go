@@ -472,7 +472,9 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if len(r.Groups) > 0 && c.groups != nil {
+	// Always completed (a no-op without pending offsets): a crash may have
+	// lost r.Groups' write but not the group's pending offsets.
+	if c.groups != nil {
 		if err := c.groups.CompleteTxn(r.ProducerID, commit); err != nil {
 			return fmt.Errorf("complete group offsets: %w", err)
 		}

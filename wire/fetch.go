@@ -72,6 +72,9 @@ func fetchOnce(b *broker.Broker, req *kmsg.FetchRequest, resp *kmsg.FetchRespons
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.PreferredReadReplica = -1
+			// Kafka sends empty, never null, records: librdkafka
+			// rejects a null record set as a protocol error.
+			sp.RecordBatches = []byte{}
 			var p *partition.Partition
 			if topic != nil && rp.Partition >= 0 && int(rp.Partition) < len(topic.Partitions) {
 				p = topic.Partitions[rp.Partition]
@@ -121,10 +124,10 @@ func fetchOnce(b *broker.Broker, req *kmsg.FetchRequest, resp *kmsg.FetchRespons
 				sp.ErrorCode = kerr.OffsetOutOfRange.Code
 			case err != nil:
 				sp.ErrorCode = kerr.KafkaStorageError.Code
-			default:
+			case data != nil:
 				sp.RecordBatches = data
 				total += len(data)
-				if readCommitted && len(data) > 0 {
+				if readCommitted {
 					sp.AbortedTransactions = p.AbortedTransactions(rp.FetchOffset, data)
 				}
 			}

@@ -155,6 +155,13 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, queue: make(chan pending, maxPipelined)}
 }
 
+func (c *conn) remoteIP() string {
+	if host, _, err := net.SplitHostPort(c.remote); err == nil {
+		return host
+	}
+	return c.remote
+}
+
 func (c *conn) close() {
 	c.once.Do(func() {
 		c.cancel()
