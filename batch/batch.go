@@ -213,7 +213,7 @@ func ParseControl(b []byte) (commit bool, coordinatorEpoch int32, ok bool) {
 	if len(r) < 1 {
 		return false, 0, false
 	}
-	r = r[1:] // record attributes
+	r = r[1:]                 // record attributes
 	if _, ok := next(); !ok { // timestamp delta
 		return false, 0, false
 	}
