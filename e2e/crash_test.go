@@ -88,6 +88,7 @@ func TestKill9WhileProducing(t *testing.T) {
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.MaxBufferedRecords(5_000),
+		kgo.ProducerBatchMaxBytes(8<<10), // many small requests: crashes land between them
 		kgo.RecordDeliveryTimeout(3*time.Minute),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }),
 	)
@@ -118,7 +119,8 @@ func TestKill9WhileProducing(t *testing.T) {
 			// Wait for the next produce to reach the broker so the
 			// crash lands after a write whose ack is held back.
 			before := proxy.Stats().Requests[produceKey]
-			for proxy.Stats().Requests[produceKey] <= before+1 && ctx.Err() == nil {
+			giveUp := time.Now().Add(10 * time.Second)
+			for proxy.Stats().Requests[produceKey] <= before+1 && time.Now().Before(giveUp) {
 				time.Sleep(time.Millisecond) // polling a counter, not timing a race
 			}
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -86,8 +87,10 @@ func TestIdempotentFranzGoThroughLostAcks(t *testing.T) {
 	createTopic(t, proxy.Addr(), topic, 3, nil)
 	dropProduceResponses(proxy, 0.05)
 
+	// Small batches make many produce requests, so that ~5% of them is a
+	// few dozen lost acks.
 	cl := newClient(t, proxy.Addr(), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
-		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(20_000))
+		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(20_000), kgo.ProducerBatchMaxBytes(4<<10))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
@@ -134,7 +137,8 @@ func TestIdempotentSaramaThroughLostAcks(t *testing.T) {
 	cfg.Producer.Retry.Max = 1000
 	cfg.Producer.Retry.Backoff = 10 * time.Millisecond
 	cfg.Producer.Partitioner = sarama.NewRoundRobinPartitioner
-	cfg.Producer.Flush.Messages = 200
+	cfg.Producer.Flush.Messages = 100
+	cfg.Producer.Flush.MaxMessages = 100
 	cfg.Producer.Flush.Frequency = 2 * time.Millisecond
 	cfg.Net.MaxOpenRequests = 1
 	cfg.Metadata.Retry.Backoff = 10 * time.Millisecond
@@ -182,7 +186,11 @@ func TestIdempotentKcatThroughLostAcks(t *testing.T) {
 	for i := 0; i < idempotentRecords; i++ {
 		fmt.Fprintf(&in, "%d\n", i)
 	}
-	cmd := exec.Command(kcat, "-b", proxy.Addr(), "-t", topic, "-P",
+	// kcat exits when all its broker connections are down at once, which
+	// every dropped response causes with a single broker; bootstrapping by
+	// another name for the same proxy keeps a second connection open.
+	_, port, _ := net.SplitHostPort(proxy.Addr())
+	cmd := exec.Command(kcat, "-b", "localhost:"+port, "-t", topic, "-P",
 		"-X", "enable.idempotence=true", "-X", "linger.ms=2", "-X", "batch.num.messages=500",
 		"-X", "message.timeout.ms=300000", "-X", "retry.backoff.ms=10")
 	cmd.Stdin = &in
