@@ -91,7 +91,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
 		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
-		Logger:                logger.With("component", "groups"),
+		Logger:                logger,
 	})
 	if err != nil {
 		b.meta.Close()
@@ -126,7 +126,10 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	b.Txns.Start()
-	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond))
+	// Per-partition, producer, transaction and group gauges are computed
+	// when /metrics is scraped (collect.go).
+	b.Stats.Registry.MustRegister(scrapeCollector{b})
+	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond).String())
 	b.stopped.Add(1)
 	go b.maintain()
 	return b, nil

@@ -6,7 +6,9 @@ import (
 )
 
 // Stats holds the broker's Prometheus metrics in a registry of its own, so
-// that several brokers in one test process don't collide.
+// that several brokers in one test process don't collide. The metrics here
+// are updated as events happen; gauges read from broker state at scrape time
+// are in collect.go. docs/operations.md lists them all.
 type Stats struct {
 	Registry *prometheus.Registry
 
@@ -31,23 +33,49 @@ type Stats struct {
 func newStats() *Stats {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	f := func(c prometheus.Collector) prometheus.Collector { r.MustRegister(c); return c }
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+		r.MustRegister(c)
+		return c
+	}
+	histogram := func(name, help string, buckets []float64) prometheus.Histogram {
+		h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+		r.MustRegister(h)
+		return h
+	}
 	s := &Stats{Registry: r}
-	s.Requests = f(prometheus.NewCounterVec(prometheus.CounterOpts{Name: "oncelog_requests_total", Help: "Kafka requests handled, by API."}, []string{"api"})).(*prometheus.CounterVec)
-	s.RequestSeconds = f(prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "oncelog_request_duration_seconds", Help: "Time from reading a request to its response being ready, by API.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"api"})).(*prometheus.HistogramVec)
-	s.BytesIn = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_bytes_in_total", Help: "Request bytes read from clients."})).(prometheus.Counter)
-	s.BytesOut = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_bytes_out_total", Help: "Response bytes written to clients."})).(prometheus.Counter)
-	s.Connections = f(prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_connections", Help: "Open client connections."})).(prometheus.Gauge)
-	s.BatchesAppended = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_produce_batches_appended_total", Help: "Record batches appended to partition logs."})).(prometheus.Counter)
-	s.RecordsAppended = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_produce_records_appended_total", Help: "Records appended to partition logs."})).(prometheus.Counter)
-	s.DuplicateBatches = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_produce_duplicate_batches_total", Help: "Retried batches recognised by producer id and sequence and not stored again."})).(prometheus.Counter)
-	s.OutOfOrder = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_produce_out_of_order_total", Help: "Batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER."})).(prometheus.Counter)
-	s.Fenced = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_produce_fenced_total", Help: "Batches rejected because their producer epoch is stale."})).(prometheus.Counter)
-	s.ProducersEvicted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_producer_ids_evicted_total", Help: "Idle producer ids evicted to bound memory."})).(prometheus.Counter)
-	s.FsyncSeconds = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "oncelog_fsync_duration_seconds", Help: "fdatasync latency of partition logs.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)})).(prometheus.Histogram)
-	s.GroupCommitSize = f(prometheus.NewHistogram(prometheus.HistogramOpts{Name: "oncelog_group_commit_waiters", Help: "acks=-1 produce waiters released by one fsync.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})).(prometheus.Histogram)
-	s.TxnCommitted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_committed_total", Help: "Transactions committed."})).(prometheus.Counter)
-	s.TxnAborted = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_aborted_total", Help: "Transactions aborted (by the client, by fencing or by timeout)."})).(prometheus.Counter)
-	s.TxnTimedOut = f(prometheus.NewCounter(prometheus.CounterOpts{Name: "oncelog_transactions_timed_out_total", Help: "Transactions aborted because they exceeded their timeout."})).(prometheus.Counter)
+
+	// The api label is the Kafka API name (kmsg.NameForKey): a few dozen values at most.
+	s.Requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_requests_total",
+		Help: "Kafka requests answered, by API (Produce, Fetch, ...).",
+	}, []string{"api"})
+	s.RequestSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "oncelog_request_duration_seconds",
+		Help:    "Time from reading a request to its response being ready, by API. acks=-1 Produce includes the fsync; Fetch includes long-poll waiting (fetch.max.wait.ms).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs .. 26s
+	}, []string{"api"})
+	r.MustRegister(s.Requests, s.RequestSeconds)
+
+	s.BytesIn = counter("oncelog_bytes_in_total", "Request bytes read from Kafka clients, size prefix included.")
+	s.BytesOut = counter("oncelog_bytes_out_total", "Response bytes written to Kafka clients, size prefix included.")
+	s.Connections = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_connections", Help: "Open Kafka client connections."})
+	r.MustRegister(s.Connections)
+
+	s.BatchesAppended = counter("oncelog_produce_batches_appended_total", "Record batches appended to partition logs by Produce (transaction markers not counted).")
+	s.RecordsAppended = counter("oncelog_produce_records_appended_total", "Records appended to partition logs.")
+	s.DuplicateBatches = counter("oncelog_produce_duplicate_batches_total", "Retried batches recognised by producer id, epoch and sequence and answered with their original offset instead of being stored again.")
+	s.OutOfOrder = counter("oncelog_produce_out_of_order_total", "Batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER: a gap in a producer's sequence numbers.")
+	s.Fenced = counter("oncelog_produce_fenced_total", "Batches rejected because a newer epoch of their producer id exists (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED): a zombie producer.")
+	s.ProducersEvicted = counter("oncelog_producer_ids_evicted_total", "Idle producer ids dropped to stay under --max-producers or --max-producers-per-partition (expiry after --producer-id-expiration-ms is not counted).")
+
+	s.FsyncSeconds = histogram("oncelog_fsync_duration_seconds", "fdatasync latency of partition logs.",
+		prometheus.ExponentialBuckets(0.0001, 2, 16)) // 100µs .. 3.3s
+	s.GroupCommitSize = histogram("oncelog_group_commit_waiters", "acks=-1 produce requests released by one fsync (group commit size).",
+		prometheus.ExponentialBuckets(1, 2, 10)) // 1 .. 512
+
+	s.TxnCommitted = counter("oncelog_transactions_committed_total", "Transactions committed.")
+	s.TxnAborted = counter("oncelog_transactions_aborted_total", "Transactions aborted: by the client, by fencing or by timeout.")
+	s.TxnTimedOut = counter("oncelog_transactions_timed_out_total", "Transactions aborted by the broker because they exceeded their transaction.timeout.ms (also counted as aborted).")
 	return s
 }

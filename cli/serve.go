@@ -2,25 +2,22 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/wire"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"go.yaml.in/yaml/v3"
 )
 
 type serveOptions struct {
@@ -29,107 +26,162 @@ type serveOptions struct {
 	logLevel, logFormat            string
 	maxRequestBytes                int32
 	cfg                            broker.Config
+
+	// Set by resolve.
+	logger   *slog.Logger
+	settings []any // slog attributes: the settings that differ from their defaults
 }
 
-func newServeCmd() *cobra.Command {
+func newServeCmd() *cobra.Command { return newServeCommand(runServe) }
+
+// newServeCommand builds `oncelog serve`; run is called with the resolved
+// options (tests pass a stub to check configuration without starting a broker).
+func newServeCommand(run func(context.Context, *serveOptions) error) *cobra.Command {
 	o := &serveOptions{cfg: broker.DefaultConfig()}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the broker",
 		Long: `Run an oncelog broker: a Kafka-protocol listener over a durable log in --data-dir.
 
-Every setting can be given, from highest to lowest precedence, as a flag, as an
-environment variable ONCELOG_<FLAG> (upper case, '-' as '_', e.g.
-ONCELOG_DATA_DIR), or as a key in the --config YAML file (the flag name, e.g.
-"data-dir: /var/lib/oncelog"); otherwise the default shown applies.
+Settings come from, highest precedence first:
+  1. flags                 --data-dir /var/lib/oncelog
+  2. environment variables ONCELOG_DATA_DIR=/var/lib/oncelog
+                           (ONCELOG_ + the flag name in upper case, '-' as '_')
+  3. the YAML config file  data-dir: /var/lib/oncelog
+                           (--config or ONCELOG_CONFIG; keys are the flag names,
+                           see oncelog.example.yaml)
+  4. the defaults shown below.
+A bad value, or an unknown key in the config file, stops the broker with exit
+status 2 before it touches the data directory.
 
-acks=-1 (all) produces are answered only after the batch is fsynced; fsyncs are
-shared by concurrent producers (group commit). acks=1 produces are answered
-after the write to the OS page cache, before the fsync: a machine crash (not a
-process crash) in that window can lose them. Consumers only ever see fsynced
-records.`,
+Durability: acks=-1 (all) produces are answered only after the batch is
+fsynced; concurrent producers share fsyncs (group commit). acks=1 produces are
+answered after the write to the OS page cache, before the fsync: a machine
+crash (not a process crash) in that window can lose them. Consumers only ever
+see fsynced records.
+
+Operations: the admin listener serves Prometheus metrics at /metrics, liveness
+at /healthz and readiness at /readyz (503 until recovery has finished). Logs go
+to stderr, one line per notable event. SIGTERM or SIGINT shuts down cleanly
+(the next start skips recovery); a second signal exits at once. See
+docs/operations.md.`,
 		Example: `  oncelog serve
   oncelog serve --listen 0.0.0.0:9092 --advertise broker1.example.com:9092 --data-dir /var/lib/oncelog
   ONCELOG_LOG_LEVEL=debug oncelog serve --config oncelog.yaml`,
-		Args: cobra.NoArgs,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnvAndFile(cmd.Flags(), o.configFile); err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			return runServe(cmd.Context(), o)
+			if err := o.resolve(cmd.Flags(), cmd.ErrOrStderr()); err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			return run(cmd.Context(), o)
 		},
 	}
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%v\nsee `%s --help`", err, c.CommandPath())
+	})
 	f := cmd.Flags()
+	f.SortFlags = false // keep related settings together, in this order
 	c := &o.cfg
-	f.StringVar(&o.configFile, "config", "", "YAML config file whose keys are these flag names")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "Kafka listener address")
-	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (default: the listen address)")
-	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "HTTP address for /metrics, /healthz and /readyz (empty: off)")
-	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for logs and metadata")
-	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	f.Int32Var(&c.NodeID, "node-id", c.NodeID, "broker id reported to clients")
-	f.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics on metadata and produce requests (auto.create.topics.enable)")
-	f.Int32Var(&c.DefaultPartitions, "default-partitions", c.DefaultPartitions, "partitions of auto-created topics and of CreateTopics without a count (num.partitions)")
-	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a new segment at this size (log.segment.bytes)")
-	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll a new segment after this many ms (log.roll.ms)")
-	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete segments older than this, -1 keeps forever (log.retention.ms)")
-	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "per-partition size limit, -1 unlimited (log.retention.bytes)")
-	f.DurationVar(&c.RetentionCheckInterval, "log-retention-check-interval", c.RetentionCheckInterval, "how often retention and producer-id expiry run")
-	f.Int32Var(&c.MaxMessageBytes, "message-max-bytes", c.MaxMessageBytes, "largest record batch accepted (message.max.bytes)")
-	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", wire.DefaultMaxRequestBytes, "largest request accepted; bigger ones close the connection (socket.request.max.bytes)")
-	f.Int64Var(&c.ProducerIDExpirationMs, "producer-id-expiration-ms", c.ProducerIDExpirationMs, "forget idle idempotent producers after this long (producer.id.expiration.ms)")
-	f.IntVar(&c.MaxProducersPerPartition, "max-producers-per-partition", c.MaxProducersPerPartition, "cap on producer ids tracked per partition; idle ones are evicted beyond it")
-	f.IntVar(&c.MaxProducers, "max-producers", c.MaxProducers, "cap on producer ids tracked by the broker")
-	f.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "wait for more members before the first rebalance of an empty group")
-	f.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest consumer session timeout accepted")
-	f.DurationVar(&c.GroupMaxSessionTimeout, "group-max-session-timeout", c.GroupMaxSessionTimeout, "largest consumer session timeout accepted")
+
+	f.StringVar(&o.configFile, "config", "", "YAML file of settings whose keys are these flag names (env ONCELOG_CONFIG; default: none)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "host:port the Kafka protocol listener binds; 0.0.0.0:9092 for all interfaces")
+	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (advertised.listeners); set it when clients reach the broker by another name (default: the --listen address)")
+	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "host:port of the HTTP listener for /metrics, /healthz and /readyz; empty turns it off")
+	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for partition logs, producer state, consumer offsets and metadata; created if missing")
+	f.Int32Var(&c.NodeID, "node-id", c.NodeID, "broker id reported to clients (node.id)")
+	f.StringVar(&o.logLevel, "log-level", "info", "least severe log level written: debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log line format on stderr: text (key=value) or json")
+
+	f.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics when a client asks for their metadata or produces to them (auto.create.topics.enable)")
+	f.Int32Var(&c.DefaultPartitions, "default-partitions", c.DefaultPartitions, "partitions of auto-created topics and of topics created without a count (num.partitions)")
+	f.Int32Var(&c.MaxMessageBytes, "message-max-bytes", c.MaxMessageBytes, "largest record batch accepted, in bytes (message.max.bytes; topic override max.message.bytes)")
+	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", wire.DefaultMaxRequestBytes, "largest request accepted, in bytes; a bigger one closes the connection (socket.request.max.bytes)")
+	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
+	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
+	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete closed segments whose newest record is older than this many milliseconds; -1 keeps them forever (log.retention.ms; topic override retention.ms)")
+	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "delete a partition's oldest segments while it is larger than this many bytes; -1 for no limit (log.retention.bytes; topic override retention.bytes)")
+	f.DurationVar(&c.RetentionCheckInterval, "log-retention-check-interval", c.RetentionCheckInterval, "how often retention and producer-id expiry run (log.retention.check.interval.ms)")
+
+	f.Int64Var(&c.ProducerIDExpirationMs, "producer-id-expiration-ms", c.ProducerIDExpirationMs, "forget an idempotent producer's sequence numbers after it has been idle this many milliseconds (producer.id.expiration.ms)")
+	f.IntVar(&c.MaxProducersPerPartition, "max-producers-per-partition", c.MaxProducersPerPartition, "most producer ids tracked per partition; beyond it the longest-idle one is forgotten")
+	f.IntVar(&c.MaxProducers, "max-producers", c.MaxProducers, "most producer ids tracked by the whole broker; beyond it the longest-idle one is forgotten")
+
+	f.Int32Var(&c.TransactionMaxTimeoutMs, "transaction-max-timeout-ms", c.TransactionMaxTimeoutMs, "largest transaction.timeout.ms a transactional producer may ask for, in milliseconds (transaction.max.timeout.ms)")
+	f.DurationVar(&c.TransactionSweepInterval, "transaction-timeout-check-interval", c.TransactionSweepInterval, "how often transactions past their timeout are aborted (transaction.abort.timed.out.transaction.cleanup.interval.ms)")
+
+	f.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "how long an empty consumer group waits for more members before its first rebalance (group.initial.rebalance.delay.ms)")
+	f.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest consumer session timeout accepted (group.min.session.timeout.ms)")
+	f.DurationVar(&c.GroupMaxSessionTimeout, "group-max-session-timeout", c.GroupMaxSessionTimeout, "largest consumer session timeout accepted (group.max.session.timeout.ms)")
 	return cmd
 }
 
-// applyEnvAndFile fills every flag the command line did not set from
-// ONCELOG_* variables, then from the config file: flag > env > file > default.
-func applyEnvAndFile(fs *pflag.FlagSet, configFile string) error {
-	if configFile == "" {
-		configFile = os.Getenv("ONCELOG_CONFIG")
+// resolve validates the settings, builds the logger and fills in the
+// advertised address, so that every configuration mistake is reported
+// before the broker opens its data directory.
+func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
+	logger, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		return err
 	}
-	fileValues := map[string]any{}
-	if configFile != "" {
-		raw, err := os.ReadFile(configFile)
-		if err != nil {
-			return fmt.Errorf("read config file: %w", err)
-		}
-		if err := yaml.Unmarshal(raw, &fileValues); err != nil {
-			return fmt.Errorf("parse config file %s: %w", configFile, err)
-		}
-		for k := range fileValues {
-			if fs.Lookup(k) == nil || k == "config" {
-				return fmt.Errorf("config file %s: unknown setting %q (keys are the flag names of `oncelog serve --help`)", configFile, k)
-			}
+	o.logger = logger
+	c := &o.cfg
+	for _, check := range []struct {
+		bad bool
+		msg string
+	}{
+		{c.DefaultPartitions < 1, "--default-partitions must be at least 1"},
+		{c.MaxMessageBytes < 0, "--message-max-bytes must not be negative"},
+		{o.maxRequestBytes < 8, "--socket-request-max-bytes must be at least 8"},
+		{c.SegmentBytes < 14, "--log-segment-bytes must be at least 14"},
+		{c.SegmentMs < 1, "--log-segment-ms must be at least 1"},
+		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
+		{c.RetentionBytes < -1, "--log-retention-bytes must be -1 (no limit) or more"},
+		{c.RetentionCheckInterval <= 0, "--log-retention-check-interval must be positive"},
+		{c.ProducerIDExpirationMs < 1, "--producer-id-expiration-ms must be positive"},
+		{c.MaxProducersPerPartition < 1, "--max-producers-per-partition must be at least 1"},
+		{c.MaxProducers < 1, "--max-producers must be at least 1"},
+		{c.TransactionMaxTimeoutMs < 1, "--transaction-max-timeout-ms must be positive"},
+		{c.TransactionSweepInterval <= 0, "--transaction-timeout-check-interval must be positive"},
+		{c.GroupInitialRebalanceDelay < 0, "--group-initial-rebalance-delay must not be negative"},
+		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
+		{c.DataDir == "", "--data-dir must not be empty"},
+	} {
+		if check.bad {
+			return fmt.Errorf("%s", check.msg)
 		}
 	}
-	var errs []error
+
+	advertise := o.advertise
+	if advertise == "" {
+		advertise = o.listen
+	}
+	host, portStr, err := net.SplitHostPort(advertise)
+	if err != nil {
+		return fmt.Errorf("--advertise %q must be host:port: %w", advertise, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return fmt.Errorf("--advertise %q: the port must be 1-65535", advertise)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+		logger.Warn("listening on all interfaces but advertising 127.0.0.1; set --advertise to an address clients can reach")
+	}
+	c.AdvertisedHost, c.AdvertisedPort = host, int32(port)
+
+	o.settings = nil
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "config" {
-			return
-		}
-		env := "ONCELOG_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
-			return
-		}
-		if v, ok := fileValues[f.Name]; ok {
-			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
-				errs = append(errs, fmt.Errorf("config file %s: %s: %w", configFile, f.Name, err))
-			}
+		if f.Name != "help" && f.Value.String() != f.DefValue {
+			o.settings = append(o.settings, slog.String(f.Name, f.Value.String()))
 		}
 	})
-	return errors.Join(errs...)
+	return nil
 }
 
-func newLogger(level, format string) (*slog.Logger, error) {
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
@@ -137,39 +189,24 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
 func runServe(ctx context.Context, o *serveOptions) error {
-	logger, err := newLogger(o.logLevel, o.logFormat)
-	if err != nil {
-		return &exitError{code: 2, err: err}
+	logger := o.logger
+	if len(o.settings) > 0 {
+		logger.Info("settings changed from their defaults", o.settings...)
 	}
-	advertise := o.advertise
-	if advertise == "" {
-		advertise = o.listen
-	}
-	host, portStr, err := net.SplitHostPort(advertise)
-	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("--advertise %q must be host:port: %w", advertise, err)}
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return &exitError{code: 2, err: fmt.Errorf("--advertise %q: bad port", advertise)}
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-		logger.Warn("listening on all interfaces but advertising 127.0.0.1; set --advertise to an address clients can reach")
-	}
-	o.cfg.AdvertisedHost, o.cfg.AdvertisedPort = host, int32(port)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 
+	// The admin listener starts first, so that /healthz answers and /readyz
+	// says 503 while recovery runs.
 	var ready atomic.Bool
 	var stats atomic.Pointer[broker.Stats]
 	if o.adminListen != "" {
@@ -196,10 +233,15 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ln) }()
 	ready.Store(true)
-	logger.Info("oncelog ready", "listen", ln.Addr().String(), "advertise", advertise, "data_dir", o.cfg.DataDir, "admin", o.adminListen)
+	logger.Info("oncelog ready", "listen", ln.Addr().String(),
+		"advertise", net.JoinHostPort(o.cfg.AdvertisedHost, strconv.Itoa(int(o.cfg.AdvertisedPort))),
+		"data_dir", o.cfg.DataDir, "admin", o.adminListen)
 
 	select {
 	case <-ctx.Done():
+		// Restore default signal handling: a second signal kills the
+		// process if the clean shutdown hangs.
+		stopSignals()
 		logger.Info("shutting down")
 	case err = <-serveErr:
 		logger.Error("listener failed", "err", err)
@@ -212,27 +254,4 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	logger.Info("shutdown complete")
 	return err
-}
-
-func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats]) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "recovering", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		s := stats.Load()
-		if s == nil {
-			http.Error(w, "recovering", http.StatusServiceUnavailable)
-			return
-		}
-		promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-	})
-	return mux
 }

@@ -88,12 +88,9 @@ type AppendResult struct {
 // Open opens (and recovers) a partition in dir.
 func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
 	logger = logger.With("topic", topic, "partition", index)
-	log, info, err := segment.Open(dir, cfg.Segment, logger)
+	log, _, err := segment.Open(dir, cfg.Segment, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
-	}
-	if !info.Clean && info.TruncatedBytes > 0 {
-		logger.Warn("recovery truncated the log tail", "bytes", info.TruncatedBytes, "scanned_bytes", info.ScannedBytes)
 	}
 	p := &Partition{Topic: topic, Index: index, dir: dir, logger: logger, hooks: hooks, log: log}
 	p.cfg.Store(&cfg)
@@ -149,8 +146,8 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 		return fmt.Errorf("replay producer state: %w", err)
 	}
 	p.producers = st
-	if replayed > 0 || st.Len() > 0 {
-		p.logger.Info("producer state loaded", "snapshot_offset", from, "replayed_batches", replayed, "producers", st.Len(), "took", time.Since(start))
+	if replayed > 0 {
+		p.logger.Info("producer state rebuilt", "snapshot_offset", from, "replayed_batches", replayed, "producers", st.Len(), "took", time.Since(start).String())
 	}
 	return nil
 }

@@ -69,13 +69,13 @@ func (s *syncer) run() {
 		}
 		waiters := s.waiters
 		s.waiters = 0
+		if s.p.hooks.Synced != nil && err == nil {
+			s.p.hooks.Synced(took, waiters)
+		}
 		close(s.done)
 		s.done = make(chan struct{})
 		s.mu.Unlock()
 
-		if s.p.hooks.Synced != nil && err == nil {
-			s.p.hooks.Synced(took, waiters)
-		}
 		if s.p.hooks.Durable != nil {
 			s.p.hooks.Durable()
 		}

@@ -56,6 +56,7 @@ type Coordinator struct {
 	mu   sync.Mutex
 	txns map[string]*entry
 
+	started bool // Start ran: the sweeper goroutine exists
 	stop    chan struct{}
 	stopped chan struct{}
 }
@@ -124,6 +125,7 @@ func (c *Coordinator) Start() {
 		}
 		e.mu.Unlock()
 	}
+	c.started = true
 	go c.sweep()
 }
 
@@ -133,7 +135,9 @@ func (c *Coordinator) Close() error {
 	case <-c.stop:
 	default:
 		close(c.stop)
-		<-c.stopped
+		if c.started {
+			<-c.stopped
+		}
 	}
 	return c.db.Close()
 }

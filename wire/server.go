@@ -179,7 +179,14 @@ func (c *conn) serve() {
 	err := c.readLoop()
 	close(c.queue)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
-		c.s.logger.Warn("closing client connection", "remote", c.remote, "err", err)
+		var ne net.Error
+		var oe *net.OpError
+		if errors.As(err, &ne) || errors.As(err, &oe) {
+			// A client that died or reset: routine, not the broker's problem.
+			c.s.logger.Debug("client connection lost", "remote", c.remote, "err", err)
+		} else {
+			c.s.logger.Warn("closing client connection after a protocol error", "remote", c.remote, "err", err)
+		}
 	}
 	<-writerDone
 	c.close()

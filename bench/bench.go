@@ -1,0 +1,473 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// bench runs the workloads against every target and fills the report.
+type bench struct {
+	profile profile
+	kafka   []kafkaTarget // oncelog first
+	nats    []*natsTarget
+	// restartBroker, when set, is a fresh oncelog (not yet started) for the
+	// restart workload, which kills it.
+	restartBroker *oncelogProcess
+	report        *report
+	progress      io.Writer
+	started       time.Time
+	topicSeq      int
+
+	// peak100 is each target's idempotent 100 B, 1 producer, 1 partition rate,
+	// the reference rate of the latency workload.
+	peak100 map[string]float64
+	// sources are the topics (NATS: stream base names) the consume workload
+	// reads back, by target and role ("headline", "txn").
+	sources map[string]map[string]consumeSource
+	// oncelogErrors counts failed oncelog measurements: they fail the run.
+	oncelogErrors int
+	// only, when not empty, names the steps to run.
+	only []string
+}
+
+// stepNames are the workloads in the order they run, as --only names them.
+var stepNames = []string{"matrix", "ratio", "txn", "headline", "consume", "latency", "restart"}
+
+func newBench(p profile, progress io.Writer) *bench {
+	return &bench{
+		profile:  p,
+		report:   &report{Profile: p.Name},
+		progress: progress,
+		started:  time.Now(),
+		peak100:  map[string]float64{},
+		sources:  map[string]map[string]consumeSource{},
+	}
+}
+
+func (b *bench) logf(format string, args ...any) {
+	elapsed := time.Since(b.started).Round(time.Second)
+	fmt.Fprintf(b.progress, "[%5s] %s\n", elapsed, fmt.Sprintf(format, args...))
+}
+
+// topic returns a name unique in this run (topics are never reused, so every
+// run starts on an empty topic).
+func (b *bench) topic(kind string) string {
+	b.topicSeq++
+	return fmt.Sprintf("bench-%02d-%s", b.topicSeq, kind)
+}
+
+// consumeSource is a topic written by a produce workload and how many records
+// it holds.
+type consumeSource struct {
+	topic      string
+	partitions int
+	records    int64
+}
+
+func (b *bench) setSource(target, role string, src consumeSource) {
+	if b.sources[target] == nil {
+		b.sources[target] = map[string]consumeSource{}
+	}
+	b.sources[target][role] = src
+}
+
+// record stores a target's outcome in rw and reports progress.
+func (b *bench) record(rw *row, target string, c *cell, err error) {
+	if err != nil {
+		c = errorCell(err)
+		if target == "oncelog" {
+			b.oncelogErrors++
+		}
+		b.logf("  %-10s ERROR %v", target, err)
+	} else {
+		if c.BrokerCores > 0 {
+			c.Text += fmt.Sprintf(" [cpu %.2f]", c.BrokerCores)
+		}
+		b.logf("  %-10s %s", target, c.Text)
+	}
+	rw.Cells[target] = c
+}
+
+func (b *bench) run(ctx context.Context) {
+	steps := map[string]func(context.Context){
+		"matrix":   b.produceMatrix,
+		"ratio":    b.plainVsIdempotent,
+		"txn":      b.transactions,
+		"headline": b.headline,
+		"consume":  b.consume,
+		"latency":  b.latency,
+		"restart":  b.restart,
+	}
+	for _, name := range stepNames {
+		if ctx.Err() != nil {
+			return
+		}
+		if len(b.only) > 0 && !slices.Contains(b.only, name) {
+			continue
+		}
+		b.logf("== %s", name)
+		steps[name](ctx)
+	}
+	b.report.Duration = time.Since(b.started).Round(time.Second).String()
+}
+
+// produceRow runs spec on every Kafka target (in mode) and every NATS target
+// (with dedup when mode is idempotent). It returns the row and, by target, the
+// topic written.
+func (b *bench) produceRow(ctx context.Context, section, name string, s shape, records int, deadline time.Duration, mode produceMode) (*row, map[string]consumeSource) {
+	rw := b.report.addRow(section, name, "rec/s", false)
+	b.logf("%s: %s", section, name)
+	written := map[string]consumeSource{}
+	spec := produceSpec{
+		RecordSize: s.RecordSize, Producers: s.Producers, Partitions: s.Partitions,
+		Records: records, Deadline: deadline, Mode: mode, TxnRecords: b.profile.TxnSize, Linger: producerLinger,
+	}
+	for _, t := range b.kafka {
+		spec.Topic = b.topic(mode.String())
+		res, err := kafkaProduce(ctx, t, spec)
+		b.record(rw, t.name, throughputCell(res), err)
+		if err == nil {
+			// Each producer also wrote one warm-up record.
+			written[t.name] = consumeSource{spec.Topic, s.Partitions, res.Records + int64(s.Producers)}
+		}
+	}
+	if mode == transactionalProduce {
+		return rw, written
+	}
+	for _, t := range b.nats {
+		spec.Topic = b.topic(mode.String())
+		res, err := natsProduce(ctx, t, spec, mode == idempotentProduce)
+		b.record(rw, t.name, throughputCell(res), err)
+		if err == nil {
+			written[t.name] = consumeSource{spec.Topic, s.Partitions, res.Records + int64(s.Producers)}
+		}
+	}
+	return rw, written
+}
+
+func (b *bench) produceMatrix(ctx context.Context) {
+	for _, s := range b.profile.Matrix {
+		rw, written := b.produceRow(ctx, "produce acks=all, idempotent", s.String(), s,
+			b.profile.MatrixRecords[s.RecordSize], b.profile.MatrixDeadline, idempotentProduce)
+		b.dropTopics(ctx, written)
+		if s == tinyHundred {
+			b.setPeaks(rw)
+		}
+	}
+}
+
+func (b *bench) setPeaks(rw *row) {
+	for target, c := range rw.Cells {
+		if c.Error == "" {
+			b.peak100[target] = c.Value
+		}
+	}
+}
+
+// dropTopics deletes topics (NATS: streams) that no later workload reads, so
+// that kfake's memory and the brokers' disk usage stay bounded. Failures are
+// only logged: they do not change any figure.
+func (b *bench) dropTopics(ctx context.Context, written map[string]consumeSource) {
+	for _, t := range b.kafka {
+		if src, ok := written[t.name]; ok {
+			if err := t.deleteTopic(ctx, src.topic); err != nil {
+				b.logf("  %-10s deleting topic %s: %v", t.name, src.topic, err)
+			}
+		}
+	}
+	for _, t := range b.nats {
+		if src, ok := written[t.name]; ok {
+			if err := t.deleteStreams(ctx, src.topic, src.partitions); err != nil {
+				b.logf("  %-10s deleting streams %s_*: %v", t.name, src.topic, err)
+			}
+		}
+	}
+}
+
+// bestOf merges repeated runs of the same workload into the best cell.
+func bestOf(rows []*row) map[string]*cell {
+	best := map[string]*cell{}
+	for _, rw := range rows {
+		for target, c := range rw.Cells {
+			if prev := best[target]; prev == nil || prev.Error != "" || (c.Error == "" && c.Value > prev.Value) {
+				best[target] = c
+			}
+		}
+	}
+	return best
+}
+
+func (b *bench) plainVsIdempotent(ctx context.Context) {
+	for _, s := range b.profile.RatioShapes {
+		var plainRuns, idemRuns []*row
+		records := b.profile.MatrixRecords[s.RecordSize]
+		// Alternate the modes so that drift in the machine's load hits both.
+		for i := range b.profile.Repeats {
+			name := fmt.Sprintf("%s, run %d", s, i+1)
+			plain, written := b.produceRow(ctx, "plain vs idempotent (runs)", "plain "+name, s, records, b.profile.MatrixDeadline, plainProduce)
+			b.dropTopics(ctx, written)
+			idem, written := b.produceRow(ctx, "plain vs idempotent (runs)", "idempotent "+name, s, records, b.profile.MatrixDeadline, idempotentProduce)
+			b.dropTopics(ctx, written)
+			plainRuns, idemRuns = append(plainRuns, plain), append(idemRuns, idem)
+		}
+		b.dropRows(plainRuns)
+		b.dropRows(idemRuns)
+		plain := b.report.addRow("plain vs idempotent (best of runs)", "plain "+s.String(), "rec/s", false)
+		plain.Cells = bestOf(plainRuns)
+		idem := b.report.addRow("plain vs idempotent (best of runs)", "idempotent "+s.String(), "rec/s", false)
+		idem.Cells = bestOf(idemRuns)
+		b.addRatioCheck(fmt.Sprintf("idempotent / plain produce (%s)", s), idem, plain, 0.95, false)
+	}
+}
+
+// dropRows removes per-run rows from the report once they have been merged.
+func (b *bench) dropRows(drop []*row) {
+	kept := b.report.Rows[:0]
+	for _, rw := range b.report.Rows {
+		dropped := false
+		for _, d := range drop {
+			dropped = dropped || rw == d
+		}
+		if !dropped {
+			kept = append(kept, rw)
+		}
+	}
+	b.report.Rows = kept
+}
+
+// addRatioCheck adds the check num/den >= goal for oncelog, with the same
+// ratio on the other Kafka targets for context. kafkaOnly leaves out NATS.
+func (b *bench) addRatioCheck(name string, num, den *row, goal float64, kafkaOnly bool) {
+	c := &check{Name: name, Goal: goal, Unit: "x", Others: map[string]float64{}}
+	ratio := func(target string) (float64, bool) {
+		n, d := num.Cells[target], den.Cells[target]
+		if n == nil || d == nil || n.Error != "" || d.Error != "" || d.Value == 0 {
+			return 0, false
+		}
+		return n.Value / d.Value, true
+	}
+	if v, ok := ratio("oncelog"); ok {
+		c.Value, c.Pass = v, v >= goal
+	} else {
+		c.Missed = true
+	}
+	for _, t := range b.kafka[1:] {
+		if v, ok := ratio(t.name); ok {
+			c.Others[t.name] = v
+		}
+	}
+	if !kafkaOnly {
+		for _, t := range b.nats {
+			if v, ok := ratio(t.name); ok {
+				c.Others[t.name] = v
+			}
+		}
+	}
+	b.report.Checks = append(b.report.Checks, c)
+}
+
+func (b *bench) transactions(ctx context.Context) {
+	s := b.profile.TxnShape
+	idem, written := b.produceRow(ctx, "transactions", "idempotent "+s.String(), s, b.profile.TxnRecords, b.profile.MatrixDeadline, idempotentProduce)
+	b.dropTopics(ctx, written)
+	txnName := fmt.Sprintf("transactional, %d-record transactions, %s", b.profile.TxnSize, s)
+	txn, written := b.produceRow(ctx, "transactions", txnName, s, b.profile.TxnRecords, b.profile.MatrixDeadline, transactionalProduce)
+	b.addRatioCheck(fmt.Sprintf("transactional / idempotent produce (%d-record txns, %s)", b.profile.TxnSize, s), txn, idem, 0.8, true)
+	for target, src := range written {
+		b.setSource(target, "txn", src)
+	}
+}
+
+func (b *bench) headline(ctx context.Context) {
+	p := b.profile
+	for _, size := range []int{100, 1024} {
+		s := p.HeadlineShape
+		s.RecordSize = size
+		name := fmt.Sprintf("%s x %s records (%s)", humanCount(float64(p.HeadlineRecords)), sizeName(size), s)
+		rw, written := b.produceRow(ctx, "headline: acks=all idempotent", name, s, p.HeadlineRecords, p.HeadlineDeadline, idempotentProduce)
+		for _, c := range rw.Cells {
+			if c.Error == "" && c.Records < int64(p.HeadlineRecords) {
+				c.Text += fmt.Sprintf(" (only %s by the %v deadline)", humanCount(float64(c.Records)), p.HeadlineDeadline)
+			}
+		}
+		c := rw.Cells["oncelog"]
+		chk := &check{Others: map[string]float64{}}
+		if size == 100 {
+			chk.Name, chk.Goal, chk.Unit = "headline 100 B records/s", 1e6, "rec/s"
+		} else {
+			chk.Name, chk.Goal, chk.Unit = "headline 1 KB MB/s", 180, "MB/s"
+		}
+		value := func(c *cell) float64 {
+			if size == 100 {
+				return c.Value
+			}
+			return c.MBPerSec
+		}
+		if c == nil || c.Error != "" {
+			chk.Missed = true
+		} else {
+			chk.Value = value(c)
+			chk.Pass = chk.Value >= chk.Goal
+		}
+		for target, other := range rw.Cells {
+			if target != "oncelog" && other.Error == "" {
+				chk.Others[target] = value(other)
+			}
+		}
+		b.report.Checks = append(b.report.Checks, chk)
+		if size == 100 {
+			for target, src := range written {
+				b.setSource(target, "headline", src)
+			}
+		} else {
+			b.dropTopics(ctx, written)
+		}
+	}
+}
+
+func (b *bench) consume(ctx context.Context) {
+	for _, source := range []struct{ role, what string }{
+		{"headline", fmt.Sprintf("headline %s x 100 B (idempotent data)", humanCount(float64(b.profile.HeadlineRecords)))},
+		{"txn", "transactional data (100-record txns)"},
+	} {
+		uncommitted := b.report.addRow("consume", "read_uncommitted, "+source.what, "rec/s", false)
+		committed := b.report.addRow("consume", "read_committed, "+source.what, "rec/s", false)
+		b.logf("consume: %s", source.what)
+		for _, t := range b.kafka {
+			src, ok := b.sources[t.name][source.role]
+			if !ok {
+				continue
+			}
+			// Alternate the isolation levels; the best run of each counts.
+			var uncommittedRuns, committedRuns []throughput
+			var err error
+			for range b.profile.Repeats {
+				var res throughput
+				if res, err = kafkaConsume(ctx, t, src.topic, src.partitions, src.records, false, b.profile.ConsumeTimeout); err != nil {
+					break
+				}
+				uncommittedRuns = append(uncommittedRuns, res)
+				if res, err = kafkaConsume(ctx, t, src.topic, src.partitions, src.records, true, b.profile.ConsumeTimeout); err != nil {
+					break
+				}
+				committedRuns = append(committedRuns, res)
+			}
+			if err != nil {
+				b.record(uncommitted, t.name, nil, err)
+				b.record(committed, t.name, nil, err)
+				continue
+			}
+			b.record(uncommitted, t.name, throughputCell(fastest(uncommittedRuns)), nil)
+			b.record(committed, t.name, throughputCell(fastest(committedRuns)), nil)
+		}
+		if source.role == "headline" {
+			for _, t := range b.nats {
+				src, ok := b.sources[t.name][source.role]
+				if !ok {
+					continue
+				}
+				streams := make([]string, b.profile.HeadlineShape.Partitions)
+				for i := range streams {
+					streams[i] = fmt.Sprintf("%s_%d", src.topic, i)
+				}
+				res, err := natsConsume(ctx, t, streams, b.profile.ConsumeTimeout)
+				b.record(uncommitted, t.name, throughputCell(res), err)
+			}
+		}
+		b.addRatioCheck("read_committed / read_uncommitted consume, "+source.what, committed, uncommitted, 0.95, true)
+	}
+}
+
+func (b *bench) latency(ctx context.Context) {
+	const size = 100
+	rows := map[string]*row{}
+	for _, q := range []string{"p50", "p99", "p99.9"} {
+		rows[q] = b.report.addRow("end-to-end latency", fmt.Sprintf("%s, 100 B at %.0f%% of each target's 1-producer peak", q, b.profile.LatencyLoad*100), "ms", true)
+	}
+	record := func(target string, l latencies, err error) {
+		if err != nil {
+			for _, rw := range rows {
+				b.record(rw, target, nil, err)
+			}
+			return
+		}
+		note := fmt.Sprintf(" @ %s/s", humanCount(l.Rate))
+		rows["p50"].Cells[target] = &cell{Value: ms(l.P50), Text: humanDuration(l.P50) + note}
+		rows["p99"].Cells[target] = &cell{Value: ms(l.P99), Text: humanDuration(l.P99)}
+		rows["p99.9"].Cells[target] = &cell{Value: ms(l.P999), Text: humanDuration(l.P999)}
+		b.logf("  %-10s p50 %s p99 %s p99.9 %s at %s rec/s (%d samples)", target,
+			humanDuration(l.P50), humanDuration(l.P99), humanDuration(l.P999), humanCount(l.Rate), l.Samples)
+	}
+	if len(b.peak100) == 0 {
+		// The matrix did not run (--only): measure the reference rate now.
+		rw, written := b.produceRow(ctx, "latency reference (1 producer peak)", tinyHundred.String(), tinyHundred,
+			b.profile.MatrixRecords[100], b.profile.MatrixDeadline, idempotentProduce)
+		b.dropTopics(ctx, written)
+		b.setPeaks(rw)
+	}
+	b.logf("latency: 100 B records")
+	for _, t := range b.kafka {
+		rate, ok := b.peak100[t.name]
+		if !ok {
+			continue
+		}
+		l, err := kafkaLatency(ctx, t, b.topic("latency"), size, rate*b.profile.LatencyLoad, b.profile.LatencyDuration)
+		record(t.name, l, err)
+	}
+	for _, t := range b.nats {
+		rate, ok := b.peak100[t.name]
+		if !ok {
+			continue
+		}
+		l, err := natsLatency(ctx, t, b.topic("latency"), size, rate*b.profile.LatencyLoad, b.profile.LatencyDuration)
+		record(t.name, l, err)
+	}
+}
+
+func fastest(runs []throughput) throughput {
+	var best throughput
+	for _, r := range runs {
+		if r.RecordsPerSec() > best.RecordsPerSec() {
+			best = r
+		}
+	}
+	return best
+}
+
+func ms(d time.Duration) float64 { return d.Seconds() * 1000 }
+
+func (b *bench) restart(ctx context.Context) {
+	if b.restartBroker == nil {
+		return
+	}
+	spec := b.profile.Restart
+	res, err := runRestart(ctx, b.restartBroker, spec, func(s string) { b.logf("restart: %s", s) })
+	what := fmt.Sprintf("%.0f MB log, %d idempotent producer ids", float64(res.DataDirBytes)/1e6, res.ProducerIDs)
+	if err != nil {
+		rw := b.report.addRow("restart (oncelog only)", "restart", "ms", true)
+		b.record(rw, "oncelog", nil, err)
+		return
+	}
+	rows := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"kill -9, restart until ApiVersions answers (" + what + ")", res.KilledReady},
+		{"kill -9, restart until first acks=all produce is acked", res.KilledProduce},
+		{"clean stop (SIGTERM until exit)", res.CleanStop},
+		{"clean restart until ApiVersions answers", res.CleanReady},
+		{"clean restart until first acks=all produce is acked", res.CleanProduceAck},
+	}
+	for _, r := range rows {
+		rw := b.report.addRow("restart (oncelog only)", r.name, "ms", true)
+		b.record(rw, "oncelog", durationCell(r.d), nil)
+	}
+	rw := b.report.addRow("restart (oncelog only)", "producer ids created (InitProducerId + 1 produce each, 64 concurrent)", "ids/s", false)
+	b.record(rw, "oncelog", &cell{Value: res.PIDRate, Text: humanCount(res.PIDRate) + " ids/s"}, nil)
+}
+
+// checksFailed reports whether any oncelog measurement errored.
+func (b *bench) failed() bool { return b.oncelogErrors > 0 }

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// kafkaTarget is a broker (or cluster) speaking the Kafka protocol.
+type kafkaTarget struct {
+	name        string
+	addr        string
+	replication int16 // for CreateTopics; -1 asks for the broker's default
+	pid         int   // the broker's process id when it is a subprocess, else 0
+}
+
+// cpu returns the broker process's CPU time so far, or zero when the broker
+// is not a local subprocess.
+func (t kafkaTarget) cpu() time.Duration {
+	if t.pid == 0 {
+		return 0
+	}
+	d, err := processCPU(t.pid)
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
+// produceMode is how records are produced: all modes use acks=all.
+type produceMode int
+
+const (
+	plainProduce         produceMode = iota // kgo.DisableIdempotentWrite, 5 requests in flight
+	idempotentProduce                       // kgo's default: idempotent, 5 requests in flight
+	transactionalProduce                    // TransactionalID, Begin/EndTransaction
+)
+
+func (m produceMode) String() string {
+	switch m {
+	case plainProduce:
+		return "plain"
+	case idempotentProduce:
+		return "idempotent"
+	default:
+		return "transactional"
+	}
+}
+
+// produceSpec describes one produce run.
+type produceSpec struct {
+	Topic      string
+	RecordSize int
+	Producers  int // separate clients, so separate producer ids
+	Partitions int
+	Records    int           // total over all producers
+	Deadline   time.Duration // producers stop starting new records (or transactions) after this
+	Mode       produceMode
+	TxnRecords int // records per transaction, for transactionalProduce
+	Linger     time.Duration
+}
+
+// producerLinger is the linger of throughput runs: a few milliseconds lets
+// kgo fill large batches without holding records back for long.
+const producerLinger = 5 * time.Millisecond
+
+func (t kafkaTarget) admin() (*kadm.Client, *kgo.Client, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(t.addr))
+	if err != nil {
+		return nil, nil, err
+	}
+	return kadm.NewClient(cl), cl, nil
+}
+
+func (t kafkaTarget) createTopic(ctx context.Context, topic string, partitions int) error {
+	adm, cl, err := t.admin()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := adm.CreateTopic(ctx, int32(partitions), t.replication, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("topic %s already exists: topics are named per run, is a previous run's data still there?", topic)
+	}
+	if err != nil {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+func (t kafkaTarget) deleteTopic(ctx context.Context, topic string) error {
+	adm, cl, err := t.admin()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, err = adm.DeleteTopic(ctx, topic)
+	return err
+}
+
+func (t kafkaTarget) producerOpts(spec produceSpec, producer int) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(t.addr),
+		kgo.DefaultProduceTopic(spec.Topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(spec.Linger),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.MaxBufferedRecords(256 << 10),
+		kgo.ProduceRequestTimeout(30 * time.Second),
+	}
+	switch spec.Mode {
+	case plainProduce:
+		opts = append(opts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(5))
+	case transactionalProduce:
+		opts = append(opts,
+			kgo.TransactionalID(fmt.Sprintf("%s-%d", spec.Topic, producer)),
+			kgo.TransactionTimeout(30*time.Second))
+	}
+	return opts
+}
+
+// kafkaProduce creates spec.Topic and produces to it. Every client first
+// produces one record (or commits a one-record transaction) untimed, so that
+// connections, metadata and producer ids are in place before the clock starts;
+// those warm-up records are not counted.
+func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (throughput, error) {
+	if err := t.createTopic(ctx, spec.Topic, spec.Partitions); err != nil {
+		return throughput{}, err
+	}
+	value := payload(spec.RecordSize)
+	clients := make([]*kgo.Client, spec.Producers)
+	defer func() {
+		for _, cl := range clients {
+			if cl != nil {
+				cl.Close()
+			}
+		}
+	}()
+	for i := range clients {
+		cl, err := kgo.NewClient(t.producerOpts(spec, i)...)
+		if err != nil {
+			return throughput{}, err
+		}
+		clients[i] = cl
+		if err := warmUpProducer(ctx, cl, spec.Mode, value); err != nil {
+			return throughput{}, fmt.Errorf("warm-up produce: %w", err)
+		}
+	}
+
+	var acked atomic.Int64
+	var errs firstError
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			errs.set(err)
+			return
+		}
+		acked.Add(1)
+	}
+	settle()
+	cpuBefore := t.cpu()
+	start := time.Now()
+	deadline := start.Add(spec.Deadline)
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		n := share(spec.Records, spec.Producers, i)
+		wg.Go(func() {
+			if spec.Mode == transactionalProduce {
+				errs.set(produceTransactions(ctx, cl, value, n, spec.TxnRecords, deadline, promise))
+				return
+			}
+			for j := 0; j < n; j++ {
+				if j%1024 == 0 && (time.Now().After(deadline) || errs.get() != nil) {
+					break
+				}
+				cl.Produce(ctx, &kgo.Record{Value: value}, promise)
+			}
+			errs.set(cl.Flush(ctx))
+		})
+	}
+	wg.Wait()
+	result := throughput{
+		Records: acked.Load(),
+		Bytes:   acked.Load() * int64(spec.RecordSize),
+		Elapsed: time.Since(start),
+	}
+	if cpuBefore != 0 {
+		result.BrokerCPU = t.cpu() - cpuBefore
+	}
+	return result, errs.get()
+}
+
+func warmUpProducer(ctx context.Context, cl *kgo.Client, mode produceMode, value []byte) error {
+	if mode != transactionalProduce {
+		return cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr()
+	}
+	if err := cl.BeginTransaction(); err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
+		return err
+	}
+	return cl.EndTransaction(ctx, kgo.TryCommit)
+}
+
+// produceTransactions produces n records in committed transactions of
+// perTxn records each, starting no new transaction after deadline.
+func produceTransactions(ctx context.Context, cl *kgo.Client, value []byte, n, perTxn int, deadline time.Time, promise func(*kgo.Record, error)) error {
+	for produced := 0; produced < n && time.Now().Before(deadline); {
+		if err := cl.BeginTransaction(); err != nil {
+			return err
+		}
+		k := min(perTxn, n-produced)
+		for range k {
+			cl.Produce(ctx, &kgo.Record{Value: value}, promise)
+		}
+		produced += k
+		// EndTransaction does not flush: the records must be acknowledged
+		// before the commit is requested.
+		if err := cl.Flush(ctx); err != nil {
+			return err
+		}
+		if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// kafkaConsume reads a topic's partitions from offset 0 until expect records
+// have arrived, with a direct (group-less) consumer at the given isolation
+// level. The client connects before the clock starts.
+func kafkaConsume(ctx context.Context, t kafkaTarget, topic string, partitions int, expect int64, readCommitted bool, timeout time.Duration) (throughput, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(t.addr),
+		kgo.FetchMaxBytes(64 << 20),
+		kgo.FetchMaxPartitionBytes(16 << 20),
+	}
+	if readCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return throughput{}, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := cl.Ping(ctx); err != nil {
+		return throughput{}, err
+	}
+	settle()
+	cpuBefore := t.cpu()
+
+	fromStart := map[int32]kgo.Offset{}
+	for p := range partitions {
+		fromStart[int32(p)] = kgo.NewOffset().At(0)
+	}
+	var got throughput
+	start := time.Now()
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: fromStart})
+	for got.Records < expect {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return throughput{}, fmt.Errorf("consumed %d of %d records before %w", got.Records, expect, err)
+		}
+		if err := fetches.Err(); err != nil {
+			return throughput{}, err
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			got.Records++
+			got.Bytes += int64(len(r.Value))
+		})
+	}
+	got.Elapsed = time.Since(start)
+	if cpuBefore != 0 {
+		got.BrokerCPU = t.cpu() - cpuBefore
+	}
+	return got, nil
+}
+
+// kafkaLatency produces recordSize-byte records to a new one-partition topic
+// at rate records/s for d with an idempotent acks=all producer, while a
+// consumer measures the time from Produce to receipt.
+func kafkaLatency(ctx context.Context, t kafkaTarget, topic string, recordSize int, rate float64, d time.Duration) (latencies, error) {
+	if err := t.createTopic(ctx, topic, 1); err != nil {
+		return latencies{}, err
+	}
+	consumer, err := kgo.NewClient(
+		kgo.SeedBrokers(t.addr),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		kgo.FetchMaxWait(time.Second),
+	)
+	if err != nil {
+		return latencies{}, err
+	}
+	defer consumer.Close()
+	// A shorter linger than the throughput runs: at half the peak rate batches
+	// fill anyway, and the linger is added to every record's latency.
+	spec := produceSpec{Topic: topic, Mode: idempotentProduce, Linger: time.Millisecond}
+	producer, err := kgo.NewClient(t.producerOpts(spec, 0)...)
+	if err != nil {
+		return latencies{}, err
+	}
+	defer producer.Close()
+
+	rec := newLatencyRecorder(int(rate*d.Seconds()) + 1024)
+	consumeCtx, stopConsuming := context.WithCancel(ctx)
+	consumed := make(chan error, 1)
+	go func() {
+		for {
+			fetches := consumer.PollFetches(consumeCtx)
+			if consumeCtx.Err() != nil {
+				consumed <- nil
+				return
+			}
+			if err := fetches.Err(); err != nil {
+				consumed <- err
+				return
+			}
+			now := time.Now()
+			fetches.EachRecord(func(r *kgo.Record) { rec.observe(r.Value, now) })
+		}
+	}()
+	defer func() {
+		stopConsuming()
+		<-consumed
+	}()
+
+	// The first record goes round trip before measuring starts, so the
+	// consumer is known to be fetching.
+	base := payload(recordSize)
+	if err := producer.ProduceSync(ctx, &kgo.Record{Value: stampValue(base, time.Now())}).FirstErr(); err != nil {
+		return latencies{}, err
+	}
+	if !rec.waitFor(1, 30*time.Second) {
+		return latencies{}, errors.New("the consumer did not receive the warm-up record")
+	}
+
+	var errs firstError
+	promise := func(_ *kgo.Record, err error) { errs.set(err) }
+	settle()
+	rec.startMeasuring(time.Now())
+	sent := pace(rate, d, func() bool { return errs.get() != nil || ctx.Err() != nil }, func(int) {
+		producer.Produce(ctx, &kgo.Record{Value: stampValue(base, time.Now())}, promise)
+	})
+	errs.set(producer.Flush(ctx))
+	if err := errs.get(); err != nil {
+		return latencies{}, err
+	}
+	if !rec.waitFor(int64(sent)+1, 30*time.Second) {
+		return latencies{}, fmt.Errorf("consumer received %d of %d records", rec.receivedCount(), sent+1)
+	}
+	return rec.result(rate), nil
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// shape is a produce workload's shape: record size, concurrent producers
+// (separate clients, so separate producer ids) and partitions.
+type shape struct {
+	RecordSize int
+	Producers  int
+	Partitions int
+}
+
+func (s shape) String() string {
+	producers := "1 producer"
+	if s.Producers != 1 {
+		producers = fmt.Sprintf("%d producers", s.Producers)
+	}
+	partitions := "1 partition"
+	if s.Partitions != 1 {
+		partitions = fmt.Sprintf("%d partitions", s.Partitions)
+	}
+	return fmt.Sprintf("%s, %s, %s", sizeName(s.RecordSize), producers, partitions)
+}
+
+func sizeName(size int) string {
+	if size >= 1024 && size%1024 == 0 {
+		return fmt.Sprintf("%d KB", size/1024)
+	}
+	return fmt.Sprintf("%d B", size)
+}
+
+// profile sizes every workload; --quick, the default and --full are profiles.
+type profile struct {
+	Name string
+
+	// Matrix is produced idempotently (NATS: with Nats-Msg-Id) on every target.
+	Matrix []shape
+	// A run lasts MatrixDeadline (it stops starting new records then) unless
+	// MatrixRecords (by record size) are produced first: the counts are caps
+	// set above what oncelog reaches in that time.
+	MatrixRecords  map[int]int
+	MatrixDeadline time.Duration
+
+	// RatioShapes are produced plain and idempotently, alternating, Repeats
+	// times each; the best run of each mode counts.
+	RatioShapes []shape
+	Repeats     int
+
+	// TxnShape is produced in transactions of TxnSize records and
+	// idempotently, each for MatrixDeadline or TxnRecords records.
+	TxnShape   shape
+	TxnSize    int
+	TxnRecords int
+
+	// Headline runs: HeadlineRecords records of each size with HeadlineShape
+	// (its RecordSize is ignored).
+	HeadlineShape    shape
+	HeadlineRecords  int
+	HeadlineDeadline time.Duration
+
+	ConsumeTimeout time.Duration
+
+	// Latency runs at LatencyLoad times the 100 B, 1 producer, 1 partition peak.
+	LatencyDuration time.Duration
+	LatencyLoad     float64
+
+	Restart restartSpec
+}
+
+var (
+	tinyHundred   = shape{RecordSize: 100, Producers: 1, Partitions: 1}
+	wideHundred   = shape{RecordSize: 100, Producers: 8, Partitions: 12}
+	tinyKilobyte  = shape{RecordSize: 1024, Producers: 1, Partitions: 1}
+	wideKilobyte  = shape{RecordSize: 1024, Producers: 8, Partitions: 12}
+	headlineShape = shape{Producers: 4, Partitions: 12}
+)
+
+func fullMatrix() []shape {
+	var shapes []shape
+	for _, size := range []int{100, 1024} {
+		for _, producers := range []int{1, 8} {
+			for _, partitions := range []int{1, 12} {
+				shapes = append(shapes, shape{RecordSize: size, Producers: producers, Partitions: partitions})
+			}
+		}
+	}
+	return shapes
+}
+
+func defaultProfile() profile {
+	return profile{
+		Name:             "default",
+		Matrix:           fullMatrix(),
+		MatrixRecords:    map[int]int{100: 5_000_000, 1024: 1_500_000},
+		MatrixDeadline:   2 * time.Second,
+		RatioShapes:      []shape{tinyHundred, wideHundred},
+		Repeats:          2,
+		TxnShape:         wideHundred,
+		TxnSize:          100,
+		TxnRecords:       5_000_000,
+		HeadlineShape:    headlineShape,
+		HeadlineRecords:  1_000_000,
+		HeadlineDeadline: 20 * time.Second,
+		ConsumeTimeout:   60 * time.Second,
+		LatencyDuration:  4 * time.Second,
+		LatencyLoad:      0.5,
+		Restart:          restartSpec{LogBytes: 512 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12},
+	}
+}
+
+func quickProfile() profile {
+	return profile{
+		Name:             "quick",
+		Matrix:           []shape{tinyHundred, wideHundred, tinyKilobyte, wideKilobyte},
+		MatrixRecords:    map[int]int{100: 2_000_000, 1024: 600_000},
+		MatrixDeadline:   time.Second,
+		RatioShapes:      []shape{wideHundred},
+		Repeats:          1,
+		TxnShape:         wideHundred,
+		TxnSize:          100,
+		TxnRecords:       2_000_000,
+		HeadlineShape:    headlineShape,
+		HeadlineRecords:  1_000_000,
+		HeadlineDeadline: 2 * time.Second,
+		ConsumeTimeout:   30 * time.Second,
+		LatencyDuration:  1500 * time.Millisecond,
+		LatencyLoad:      0.5,
+		Restart:          restartSpec{LogBytes: 64 << 20, LogPartitions: 4, ProducerIDs: 5_000, PIDPartitions: 12},
+	}
+}
+
+func fullProfile() profile {
+	p := defaultProfile()
+	p.Name = "full"
+	p.MatrixRecords = map[int]int{100: 20_000_000, 1024: 6_000_000}
+	p.MatrixDeadline = 6 * time.Second
+	p.Repeats = 3
+	p.TxnRecords = 20_000_000
+	p.HeadlineDeadline = 60 * time.Second
+	p.LatencyDuration = 10 * time.Second
+	p.Restart = restartSpec{LogBytes: 1536 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12}
+	return p
+}
+
+// smokeProfile is the test's: every workload, tiny, a few seconds in all.
+func smokeProfile() profile {
+	return profile{
+		Name:             "smoke",
+		Matrix:           []shape{tinyHundred, wideKilobyte},
+		MatrixRecords:    map[int]int{100: 20_000, 1024: 5_000},
+		MatrixDeadline:   500 * time.Millisecond,
+		RatioShapes:      []shape{tinyHundred},
+		Repeats:          1,
+		TxnShape:         shape{RecordSize: 100, Producers: 2, Partitions: 2},
+		TxnSize:          100,
+		TxnRecords:       2_000,
+		HeadlineShape:    shape{Producers: 2, Partitions: 2},
+		HeadlineRecords:  20_000,
+		HeadlineDeadline: time.Second,
+		ConsumeTimeout:   10 * time.Second,
+		LatencyDuration:  300 * time.Millisecond,
+		LatencyLoad:      0.5,
+		Restart:          restartSpec{LogBytes: 4 << 20, LogPartitions: 2, ProducerIDs: 200, PIDPartitions: 2},
+	}
+}

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/oncelog/oncelog/broker"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves the admin listener:
+//
+//	/healthz  200 while the process runs (liveness)
+//	/readyz   200 once recovery has finished and the Kafka listener is up,
+//	          503 before that and during shutdown (readiness)
+//	/metrics  Prometheus metrics; 503 until the broker has opened
+func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats]) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready: recovering or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	var (
+		once    sync.Once
+		metrics http.Handler
+	)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		s := stats.Load()
+		if s == nil {
+			http.Error(w, "not ready: recovering", http.StatusServiceUnavailable)
+			return
+		}
+		once.Do(func() { metrics = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}) })
+		metrics.ServeHTTP(w, r)
+	})
+	return mux
+}

@@ -1,0 +1,242 @@
+package txn
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+type marker struct {
+	tp     TopicPartition
+	pid    int64
+	epoch  int16
+	commit bool
+}
+
+type fakeMarkers struct {
+	mu      sync.Mutex
+	written []marker
+	fail    error
+}
+
+func (f *fakeMarkers) WriteMarker(_ context.Context, tp TopicPartition, pid int64, epoch int16, commit bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.written = append(f.written, marker{tp, pid, epoch, commit})
+	return nil
+}
+
+type fakeGroups struct{ completed []bool }
+
+func (g *fakeGroups) CompleteTxn(_ int64, commit bool) error {
+	g.completed = append(g.completed, commit)
+	return nil
+}
+
+type fixture struct {
+	c       *Coordinator
+	markers *fakeMarkers
+	groups  *fakeGroups
+	now     time.Time
+	dir     string
+	nextPID int64
+}
+
+func newFixture(t *testing.T, dir string) *fixture {
+	t.Helper()
+	f := &fixture{markers: &fakeMarkers{}, groups: &fakeGroups{}, now: time.UnixMilli(1_000_000), dir: dir}
+	var err error
+	f.c, err = Open(Config{Dir: dir, Now: func() time.Time { return f.now }, SweepEvery: time.Hour},
+		func() (int64, error) { f.nextPID++; return f.nextPID, nil },
+		f.markers, f.groups, func(tp TopicPartition) bool { return tp.Topic != "missing" }, Stats{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+var tp0 = TopicPartition{Topic: "t", Partition: 0}
+
+func TestInitBumpsEpochAndFencesOngoing(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	defer f.c.Close()
+	ctx := context.Background()
+	pid, epoch, code := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
+	if code != 0 || epoch != 0 {
+		t.Fatalf("first init: pid %d epoch %d code %d", pid, epoch, code)
+	}
+	if codes := f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0}); codes[tp0] != 0 {
+		t.Fatalf("add partitions: %v", codes)
+	}
+	// A new incarnation while the transaction is ongoing: abort with a
+	// bumped epoch, answer CONCURRENT_TRANSACTIONS; the retry bumps again.
+	if _, _, code := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4); code != kerr.ConcurrentTransactions.Code {
+		t.Fatalf("init during ongoing: code %d, want 51", code)
+	}
+	if len(f.markers.written) != 1 || f.markers.written[0].commit || f.markers.written[0].epoch != 1 {
+		t.Fatalf("fencing markers: %+v", f.markers.written)
+	}
+	pid2, epoch2, code := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
+	if code != 0 || pid2 != pid || epoch2 != 2 {
+		t.Fatalf("retry: pid %d epoch %d code %d, want pid %d epoch 2", pid2, epoch2, code, pid)
+	}
+	// The zombie (epoch 0) is fenced everywhere.
+	if code := f.c.EndTxn(ctx, "a", pid, 0, true, 3); code != kerr.ProducerFenced.Code {
+		t.Fatalf("zombie EndTxn: %d, want 90", code)
+	}
+	if codes := f.c.AddPartitions("a", pid, 0, 1, []TopicPartition{tp0}); codes[tp0] != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("zombie AddPartitions v1: %v, want 47", codes)
+	}
+	// KIP-360: the current producer re-inits with its pid/epoch; a retry
+	// of that (supplying the previous epoch) returns the same epoch.
+	_, e3, code := f.c.InitProducerID(ctx, "a", 60000, pid, 2, 4)
+	if code != 0 || e3 != 3 {
+		t.Fatalf("KIP-360 bump: epoch %d code %d", e3, code)
+	}
+	if _, e, code := f.c.InitProducerID(ctx, "a", 60000, pid, 2, 4); code != 0 || e != 3 {
+		t.Fatalf("retried bump: epoch %d code %d, want 3", e, code)
+	}
+	if _, _, code := f.c.InitProducerID(ctx, "a", 60000, pid, 1, 4); code != kerr.ProducerFenced.Code {
+		t.Fatalf("stale supplied epoch: %d, want 90", code)
+	}
+	if _, _, code := f.c.InitProducerID(ctx, "a", 0, -1, -1, 4); code != kerr.InvalidTransactionTimeout.Code {
+		t.Fatalf("zero timeout: %d", code)
+	}
+	if _, _, code := f.c.InitProducerID(ctx, "", 1000, -1, -1, 4); code != kerr.InvalidRequest.Code {
+		t.Fatalf("empty id: %d", code)
+	}
+}
+
+func TestEndTxnStateTable(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	defer f.c.Close()
+	ctx := context.Background()
+	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
+	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("commit from Empty: %d, want 48", code)
+	}
+	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "t", Partition: 1}})
+	if code := f.c.AddOffsets("a", pid, epoch, 3, "g"); code != 0 {
+		t.Fatalf("add offsets: %d", code)
+	}
+	if code := f.c.VerifyGroup("a", pid, epoch, "g"); code != 0 {
+		t.Fatalf("verify group: %d", code)
+	}
+	if code := f.c.VerifyGroup("a", pid, epoch, "other"); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("verify other group: %d", code)
+	}
+	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != 0 {
+		t.Fatalf("commit: %d", code)
+	}
+	if len(f.markers.written) != 2 || !f.markers.written[0].commit || len(f.groups.completed) != 1 || !f.groups.completed[0] {
+		t.Fatalf("markers %+v groups %+v", f.markers.written, f.groups.completed)
+	}
+	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != 0 {
+		t.Fatalf("retried commit: %d, want NONE", code)
+	}
+	if code := f.c.EndTxn(ctx, "a", pid, epoch, false, 3); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("abort after commit: %d, want 48", code)
+	}
+	if code := f.c.EndTxn(ctx, "a", pid+100, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("wrong pid: %d, want 49", code)
+	}
+	if code := f.c.EndTxn(ctx, "nope", pid, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("unknown id: %d, want 49", code)
+	}
+	codes := f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "missing", Partition: 0}})
+	if codes[tp0] != kerr.OperationNotAttempted.Code || codes[TopicPartition{Topic: "missing"}] != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("unknown partition: %v", codes)
+	}
+}
+
+// TestVerifyRejectsProduceAfterEndTxn is the KIP-890 race: a transactional
+// produce that arrives after EndTxn wrote its markers must be rejected, not
+// appended as the start of a transaction nobody will ever end.
+func TestVerifyRejectsProduceAfterEndTxn(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	defer f.c.Close()
+	ctx := context.Background()
+	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
+	appended := 0
+	try := func() int16 {
+		return VerifyAndAppend(f.c, "a", pid, epoch, tp0, kerr.InvalidTxnState.Code,
+			func(code int16) int16 { return code },
+			func() int16 { appended++; return 0 })
+	}
+	if code := try(); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("produce before AddPartitions: %d, want 48", code)
+	}
+	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0})
+	if code := try(); code != 0 || appended != 1 {
+		t.Fatalf("produce in txn: %d", code)
+	}
+	// EndTxn and a late produce race; whichever order the lock gives,
+	// a produce after the markers is refused.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); f.c.EndTxn(ctx, "a", pid, epoch, true, 3) }()
+	wg.Wait()
+	if code := try(); code != kerr.InvalidTxnState.Code || appended != 1 {
+		t.Fatalf("produce after EndTxn: code %d appended %d", code, appended)
+	}
+	if code := VerifyAndAppend(f.c, "a", pid, epoch-1, tp0, 48, func(c int16) int16 { return c }, func() int16 { return 0 }); code != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("stale epoch: %d, want 47", code)
+	}
+}
+
+// TestRecoveryCompletesPreparedAndTimesOutOngoing: state survives a reopen;
+// a transaction left in PrepareCommit is completed at Start, an ongoing one
+// is aborted (with a fencing epoch bump) once its timeout passes.
+func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir)
+	ctx := context.Background()
+	pidA, epochA, _ := f.c.InitProducerID(ctx, "prepared", 60000, -1, -1, 4)
+	f.c.AddPartitions("prepared", pidA, epochA, 3, []TopicPartition{tp0})
+	f.markers.fail = context.DeadlineExceeded // markers can't be written: stays PrepareCommit
+	if code := f.c.EndTxn(ctx, "prepared", pidA, epochA, true, 3); code != kerr.ConcurrentTransactions.Code {
+		t.Fatalf("EndTxn with failing markers: %d", code)
+	}
+	f.markers.fail = nil
+	pidB, epochB, _ := f.c.InitProducerID(ctx, "ongoing", 5000, -1, -1, 4)
+	f.c.AddPartitions("ongoing", pidB, epochB, 3, []TopicPartition{tp0})
+	f.c.Close() // as good as a crash: every transition was synced
+
+	g := newFixture(t, dir)
+	defer g.c.Close()
+	g.nextPID = 100
+	if info, _ := g.c.Describe("prepared"); info.Status != PrepareCommit {
+		t.Fatalf("after reopen: %v", info.Status)
+	}
+	g.c.Start()
+	if info, _ := g.c.Describe("prepared"); info.Status != CompleteCommit {
+		t.Fatalf("prepared txn after Start: %v", info.Status)
+	}
+	if len(g.markers.written) != 1 || !g.markers.written[0].commit {
+		t.Fatalf("markers at start: %+v", g.markers.written)
+	}
+	if n := g.c.AbortTimedOut(); n != 0 {
+		t.Fatalf("aborted %d before the timeout", n)
+	}
+	g.now = g.now.Add(6 * time.Second)
+	if n := g.c.AbortTimedOut(); n != 1 {
+		t.Fatalf("aborted %d after the timeout, want 1", n)
+	}
+	info, _ := g.c.Describe("ongoing")
+	if info.Status != CompleteAbort || info.Epoch != epochB+1 {
+		t.Fatalf("timed-out txn: %+v", info)
+	}
+	last := g.markers.written[len(g.markers.written)-1]
+	if last.commit || last.epoch != epochB+1 || last.pid != pidB {
+		t.Fatalf("timeout abort marker: %+v", last)
+	}
+	if code := g.c.EndTxn(ctx, "ongoing", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
+		t.Fatalf("commit of timed-out txn by its producer: %d, want 90", code)
+	}
+}
