@@ -139,3 +139,35 @@ func TestZombieFencing(t *testing.T) {
 		t.Fatalf("read_committed saw %d records, first %q; want only \"fresh\"", n, records[0].Value)
 	}
 }
+
+// TestOngoingTransactionAbortedAfterCrash: a transaction is open when the
+// broker is killed with -9. After the restart its producer is gone; the
+// coordinator must abort it at its timeout, so the last stable offset moves
+// on and read_committed readers are not blocked forever (a hanging
+// transaction), and its records stay invisible.
+func TestOngoingTransactionAbortedAfterCrash(t *testing.T) {
+	b := startBroker(t, "--transaction-timeout-check-interval", "200ms")
+	const topic = "txn-crash"
+	createTopic(t, b.Addr(), topic, 1, nil)
+	ctx := testCtx(t, time.Minute)
+	txnCl := newClient(t, b.Addr(), kgo.TransactionalID("crashing"), kgo.DefaultProduceTopic(topic), kgo.TransactionTimeout(2*time.Second))
+	if err := txnCl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := txnCl.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("open-%d", i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Kill()
+	txnCl.Close()
+	b.Restart()
+	plain := newClient(t, b.Addr(), kgo.DefaultProduceTopic(topic))
+	if err := plain.ProduceSync(ctx, kgo.StringRecord("after")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	records := consumeAll(t, b.Addr(), topic, 1, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if len(records) != 1 || string(records[0].Value) != "after" {
+		t.Fatalf("read_committed returned %d records, first %q; want only \"after\"", len(records), records[0].Value)
+	}
+}
