@@ -13,6 +13,8 @@ type bench struct {
 	profile profile
 	kafka   []kafkaTarget // oncelog first
 	nats    []*natsTarget
+	// broker is the oncelog the workloads run against (b.kafka[0]).
+	broker *oncelogProcess
 	// restartBroker, when set, is a fresh oncelog (not yet started) for the
 	// restart workload, which kills it.
 	restartBroker *oncelogProcess
@@ -78,10 +80,11 @@ func (b *bench) setSource(target, role string, src consumeSource) {
 func (b *bench) record(rw *row, target string, c *cell, err error) {
 	if err != nil {
 		c = errorCell(err)
+		b.logf("  %-10s ERROR %v", target, err)
 		if target == "oncelog" {
 			b.oncelogErrors++
+			b.restartIfDead()
 		}
-		b.logf("  %-10s ERROR %v", target, err)
 	} else {
 		if c.BrokerCores > 0 {
 			c.Text += fmt.Sprintf(" [cpu %.2f]", c.BrokerCores)
@@ -165,6 +168,25 @@ func (b *bench) setPeaks(rw *row) {
 			b.peak100[target] = c.Value
 		}
 	}
+}
+
+// restartIfDead restarts the workloads' oncelog (on the same data directory)
+// if it has died, logging how it exited and its output's tail, so that the
+// remaining workloads still run.
+func (b *bench) restartIfDead() {
+	if b.broker == nil {
+		return
+	}
+	dead, how := b.broker.Exited()
+	if !dead {
+		return
+	}
+	b.logf("oncelog DIED (%s); restarting it\n%s", how, b.broker.logTail())
+	if _, err := b.broker.Start(context.Background()); err != nil {
+		b.logf("oncelog restart failed: %v", err)
+		return
+	}
+	b.kafka[0].pid = b.broker.Pid()
 }
 
 // dropTopics deletes topics (NATS: streams) that no later workload reads, so

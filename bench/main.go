@@ -169,6 +169,7 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 		return nil, err
 	}
 	defer broker.Kill()
+	b.broker = broker
 	b.kafka = append(b.kafka, kafkaTarget{name: "oncelog", addr: broker.addr, replication: 1, pid: broker.Pid()})
 	b.report.Targets = append(b.report.Targets, targetInfo{"oncelog",
 		"subprocess on a fresh data dir; acks=all answered after fdatasync (group commit)"})

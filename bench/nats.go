@@ -143,6 +143,9 @@ func natsProduce(ctx context.Context, t *natsTarget, spec produceSpec, dedup boo
 	}()
 	var acked atomic.Int64
 	var errs firstError
+	// A stream queues at most 100k incoming messages and refuses more
+	// ("too many requests"): keep all publishers' pending publishes below that.
+	maxPending := min(16384, 65536/spec.Producers)
 	for i := range pubs {
 		nc, err := nats.Connect(t.url, nats.Name("oncelog-bench"))
 		if err != nil {
@@ -150,7 +153,7 @@ func natsProduce(ctx context.Context, t *natsTarget, spec produceSpec, dedup boo
 		}
 		pubs[i].nc = nc
 		js, err := jetstream.New(nc,
-			jetstream.WithPublishAsyncMaxPending(16384),
+			jetstream.WithPublishAsyncMaxPending(maxPending),
 			jetstream.WithPublishAsyncTimeout(30*time.Second),
 			jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) { acked.Add(1) }),
 			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) { errs.set(err) }),

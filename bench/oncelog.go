@@ -78,7 +78,7 @@ func newOncelogProcess(binary, workDir string) (*oncelogProcess, error) {
 // Start starts the broker and returns once it answers ApiVersions, with the
 // time that took measured from just before the process was spawned.
 func (p *oncelogProcess) Start(ctx context.Context) (time.Duration, error) {
-	if p.cmd != nil {
+	if dead, _ := p.Exited(); p.cmd != nil && !dead {
 		return 0, errors.New("oncelog is already running")
 	}
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -145,6 +145,19 @@ func (p *oncelogProcess) Stop(timeout time.Duration) (time.Duration, error) {
 		return took, fmt.Errorf("oncelog exited with %v after SIGTERM\n%s", state, p.logTail())
 	}
 	return took, nil
+}
+
+// Exited reports whether a started broker has exited on its own, and how.
+func (p *oncelogProcess) Exited() (bool, string) {
+	if p.cmd == nil {
+		return false, ""
+	}
+	select {
+	case <-p.exited:
+		return true, p.cmd.ProcessState.String()
+	default:
+		return false, ""
+	}
 }
 
 // Pid returns the broker's process id, or 0 when it is not running.

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 
@@ -16,6 +17,8 @@ import (
 //	/readyz   200 once recovery has finished and the Kafka listener is up,
 //	          503 before that and during shutdown (readiness)
 //	/metrics  Prometheus metrics; 503 until the broker has opened
+//	/debug/pprof/  Go profiles (CPU, heap, goroutines) for performance work;
+//	          the admin listener is loopback-only by default
 func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -41,5 +44,9 @@ func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats]) http.
 		once.Do(func() { metrics = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}) })
 		metrics.ServeHTTP(w, r)
 	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }

@@ -68,6 +68,10 @@ func handleProduce(c *conn, r *request) respond {
 				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
 				continue
 			}
+			if topic == nil && broker.ValidTopicName(t.Topic) != nil {
+				setErr(kerr.InvalidTopicException.Code, broker.ValidTopicName(t.Topic).Error())
+				continue
+			}
 			if topic == nil || p.Partition < 0 || int(p.Partition) >= len(topic.Partitions) {
 				setErr(kerr.UnknownTopicOrPartition.Code, "")
 				continue
@@ -75,8 +79,8 @@ func handleProduce(c *conn, r *request) respond {
 			part := topic.Partitions[p.Partition]
 			// Kafka requires exactly one batch per partition from v3.
 			_, _, rest, err := batch.Next(p.Records)
-			if err != nil || len(rest) != 0 {
-				if errors.Is(err, batch.ErrMagic) || err == nil {
+			if len(p.Records) == 0 || err != nil || len(rest) != 0 {
+				if errors.Is(err, batch.ErrMagic) || err == nil || len(p.Records) == 0 {
 					setErr(kerr.InvalidRecord.Code, "a produce request must carry exactly one record batch v2 per partition")
 				} else {
 					setErr(kerr.CorruptMessage.Code, err.Error())

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oncelog/oncelog/batch"
+)
+
+// TestHarnessAgainstOncelog runs every workload, tiny, against a real oncelog
+// subprocess only, so that a change that breaks the benchmark (or the broker
+// paths it drives: idempotent, plain and transactional produce, both
+// isolation levels, crash restart) fails here rather than in a release run.
+func TestHarnessAgainstOncelog(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	opts := options{profile: smokeProfile(), workDir: filepath.Join(dir, "work")}
+	var progress bytes.Buffer
+	rep, err := runBench(ctx, opts, &progress)
+	if err != nil {
+		t.Fatalf("runBench: %v\nprogress:\n%s", err, progress.String())
+	}
+
+	sections := map[string]bool{}
+	for _, rw := range rep.Rows {
+		sections[rw.Section] = true
+		c := rw.Cells["oncelog"]
+		if c == nil || c.Error != "" || c.Value <= 0 {
+			t.Errorf("%s / %s: oncelog cell %+v, want a positive figure", rw.Section, rw.Name, c)
+		}
+		if len(rw.Cells) != 1 {
+			t.Errorf("%s / %s: cells for %d targets, want oncelog only", rw.Section, rw.Name, len(rw.Cells))
+		}
+	}
+	for _, want := range []string{
+		"produce acks=all, idempotent", "plain vs idempotent (best of runs)", "transactions",
+		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
+	} {
+		if !sections[want] {
+			t.Errorf("no rows in section %q", want)
+		}
+	}
+	if len(rep.Checks) != 6 {
+		t.Errorf("%d checks, want 6", len(rep.Checks))
+	}
+	for _, c := range rep.Checks {
+		if c.Missed {
+			t.Errorf("check %q was not measured", c.Name)
+		}
+	}
+
+	jsonPath, mdPath := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.md")
+	if err := rep.writeFiles(jsonPath, mdPath); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded report
+	if err := json.Unmarshal(b, &decoded); err != nil {
+		t.Fatalf("JSON output does not decode: %v", err)
+	}
+	if len(decoded.Rows) != len(rep.Rows) {
+		t.Errorf("JSON has %d rows, want %d", len(decoded.Rows), len(rep.Rows))
+	}
+	md, err := os.ReadFile(mdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.writeText(&text)
+	for name, out := range map[string]string{"markdown": string(md), "text": text.String()} {
+		if !strings.Contains(out, "idempotent / plain produce") || !strings.Contains(out, "kill -9") {
+			t.Errorf("%s output lacks the checks or the restart rows:\n%s", name, out)
+		}
+	}
+}
+
+func TestOneRecordBatchIsValid(t *testing.T) {
+	b := oneRecordBatch(42, 3, []byte("value"))
+	h, err := batch.Validate(b)
+	if err != nil {
+		t.Fatalf("batch.Validate: %v", err)
+	}
+	if h.ProducerID != 42 || h.ProducerEpoch != 3 || h.BaseSequence != 0 || h.NumRecords != 1 || h.Size() != len(b) {
+		t.Errorf("header %+v for a %d-byte batch", h, len(b))
+	}
+}
+
+func TestSummariseLatencies(t *testing.T) {
+	samples := make([]time.Duration, 1000)
+	for i := range samples {
+		samples[len(samples)-1-i] = time.Duration(i+1) * time.Millisecond // 1..1000 ms, reversed
+	}
+	l := summariseLatencies(samples, 10)
+	if l.P50 != 501*time.Millisecond || l.P99 != 991*time.Millisecond || l.P999 != 1000*time.Millisecond || l.Samples != 1000 {
+		t.Errorf("got %+v", l)
+	}
+	if got := summariseLatencies(nil, 10); got.Samples != 0 || got.P50 != 0 {
+		t.Errorf("no samples: got %+v", got)
+	}
+}
+
+func TestShareSplitsEvenly(t *testing.T) {
+	total := 0
+	for i := range 8 {
+		part := share(100, 8, i)
+		if part != 12 && part != 13 {
+			t.Errorf("share(100, 8, %d) = %d", i, part)
+		}
+		total += part
+	}
+	if total != 100 {
+		t.Errorf("parts add up to %d, want 100", total)
+	}
+}
