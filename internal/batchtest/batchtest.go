@@ -21,7 +21,9 @@ type Spec struct {
 }
 
 // Plain is a non-idempotent batch of n records.
-func Plain(n int) []byte { return Build(Spec{Records: n, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1}) }
+func Plain(n int) []byte {
+	return Build(Spec{Records: n, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1})
+}
 
 // Idempotent is a batch of n records from producer pid/epoch at seq.
 func Idempotent(n int, pid int64, epoch int16, seq int32) []byte {
