@@ -153,13 +153,43 @@ func (b *bench) produceRow(ctx context.Context, section, name string, s shape, r
 
 func (b *bench) produceMatrix(ctx context.Context) {
 	for _, s := range b.profile.Matrix {
-		rw, written := b.produceRow(ctx, "produce acks=all, idempotent", s.String(), s,
-			b.profile.MatrixRecords[s.RecordSize], b.profile.MatrixDeadline, idempotentProduce)
-		b.dropTopics(ctx, written)
+		rows, written := b.bestOfModes(ctx, "produce acks=all, idempotent", s, b.profile.MatrixRecords[s.RecordSize],
+			[]produceMode{idempotentProduce}, []string{s.String()}, b.profile.MatrixRepeats)
+		b.dropTopics(ctx, written[0])
 		if s == tinyHundred {
-			b.setPeaks(rw)
+			b.setPeaks(rows[0])
 		}
 	}
+}
+
+// bestOfModes produces shape s once in each of modes, in turn, repeats times
+// over (alternating, so that drift in the machine's load hits every mode),
+// and adds to section one row per mode, named names[i], holding each target's
+// best run. Every run's topic is deleted except the last of each mode, which
+// is returned for the caller to read back or delete.
+func (b *bench) bestOfModes(ctx context.Context, section string, s shape, records int, modes []produceMode, names []string, repeats int) ([]*row, []map[string]consumeSource) {
+	runs := make([][]*row, len(modes))
+	last := make([]map[string]consumeSource, len(modes))
+	for i := range repeats {
+		for m, mode := range modes {
+			name := names[m]
+			if repeats > 1 {
+				name += fmt.Sprintf(" (run %d of %d)", i+1, repeats)
+			}
+			rw, written := b.produceRow(ctx, section, name, s, records, b.profile.MatrixDeadline, mode)
+			if last[m] != nil {
+				b.dropTopics(ctx, last[m])
+			}
+			runs[m], last[m] = append(runs[m], rw), written
+		}
+	}
+	best := make([]*row, len(modes))
+	for m := range modes {
+		b.dropRows(runs[m])
+		best[m] = b.report.addRow(section, names[m], "rec/s", false)
+		best[m].Cells = bestOf(runs[m])
+	}
+	return best, last
 }
 
 func (b *bench) setPeaks(rw *row) {
@@ -224,24 +254,12 @@ func bestOf(rows []*row) map[string]*cell {
 
 func (b *bench) plainVsIdempotent(ctx context.Context) {
 	for _, s := range b.profile.RatioShapes {
-		var plainRuns, idemRuns []*row
-		records := b.profile.MatrixRecords[s.RecordSize]
-		// Alternate the modes so that drift in the machine's load hits both.
-		for i := range b.profile.Repeats {
-			name := fmt.Sprintf("%s, run %d", s, i+1)
-			plain, written := b.produceRow(ctx, "plain vs idempotent (runs)", "plain "+name, s, records, b.profile.MatrixDeadline, plainProduce)
-			b.dropTopics(ctx, written)
-			idem, written := b.produceRow(ctx, "plain vs idempotent (runs)", "idempotent "+name, s, records, b.profile.MatrixDeadline, idempotentProduce)
-			b.dropTopics(ctx, written)
-			plainRuns, idemRuns = append(plainRuns, plain), append(idemRuns, idem)
+		rows, written := b.bestOfModes(ctx, "plain vs idempotent", s, b.profile.MatrixRecords[s.RecordSize],
+			[]produceMode{plainProduce, idempotentProduce}, []string{"plain " + s.String(), "idempotent " + s.String()}, b.profile.Repeats)
+		for _, w := range written {
+			b.dropTopics(ctx, w)
 		}
-		b.dropRows(plainRuns)
-		b.dropRows(idemRuns)
-		plain := b.report.addRow("plain vs idempotent (best of runs)", "plain "+s.String(), "rec/s", false)
-		plain.Cells = bestOf(plainRuns)
-		idem := b.report.addRow("plain vs idempotent (best of runs)", "idempotent "+s.String(), "rec/s", false)
-		idem.Cells = bestOf(idemRuns)
-		b.addRatioCheck(fmt.Sprintf("idempotent / plain produce (%s)", s), idem, plain, 0.95, false)
+		b.addRatioCheck(fmt.Sprintf("idempotent / plain produce (%s)", s), rows[1], rows[0], 0.95, false)
 	}
 }
 
@@ -293,12 +311,13 @@ func (b *bench) addRatioCheck(name string, num, den *row, goal float64, kafkaOnl
 
 func (b *bench) transactions(ctx context.Context) {
 	s := b.profile.TxnShape
-	idem, written := b.produceRow(ctx, "transactions", "idempotent "+s.String(), s, b.profile.TxnRecords, b.profile.MatrixDeadline, idempotentProduce)
-	b.dropTopics(ctx, written)
 	txnName := fmt.Sprintf("transactional, %d-record transactions, %s", b.profile.TxnSize, s)
-	txn, written := b.produceRow(ctx, "transactions", txnName, s, b.profile.TxnRecords, b.profile.MatrixDeadline, transactionalProduce)
-	b.addRatioCheck(fmt.Sprintf("transactional / idempotent produce (%d-record txns, %s)", b.profile.TxnSize, s), txn, idem, 0.8, true)
-	for target, src := range written {
+	rows, written := b.bestOfModes(ctx, "transactions", s, b.profile.TxnRecords,
+		[]produceMode{idempotentProduce, transactionalProduce}, []string{"idempotent " + s.String(), txnName}, b.profile.Repeats)
+	b.dropTopics(ctx, written[0])
+	b.addRatioCheck(fmt.Sprintf("transactional / idempotent produce (%d-record txns, %s)", b.profile.TxnSize, s), rows[1], rows[0], 0.8, true)
+	// The consume workload reads the transactional topic back.
+	for target, src := range written[1] {
 		b.setSource(target, "txn", src)
 	}
 }
@@ -366,7 +385,7 @@ func (b *bench) consume(ctx context.Context) {
 			// Alternate the isolation levels; the best run of each counts.
 			var uncommittedRuns, committedRuns []throughput
 			var err error
-			for range b.profile.Repeats {
+			for range b.profile.ConsumeRepeats {
 				var res throughput
 				if res, err = kafkaConsume(ctx, t, src.topic, src.partitions, src.records, false, b.profile.ConsumeTimeout); err != nil {
 					break
@@ -404,10 +423,29 @@ func (b *bench) consume(ctx context.Context) {
 }
 
 func (b *bench) latency(ctx context.Context) {
+	if len(b.peak100) == 0 {
+		// The matrix did not run (--only): measure the reference rate now.
+		rw, written := b.produceRow(ctx, "latency reference (1 producer peak)", tinyHundred.String(), tinyHundred,
+			b.profile.MatrixRecords[100], b.profile.MatrixDeadline, idempotentProduce)
+		b.dropTopics(ctx, written)
+		b.setPeaks(rw)
+	}
+	b.latencyAt(ctx, fmt.Sprintf("100 B at %.0f%% of each target's 1-producer peak", b.profile.LatencyLoad*100),
+		func(target string) (float64, bool) {
+			peak, ok := b.peak100[target]
+			return peak * b.profile.LatencyLoad, ok
+		})
+	b.latencyAt(ctx, fmt.Sprintf("100 B at %s rec/s on every target", humanCount(b.profile.LatencyFixedRate)),
+		func(string) (float64, bool) { return b.profile.LatencyFixedRate, true })
+}
+
+// latencyAt measures end-to-end latency on every target at the rate rateFor
+// gives it (none when it returns false) and adds p50, p99 and p99.9 rows.
+func (b *bench) latencyAt(ctx context.Context, what string, rateFor func(target string) (float64, bool)) {
 	const size = 100
 	rows := map[string]*row{}
 	for _, q := range []string{"p50", "p99", "p99.9"} {
-		rows[q] = b.report.addRow("end-to-end latency", fmt.Sprintf("%s, 100 B at %.0f%% of each target's 1-producer peak", q, b.profile.LatencyLoad*100), "ms", true)
+		rows[q] = b.report.addRow("end-to-end latency", q+", "+what, "ms", true)
 	}
 	record := func(target string, l latencies, err error) {
 		if err != nil {
@@ -416,37 +454,31 @@ func (b *bench) latency(ctx context.Context) {
 			}
 			return
 		}
-		note := fmt.Sprintf(" @ %s/s", humanCount(l.Rate))
-		rows["p50"].Cells[target] = &cell{Value: ms(l.P50), Text: humanDuration(l.P50) + note}
+		rows["p50"].Cells[target] = &cell{Value: ms(l.P50), Text: fmt.Sprintf("%s @ %s/s", humanDuration(l.P50), humanCount(l.Rate))}
 		rows["p99"].Cells[target] = &cell{Value: ms(l.P99), Text: humanDuration(l.P99)}
 		rows["p99.9"].Cells[target] = &cell{Value: ms(l.P999), Text: humanDuration(l.P999)}
 		b.logf("  %-10s p50 %s p99 %s p99.9 %s at %s rec/s (%d samples)", target,
 			humanDuration(l.P50), humanDuration(l.P99), humanDuration(l.P999), humanCount(l.Rate), l.Samples)
 	}
-	if len(b.peak100) == 0 {
-		// The matrix did not run (--only): measure the reference rate now.
-		rw, written := b.produceRow(ctx, "latency reference (1 producer peak)", tinyHundred.String(), tinyHundred,
-			b.profile.MatrixRecords[100], b.profile.MatrixDeadline, idempotentProduce)
-		b.dropTopics(ctx, written)
-		b.setPeaks(rw)
-	}
-	b.logf("latency: 100 B records")
+	b.logf("latency: %s", what)
+	written := map[string]consumeSource{}
 	for _, t := range b.kafka {
-		rate, ok := b.peak100[t.name]
-		if !ok {
-			continue
+		if rate, ok := rateFor(t.name); ok {
+			topic := b.topic("latency")
+			l, err := kafkaLatency(ctx, t, topic, size, rate, b.profile.LatencyDuration)
+			record(t.name, l, err)
+			written[t.name] = consumeSource{topic: topic, partitions: 1}
 		}
-		l, err := kafkaLatency(ctx, t, b.topic("latency"), size, rate*b.profile.LatencyLoad, b.profile.LatencyDuration)
-		record(t.name, l, err)
 	}
 	for _, t := range b.nats {
-		rate, ok := b.peak100[t.name]
-		if !ok {
-			continue
+		if rate, ok := rateFor(t.name); ok {
+			topic := b.topic("latency")
+			l, err := natsLatency(ctx, t, topic, size, rate, b.profile.LatencyDuration)
+			record(t.name, l, err)
+			written[t.name] = consumeSource{topic: topic, partitions: 1}
 		}
-		l, err := natsLatency(ctx, t, b.topic("latency"), size, rate*b.profile.LatencyLoad, b.profile.LatencyDuration)
-		record(t.name, l, err)
 	}
+	b.dropTopics(ctx, written)
 }
 
 func fastest(runs []throughput) throughput {

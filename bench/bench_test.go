@@ -40,7 +40,7 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"produce acks=all, idempotent", "plain vs idempotent (best of runs)", "transactions",
+		"produce acks=all, idempotent", "plain vs idempotent", "transactions",
 		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
 	} {
 		if !sections[want] {

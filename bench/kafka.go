@@ -193,7 +193,7 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 		Bytes:   acked.Load() * int64(spec.RecordSize),
 		Elapsed: time.Since(start),
 	}
-	if cpuBefore != 0 {
+	if t.pid != 0 {
 		result.BrokerCPU = t.cpu() - cpuBefore
 	}
 	return result, errs.get()
@@ -282,7 +282,7 @@ func kafkaConsume(ctx context.Context, t kafkaTarget, topic string, partitions i
 		})
 	}
 	got.Elapsed = time.Since(start)
-	if cpuBefore != 0 {
+	if t.pid != 0 {
 		got.BrokerCPU = t.cpu() - cpuBefore
 	}
 	return got, nil

@@ -225,6 +225,7 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 		return b.report, ctx.Err()
 	}
 	if b.failed() {
+		fmt.Fprintln(progress, broker.logTail())
 		return b.report, fmt.Errorf("%d oncelog measurements failed; broker log: %s", b.oncelogErrors, broker.logPath)
 	}
 	return b.report, nil

@@ -43,9 +43,13 @@ type profile struct {
 	// set above what oncelog reaches in that time.
 	MatrixRecords  map[int]int
 	MatrixDeadline time.Duration
+	// MatrixRepeats is how many times each shape runs on each target; the
+	// best run counts.
+	MatrixRepeats int
 
 	// RatioShapes are produced plain and idempotently, alternating, Repeats
-	// times each; the best run of each mode counts.
+	// times each; the best run of each mode counts. Transactions alternate
+	// with idempotent produce the same way.
 	RatioShapes []shape
 	Repeats     int
 
@@ -62,10 +66,15 @@ type profile struct {
 	HeadlineDeadline time.Duration
 
 	ConsumeTimeout time.Duration
+	// ConsumeRepeats is how many times each isolation level reads each topic
+	// (alternating); the fastest read counts.
+	ConsumeRepeats int
 
-	// Latency runs at LatencyLoad times the 100 B, 1 producer, 1 partition peak.
-	LatencyDuration time.Duration
-	LatencyLoad     float64
+	// Latency runs at LatencyLoad times each target's 100 B, 1 producer,
+	// 1 partition peak, and at LatencyFixedRate on every target.
+	LatencyDuration  time.Duration
+	LatencyLoad      float64
+	LatencyFixedRate float64
 
 	Restart restartSpec
 }
@@ -95,7 +104,8 @@ func defaultProfile() profile {
 		Name:             "default",
 		Matrix:           fullMatrix(),
 		MatrixRecords:    map[int]int{100: 5_000_000, 1024: 1_500_000},
-		MatrixDeadline:   2 * time.Second,
+		MatrixDeadline:   1500 * time.Millisecond,
+		MatrixRepeats:    2,
 		RatioShapes:      []shape{tinyHundred, wideHundred},
 		Repeats:          2,
 		TxnShape:         wideHundred,
@@ -103,10 +113,12 @@ func defaultProfile() profile {
 		TxnRecords:       5_000_000,
 		HeadlineShape:    headlineShape,
 		HeadlineRecords:  1_000_000,
-		HeadlineDeadline: 20 * time.Second,
+		HeadlineDeadline: 8 * time.Second,
 		ConsumeTimeout:   60 * time.Second,
-		LatencyDuration:  4 * time.Second,
+		ConsumeRepeats:   3,
+		LatencyDuration:  3 * time.Second,
 		LatencyLoad:      0.5,
+		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 512 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12},
 	}
 }
@@ -116,18 +128,21 @@ func quickProfile() profile {
 		Name:             "quick",
 		Matrix:           []shape{tinyHundred, wideHundred, tinyKilobyte, wideKilobyte},
 		MatrixRecords:    map[int]int{100: 2_000_000, 1024: 600_000},
-		MatrixDeadline:   time.Second,
+		MatrixDeadline:   800 * time.Millisecond,
+		MatrixRepeats:    1,
 		RatioShapes:      []shape{wideHundred},
 		Repeats:          1,
 		TxnShape:         wideHundred,
 		TxnSize:          100,
 		TxnRecords:       2_000_000,
 		HeadlineShape:    headlineShape,
-		HeadlineRecords:  1_000_000,
-		HeadlineDeadline: 2 * time.Second,
+		HeadlineRecords:  500_000,
+		HeadlineDeadline: 1500 * time.Millisecond,
 		ConsumeTimeout:   30 * time.Second,
-		LatencyDuration:  1500 * time.Millisecond,
+		ConsumeRepeats:   2,
+		LatencyDuration:  time.Second,
 		LatencyLoad:      0.5,
+		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 64 << 20, LogPartitions: 4, ProducerIDs: 5_000, PIDPartitions: 12},
 	}
 }
@@ -136,11 +151,12 @@ func fullProfile() profile {
 	p := defaultProfile()
 	p.Name = "full"
 	p.MatrixRecords = map[int]int{100: 20_000_000, 1024: 6_000_000}
-	p.MatrixDeadline = 6 * time.Second
+	p.MatrixDeadline = 4 * time.Second
 	p.Repeats = 3
 	p.TxnRecords = 20_000_000
 	p.HeadlineDeadline = 60 * time.Second
 	p.LatencyDuration = 10 * time.Second
+	p.ConsumeRepeats = 5
 	p.Restart = restartSpec{LogBytes: 1536 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12}
 	return p
 }
@@ -152,6 +168,7 @@ func smokeProfile() profile {
 		Matrix:           []shape{tinyHundred, wideKilobyte},
 		MatrixRecords:    map[int]int{100: 20_000, 1024: 5_000},
 		MatrixDeadline:   500 * time.Millisecond,
+		MatrixRepeats:    1,
 		RatioShapes:      []shape{tinyHundred},
 		Repeats:          1,
 		TxnShape:         shape{RecordSize: 100, Producers: 2, Partitions: 2},
@@ -161,8 +178,10 @@ func smokeProfile() profile {
 		HeadlineRecords:  20_000,
 		HeadlineDeadline: time.Second,
 		ConsumeTimeout:   10 * time.Second,
+		ConsumeRepeats:   1,
 		LatencyDuration:  300 * time.Millisecond,
 		LatencyLoad:      0.5,
+		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 4 << 20, LogPartitions: 2, ProducerIDs: 200, PIDPartitions: 2},
 	}
 }

@@ -154,6 +154,9 @@ func (r *report) peers() []string {
 
 // writeText prints the results as aligned plain-text tables.
 func (r *report) writeText(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "profile %s, %s; %s x %d, %s, synced writes %s, %s, load average at start %s\n\n",
+		r.Profile, r.Generated.UTC().Format("2006-01-02 15:04 UTC"), m.CPUModel, m.NumCPU, m.Memory, m.DiskSyncWrite, m.GoVersion, m.LoadAverage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	header := []string{"workload", "oncelog"}
 	for _, p := range r.peers() {
@@ -199,8 +202,8 @@ func (r *report) writeMarkdown(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "Profile `%s`, run %s, took %s.\n\n", r.Profile, r.Generated.UTC().Format("2006-01-02 15:04 UTC"), r.Duration)
 	fmt.Fprintf(w, "| machine | |\n|---|---|\n")
-	fmt.Fprintf(w, "| CPU | %s, %d cores (nproc) |\n| memory | %s |\n| disk | %s |\n| OS | %s |\n| Go | %s |\n\n",
-		m.CPUModel, m.NumCPU, m.Memory, m.Disk, m.Kernel, m.GoVersion)
+	fmt.Fprintf(w, "| CPU | %s, %d cores (nproc) |\n| memory | %s |\n| disk | %s |\n| disk, synced sequential writes | %s (1 MiB O_DSYNC writes, measured at the start of the run) |\n| OS | %s |\n| Go | %s |\n| load average at the start | %s |\n\n",
+		m.CPUModel, m.NumCPU, m.Memory, m.Disk, m.DiskSyncWrite, m.Kernel, m.GoVersion, m.LoadAverage)
 	fmt.Fprintf(w, "| target | what it is |\n|---|---|\n")
 	for _, t := range r.Targets {
 		fmt.Fprintf(w, "| %s | %s |\n", t.Name, t.Description)

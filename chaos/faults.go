@@ -222,6 +222,9 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 			fi.logger.Warn("chaos: no high watermark before tearing, crashing without a tear", "err", err)
 			tear = false
 		}
+		// Requests keep arriving and being written: the tail beyond
+		// the high watermark grows.
+		time.Sleep(heldFor)
 	case draw < 0.7:
 		fi.count(FaultCrashAcksHeld)
 		held := window

@@ -89,19 +89,27 @@ func checkRealTimeOrder(f *Findings, partition int32, ops []appendOp) {
 	}
 }
 
-// appendLogModel is a log that gives every append a larger offset than the
-// previous one. Gaps are allowed (a record lost with its producer's ack may
-// leave one, and the duplicates and losses are other checks' business).
+// rankedAppend is porcupine's input for one append: the record, and the
+// rank of its offset among the offsets of its chunk (0, 1, 2, ...).
+type rankedAppend struct {
+	ID   RecordID
+	Rank int
+}
+
+// appendLogModel is a log whose appends take the next position: an append
+// can be linearized only if its offset is the next one of its chunk.
+// Ranking the offsets squeezes out gaps (whether every offset holds a record
+// is the other checks' business) and makes the search deterministic: in any
+// state exactly one pending append can go next, so porcupine never guesses.
 var appendLogModel = porcupine.Model{
-	Init: func() any { return int64(-1) },
-	Step: func(state, _, output any) (bool, any) {
-		offset := output.(int64)
-		return offset > state.(int64), offset
+	Init: func() any { return -1 },
+	Step: func(state, input, _ any) (bool, any) {
+		next := state.(int) + 1
+		return input.(rankedAppend).Rank == next, next
 	},
+	// Partition splits a history built by checkPorcupine back into its
+	// chunks, whose ranks were computed separately.
 	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		slices.SortFunc(history, func(a, b porcupine.Operation) int {
-			return cmp.Compare(a.Output.(int64), b.Output.(int64))
-		})
 		var chunks [][]porcupine.Operation
 		for len(history) > 0 {
 			n := min(porcupineChunk, len(history))
@@ -111,20 +119,29 @@ var appendLogModel = porcupine.Model{
 		return chunks
 	},
 	DescribeOperation: func(input, output any) string {
-		return fmt.Sprintf("append(%v) -> %d", input, output)
+		return fmt.Sprintf("append(%v) -> %d", input.(rankedAppend).ID, output)
 	},
 }
 
-// checkPorcupine runs porcupine on one partition's appends.
+// checkPorcupine runs porcupine on one partition's appends (sorted by
+// offset), in chunks of porcupineChunk consecutive offsets checked in
+// parallel.
 func checkPorcupine(f *Findings, partition int32, ops []appendOp) {
-	history := make([]porcupine.Operation, len(ops))
-	for i, op := range ops {
-		history[i] = porcupine.Operation{
-			ClientId: int(op.ID.Producer),
-			Input:    op.ID,
-			Call:     op.Call,
-			Output:   op.Offset,
-			Return:   op.Return,
+	history := make([]porcupine.Operation, 0, len(ops))
+	for start := 0; start < len(ops); start += porcupineChunk {
+		chunkOps := ops[start:min(start+porcupineChunk, len(ops))]
+		rank := -1
+		for i, op := range chunkOps {
+			if i == 0 || op.Offset != chunkOps[i-1].Offset {
+				rank++
+			}
+			history = append(history, porcupine.Operation{
+				ClientId: int(op.ID.Producer),
+				Input:    rankedAppend{ID: op.ID, Rank: rank},
+				Call:     op.Call,
+				Output:   op.Offset,
+				Return:   op.Return,
+			})
 		}
 	}
 	switch porcupine.CheckOperationsTimeout(appendLogModel, history, porcupineTimeout) {

@@ -55,6 +55,12 @@ func (r *Report) String() string {
 
 	if f := r.Findings; f != nil {
 		fmt.Fprintf(&b, "produce: %d sent, %d acked, %d failed, %d unanswered\n", f.Sent, f.Acked, f.Failed, f.Pending)
+		for i, e := range r.ProduceErrors {
+			if i == maxExamples {
+				break
+			}
+			fmt.Fprintf(&b, "      e.g. %s\n", e)
+		}
 		fmt.Fprintf(&b, "transform: %d transactions committed, %d aborted, %d unknown; %d session restarts; caught up: %v\n",
 			f.TxnsCommitted, f.TxnsAborted, f.TxnsUnknown, r.SessionRestarts, r.CaughtUp)
 		fmt.Fprintf(&b, "read back: %d input records, %d committed and %d aborted output records\n", f.InputRead, f.OutputCommitted, f.OutputAborted)
@@ -74,8 +80,17 @@ func (r *Report) String() string {
 			}
 		}
 	}
+	if r.ProducerResets > 0 {
+		fmt.Fprintf(&b, "producer id resets (franz-go renumbered after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID): %d\n", r.ProducerResets)
+		for _, e := range r.ProducerResetExamples {
+			fmt.Fprintf(&b, "      e.g. %s\n", e)
+		}
+	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(&b, "problem: %s\n", p)
+	}
+	if r.BrokerLogTail != "" {
+		fmt.Fprintf(&b, "broker output (tail):\n%s\n", r.BrokerLogTail)
 	}
 	return b.String()
 }

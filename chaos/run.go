@@ -114,6 +114,17 @@ type Report struct {
 	// SessionRestarts counts transform sessions replaced after a
 	// transaction whose end was unknown.
 	SessionRestarts int
+	// ProduceErrors are the first errors producers got (their records
+	// are indeterminate, not anomalies).
+	ProduceErrors []string
+	// ProducerResets counts franz-go producers giving up their producer
+	// id after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID;
+	// ProducerResetExamples are the first few log lines.
+	ProducerResets        int
+	ProducerResetExamples []string
+	// BrokerLogTail is the end of the broker's output (warnings and
+	// errors), kept when the run is not OK.
+	BrokerLogTail string
 	// CaughtUp reports whether the transform group committed the input's
 	// end before SettleTimeout.
 	CaughtUp bool
@@ -338,6 +349,11 @@ wait:
 	h := &History{Partitions: cfg.Partitions, Torn: report.Torn, GroupSamples: monitor.history()}
 	for _, p := range producers {
 		h.Sends = append(h.Sends, p.history())
+		p.mu.Lock()
+		report.ProduceErrors = append(report.ProduceErrors, p.errors...)
+		report.ProducerResets += p.nReset
+		report.ProducerResetExamples = append(report.ProducerResetExamples, p.resets...)
+		p.mu.Unlock()
 	}
 	for _, t := range transformers {
 		h.Txns = append(h.Txns, t.txns)
@@ -350,6 +366,9 @@ wait:
 	r.logger.Info("chaos: checking")
 	report.Findings = Check(h, cfg.Porcupine)
 	report.Elapsed = time.Since(r.started)
+	if !report.OK() {
+		report.BrokerLogTail = r.broker.tail()
+	}
 	return report, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,11 +44,15 @@ type producer struct {
 	partitions int32
 	rate       int // records per second
 
-	mu    sync.Mutex
-	sends []Send
+	mu     sync.Mutex
+	sends  []Send
+	errors []string // the first few produce errors
+	resets []string // the first few producer id resets franz-go logged
+	nReset int
 }
 
 func newProducer(id uint16, seeds string, partitions int32, rate int, clk clock) (*producer, error) {
+	p := &producer{id: id, clock: clk, partitions: partitions, rate: rate}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds),
 		kgo.DefaultProduceTopic(inputTopic),
@@ -58,11 +63,34 @@ func newProducer(id uint16, seeds string, partitions int32, rate int, clk clock)
 		kgo.MaxBufferedRecords(2000),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 		kgo.ClientID(fmt.Sprintf("chaos-producer-%d", id)),
+		kgo.WithLogger(resetWatcher{p}),
 	)
 	if err != nil {
 		return nil, err
 	}
-	return &producer{id: id, cl: cl, clock: clk, partitions: partitions, rate: rate}, nil
+	p.cl = cl
+	return p, nil
+}
+
+// resetWatcher is a franz-go logger that records when the client gives up
+// its producer id and renumbers: the broker answered a batch with
+// OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID, and franz-go resends
+// its unacknowledged batches under a new id, which duplicates any of them
+// the broker had in fact stored.
+type resetWatcher struct{ p *producer }
+
+func (resetWatcher) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (w resetWatcher) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
+	if !strings.Contains(msg, "failing the producer ID") && !strings.Contains(msg, "resetting sequence numbers") {
+		return
+	}
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	w.p.nReset++
+	if len(w.p.resets) < maxExamples {
+		w.p.resets = append(w.p.resets, fmt.Sprintf("producer %d: %s %v", w.p.id, msg, keyvals))
+	}
 }
 
 // run produces at the configured rate until stop closes. Produce blocks
@@ -110,6 +138,9 @@ func (p *producer) send(ctx context.Context) {
 		s.Return = now
 		if err != nil {
 			s.Status = SendFailed
+			if len(p.errors) < maxExamples {
+				p.errors = append(p.errors, fmt.Sprintf("producer %d record %d: %v", p.id, seq, err))
+			}
 			return
 		}
 		s.Status, s.Offset = SendAcked, r.Offset
@@ -149,6 +180,11 @@ type transformer struct {
 	// back: assignments, revocations, losses, and aborted transactions
 	// (the session rewinds to the committed offsets).
 	epoch atomic.Int64
+	// commitUnconfirmed is set when franz-go reports an EndTxn(commit)
+	// answered UNKNOWN_SERVER_ERROR: it then ends "as an abort" without
+	// asking the broker again and returns no error, although the commit
+	// may have happened.
+	commitUnconfirmed atomic.Bool
 
 	// Owned by the run goroutine until it returns.
 	txns          []Txn
@@ -187,7 +223,20 @@ func (t *transformer) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsAssigned(bump),
 		kgo.OnPartitionsRevoked(bump),
 		kgo.OnPartitionsLost(bump),
+		kgo.WithLogger(endTxnWatcher{t}),
 	)
+}
+
+// endTxnWatcher is a franz-go logger that only watches for the message
+// saying a commit's outcome is unconfirmed.
+type endTxnWatcher struct{ t *transformer }
+
+func (endTxnWatcher) Level() kgo.LogLevel { return kgo.LogLevelInfo }
+
+func (w endTxnWatcher) Log(_ kgo.LogLevel, msg string, _ ...any) {
+	if strings.HasPrefix(msg, "end transaction returned an unknown server error") {
+		w.t.commitUnconfirmed.Store(true)
+	}
 }
 
 // run transforms until stop closes, then returns after ending the
@@ -272,8 +321,12 @@ func (t *transformer) transact(ctx context.Context, sess *kgo.GroupTransactSessi
 	// between commit and abort.
 	flushErr := sess.Client().Flush(endCtx)
 	commit := flushErr == nil && promise.Err() == nil
+	t.commitUnconfirmed.Store(false)
 	committed, err := sess.End(endCtx, kgo.TransactionEndTry(commit))
 	switch {
+	case err == nil && !committed && commit && t.commitUnconfirmed.Load():
+		t.epoch.Add(1)
+		return fmt.Errorf("end %v: commit answered UNKNOWN_SERVER_ERROR", txn)
 	case err != nil:
 		// Unknown: EndTxn may or may not have reached the coordinator.
 		return fmt.Errorf("end %v: %w", txn, errors.Join(err, flushErr))

@@ -32,6 +32,7 @@ func run() int {
 	flag.BoolVar(&cfg.TearTail, "tear-tail", false, "while the broker is down, cut the tail of an input segment (only bytes beyond the high watermark)")
 	flag.BoolVar(&cfg.Porcupine, "porcupine", false, "also check per-partition linearizability of appends with porcupine")
 	flag.StringVar(&cfg.Binary, "binary", "", "prebuilt oncelog binary (default: go build ./cmd/oncelog)")
+	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", 1<<20, "broker --log-segment-bytes (small, so that segments roll during the run)")
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "broker data directory, kept afterwards (default: a temporary one, removed)")
 	flag.DurationVar(&cfg.SettleTimeout, "settle-timeout", 3*time.Minute, "bound on each wait after the faults stop")
 	verbose := flag.Bool("v", false, "log details")
