@@ -15,17 +15,26 @@ import (
 	"time"
 )
 
-// Snapshot file layout, as Kafka's ProducerStateManager writes it (version 1):
+// Snapshot file layout. Version 1 is Kafka's ProducerStateManager format:
 //
 //	i16 version, u32 CRC-32C of everything after it, i32 count,
 //	count × { i64 ProducerId, i16 Epoch, i32 LastSequence, i64 LastOffset,
 //	          i32 OffsetDelta, i64 Timestamp, i32 CoordinatorEpoch,
 //	          i64 CurrentTxnFirstOffset (-1 = none) }
 //
-// Only each producer's newest batch is kept, so after a reload its dedup
-// window is that one batch until it appends more.
+// Kafka keeps only each producer's newest batch, so after a restart a retry
+// of any older in-flight batch is answered OUT_OF_ORDER_SEQUENCE_NUMBER; the
+// client then renumbers and resends it, and the batch is stored twice.
+// oncelog writes version 2, which closes that hole: each entry is followed by
+//
+//	u8 n, n × { i32 LastSequence, i32 OffsetDelta, i64 LastOffset, i64 Timestamp }
+//
+// for the producer's older cached batches (oldest first, n <= 4), so the
+// full five-batch dedup window survives a restart. Version 1 files still load.
 const (
-	snapshotVersion    = 1
+	snapshotVersion    = 2
+	snapshotVersionV1  = 1
+	olderBatchSize     = 24
 	snapshotCRCOffset  = 2
 	snapshotDataOffset = 6 // the CRC covers from here to the end
 	snapshotHeaderSize = 10
@@ -78,7 +87,7 @@ func (s *State) WriteSnapshot(dir string, offset int64) error {
 func (s *State) encodeSnapshot() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	buf := make([]byte, snapshotHeaderSize, snapshotHeaderSize+snapshotEntrySize*len(s.index))
+	buf := make([]byte, snapshotHeaderSize, snapshotHeaderSize+(snapshotEntrySize+1)*len(s.index))
 	binary.BigEndian.PutUint16(buf, snapshotVersion)
 	// Most recently used first, so that loading rebuilds the LRU order; the
 	// producers with open transactions are off the list and come last.
@@ -90,8 +99,7 @@ func (s *State) encodeSnapshot() []byte {
 	for _, t := range s.openTxns {
 		buf = appendSnapshotEntry(buf, s.slab.at(s.index[t.pid]))
 	}
-	count := (len(buf) - snapshotHeaderSize) / snapshotEntrySize
-	binary.BigEndian.PutUint32(buf[snapshotDataOffset:], uint32(count))
+	binary.BigEndian.PutUint32(buf[snapshotDataOffset:], uint32(len(s.index)))
 	binary.BigEndian.PutUint32(buf[snapshotCRCOffset:], crc32.Checksum(buf[snapshotDataOffset:], castagnoli))
 	return buf
 }
@@ -104,7 +112,49 @@ func appendSnapshotEntry(buf []byte, e *entry) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, uint32(e.lastDelta()))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.lastTimestamp))
 	buf = binary.BigEndian.AppendUint32(buf, uint32(e.coordinatorEpoch))
-	return binary.BigEndian.AppendUint64(buf, uint64(e.txnFirstOffset))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.txnFirstOffset))
+	older := max(int(e.nBatches)-1, 0)
+	buf = append(buf, byte(older))
+	for i := older; i >= 1; i-- { // oldest first
+		b := e.batch(i)
+		_, last, ts := e.offsets(b)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(b.lastSeq))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(b.delta))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(last))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(ts))
+	}
+	return buf
+}
+
+// snapshotEntries walks the entries of a snapshot body of the given
+// version, calling fn with each fixed 46-byte part and its older batches
+// (version 2). It reports whether the body is well formed.
+func snapshotEntries(data []byte, version int16, count int, fn func(fixed, older []byte)) bool {
+	off := snapshotHeaderSize
+	for i := 0; i < count; i++ {
+		if len(data)-off < snapshotEntrySize {
+			return false
+		}
+		fixed := data[off : off+snapshotEntrySize]
+		off += snapshotEntrySize
+		var older []byte
+		if version >= 2 {
+			if off >= len(data) {
+				return false
+			}
+			n := int(data[off])
+			off++
+			if n >= batchesToRetain || len(data)-off < n*olderBatchSize {
+				return false
+			}
+			older = data[off : off+n*olderBatchSize]
+			off += n * olderBatchSize
+		}
+		if fn != nil {
+			fn(fixed, older)
+		}
+	}
+	return off == len(data)
 }
 
 // LoadNewestSnapshot builds a State, registered with limits, from the newest
@@ -168,29 +218,30 @@ func verifySnapshot(data []byte) error {
 	if len(data) < snapshotHeaderSize {
 		return fmt.Errorf("%w: %d bytes", errCorrupt, len(data))
 	}
-	if v := int16(binary.BigEndian.Uint16(data)); v != snapshotVersion {
+	v := int16(binary.BigEndian.Uint16(data))
+	if v != snapshotVersion && v != snapshotVersionV1 {
 		return fmt.Errorf("%w: unknown version %d", errCorrupt, v)
-	}
-	count := int64(int32(binary.BigEndian.Uint32(data[snapshotDataOffset:])))
-	if count < 0 || int64(len(data)) != snapshotHeaderSize+count*snapshotEntrySize {
-		return fmt.Errorf("%w: %d entries in %d bytes", errCorrupt, count, len(data))
 	}
 	if stored, computed := binary.BigEndian.Uint32(data[snapshotCRCOffset:]), crc32.Checksum(data[snapshotDataOffset:], castagnoli); stored != computed {
 		return fmt.Errorf("%w: CRC %08x, computed %08x", errCorrupt, stored, computed)
+	}
+	count := int64(int32(binary.BigEndian.Uint32(data[snapshotDataOffset:])))
+	if count < 0 || count > int64(len(data))/snapshotEntrySize || !snapshotEntries(data, v, int(count), nil) {
+		return fmt.Errorf("%w: %d entries do not fill %d bytes", errCorrupt, count, len(data))
 	}
 	return nil
 }
 
 // loadLocked fills the cleared state from a verified snapshot.
 func (s *State) loadLocked(data []byte, nowMs int64) {
-	count := (len(data) - snapshotHeaderSize) / snapshotEntrySize
+	version := int16(binary.BigEndian.Uint16(data))
+	count := int(int32(binary.BigEndian.Uint32(data[snapshotDataOffset:])))
 	s.index = make(map[int64]uint32, count)
 	// A loaded producer was last used, at the latest, at its last timestamp.
 	// Clamp that to be non-increasing along the file (newest first) so the
 	// LRU list stays ordered.
 	lastUse := nowMs
-	for off := snapshotHeaderSize; off < len(data); off += snapshotEntrySize {
-		b := data[off : off+snapshotEntrySize]
+	snapshotEntries(data, version, count, func(b, older []byte) {
 		pid := int64(binary.BigEndian.Uint64(b[0:]))
 		epoch := int16(binary.BigEndian.Uint16(b[8:]))
 		lastSeq := int32(binary.BigEndian.Uint32(b[10:]))
@@ -200,10 +251,10 @@ func (s *State) loadLocked(data []byte, nowMs int64) {
 		coordinatorEpoch := int32(binary.BigEndian.Uint32(b[34:]))
 		txnFirstOffset := max(int64(binary.BigEndian.Uint64(b[38:])), -1)
 		if pid < 0 {
-			continue
+			return
 		}
 		if txnFirstOffset < 0 && elapsed(nowMs, timestamp) >= s.cfg.ExpirationMs {
-			continue
+			return
 		}
 		if old, dup := s.index[pid]; dup {
 			s.remove(old, s.slab.at(old))
@@ -213,10 +264,14 @@ func (s *State) loadLocked(data []byte, nowMs int64) {
 		e.reset(pid)
 		e.epoch = epoch
 		e.coordinatorEpoch = coordinatorEpoch
-		e.lastTimestamp = timestamp
 		if lastOffset >= 0 && delta >= 0 {
+			for ; len(older) >= olderBatchSize; older = older[olderBatchSize:] {
+				e.addBatch(int32(binary.BigEndian.Uint32(older[0:])), int32(binary.BigEndian.Uint32(older[4:])),
+					int64(binary.BigEndian.Uint64(older[8:])), int64(binary.BigEndian.Uint64(older[16:])))
+			}
 			e.addBatch(lastSeq, delta, lastOffset, timestamp)
 		}
+		e.lastTimestamp = timestamp
 		s.index[pid] = i
 		if s.limits != nil {
 			s.limits.total.Add(1)
@@ -225,12 +280,12 @@ func (s *State) loadLocked(data []byte, nowMs int64) {
 			e.txnFirstOffset = txnFirstOffset
 			e.lastUsedMs = min(timestamp, nowMs)
 			s.addOpenTxn(txnFirstOffset, pid)
-			continue
+			return
 		}
 		lastUse = min(lastUse, timestamp)
 		e.lastUsedMs = lastUse
 		s.pushBack(i, e)
-	}
+	})
 	s.publish()
 	for len(s.index) > s.cfg.MaxPerPartition && s.evictTail(nowMs) {
 	}

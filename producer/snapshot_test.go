@@ -2,6 +2,7 @@ package producer
 
 import (
 	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"slices"
 	"sort"
@@ -46,10 +47,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if off, ok := r.FirstOpenTxnOffset(); !ok || off != 10 || !r.HasOpenTxn(2) {
 		t.Fatalf("open transaction lost: %d %v", off, ok)
 	}
-	// Only the newest batch per pid survives a reload (Kafka keeps one):
-	// its retry is still a duplicate, older ones are out of order.
-	wantDuplicate(t, r.Check(hdr(1, 3, 8, 2, t0+4), t0), 8, 9, t0+4)
-	wantReject(t, r.Check(hdr(1, 3, 6, 2, t0+3), t0), ErrOutOfOrderSequence)
+	// All five cached batches survive a reload (Kafka keeps only the
+	// newest, so a retry of an older in-flight batch would be stored
+	// twice): every retry is still a duplicate with its original offsets.
+	for i := range 5 {
+		wantDuplicate(t, r.Check(hdr(1, 3, int32(2*i), 2, t0+int64(i)), t0), int64(2*i), int64(2*i+1), t0+int64(i))
+	}
 	appendBatch(t, r, hdr(1, 3, 10, 1, t0), 17, t0)
 	wantDuplicate(t, r.Check(txnHdr(2, 0, 0, 4, t0), t0), 10, 13, t0)
 	// pid 3 knows its epoch but has no batch: the next must start at 0.
@@ -152,7 +155,12 @@ func TestCorruptSnapshotFallsBack(t *testing.T) {
 	}{
 		{"flipped byte", func(b []byte) []byte { b[len(b)-3] ^= 0x40; return b }},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
-		{"bad version", func(b []byte) []byte { binary.BigEndian.PutUint16(b, 2); return b }},
+		{"bad version", func(b []byte) []byte { binary.BigEndian.PutUint16(b, 3); return b }},
+		{"older-batch count too large", func(b []byte) []byte {
+			b[len(b)-1] = 9 // the last entry's older-batch count (it has none)
+			binary.BigEndian.PutUint32(b[2:], crc32.Checksum(b[6:], crc32.MakeTable(crc32.Castagnoli)))
+			return b
+		}},
 		{"count too large", func(b []byte) []byte { binary.BigEndian.PutUint32(b[6:], 1<<30); return b }},
 		{"empty", func(b []byte) []byte { return nil }},
 	} {
@@ -245,8 +253,9 @@ func TestSnapshotRetentionAndCleanup(t *testing.T) {
 	}
 }
 
-func TestSnapshotFormatMatchesKafka(t *testing.T) {
-	// One entry, checked field by field against Kafka's layout.
+func TestSnapshotFormat(t *testing.T) {
+	// One entry, checked field by field: Kafka's layout plus the count of
+	// older batches (version 2).
 	dir := t.TempDir()
 	s := newTestState(t, Config{})
 	appendBatch(t, s, txnHdr(0x0102030405060708, 9, 100, 3, 0x1122334455), 500, t0)
@@ -261,7 +270,7 @@ func TestSnapshotFormatMatchesKafka(t *testing.T) {
 		t.Fatalf("name %s", SnapshotPath(dir, 503))
 	}
 	be := binary.BigEndian
-	if len(b) != 10+46 || be.Uint16(b) != 1 || be.Uint32(b[6:]) != 1 {
+	if len(b) != 10+46+1 || be.Uint16(b) != 2 || be.Uint32(b[6:]) != 1 || b[len(b)-1] != 0 {
 		t.Fatalf("header % x", b[:10])
 	}
 	e := b[10:]
@@ -300,4 +309,32 @@ func TestLoadNewestSnapshotUsesWallClock(t *testing.T) {
 	if _, ok := r.Entry(2); ok || r.Len() != 1 {
 		t.Fatalf("len %d; the expired pid was loaded", r.Len())
 	}
+}
+
+// TestLoadsKafkaVersion1Snapshot: a version 1 (Kafka layout, newest batch
+// only) snapshot still loads.
+func TestLoadsKafkaVersion1Snapshot(t *testing.T) {
+	dir := t.TempDir()
+	be := binary.BigEndian
+	b := make([]byte, 10, 10+46)
+	be.PutUint16(b, 1)
+	be.PutUint32(b[6:], 1)
+	b = be.AppendUint64(b, 42)         // pid
+	b = be.AppendUint16(b, 3)          // epoch
+	b = be.AppendUint32(b, 9)          // last sequence
+	b = be.AppendUint64(b, 109)        // last offset
+	b = be.AppendUint32(b, 4)          // offset delta
+	b = be.AppendUint64(b, uint64(t0)) // timestamp
+	b = be.AppendUint32(b, ^uint32(0)) // coordinator epoch -1
+	b = be.AppendUint64(b, ^uint64(0)) // no open transaction
+	be.PutUint32(b[2:], crc32.Checksum(b[6:], crc32.MakeTable(crc32.Castagnoli)))
+	if err := os.WriteFile(SnapshotPath(dir, 110), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, off, err := loadState(dir, 110, Config{}, nil, t0)
+	if err != nil || off != 110 {
+		t.Fatalf("load v1: %d %v", off, err)
+	}
+	defer r.Close()
+	wantDuplicate(t, r.Check(hdr(42, 3, 5, 5, t0), t0), 105, 109, t0)
 }
