@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -45,6 +46,11 @@ func Execute() int {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			return ee.code
+		}
+		// cobra's own usage errors are untyped; they are bad usage too.
+		if msg := err.Error(); strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+			strings.HasPrefix(msg, "unknown shorthand flag") || strings.HasPrefix(msg, "invalid argument") {
+			return 2
 		}
 		return 1
 	}

@@ -476,8 +476,9 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	// Always completed (a no-op without pending offsets): a crash may have
-	// lost r.Groups' write but not the group's pending offsets.
+	// Called for every transaction, not only those that added a group:
+	// it is a no-op without pending offsets, and TxnOffsetCommit v5
+	// (transaction version 2) adds groups implicitly.
 	if c.groups != nil {
 		if err := c.groups.CompleteTxn(r.ProducerID, commit); err != nil {
 			return fmt.Errorf("complete group offsets: %w", err)
