@@ -147,13 +147,19 @@ const (
 	keyEnd    = "txn0" // '0' follows '/'
 )
 
-func (c *Coordinator) persist(r *record) error {
+func (c *Coordinator) persist(r *record) error { return c.write(r, pebble.Sync) }
+
+// write stores r. Every transition is synced except Prepare* → Complete*:
+// if that write is lost in a crash, recovery finds the transaction still
+// prepared and writes its markers again, which changes nothing at the
+// partitions, so the fsync would buy nothing but latency.
+func (c *Coordinator) write(r *record, opts *pebble.WriteOptions) error {
 	r.UpdatedMs = c.cfg.Now().UnixMilli()
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return c.db.Set([]byte(keyPrefix+r.ID), b, pebble.Sync)
+	return c.db.Set([]byte(keyPrefix+r.ID), b, opts)
 }
 
 func (c *Coordinator) get(id string) *entry {
@@ -464,17 +470,25 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	r := &e.rec
 	commit := r.Status == PrepareCommit
-	var errs []error
-	for _, tp := range r.Partitions {
+	// The markers go to every partition at once: each waits for its own
+	// partition's fsync, and those overlap.
+	errs := make([]error, len(r.Partitions))
+	var wg sync.WaitGroup
+	for i, tp := range r.Partitions {
 		if !c.exists(tp) {
 			continue // deleted topic: nothing to mark
 		}
-		if err := c.markers.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit); err != nil {
-			errs = append(errs, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err))
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := c.markers.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit); err != nil {
+				errs[i] = fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err)
+			}
+		}()
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	// Called for every transaction, not only those that added a group:
 	// it is a no-op without pending offsets, and TxnOffsetCommit v5
@@ -496,7 +510,7 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 		}
 	}
 	r.Partitions, r.Groups = nil, nil
-	return c.persist(r)
+	return c.write(r, pebble.NoSync)
 }
 
 // fenceAndAbortLocked bumps the epoch of an ongoing transaction and aborts
