@@ -87,7 +87,7 @@ func (b *bench) record(rw *row, target string, c *cell, err error) {
 		}
 	} else {
 		if c.BrokerCores > 0 {
-			c.Text += fmt.Sprintf(" [cpu %.2f]", c.BrokerCores)
+			c.Text += fmt.Sprintf(" [cpu %.2f, clients %.2f]", c.BrokerCores, c.BenchCores)
 		}
 		b.logf("  %-10s %s", target, c.Text)
 	}
@@ -95,6 +95,7 @@ func (b *bench) record(rw *row, target string, c *cell, err error) {
 }
 
 func (b *bench) run(ctx context.Context) {
+	defer func() { b.report.Duration = time.Since(b.started).Round(time.Second).String() }()
 	steps := map[string]func(context.Context){
 		"matrix":   b.produceMatrix,
 		"ratio":    b.plainVsIdempotent,
@@ -114,7 +115,6 @@ func (b *bench) run(ctx context.Context) {
 		b.logf("== %s", name)
 		steps[name](ctx)
 	}
-	b.report.Duration = time.Since(b.started).Round(time.Second).String()
 }
 
 // produceRow runs spec on every Kafka target (in mode) and every NATS target
@@ -372,7 +372,7 @@ func (b *bench) headline(ctx context.Context) {
 func (b *bench) consume(ctx context.Context) {
 	for _, source := range []struct{ role, what string }{
 		{"headline", fmt.Sprintf("headline %s x 100 B (idempotent data)", humanCount(float64(b.profile.HeadlineRecords)))},
-		{"txn", "transactional data (100-record txns)"},
+		{"txn", fmt.Sprintf("transactional data (%d-record txns)", b.profile.TxnSize)},
 	} {
 		uncommitted := b.report.addRow("consume", "read_uncommitted, "+source.what, "rec/s", false)
 		committed := b.report.addRow("consume", "read_committed, "+source.what, "rec/s", false)
@@ -410,7 +410,7 @@ func (b *bench) consume(ctx context.Context) {
 				if !ok {
 					continue
 				}
-				streams := make([]string, b.profile.HeadlineShape.Partitions)
+				streams := make([]string, src.partitions)
 				for i := range streams {
 					streams[i] = fmt.Sprintf("%s_%d", src.topic, i)
 				}

@@ -21,19 +21,6 @@ type kafkaTarget struct {
 	pid         int   // the broker's process id when it is a subprocess, else 0
 }
 
-// cpu returns the broker process's CPU time so far, or zero when the broker
-// is not a local subprocess.
-func (t kafkaTarget) cpu() time.Duration {
-	if t.pid == 0 {
-		return 0
-	}
-	d, err := processCPU(t.pid)
-	if err != nil {
-		return 0
-	}
-	return d
-}
-
 // produceMode is how records are produced: all modes use acks=all.
 type produceMode int
 
@@ -167,7 +154,7 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 		acked.Add(1)
 	}
 	settle()
-	cpuBefore := t.cpu()
+	meter := startCPUMeter(t.pid)
 	start := time.Now()
 	deadline := start.Add(spec.Deadline)
 	var wg sync.WaitGroup
@@ -193,9 +180,7 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 		Bytes:   acked.Load() * int64(spec.RecordSize),
 		Elapsed: time.Since(start),
 	}
-	if t.pid != 0 {
-		result.BrokerCPU = t.cpu() - cpuBefore
-	}
+	meter.done(&result)
 	return result, errs.get()
 }
 
@@ -259,7 +244,7 @@ func kafkaConsume(ctx context.Context, t kafkaTarget, topic string, partitions i
 		return throughput{}, err
 	}
 	settle()
-	cpuBefore := t.cpu()
+	meter := startCPUMeter(t.pid)
 
 	fromStart := map[int32]kgo.Offset{}
 	for p := range partitions {
@@ -282,9 +267,7 @@ func kafkaConsume(ctx context.Context, t kafkaTarget, topic string, partitions i
 		})
 	}
 	got.Elapsed = time.Since(start)
-	if t.pid != 0 {
-		got.BrokerCPU = t.cpu() - cpuBefore
-	}
+	meter.done(&got)
 	return got, nil
 }
 

@@ -22,16 +22,50 @@ type throughput struct {
 	Bytes   int64 // record value bytes, the payload the application sees
 	Elapsed time.Duration
 	// BrokerCPU is the broker's CPU time during the run, when the broker is a
-	// separate process (oncelog); zero otherwise.
-	BrokerCPU time.Duration
+	// separate process (oncelog); zero otherwise. ClientCPU is the bench
+	// process's: the clients', plus kfake's or NATS's when they are the broker.
+	BrokerCPU, ClientCPU time.Duration
 }
 
 // BrokerCores is the broker's average CPU use during the run, in cores.
-func (t throughput) BrokerCores() float64 {
-	if t.Elapsed <= 0 {
+func (t throughput) BrokerCores() float64 { return cores(t.BrokerCPU, t.Elapsed) }
+
+// ClientCores is the bench process's average CPU use during the run.
+func (t throughput) ClientCores() float64 { return cores(t.ClientCPU, t.Elapsed) }
+
+func cores(cpu, elapsed time.Duration) float64 {
+	if elapsed <= 0 {
 		return 0
 	}
-	return t.BrokerCPU.Seconds() / t.Elapsed.Seconds()
+	return cpu.Seconds() / elapsed.Seconds()
+}
+
+// cpuMeter measures the CPU time the bench process and (when pid is not 0)
+// a broker subprocess use between its creation and done.
+type cpuMeter struct {
+	pid                int
+	broker0, ownStart0 time.Duration
+}
+
+func startCPUMeter(brokerPid int) cpuMeter {
+	m := cpuMeter{pid: brokerPid}
+	m.ownStart0, _ = processCPU(os.Getpid())
+	if brokerPid != 0 {
+		m.broker0, _ = processCPU(brokerPid)
+	}
+	return m
+}
+
+// done stores the CPU used since the meter started into t.
+func (m cpuMeter) done(t *throughput) {
+	if own, err := processCPU(os.Getpid()); err == nil {
+		t.ClientCPU = own - m.ownStart0
+	}
+	if m.pid != 0 {
+		if broker, err := processCPU(m.pid); err == nil {
+			t.BrokerCPU = broker - m.broker0
+		}
+	}
 }
 
 func (t throughput) RecordsPerSec() float64 {

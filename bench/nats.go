@@ -169,6 +169,7 @@ func natsProduce(ctx context.Context, t *natsTarget, spec produceSpec, dedup boo
 	}
 
 	settle()
+	meter := startCPUMeter(0)
 	start := time.Now()
 	deadline := start.Add(spec.Deadline)
 	var wg sync.WaitGroup
@@ -201,6 +202,7 @@ func natsProduce(ctx context.Context, t *natsTarget, spec produceSpec, dedup boo
 	}
 	wg.Wait()
 	result := throughput{Records: acked.Load(), Bytes: acked.Load() * int64(spec.RecordSize), Elapsed: time.Since(start)}
+	meter.done(&result)
 	return result, errs.get()
 }
 
@@ -228,12 +230,15 @@ func natsConsume(ctx context.Context, t *natsTarget, streams []string, timeout t
 		expected[i] = stream.CachedInfo().State.Msgs
 	}
 	settle()
+	meter := startCPUMeter(0)
 	start := time.Now()
 	for i, name := range streams {
 		expect := expected[i]
 		cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
 		if err != nil {
-			return throughput{}, err
+			errs.set(err)
+			cancel() // stops the readers already started
+			break
 		}
 		wg.Go(func() {
 			if expect == 0 {
@@ -260,7 +265,9 @@ func natsConsume(ctx context.Context, t *natsTarget, streams []string, timeout t
 		})
 	}
 	wg.Wait()
-	return throughput{Records: records.Load(), Bytes: bytes.Load(), Elapsed: time.Since(start)}, errs.get()
+	result := throughput{Records: records.Load(), Bytes: bytes.Load(), Elapsed: time.Since(start)}
+	meter.done(&result)
+	return result, errs.get()
 }
 
 // natsLatency publishes asynchronously (with Nats-Msg-Id) at rate messages/s

@@ -87,6 +87,15 @@ var (
 	headlineShape = shape{Producers: 4, Partitions: 12}
 )
 
+// defaultMatrix leaves out fullMatrix's 1 producer, 12 partitions shapes:
+// 8 producers on 12 partitions covers multi-partition requests too.
+func defaultMatrix() []shape {
+	return []shape{
+		tinyHundred, {RecordSize: 100, Producers: 8, Partitions: 1}, wideHundred,
+		tinyKilobyte, {RecordSize: 1024, Producers: 8, Partitions: 1}, wideKilobyte,
+	}
+}
+
 func fullMatrix() []shape {
 	var shapes []shape
 	for _, size := range []int{100, 1024} {
@@ -102,12 +111,12 @@ func fullMatrix() []shape {
 func defaultProfile() profile {
 	return profile{
 		Name:             "default",
-		Matrix:           fullMatrix(),
+		Matrix:           defaultMatrix(),
 		MatrixRecords:    map[int]int{100: 5_000_000, 1024: 1_500_000},
-		MatrixDeadline:   1500 * time.Millisecond,
+		MatrixDeadline:   1200 * time.Millisecond,
 		MatrixRepeats:    2,
 		RatioShapes:      []shape{tinyHundred, wideHundred},
-		Repeats:          2,
+		Repeats:          3,
 		TxnShape:         wideHundred,
 		TxnSize:          100,
 		TxnRecords:       5_000_000,
@@ -140,19 +149,20 @@ func quickProfile() profile {
 		HeadlineDeadline: 1500 * time.Millisecond,
 		ConsumeTimeout:   30 * time.Second,
 		ConsumeRepeats:   2,
-		LatencyDuration:  time.Second,
+		LatencyDuration:  700 * time.Millisecond,
 		LatencyLoad:      0.5,
 		LatencyFixedRate: 10_000,
-		Restart:          restartSpec{LogBytes: 64 << 20, LogPartitions: 4, ProducerIDs: 5_000, PIDPartitions: 12},
+		Restart:          restartSpec{LogBytes: 32 << 20, LogPartitions: 4, ProducerIDs: 5_000, PIDPartitions: 12},
 	}
 }
 
 func fullProfile() profile {
 	p := defaultProfile()
 	p.Name = "full"
+	p.Matrix = fullMatrix()
 	p.MatrixRecords = map[int]int{100: 20_000_000, 1024: 6_000_000}
 	p.MatrixDeadline = 4 * time.Second
-	p.Repeats = 3
+	p.Repeats = 4
 	p.TxnRecords = 20_000_000
 	p.HeadlineDeadline = 60 * time.Second
 	p.LatencyDuration = 10 * time.Second

@@ -31,7 +31,6 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 		kgo.ConsumerGroup("etl"),
 		kgo.ConsumeTopics("etl-in"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.DefaultProduceTopic("etl-out"),
 		kgo.SessionTimeout(6*time.Second),
 		kgo.RebalanceTimeout(10*time.Second),

@@ -255,13 +255,13 @@ func TestPendingMemberAndPendingSyncExpire(t *testing.T) {
 
 	// A member that got its JoinGroup answer but never syncs is dropped
 	// after the rebalance timeout, even though it heartbeats.
-	ids, gen := e.stableGroup("g", 1)
+	ids, _ := e.stableGroup("g", 1)
 	newID := e.newMemberID("c", "g")
 	j1 := e.joinAsync("c", joinReq("g", withMember(newID)))
 	e.awaitingJoin("g", 1)
 	r0 := e.c.JoinGroup(e.ctx("c"), joinReq("g", withMember(ids[0])))
 	recv(t, j1)
-	gen = r0.Generation
+	gen := r0.Generation
 	if r := e.c.SyncGroup(context.Background(), syncReq("g", ids[0], gen, nil)); r.ErrorCode != 0 {
 		t.Fatalf("leader sync: %d", r.ErrorCode)
 	}
