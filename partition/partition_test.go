@@ -50,6 +50,11 @@ func TestRetryAfterCrashGetsOriginalOffset(t *testing.T) {
 	const pid, epoch = 7, 0
 	var last []byte
 	var lastRes AppendResult
+	type sent struct {
+		raw []byte
+		res AppendResult
+	}
+	var inFlight []sent // the last five: a client may retry any of them
 	seq := int32(0)
 	for i := 0; i < 200; i++ { // crosses several segment rolls
 		last = batchtest.Idempotent(5, pid, epoch, seq)
@@ -57,7 +62,18 @@ func TestRetryAfterCrashGetsOriginalOffset(t *testing.T) {
 		if lastRes.ErrorCode != 0 || lastRes.Duplicate {
 			t.Fatalf("batch %d: %+v", i, lastRes)
 		}
+		inFlight = append(inFlight, sent{last, lastRes})
+		if len(inFlight) > 5 {
+			inFlight = inFlight[1:]
+		}
 		seq += 5
+		if i == 197 {
+			// Force a roll (and so a snapshot) while the last batches
+			// are still "in flight": the snapshot must keep all five.
+			p.mu.Lock()
+			p.onRoll(p.log.NextOffset())
+			p.mu.Unlock()
+		}
 	}
 	waitDurable(t, p, lastRes.DurableAt)
 	if snaps, _ := filepath.Glob(filepath.Join(dir, "*.snapshot")); len(snaps) == 0 {
@@ -67,9 +83,11 @@ func TestRetryAfterCrashGetsOriginalOffset(t *testing.T) {
 
 	q := openPartition(t, dir)
 	defer q.Close()
-	res := q.Append(append([]byte(nil), last...), time.Now())
-	if !res.Duplicate || res.BaseOffset != lastRes.BaseOffset || res.ErrorCode != 0 {
-		t.Fatalf("retry after crash: %+v, want duplicate at %d", res, lastRes.BaseOffset)
+	for i, f := range inFlight {
+		res := q.Append(append([]byte(nil), f.raw...), time.Now())
+		if !res.Duplicate || res.BaseOffset != f.res.BaseOffset || res.ErrorCode != 0 {
+			t.Fatalf("retry of in-flight batch %d after crash: %+v, want duplicate at %d", i, res, f.res.BaseOffset)
+		}
 	}
 	if q.LogEndOffset() != lastRes.DurableAt {
 		t.Fatalf("log end %d, want %d: the retry was stored again", q.LogEndOffset(), lastRes.DurableAt)

@@ -5,6 +5,7 @@ package batchtest
 import (
 	"encoding/binary"
 	"strconv"
+	"time"
 
 	"github.com/oncelog/oncelog/batch"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,9 +26,10 @@ func Plain(n int) []byte {
 	return Build(Spec{Records: n, ProducerID: -1, ProducerEpoch: -1, BaseSequence: -1})
 }
 
-// Idempotent is a batch of n records from producer pid/epoch at seq.
+// Idempotent is a batch of n records from producer pid/epoch at seq, stamped
+// now (producer state expires by batch timestamp, as Kafka's does).
 func Idempotent(n int, pid int64, epoch int16, seq int32) []byte {
-	return Build(Spec{Records: n, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq})
+	return Build(Spec{Records: n, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Timestamp: time.Now().UnixMilli()})
 }
 
 // Build encodes the batch with kmsg and fills in length and CRC-32C.
