@@ -70,13 +70,13 @@ type Findings struct {
 	Counts   map[Anomaly]int
 	Examples map[Anomaly][]string
 
-	Sent, Acked, Failed, Pending int // input records by producer outcome
-	InputRead                        int // input records in the reference read
-	OutputCommitted, OutputAborted   int // output data records by transaction fate
-	TxnsCommitted, TxnsAborted       int // transactions by the member's view
-	TxnsUnknown                      int
-	LinearizabilityOps               int // appends checked for linearizability
-	PorcupineInconclusive            int // partitions porcupine gave up on (timeout)
+	Sent, Acked, Failed, Pending   int // input records by producer outcome
+	InputRead                      int // input records in the reference read
+	OutputCommitted, OutputAborted int // output data records by transaction fate
+	TxnsCommitted, TxnsAborted     int // transactions by the member's view
+	TxnsUnknown                    int
+	LinearizabilityOps             int // appends checked for linearizability
+	PorcupineInconclusive          int // partitions porcupine gave up on (timeout)
 }
 
 // OK reports whether no anomaly was found.
@@ -204,13 +204,16 @@ func (c *checker) checkInput() {
 		}
 	}
 
-	// Each producer's records in send order within each partition.
+	// Each producer's records in send order within each partition. Later
+	// copies of a duplicate are skipped: they are counted as duplicates.
 	for _, p := range sortedKeys(reference.Records) {
 		lastSeq := make(map[uint16]uint64)
+		seen := make(map[RecordID]bool)
 		for _, r := range reference.Records[p] {
-			if r.Bad {
+			if r.Bad || seen[r.ID] {
 				continue
 			}
+			seen[r.ID] = true
 			if last, ok := lastSeq[r.ID.Producer]; ok && r.ID.Seq < last {
 				f.add(NonMonotonicSend, "input partition %d: %v at offset %d after p%d#%d", p, r.ID, r.Offset, r.ID.Producer, last)
 			}

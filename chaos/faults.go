@@ -23,17 +23,17 @@ import (
 
 // Fault kinds, as counted in the report.
 const (
-	FaultCrash          = "crash"                    // kill -9 and restart
-	FaultCrashAcksHeld  = "crash-with-acks-held"     // produce responses held back, then kill -9
-	FaultTornTail       = "torn-tail"                // kill -9 with all responses held, then cut a log tail
-	FaultTearSkipped    = "torn-tail-skipped"        // nothing beyond the high watermark to cut
-	FaultDropProduce    = "drop-produce-responses"   // proxy window
-	FaultDelayProduce   = "delay-produce-responses"  // proxy window
-	FaultCutProduce     = "cut-after-produce"        // proxy window
-	FaultDropTxn        = "drop-txn-responses"       // proxy window: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit
-	FaultDropGroup      = "drop-group-responses"     // proxy window: Join/Sync/Heartbeat/OffsetFetch
-	FaultDropFetch      = "drop-fetch-responses"     // proxy window
-	FaultCutConnections = "cut-all-connections"      // instant
+	FaultCrash          = "crash"                   // kill -9 and restart
+	FaultCrashAcksHeld  = "crash-with-acks-held"    // produce responses held back, then kill -9
+	FaultTornTail       = "torn-tail"               // kill -9 with all responses held, then cut a log tail
+	FaultTearSkipped    = "torn-tail-skipped"       // nothing beyond the high watermark to cut
+	FaultDropProduce    = "drop-produce-responses"  // proxy window
+	FaultDelayProduce   = "delay-produce-responses" // proxy window
+	FaultCutProduce     = "cut-after-produce"       // proxy window
+	FaultDropTxn        = "drop-txn-responses"      // proxy window: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit
+	FaultDropGroup      = "drop-group-responses"    // proxy window: Join/Sync/Heartbeat/OffsetFetch
+	FaultDropFetch      = "drop-fetch-responses"    // proxy window
+	FaultCutConnections = "cut-all-connections"     // instant
 )
 
 // Kafka API keys the proxy windows target.
@@ -66,6 +66,7 @@ type faultInjector struct {
 	broker *brokerProcess
 	proxy  *faultproxy.Proxy
 	logger *slog.Logger
+	events *timeline
 
 	crashRng *rand.Rand
 	proxyRng *rand.Rand
@@ -77,12 +78,13 @@ type faultInjector struct {
 	crashes int
 }
 
-func newFaultInjector(cfg Config, b *brokerProcess, p *faultproxy.Proxy, logger *slog.Logger) *faultInjector {
+func newFaultInjector(cfg Config, b *brokerProcess, p *faultproxy.Proxy, logger *slog.Logger, events *timeline) *faultInjector {
 	return &faultInjector{
 		cfg:      cfg,
 		broker:   b,
 		proxy:    p,
 		logger:   logger,
+		events:   events,
 		crashRng: rand.New(rand.NewPCG(cfg.Seed, 0xc4a05)),
 		proxyRng: rand.New(rand.NewPCG(cfg.Seed, 0x960c5)),
 		counts:   make(map[string]int),
@@ -120,6 +122,7 @@ func (fi *faultInjector) run(ctx context.Context, stop <-chan struct{}) error {
 			continue
 		}
 		if inWindow {
+			fi.events.add("proxy window ends")
 			fi.setWindow(faultproxy.Rules{})
 			nextWindowChange = now.Add(time.Duration(200+fi.proxyRng.IntN(1300)) * time.Millisecond)
 		} else {
@@ -165,12 +168,16 @@ func (fi *faultInjector) startWindow() time.Duration {
 		rules.DropResponseProb = map[int16]float64{apiFetch: between(0.02, 0.1)}
 	default:
 		fi.count(FaultCutConnections)
+		fi.events.add("proxy cuts all connections")
 		fi.proxy.CutAll()
 		return 0
 	}
 	fi.count(kind)
+	length := time.Duration(between(500, 3000)) * time.Millisecond
+	fi.events.add("proxy window %s for %v: drop %v, cut %v, delay %v", kind, length.Round(time.Millisecond),
+		rules.DropResponseProb, rules.CutAfterRequestProb, rules.DelayResponse)
 	fi.setWindow(rules)
-	return time.Duration(between(500, 3000)) * time.Millisecond
+	return length
 }
 
 func (fi *faultInjector) setWindow(rules faultproxy.Rules) {
@@ -216,6 +223,7 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 			held.DelayResponse[key] = hold
 		}
 		fi.proxy.SetRules(held)
+		fi.events.add("holding every response before a torn-tail crash")
 		var err error
 		highWater, err = directHighWatermark(ctx, fi.broker.addr, inputTopic, victim)
 		if err != nil {
@@ -227,6 +235,7 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 		time.Sleep(heldFor)
 	case draw < 0.7:
 		fi.count(FaultCrashAcksHeld)
+		fi.events.add("holding produce responses for %v before a crash", heldFor)
 		held := window
 		held.DelayResponse = map[int16]time.Duration{apiProduce: hold}
 		fi.proxy.SetRules(held)
@@ -236,6 +245,7 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 	if err := fi.broker.kill(); err != nil {
 		return err
 	}
+	fi.events.add("kill -9 (down for %v)", downtime.Round(time.Millisecond))
 	fi.proxy.CutAll()
 	fi.mu.Lock()
 	fi.crashes++
@@ -253,16 +263,18 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 			fi.counts[FaultTornTail]++
 			fi.torn = append(fi.torn, torn)
 			fi.mu.Unlock()
-			fi.logger.Debug("chaos: tore a log tail", "partition", victim, "segment", torn.Segment,
-				"high_watermark", highWater, "first_offset", torn.FirstOffset, "bytes", torn.Bytes)
+			fi.events.add("tore %d bytes (%d batches from offset %d) off %s-%d/%s; high watermark %d",
+				torn.Bytes, torn.Batches, torn.FirstOffset, inputTopic, victim, torn.Segment, highWater)
 		default:
 			fi.count(FaultTearSkipped)
+			fi.events.add("nothing beyond high watermark %d of %s-%d to tear", highWater, inputTopic, victim)
 		}
 	}
 
 	if err := fi.broker.start(ctx); err != nil {
 		return fmt.Errorf("restart after crash %d: %w", fi.crashCount(), err)
 	}
+	fi.events.add("broker restarted")
 	fi.proxy.SetRules(window)
 	return nil
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -82,8 +83,19 @@ func (r *Report) String() string {
 	}
 	if r.ProducerResets > 0 {
 		fmt.Fprintf(&b, "producer id resets (franz-go renumbered after OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID): %d\n", r.ProducerResets)
-		for _, e := range r.ProducerResetExamples {
+		for i, e := range r.ProducerResetExamples {
+			if i == 2*maxExamples {
+				break
+			}
 			fmt.Fprintf(&b, "      e.g. %s\n", e)
+		}
+	}
+	if first, ok := r.firstReset(); ok {
+		fmt.Fprintf(&b, "timeline up to the first producer id reset:\n")
+		for _, e := range r.Timeline {
+			if e.At >= first.At-20*time.Second && e.At <= first.At {
+				fmt.Fprintf(&b, "  %v\n", e)
+			}
 		}
 	}
 	for _, p := range r.Problems {
@@ -104,4 +116,24 @@ func apiCounts(m map[int16]int64) string {
 		parts = append(parts, fmt.Sprintf("%s=%d", apiName(key), m[key]))
 	}
 	return "{" + strings.Join(parts, " ") + "}"
+}
+
+// firstReset returns the timeline's first producer id reset.
+func (r *Report) firstReset() (Event, bool) {
+	for _, e := range r.Timeline {
+		if strings.Contains(e.What, "failing the producer ID") || strings.Contains(e.What, "resetting sequence numbers") {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
+// WriteTimeline writes every event of the run, one per line.
+func (r *Report) WriteTimeline(w io.Writer) error {
+	for _, e := range r.Timeline {
+		if _, err := fmt.Fprintln(w, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -125,6 +125,8 @@ type Report struct {
 	// BrokerLogTail is the end of the broker's output (warnings and
 	// errors), kept when the run is not OK.
 	BrokerLogTail string
+	// Timeline lists the faults and client symptoms in order.
+	Timeline []Event
 	// CaughtUp reports whether the transform group committed the input's
 	// end before SettleTimeout.
 	CaughtUp bool
@@ -237,13 +239,14 @@ func (r *runner) setUp(ctx context.Context) error {
 
 func (r *runner) run(ctx context.Context) (*Report, error) {
 	cfg := r.cfg
-	clk := clock{start: time.Now()}
+	events := &timeline{clock: clock{start: time.Now()}, logger: r.logger}
+	clk := events.clock
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 
 	producers := make([]*producer, cfg.Producers)
 	for i := range producers {
-		p, err := newProducer(uint16(i), r.proxy.Addr(), cfg.Partitions, cfg.ProducerRate, clk)
+		p, err := newProducer(uint16(i), r.proxy.Addr(), cfg.Partitions, cfg.ProducerRate, events)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +258,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		transformers[i] = &transformer{
 			id:     uint16(i),
 			seeds:  r.proxy.Addr(),
-			logger: r.logger,
+			events: events,
 			opts: transformOptions{
 				sessionTimeout:   6 * time.Second,
 				rebalanceTimeout: 15 * time.Second,
@@ -264,7 +267,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	monitor := &groupMonitor{adm: r.adm, partitions: cfg.Partitions}
-	faults := newFaultInjector(cfg, r.broker, r.proxy, r.logger)
+	faults := newFaultInjector(cfg, r.broker, r.proxy, r.logger, events)
 
 	stopProducers := make(chan struct{})
 	stopTransform := make(chan struct{})
@@ -311,7 +314,11 @@ wait:
 		}
 	}
 	if err != nil {
+		// Abandon the run, but leave no goroutine behind.
 		cancelRun()
+		producing.Wait()
+		transforming.Wait()
+		monitoring.Wait()
 		return nil, fmt.Errorf("chaos: %w; broker output tail:\n%s", err, r.broker.tail())
 	}
 	r.logger.Info("chaos: faults off, settling")
@@ -366,6 +373,7 @@ wait:
 	r.logger.Info("chaos: checking")
 	report.Findings = Check(h, cfg.Porcupine)
 	report.Elapsed = time.Since(r.started)
+	report.Timeline = events.snapshot()
 	if !report.OK() {
 		report.BrokerLogTail = r.broker.tail()
 	}

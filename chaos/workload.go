@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +40,7 @@ type producer struct {
 	id         uint16
 	cl         *kgo.Client
 	clock      clock
+	events     *timeline
 	partitions int32
 	rate       int // records per second
 
@@ -51,8 +51,8 @@ type producer struct {
 	nReset int
 }
 
-func newProducer(id uint16, seeds string, partitions int32, rate int, clk clock) (*producer, error) {
-	p := &producer{id: id, clock: clk, partitions: partitions, rate: rate}
+func newProducer(id uint16, seeds string, partitions int32, rate int, events *timeline) (*producer, error) {
+	p := &producer{id: id, clock: events.clock, events: events, partitions: partitions, rate: rate}
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds),
 		kgo.DefaultProduceTopic(inputTopic),
@@ -85,6 +85,7 @@ func (w resetWatcher) Log(_ kgo.LogLevel, msg string, keyvals ...any) {
 	if !strings.Contains(msg, "failing the producer ID") && !strings.Contains(msg, "resetting sequence numbers") {
 		return
 	}
+	w.p.events.add("producer %d: %s %v", w.p.id, msg, keyvals)
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
 	w.p.nReset++
@@ -138,6 +139,9 @@ func (p *producer) send(ctx context.Context) {
 		s.Return = now
 		if err != nil {
 			s.Status = SendFailed
+			if len(p.errors) == 0 {
+				p.events.add("producer %d: first failed record %d: %v", p.id, seq, err)
+			}
 			if len(p.errors) < maxExamples {
 				p.errors = append(p.errors, fmt.Sprintf("producer %d record %d: %v", p.id, seq, err))
 			}
@@ -173,7 +177,7 @@ func (p *producer) history() []Send {
 type transformer struct {
 	id     uint16
 	seeds  string
-	logger *slog.Logger
+	events *timeline
 	opts   transformOptions
 
 	// epoch counts events after which polled offsets may legitimately go
@@ -269,7 +273,7 @@ func (t *transformer) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		t.checkPolled(records, epochBefore)
 		if err := t.transact(ctx, sess, records); err != nil {
-			t.logger.Debug("transform: replacing session", "member", t.id, "err", err)
+			t.events.add("transform member %d: replacing its session: %v", t.id, err)
 			sess.Close()
 			t.restarts++
 			t.epoch.Add(1)
@@ -289,7 +293,7 @@ func (t *transformer) checkPolled(records []*kgo.Record, epochBefore int64) {
 		t.lastEpoch = t.epoch.Load()
 	}
 	for _, r := range records {
-		if last, ok := t.lastPolled[r.Partition]; ok && r.Offset <= last && len(t.pollAnomalies) < maxExamples*10 {
+		if last, ok := t.lastPolled[r.Partition]; ok && r.Offset <= last {
 			t.pollAnomalies = append(t.pollAnomalies, fmt.Sprintf(
 				"transform member %d polled input %d@%d after offset %d with no rebalance in between", t.id, r.Partition, r.Offset, last))
 		}

@@ -36,6 +36,7 @@ func run() int {
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "broker data directory, kept afterwards (default: a temporary one, removed)")
 	flag.DurationVar(&cfg.SettleTimeout, "settle-timeout", 3*time.Minute, "bound on each wait after the faults stop")
 	verbose := flag.Bool("v", false, "log details")
+	printTimeline := flag.Bool("timeline", false, "print every fault and client symptom after the report")
 	flag.Parse()
 
 	cfg.Seed = *seed
@@ -60,6 +61,10 @@ func run() int {
 		return 2
 	}
 	fmt.Print(report)
+	if *printTimeline {
+		fmt.Println("timeline:")
+		report.WriteTimeline(os.Stdout)
+	}
 	if !report.OK() {
 		return 1
 	}
