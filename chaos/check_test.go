@@ -74,7 +74,7 @@ func (b *historyBuilder) txn(member uint16, outcome TxnOutcome, inputs ...locati
 	for _, in := range inputs {
 		rec := OutputRecord{
 			Offset: b.outputNext[in.Partition], ProducerID: pid, Transactional: true,
-			Value: outputValue{Txn: id, InputPartition: in.Partition, InputOffset: in.Offset, Input: b.inputAt(in)},
+			Value: OutputValue{Txn: id, InputPartition: in.Partition, InputOffset: in.Offset, Input: b.inputAt(in)},
 		}
 		b.outputNext[in.Partition]++
 		b.appendOutput(in.Partition, rec)

@@ -83,9 +83,23 @@
 //     contradict real time (checked exactly, and with Config.Porcupine also
 //     by porcupine on chunks of the history).
 //
+// The appends' linearizability uses the final read only to place records
+// that were stored although their producer never heard back; whether the
+// log holds at each offset what the acks said is the other checks' job.
+//
 // Records whose producer got an error or no answer are indeterminate: they
 // may or may not be stored, but never twice. The fault schedule depends on
 // the seed only; its interleaving with the traffic depends on timing, so two
 // runs with one seed differ in detail. The verdict does not: every check is
 // exact, so a correct broker passes every run.
+//
+// # Diagnosis
+//
+// Besides the counts, a report names each class's first examples, counts
+// franz-go producers that gave up their producer id after the broker
+// answered OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID (franz-go then
+// renumbers and resends unacknowledged batches, the usual way lost dedup
+// state turns into duplicates), and keeps a timeline of faults and client
+// symptoms; a failing report shows the timeline before the first such reset
+// and the tail of the broker's output.
 package chaos

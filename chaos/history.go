@@ -141,6 +141,6 @@ type OutputRecord struct {
 	Transactional bool
 	Control       bool
 	Commit        bool // for control records: a COMMIT (else ABORT) marker
-	Value         outputValue
+	Value         OutputValue
 	Bad           bool // a data record whose value is not an output value
 }

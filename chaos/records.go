@@ -56,15 +56,16 @@ type TxnID struct {
 
 func (t TxnID) String() string { return fmt.Sprintf("m%d/txn%d", t.Member, t.Seq) }
 
-// outputValue is what the transform writes for one input record.
-type outputValue struct {
+// OutputValue is what the transform writes for one input record: the
+// transaction that carries it and the input record it came from.
+type OutputValue struct {
 	Txn            TxnID
 	InputPartition int32
 	InputOffset    int64
 	Input          RecordID
 }
 
-func encodeOutput(v outputValue) []byte {
+func encodeOutput(v OutputValue) []byte {
 	b := make([]byte, 0, outputValueSize)
 	b = append(b, outputMagic)
 	b = binary.BigEndian.AppendUint16(b, v.Txn.Member)
@@ -74,15 +75,15 @@ func encodeOutput(v outputValue) []byte {
 	return append(b, encodeInput(v.Input)...)
 }
 
-func decodeOutput(b []byte) (outputValue, error) {
+func decodeOutput(b []byte) (OutputValue, error) {
 	if len(b) != outputValueSize || b[0] != outputMagic {
-		return outputValue{}, errBadValue
+		return OutputValue{}, errBadValue
 	}
 	in, err := decodeInput(b[23:])
 	if err != nil {
-		return outputValue{}, err
+		return OutputValue{}, err
 	}
-	return outputValue{
+	return OutputValue{
 		Txn:            TxnID{Member: binary.BigEndian.Uint16(b[1:]), Seq: binary.BigEndian.Uint64(b[3:])},
 		InputPartition: int32(binary.BigEndian.Uint32(b[11:])),
 		InputOffset:    int64(binary.BigEndian.Uint64(b[15:])),

@@ -14,14 +14,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestReproDedupWindowAfterRestart is the minimal reproduction of the
+// TestReproDedupWindowAfterRestart reproduces, with raw requests, the
 // duplicates the chaos run found (seed 20260101): a producer has five
 // batches in flight, the partition rolls a segment (which writes a producer
-// snapshot holding only each producer's newest batch), the broker restarts,
-// and the retry of an older in-flight batch is answered
-// OUT_OF_ORDER_SEQUENCE_NUMBER instead of as a duplicate. franz-go (like the
-// Java client) then bumps its epoch, renumbers and resends the batch, which
-// stores it twice.
+// snapshot), the broker is killed and restarted, and the producer retries an
+// older in-flight batch. With a Kafka-style snapshot that keeps only each
+// producer's newest batch the retry was answered OUT_OF_ORDER_SEQUENCE_NUMBER
+// instead of as a duplicate; franz-go (like the Java client) then bumps its
+// epoch, renumbers and resends the batch, storing it twice. It now guards the
+// fix (snapshot version 2 keeps the whole five-batch window).
 func TestReproDedupWindowAfterRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")

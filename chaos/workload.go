@@ -318,7 +318,7 @@ func (t *transformer) transact(ctx context.Context, sess *kgo.GroupTransactSessi
 			// Not ours; carry it as input 0 so the checker flags it.
 			id = RecordID{}
 		}
-		value := encodeOutput(outputValue{Txn: txn, InputPartition: r.Partition, InputOffset: r.Offset, Input: id})
+		value := encodeOutput(OutputValue{Txn: txn, InputPartition: r.Partition, InputOffset: r.Offset, Input: id})
 		sess.Produce(endCtx, &kgo.Record{Topic: outputTopic, Partition: r.Partition, Value: value}, promise.Promise())
 	}
 	// Flush first so that every produce has answered before deciding
