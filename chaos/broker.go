@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/oncelog/oncelog/internal/tailbuf"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -68,7 +69,7 @@ type brokerProcess struct {
 	adminAddr string // /readyz, /metrics
 	advertise string
 	extraArgs []string
-	output    *ringBuffer
+	output    *tailbuf.Buffer
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -88,7 +89,7 @@ func newBrokerProcess(binary, dataDir, advertise string, extraArgs []string) (*b
 		adminAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		advertise: advertise,
 		extraArgs: extraArgs,
-		output:    newRingBuffer(outputLimit),
+		output:    tailbuf.New(outputLimit),
 	}, nil
 }
 
@@ -245,35 +246,4 @@ func pickFreePorts(n int) ([]int, error) {
 		return nil, fmt.Errorf("found only %d free loopback ports of %d", len(ports), n)
 	}
 	return ports, nil
-}
-
-// ringBuffer keeps the last limit bytes written to it.
-type ringBuffer struct {
-	mu    sync.Mutex
-	limit int
-	buf   []byte
-}
-
-func newRingBuffer(limit int) *ringBuffer { return &ringBuffer{limit: limit} }
-
-func (r *ringBuffer) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := len(p)
-	if len(p) >= r.limit {
-		r.buf = append(r.buf[:0], p[len(p)-r.limit:]...)
-		return n, nil
-	}
-	if overflow := len(r.buf) + len(p) - r.limit; overflow > 0 {
-		drop := min(max(overflow, r.limit/4), len(r.buf))
-		r.buf = r.buf[:copy(r.buf, r.buf[drop:])]
-	}
-	r.buf = append(r.buf, p...)
-	return n, nil
-}
-
-func (r *ringBuffer) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return string(r.buf)
 }

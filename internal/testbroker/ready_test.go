@@ -2,6 +2,7 @@ package testbroker
 
 import (
 	"encoding/binary"
+	"github.com/oncelog/oncelog/internal/tailbuf"
 	"io"
 	"net"
 	"strings"
@@ -156,7 +157,7 @@ func TestWaitReadyGivesUpWhenProcessExits(t *testing.T) {
 }
 
 func TestRingBufferKeepsTail(t *testing.T) {
-	r := newRingBuffer(16)
+	r := tailbuf.New(16)
 	r.Write([]byte("0123456789"))
 	r.Write([]byte("abcdefghij"))
 	got := r.String()

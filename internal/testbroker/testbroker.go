@@ -3,6 +3,7 @@ package testbroker
 import (
 	"errors"
 	"fmt"
+	"github.com/oncelog/oncelog/internal/tailbuf"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -46,7 +47,7 @@ type Broker struct {
 	addr      string
 	adminAddr string
 	opts      Options
-	output    *ringBuffer // stdout and stderr of every run, restarts included
+	output    *tailbuf.Buffer // stdout and stderr of every run, restarts included
 
 	mu      sync.Mutex
 	process *os.Process   // nil before the first launch
@@ -72,7 +73,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		adminAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
 		opts:      opts,
-		output:    newRingBuffer(outputLimit),
+		output:    tailbuf.New(outputLimit),
 	}
 	if b.opts.Advertise == "" {
 		b.opts.Advertise = b.addr

@@ -1,19 +1,21 @@
-package testbroker
+// Package tailbuf keeps the tail of a process's output for error reports.
+package tailbuf
 
 import "sync"
 
-// ringBuffer is an io.Writer that keeps at most the last limit bytes written
+// Buffer is an io.Writer that keeps at most the last limit bytes written
 // (at least the last 3/4 of limit), so a chatty broker cannot exhaust the
 // test's memory.
-type ringBuffer struct {
+type Buffer struct {
 	mu    sync.Mutex
 	limit int
 	buf   []byte
 }
 
-func newRingBuffer(limit int) *ringBuffer { return &ringBuffer{limit: limit} }
+// New returns a Buffer that keeps about the last limit bytes.
+func New(limit int) *Buffer { return &Buffer{limit: limit} }
 
-func (r *ringBuffer) Write(p []byte) (int, error) {
+func (r *Buffer) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	n := len(p)
@@ -31,7 +33,7 @@ func (r *ringBuffer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *ringBuffer) String() string {
+func (r *Buffer) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return string(r.buf)
