@@ -68,9 +68,11 @@ func handleProduce(c *conn, r *request) respond {
 				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
 				continue
 			}
-			if topic == nil && broker.ValidTopicName(t.Topic) != nil {
-				setErr(kerr.InvalidTopicException.Code, broker.ValidTopicName(t.Topic).Error())
-				continue
+			if topic == nil {
+				if err := broker.ValidTopicName(t.Topic); err != nil {
+					setErr(kerr.InvalidTopicException.Code, err.Error())
+					continue
+				}
 			}
 			if topic == nil || p.Partition < 0 || int(p.Partition) >= len(topic.Partitions) {
 				setErr(kerr.UnknownTopicOrPartition.Code, "")
@@ -78,7 +80,7 @@ func handleProduce(c *conn, r *request) respond {
 			}
 			part := topic.Partitions[p.Partition]
 			// Kafka requires exactly one batch per partition from v3.
-			_, _, rest, err := batch.Next(p.Records)
+			h, _, rest, err := batch.Next(p.Records)
 			if len(p.Records) == 0 || err != nil || len(rest) != 0 {
 				if errors.Is(err, batch.ErrMagic) || err == nil || len(p.Records) == 0 {
 					setErr(kerr.InvalidRecord.Code, "a produce request must carry exactly one record batch v2 per partition")
@@ -87,7 +89,7 @@ func handleProduce(c *conn, r *request) respond {
 				}
 				continue
 			}
-			res := appendBatch(b, req, part, p.Records, now)
+			res := appendBatch(b, req, part, h, p.Records, now)
 			rp.LogStartOffset = part.LogStartOffset()
 			if res.ErrorCode != 0 {
 				setErr(res.ErrorCode, res.ErrorMessage)
@@ -138,9 +140,8 @@ func handleProduce(c *conn, r *request) respond {
 // appendBatch appends one validated-shape batch; a transactional batch is
 // first verified against the ongoing transaction (KIP-890 part 1), under the
 // transaction's lock so that a concurrent EndTxn cannot interleave.
-func appendBatch(b *broker.Broker, req *kmsg.ProduceRequest, part *partition.Partition, records []byte, now time.Time) partition.AppendResult {
-	h, err := batch.Parse(records)
-	if err != nil || !h.IsTransactional() {
+func appendBatch(b *broker.Broker, req *kmsg.ProduceRequest, part *partition.Partition, h batch.Header, records []byte, now time.Time) partition.AppendResult {
+	if !h.IsTransactional() {
 		return part.Append(records, now)
 	}
 	notInTxn := kerr.InvalidTxnState.Code
