@@ -397,12 +397,12 @@ func (b *Broker) partitionExists(tp txn.TopicPartition) bool {
 // (the transaction coordinator's WriteTxnMarkers, in process). A marker
 // refused for a stale epoch is dropped, as Kafka's coordinator does: a newer
 // incarnation already closed that producer's transaction there.
-func (b *Broker) WriteMarker(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool) error {
+func (b *Broker) WriteMarker(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool, before int64) error {
 	p := b.Partition(tp.Topic, tp.Partition)
 	if p == nil {
 		return nil
 	}
-	off, err := p.WriteMarker(pid, epoch, commit, b.Now())
+	off, err := p.WriteMarker(pid, epoch, commit, before, b.Now())
 	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
 		return nil
 	}
@@ -410,6 +410,32 @@ func (b *Broker) WriteMarker(ctx context.Context, tp txn.TopicPartition, pid int
 		return err
 	}
 	return p.WaitDurable(ctx, off)
+}
+
+// LogEnd is a partition's next offset (0 for one that does not exist).
+func (b *Broker) LogEnd(tp txn.TopicPartition) int64 {
+	if p := b.Partition(tp.Topic, tp.Partition); p != nil {
+		return p.Log().NextOffset()
+	}
+	return 0
+}
+
+// OpenTransactions lists the open transactions of every partition, for the
+// transaction coordinator's reconciliation after a restart.
+func (b *Broker) OpenTransactions() []txn.OpenTxn {
+	var out []txn.OpenTxn
+	for _, t := range b.Topics() {
+		for _, p := range t.Partitions {
+			for _, e := range p.OpenTransactions() {
+				out = append(out, txn.OpenTxn{
+					TopicPartition: txn.TopicPartition{Topic: t.Name, Partition: p.Index},
+					ProducerID:     e.ProducerID,
+					Epoch:          e.Epoch,
+				})
+			}
+		}
+	}
+	return out
 }
 
 // DataChanged returns a channel closed the next time any partition's high
@@ -443,6 +469,11 @@ func (b *Broker) Close() error {
 		close(b.stop)
 		b.stopped.Wait()
 		var errs []error
+		// The coordinator first: it waits for markers still being
+		// written, which needs the partitions open.
+		if b.Txns != nil {
+			errs = append(errs, b.Txns.Close())
+		}
 		b.mu.Lock()
 		for _, t := range b.topics {
 			for _, p := range t.Partitions {
@@ -451,9 +482,6 @@ func (b *Broker) Close() error {
 		}
 		b.topics = map[string]*Topic{}
 		b.mu.Unlock()
-		if b.Txns != nil {
-			errs = append(errs, b.Txns.Close())
-		}
 		if b.Groups != nil {
 			errs = append(errs, b.Groups.Close())
 		}

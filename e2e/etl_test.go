@@ -59,7 +59,19 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 				sess.Produce(ctx, kgo.StringRecord("out-"+string(r.Value)), nil)
 			})
 			if _, err := sess.End(ctx, kgo.TryCommit); err != nil && ctx.Err() == nil {
+				// The outcome is unknown (say the broker was killed
+				// mid-EndTxn) and the client stays in the transaction
+				// until it is ended with TryAbort, as kgo documents;
+				// without this every later Begin fails and the member
+				// holds its partitions forever.
 				t.Logf("member %d: end (the batch will be re-read): %v", id, err)
+				for ctx.Err() == nil {
+					if _, err := sess.End(ctx, kgo.TryAbort); err == nil {
+						break
+					} else if ctx.Err() == nil {
+						t.Logf("member %d: abort after a failed end: %v", id, err)
+					}
+				}
 			}
 		}
 	}()

@@ -302,6 +302,14 @@ func (p *Partition) Producers() []producer.EntryInfo {
 	return p.producers.Entries()
 }
 
+// OpenTransactions describes the producers whose transaction this
+// partition holds open (data without its marker yet), oldest first.
+func (p *Partition) OpenTransactions() []producer.EntryInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.producers.OpenTxns()
+}
+
 // Maintain applies retention and producer-id expiry; the broker calls it
 // periodically.
 func (p *Partition) Maintain(now time.Time) {

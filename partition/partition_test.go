@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -157,7 +158,7 @@ func TestTransactionsLSOAndAbortedIndex(t *testing.T) {
 	if res := p.Append(batchtest.Idempotent(1, 11, 0, 4), time.Now()); res.ErrorCode != kerr.InvalidTxnState.Code {
 		t.Fatalf("non-transactional batch during the txn: %+v", res)
 	}
-	end, err := p.WriteMarker(11, 0, false, time.Now())
+	end, err := p.WriteMarker(11, 0, false, math.MaxInt64, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +166,28 @@ func TestTransactionsLSOAndAbortedIndex(t *testing.T) {
 	if lso := p.LastStableOffset(); lso != end {
 		t.Fatalf("LSO after abort %d, want %d", lso, end)
 	}
+	// Completing again (a coordinator recovering an unsynced Complete*)
+	// appends no second marker, nor one for a producer with no transaction.
+	for _, pid := range []int64{11, 12} {
+		again, err := p.WriteMarker(pid, 0, false, math.MaxInt64, time.Now())
+		if err != nil || again != end || p.Log().NextOffset() != end {
+			t.Fatalf("repeated marker for %d: end %d err %v, log end %d, want %d", pid, again, err, p.Log().NextOffset(), end)
+		}
+	}
+	// Nor does it end the producer's next transaction, open at or above
+	// the offset the repeated completion was prepared at.
+	next := p.Append(batchtest.Build(batchtest.Spec{Records: 1, ProducerID: 11, ProducerEpoch: 1, BaseSequence: 0, Transactional: true, Timestamp: time.Now().UnixMilli()}), time.Now())
+	if next.ErrorCode != 0 {
+		t.Fatalf("next transaction: %+v", next)
+	}
+	if again, err := p.WriteMarker(11, 1, true, next.BaseOffset, time.Now()); err != nil || again != next.BaseOffset+1 || p.Log().NextOffset() != next.BaseOffset+1 {
+		t.Fatalf("a completion prepared below the next transaction marked it: end %d err %v", again, err)
+	}
+	end, err = p.WriteMarker(11, 1, true, math.MaxInt64, time.Now())
+	if err != nil || end != next.BaseOffset+2 {
+		t.Fatalf("committing the next transaction: end %d err %v", end, err)
+	}
+	waitDurable(t, p, end)
 	data, err := p.Log().Read(0, 1<<20, p.HighWatermark())
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +200,7 @@ func TestTransactionsLSOAndAbortedIndex(t *testing.T) {
 		t.Fatalf("fetch past the marker reports %+v", got)
 	}
 	// A stale epoch marker is refused.
-	if _, err := p.WriteMarker(11, -1, true, time.Now()); err == nil {
+	if _, err := p.WriteMarker(11, -1, true, math.MaxInt64, time.Now()); err == nil {
 		t.Fatal("marker with an older epoch accepted")
 	}
 	p.Close()

@@ -124,14 +124,21 @@ func (a *abortedIndex) add(e abortedTxn) error {
 }
 
 // overlapping returns the aborted transactions a fetch of [from, upTo) must
-// report: marker at or after from, first offset before upTo.
-func (a *abortedIndex) overlapping(from, upTo int64) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+// report: marker at or after from, first offset before upTo. upTo is called
+// only if some transaction was aborted at or after from: working out where
+// the fetched data ends means walking its batch headers, and most fetches
+// meet no aborted transaction at all.
+func (a *abortedIndex) overlapping(from int64, upTo func() int64) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	out := []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].lastOffset >= from })
+	if i == len(a.entries) {
+		return out
+	}
+	end := upTo()
 	for ; i < len(a.entries); i++ {
-		if e := a.entries[i]; e.firstOffset < upTo {
+		if e := a.entries[i]; e.firstOffset < end {
 			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 			at.ProducerID, at.FirstOffset = e.producerID, e.firstOffset
 			out = append(out, at)
@@ -150,22 +157,33 @@ func (a *abortedIndex) close() error {
 // AbortedTransactions lists the aborted transactions overlapping the
 // batches returned by a read_committed fetch starting at from.
 func (p *Partition) AbortedTransactions(from int64, data []byte) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
-	upTo := from
-	for rest := data; len(rest) > 0; {
-		h, _, next, err := batch.Next(rest)
-		if err != nil {
-			break
+	return p.aborted.overlapping(from, func() int64 {
+		end := from
+		for rest := data; len(rest) > 0; {
+			h, _, next, err := batch.Next(rest)
+			if err != nil {
+				break
+			}
+			end = h.LastOffset() + 1
+			rest = next
 		}
-		upTo = h.LastOffset() + 1
-		rest = next
-	}
-	return p.aborted.overlapping(from, upTo)
+		return end
+	})
 }
 
 // WriteMarker appends a COMMIT or ABORT control batch for a producer (the
 // transaction coordinator's WriteTxnMarkers) and returns the offset the high
 // watermark must pass for it to be durable.
-func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, now time.Time) (int64, error) {
+//
+// Only a transaction open below offset before gets the marker; otherwise
+// either the transaction wrote nothing here, or its marker is already in
+// the log (the coordinator completing again after a crash, or retrying)
+// and what is open is the producer's next transaction. That makes
+// completion idempotent, so the coordinator need not sync its Complete*
+// transition. The returned offset is then the log end, which covers a
+// marker appended earlier but not yet durable. Zombie writes at the old
+// epoch need no marker to be fenced: KIP-890 verification refuses them.
+func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int64, now time.Time) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.sync.failure(); err != nil {
@@ -173,6 +191,9 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, now time.Ti
 	}
 	if code := p.producers.CheckMarker(pid, epoch, 0); code != 0 {
 		return 0, kerr.ErrorForCode(code)
+	}
+	if e, ok := p.producers.Entry(pid); !ok || e.CurrentTxnStartOffset < 0 || e.CurrentTxnStartOffset >= before {
+		return p.log.NextOffset(), nil
 	}
 	off := p.log.NextOffset()
 	b := batch.ControlBatch(pid, epoch, commit, 0, off, now.UnixMilli())

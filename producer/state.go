@@ -398,6 +398,19 @@ func (s *State) FirstOpenTxnOffset() (offset int64, ok bool) {
 	return s.openTxns[0].firstOffset, true
 }
 
+// OpenTxns describes the producers with an open transaction, oldest first.
+func (s *State) OpenTxns() []EntryInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]EntryInfo, 0, len(s.openTxns))
+	for _, o := range s.openTxns {
+		if i, ok := s.index[o.pid]; ok {
+			out = append(out, entryInfo(s.slab.at(i)))
+		}
+	}
+	return out
+}
+
 // HasOpenTxn reports whether pid has an open transaction on this partition.
 func (s *State) HasOpenTxn(pid int64) bool {
 	s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -14,10 +15,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// MarkerWriter appends a transaction marker to a partition and waits until
-// it is durable. The broker implements it.
-type MarkerWriter interface {
-	WriteMarker(ctx context.Context, tp TopicPartition, producerID int64, epoch int16, commit bool) error
+// Partitions is what the coordinator needs of the partition logs; the
+// broker implements it.
+type Partitions interface {
+	// WriteMarker appends a transaction marker to a partition and waits
+	// until it is durable. Only a transaction of the producer open below
+	// offset before gets one, so writing it again is harmless.
+	WriteMarker(ctx context.Context, tp TopicPartition, producerID int64, epoch int16, commit bool, before int64) error
+	// LogEnd is a partition's next offset.
+	LogEnd(tp TopicPartition) int64
+	// OpenTransactions lists every producer with an open transaction in
+	// some partition's log: data without its COMMIT or ABORT marker yet.
+	OpenTransactions() []OpenTxn
+}
+
+// OpenTxn is a transaction a partition's log holds open.
+type OpenTxn struct {
+	TopicPartition
+	ProducerID int64
+	Epoch      int16
 }
 
 // GroupCompleter makes a transaction's pending group offsets committed or
@@ -48,7 +64,7 @@ type Coordinator struct {
 	cfg     Config
 	db      *pebble.DB
 	nextPID func() (int64, error)
-	markers MarkerWriter
+	parts   Partitions
 	groups  GroupCompleter
 	exists  PartitionChecker
 	stats   Stats
@@ -59,6 +75,10 @@ type Coordinator struct {
 	started bool // Start ran: the sweeper goroutine exists
 	stop    chan struct{}
 	stopped chan struct{}
+
+	// completing counts transactions whose markers are being written after
+	// their EndTxn was answered; Close waits for them.
+	completing sync.WaitGroup
 }
 
 // entry is one transactional id. Its mutex serialises every operation on
@@ -71,7 +91,7 @@ type entry struct {
 
 // Open loads durable state and completes transactions that were prepared
 // before a crash.
-func Open(cfg Config, nextPID func() (int64, error), markers MarkerWriter, groups GroupCompleter, exists PartitionChecker, stats Stats) (*Coordinator, error) {
+func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups GroupCompleter, exists PartitionChecker, stats Stats) (*Coordinator, error) {
 	if cfg.MaxTimeoutMs <= 0 {
 		cfg.MaxTimeoutMs = 900000
 	}
@@ -88,7 +108,7 @@ func Open(cfg Config, nextPID func() (int64, error), markers MarkerWriter, group
 	if err != nil {
 		return nil, fmt.Errorf("open transaction store: %w", err)
 	}
-	c := &Coordinator{cfg: cfg, db: db, nextPID: nextPID, markers: markers, groups: groups, exists: exists, stats: stats,
+	c := &Coordinator{cfg: cfg, db: db, nextPID: nextPID, parts: parts, groups: groups, exists: exists, stats: stats,
 		txns: map[string]*entry{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(keyPrefix), UpperBound: []byte(keyEnd)})
 	if err != nil {
@@ -111,9 +131,10 @@ func Open(cfg Config, nextPID func() (int64, error), markers MarkerWriter, group
 	return c, nil
 }
 
-// Start completes prepared transactions left by a crash and starts the
-// timeout sweeper. It runs after the partitions are open, since it writes
-// markers.
+// Start completes prepared transactions left by a crash, reconciles the
+// partitions' open transactions with the coordinator's state, and starts
+// the timeout sweeper. It runs after the partitions are open and before
+// clients are served.
 func (c *Coordinator) Start() {
 	for _, e := range c.all() {
 		e.mu.Lock()
@@ -125,11 +146,86 @@ func (c *Coordinator) Start() {
 		}
 		e.mu.Unlock()
 	}
+	c.reconcile()
 	c.started = true
 	go c.sweep()
 }
 
-// Close stops the sweeper and closes the store.
+// reconcile adopts or aborts what the partitions hold open. AddPartitions
+// is persisted without a sync (the Prepare sync that a commit needs makes
+// it durable first, pebble's log being sequential), so a crash can lose the
+// last partitions added to an ongoing transaction while data written to
+// them survived. Such data is adopted into the transaction if it is still
+// ongoing at that epoch, and otherwise aborted: a transaction the
+// coordinator does not know as ongoing or prepared was never committed.
+// Without this a partition would hold an open transaction forever and pin
+// its last stable offset (a hanging transaction).
+func (c *Coordinator) reconcile() {
+	byPID := map[int64]*entry{}
+	for _, e := range c.all() {
+		byPID[e.rec.ProducerID] = e
+	}
+	for _, o := range c.parts.OpenTransactions() {
+		epoch := o.Epoch
+		if e := byPID[o.ProducerID]; e != nil {
+			adopted, fencedEpoch := c.adoptOrFence(e, o)
+			if adopted {
+				continue
+			}
+			epoch = max(epoch, fencedEpoch)
+		}
+		c.cfg.Logger.Warn("aborting an open transaction the coordinator does not know (its AddPartitionsToTxn was lost in a crash)",
+			"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch)
+		if err := c.parts.WriteMarker(context.Background(), o.TopicPartition, o.ProducerID, epoch, false, math.MaxInt64); err != nil {
+			c.cfg.Logger.Error("aborting an unknown open transaction failed", "topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "err", err)
+		}
+	}
+}
+
+// adoptOrFence adds an open partition to e's transaction if that
+// transaction is the one the data belongs to, and reports true. Otherwise
+// the data is to be aborted, and if e's producer is still at the data's
+// epoch it is fenced first (the epoch bumped, durably): that producer had
+// its writes acknowledged and may go on to EndTxn(commit), which must not
+// succeed on the coordinator's older state ("already committed") while its
+// data is aborted. The epoch to abort at is returned.
+func (c *Coordinator) adoptOrFence(e *entry, o OpenTxn) (adopted bool, epoch int16) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := &e.rec
+	if r.Epoch == o.Epoch {
+		switch r.Status {
+		case Ongoing:
+			if !r.hasPartition(o.TopicPartition) {
+				c.cfg.Logger.Info("adopting a partition into its ongoing transaction after a crash", "transactional_id", r.ID, "topic", o.Topic, "partition", o.Partition)
+				r.Partitions = append(r.Partitions, o.TopicPartition)
+				if err := c.persist(r, pebble.Sync); err != nil {
+					c.cfg.Logger.Error("persisting an adopted partition failed", "transactional_id", r.ID, "err", err)
+				}
+			}
+			return true, r.Epoch
+		case PrepareCommit, PrepareAbort:
+			// Completion failed above and the sweeper retries it; a
+			// prepared transaction's partition list is complete (its
+			// Prepare sync made every AddPartitions before it durable).
+			if r.hasPartition(o.TopicPartition) {
+				return true, r.Epoch
+			}
+		}
+		if r.Epoch < epochExhausted {
+			c.cfg.Logger.Warn("fencing a producer whose transaction was lost in a crash", "transactional_id", r.ID, "producer_id", r.ProducerID, "epoch", r.Epoch)
+			r.Epoch++
+			r.LastEpoch = -1
+			if err := c.persist(r, pebble.Sync); err != nil {
+				c.cfg.Logger.Error("persisting the fenced epoch failed", "transactional_id", r.ID, "err", err)
+			}
+		}
+	}
+	return false, r.Epoch
+}
+
+// Close stops the sweeper, waits for transactions being completed, and
+// closes the store. The partitions must still be open.
 func (c *Coordinator) Close() error {
 	select {
 	case <-c.stop:
@@ -139,6 +235,7 @@ func (c *Coordinator) Close() error {
 			<-c.stopped
 		}
 	}
+	c.completing.Wait()
 	return c.db.Close()
 }
 
@@ -147,18 +244,20 @@ const (
 	keyEnd    = "txn0" // '0' follows '/'
 )
 
-// persist stores r durably. Every transition is synced, Complete* too:
-// were that one lost in a crash, recovery would find the transaction still
-// prepared and append its markers a second time — harmless to readers, but
-// the log would grow after the transaction had long been decided (the chaos
-// harness counts that as an inconsistency).
-func (c *Coordinator) persist(r *record) error {
+// persist stores r. Transitions a client is told about are synced
+// (InitProducerId, AddOffsets, Prepare*); AddPartitions and Complete* are
+// not, because a lost one is repaired: pebble's log is sequential, so any
+// later synced write makes them durable, and until then a crash leaves
+//   - a lost AddPartitions: reconcile adopts or aborts the partition;
+//   - a lost Complete*: the transaction is found prepared and completed
+//     again, and a partition writes no second marker for it (WriteMarker).
+func (c *Coordinator) persist(r *record, opts *pebble.WriteOptions) error {
 	r.UpdatedMs = c.cfg.Now().UnixMilli()
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return c.db.Set([]byte(keyPrefix+r.ID), b, pebble.Sync)
+	return c.db.Set([]byte(keyPrefix+r.ID), b, opts)
 }
 
 func (c *Coordinator) get(id string) *entry {
@@ -256,7 +355,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 	r.TimeoutMs = timeoutMs
 	r.Status = Empty
 	r.Partitions, r.Groups = nil, nil
-	if err := c.persist(r); err != nil {
+	if err := c.persist(r, pebble.Sync); err != nil {
 		return -1, -1, kerr.CoordinatorNotAvailable.Code
 	}
 	return r.ProducerID, r.Epoch, 0
@@ -327,7 +426,7 @@ func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version i
 			r.Status = Ongoing
 			r.StartMs = c.cfg.Now().UnixMilli()
 		}
-		if err := c.persist(r); err != nil {
+		if err := c.persist(r, pebble.NoSync); err != nil {
 			return all(kerr.CoordinatorNotAvailable.Code)
 		}
 	}
@@ -354,7 +453,10 @@ func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int1
 		if !r.hasGroup(group) {
 			r.Groups = append(r.Groups, group)
 		}
-		if err := c.persist(r); err != nil {
+		// Synced: the group's pending offsets (TxnOffsetCommit) are kept
+		// by the group coordinator, and only a durable group list gets
+		// them aborted after a crash.
+		if err := c.persist(r, pebble.Sync); err != nil {
 			return kerr.CoordinatorNotAvailable.Code
 		}
 	}
@@ -407,10 +509,14 @@ func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, t
 	return append()
 }
 
-// EndTxn commits or aborts. The decision is made durable (Prepare*) before
-// any marker is written; the markers are then written and made durable, the
-// group offsets completed, and the transaction marked Complete*.
-func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool, version int16) int16 {
+// EndTxn commits or aborts. The decision is made durable (Prepare*) and
+// answered, as Kafka does; the markers are then written and made durable,
+// the group offsets completed and the transaction marked Complete* in the
+// background, still under the transaction's lock. The producer's next
+// AddPartitionsToTxn, produce or EndTxn waits on that lock instead of
+// being told CONCURRENT_TRANSACTIONS and backing off, so the markers'
+// fsyncs overlap the response's round trip instead of adding to it.
+func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, version int16) int16 {
 	if id == "" {
 		return kerr.InvalidRequest.Code
 	}
@@ -419,48 +525,75 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 		return kerr.InvalidProducerIDMapping.Code
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	code, prepared := c.prepareLocked(e, pid, epoch, commit, version)
+	if !prepared {
+		e.mu.Unlock()
+		return code
+	}
+	c.completing.Add(1)
+	go func() {
+		defer c.completing.Done()
+		defer e.mu.Unlock() // handed over from EndTxn
+		if err := c.completeLocked(context.Background(), e); err != nil {
+			c.cfg.Logger.Error("writing transaction markers failed; will retry", "transactional_id", id, "err", err)
+		}
+	}()
+	return 0
+}
+
+// prepareLocked validates an EndTxn and makes its decision durable. It
+// reports whether the transaction is now prepared and must be completed.
+func (c *Coordinator) prepareLocked(e *entry, pid int64, epoch int16, commit bool, version int16) (int16, bool) {
 	r := &e.rec
 	if r.ProducerID != pid {
-		return kerr.InvalidProducerIDMapping.Code
+		return kerr.InvalidProducerIDMapping.Code, false
 	}
 	if r.Epoch != epoch {
 		if version >= 2 {
-			return kerr.ProducerFenced.Code
+			return kerr.ProducerFenced.Code, false
 		}
-		return kerr.InvalidProducerEpoch.Code
+		return kerr.InvalidProducerEpoch.Code, false
 	}
 	switch r.Status {
 	case Ongoing:
 	case CompleteCommit:
 		if commit {
-			return 0
+			return 0, false // a retry of the EndTxn that completed it
 		}
-		return kerr.InvalidTxnState.Code
+		return kerr.InvalidTxnState.Code, false
 	case CompleteAbort:
 		if !commit {
-			return 0
+			return 0, false
 		}
-		return kerr.InvalidTxnState.Code
+		return kerr.InvalidTxnState.Code, false
 	case PrepareCommit, PrepareAbort, PrepareEpochFence:
-		return kerr.ConcurrentTransactions.Code
+		// Only when completing failed; the sweeper retries it.
+		return kerr.ConcurrentTransactions.Code, false
 	default: // Empty, Dead
-		return kerr.InvalidTxnState.Code
+		return kerr.InvalidTxnState.Code, false
 	}
 	if commit {
 		r.Status = PrepareCommit
 	} else {
 		r.Status = PrepareAbort
 	}
-	if err := c.persist(r); err != nil {
-		r.Status = Ongoing
-		return kerr.CoordinatorNotAvailable.Code
+	c.notePreparedEnds(r)
+	if err := c.persist(r, pebble.Sync); err != nil {
+		r.Status, r.PreparedEnds = Ongoing, nil
+		return kerr.CoordinatorNotAvailable.Code, false
 	}
-	if err := c.completeLocked(ctx, e); err != nil {
-		c.cfg.Logger.Error("writing transaction markers failed; will retry", "transactional_id", id, "err", err)
-		return kerr.ConcurrentTransactions.Code
+	return 0, true
+}
+
+// notePreparedEnds records where each partition's log ends as r is
+// prepared. The transaction's data is all appended (its produces were
+// answered, and verification refuses later ones under this lock), and
+// its markers will land at or above these offsets.
+func (c *Coordinator) notePreparedEnds(r *record) {
+	r.PreparedEnds = make([]int64, len(r.Partitions))
+	for i, tp := range r.Partitions {
+		r.PreparedEnds[i] = c.parts.LogEnd(tp)
 	}
-	return 0
 }
 
 // completeLocked writes the markers of a Prepare* transaction, completes
@@ -480,7 +613,7 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.markers.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit); err != nil {
+			if err := c.parts.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit, r.preparedEnd(i)); err != nil {
 				errs[i] = fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err)
 			}
 		}()
@@ -491,7 +624,8 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	}
 	// Called for every transaction, not only those that added a group:
 	// it is a no-op without pending offsets, and TxnOffsetCommit v5
-	// (transaction version 2) adds groups implicitly.
+	// (transaction version 2) adds groups implicitly. It is synced, so
+	// the unsynced Complete* below can never be durable without it.
 	if c.groups != nil {
 		if err := c.groups.CompleteTxn(r.ProducerID, commit); err != nil {
 			return fmt.Errorf("complete group offsets: %w", err)
@@ -508,8 +642,8 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 			c.stats.Aborted()
 		}
 	}
-	r.Partitions, r.Groups = nil, nil
-	return c.persist(r)
+	r.Partitions, r.Groups, r.PreparedEnds = nil, nil, nil
+	return c.persist(r, pebble.NoSync)
 }
 
 // fenceAndAbortLocked bumps the epoch of an ongoing transaction and aborts
@@ -520,7 +654,8 @@ func (c *Coordinator) fenceAndAbortLocked(ctx context.Context, e *entry) error {
 	r.LastEpoch = -1
 	r.Epoch++
 	r.Status = PrepareAbort
-	if err := c.persist(r); err != nil {
+	c.notePreparedEnds(r)
+	if err := c.persist(r, pebble.Sync); err != nil {
 		return err
 	}
 	return c.completeLocked(ctx, e)

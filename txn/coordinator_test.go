@@ -2,6 +2,7 @@ package txn
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -14,23 +15,30 @@ type marker struct {
 	pid    int64
 	epoch  int16
 	commit bool
+	before int64
 }
 
 type fakeMarkers struct {
 	mu      sync.Mutex
 	written []marker
 	fail    error
+	open    []OpenTxn // what OpenTransactions reports
 }
 
-func (f *fakeMarkers) WriteMarker(_ context.Context, tp TopicPartition, pid int64, epoch int16, commit bool) error {
+func (f *fakeMarkers) OpenTransactions() []OpenTxn { return f.open }
+
+func (f *fakeMarkers) WriteMarker(_ context.Context, tp TopicPartition, pid int64, epoch int16, commit bool, before int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return f.fail
 	}
-	f.written = append(f.written, marker{tp, pid, epoch, commit})
+	f.written = append(f.written, marker{tp, pid, epoch, commit, before})
 	return nil
 }
+
+// LogEnd pretends each partition's log ends at 100 + its index.
+func (f *fakeMarkers) LogEnd(tp TopicPartition) int64 { return 100 + int64(tp.Partition) }
 
 type fakeGroups struct{ completed []bool }
 
@@ -87,7 +95,7 @@ func TestInitBumpsEpochAndFencesOngoing(t *testing.T) {
 		t.Fatalf("retry: pid %d epoch %d code %d, want pid %d epoch 2", pid2, epoch2, code, pid)
 	}
 	// The zombie (epoch 0) is fenced everywhere.
-	if code := f.c.EndTxn(ctx, "a", pid, 0, true, 3); code != kerr.ProducerFenced.Code {
+	if code := f.c.EndTxn("a", pid, 0, true, 3); code != kerr.ProducerFenced.Code {
 		t.Fatalf("zombie EndTxn: %d, want 90", code)
 	}
 	if codes := f.c.AddPartitions("a", pid, 0, 1, []TopicPartition{tp0}); codes[tp0] != kerr.InvalidProducerEpoch.Code {
@@ -118,7 +126,7 @@ func TestEndTxnStateTable(t *testing.T) {
 	defer f.c.Close()
 	ctx := context.Background()
 	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
-	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != kerr.InvalidTxnState.Code {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("commit from Empty: %d, want 48", code)
 	}
 	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "t", Partition: 1}})
@@ -131,22 +139,33 @@ func TestEndTxnStateTable(t *testing.T) {
 	if code := f.c.VerifyGroup("a", pid, epoch, "other"); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("verify other group: %d", code)
 	}
-	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != 0 {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
 		t.Fatalf("commit: %d", code)
+	}
+	// The markers are written after EndTxn is answered, under the
+	// transaction's lock, which Describe waits for.
+	if info, _ := f.c.Describe("a"); info.Status != CompleteCommit {
+		t.Fatalf("after commit: %v", info.Status)
 	}
 	if len(f.markers.written) != 2 || !f.markers.written[0].commit || len(f.groups.completed) != 1 || !f.groups.completed[0] {
 		t.Fatalf("markers %+v groups %+v", f.markers.written, f.groups.completed)
 	}
-	if code := f.c.EndTxn(ctx, "a", pid, epoch, true, 3); code != 0 {
+	// Each marker is bounded by its partition's log end at Prepare.
+	for _, m := range f.markers.written {
+		if m.before != 100+int64(m.tp.Partition) {
+			t.Fatalf("marker %+v: before %d, want the log end at Prepare", m, m.before)
+		}
+	}
+	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
 		t.Fatalf("retried commit: %d, want NONE", code)
 	}
-	if code := f.c.EndTxn(ctx, "a", pid, epoch, false, 3); code != kerr.InvalidTxnState.Code {
+	if code := f.c.EndTxn("a", pid, epoch, false, 3); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("abort after commit: %d, want 48", code)
 	}
-	if code := f.c.EndTxn(ctx, "a", pid+100, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+	if code := f.c.EndTxn("a", pid+100, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
 		t.Fatalf("wrong pid: %d, want 49", code)
 	}
-	if code := f.c.EndTxn(ctx, "nope", pid, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+	if code := f.c.EndTxn("nope", pid, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
 		t.Fatalf("unknown id: %d, want 49", code)
 	}
 	codes := f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "missing", Partition: 0}})
@@ -180,7 +199,7 @@ func TestVerifyRejectsProduceAfterEndTxn(t *testing.T) {
 	// a produce after the markers is refused.
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); f.c.EndTxn(ctx, "a", pid, epoch, true, 3) }()
+	go func() { defer wg.Done(); f.c.EndTxn("a", pid, epoch, true, 3) }()
 	wg.Wait()
 	if code := try(); code != kerr.InvalidTxnState.Code || appended != 1 {
 		t.Fatalf("produce after EndTxn: code %d appended %d", code, appended)
@@ -200,13 +219,19 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 	pidA, epochA, _ := f.c.InitProducerID(ctx, "prepared", 60000, -1, -1, 4)
 	f.c.AddPartitions("prepared", pidA, epochA, 3, []TopicPartition{tp0})
 	f.markers.fail = context.DeadlineExceeded // markers can't be written: stays PrepareCommit
-	if code := f.c.EndTxn(ctx, "prepared", pidA, epochA, true, 3); code != kerr.ConcurrentTransactions.Code {
-		t.Fatalf("EndTxn with failing markers: %d", code)
+	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3); code != 0 {
+		t.Fatalf("EndTxn: %d (the decision is durable before the markers)", code)
+	}
+	if info, _ := f.c.Describe("prepared"); info.Status != PrepareCommit {
+		t.Fatalf("with failing markers: %v", info.Status)
+	}
+	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3); code != kerr.ConcurrentTransactions.Code {
+		t.Fatalf("retried EndTxn while markers fail: %d, want 51", code)
 	}
 	f.markers.fail = nil
 	pidB, epochB, _ := f.c.InitProducerID(ctx, "ongoing", 5000, -1, -1, 4)
 	f.c.AddPartitions("ongoing", pidB, epochB, 3, []TopicPartition{tp0})
-	f.c.Close() // as good as a crash: every transition was synced
+	f.c.Close() // as good as a crash: Prepare and InitProducerId are synced, and pebble's log is sequential
 
 	g := newFixture(t, dir)
 	defer g.c.Close()
@@ -236,7 +261,53 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 	if last.commit || last.epoch != epochB+1 || last.pid != pidB {
 		t.Fatalf("timeout abort marker: %+v", last)
 	}
-	if code := g.c.EndTxn(ctx, "ongoing", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
+	if code := g.c.EndTxn("ongoing", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
 		t.Fatalf("commit of timed-out txn by its producer: %d, want 90", code)
+	}
+}
+
+// TestReconcileAdoptsOrAbortsOpenPartitions: after a crash a partition can
+// hold transactional data whose AddPartitionsToTxn (persisted without a
+// sync) was lost. Start adopts it into the producer's ongoing transaction,
+// and aborts it (fencing its producer) when the coordinator has no such
+// transaction, so no partition is left with a transaction nobody will end
+// and no producer is told a lost transaction committed.
+func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	defer f.c.Close()
+	ctx := context.Background()
+	tp1 := TopicPartition{Topic: "t", Partition: 1}
+	f.c.InitProducerID(ctx, "ongoing", 60000, -1, -1, 4)
+	pidA, epochA, _ := f.c.InitProducerID(ctx, "ongoing", 60000, -1, -1, 4) // epoch 1
+	f.c.AddPartitions("ongoing", pidA, epochA, 3, []TopicPartition{tp0})
+	pidB, epochB, _ := f.c.InitProducerID(ctx, "done", 60000, -1, -1, 4)
+	f.markers.open = []OpenTxn{
+		{TopicPartition: tp0, ProducerID: pidA, Epoch: epochA},     // known: nothing to do
+		{TopicPartition: tp1, ProducerID: pidA, Epoch: epochA},     // lost AddPartitions, txn still ongoing: adopt
+		{TopicPartition: tp1, ProducerID: pidB, Epoch: epochB},     // lost AddPartitions, txn not ongoing: abort
+		{TopicPartition: tp0, ProducerID: 999, Epoch: 3},           // unknown producer: abort
+		{TopicPartition: tp1, ProducerID: pidA, Epoch: epochA - 1}, // an older epoch of A: abort
+	}
+	f.c.Start()
+	if info, _ := f.c.Describe("ongoing"); len(info.Partitions) != 2 || info.Partitions[1] != tp1 || info.Status != Ongoing {
+		t.Fatalf("ongoing after reconcile: %+v", info)
+	}
+	want := []marker{{tp1, pidB, epochB + 1, false, math.MaxInt64}, {tp0, 999, 3, false, math.MaxInt64}, {tp1, pidA, epochA, false, math.MaxInt64}}
+	if len(f.markers.written) != len(want) {
+		t.Fatalf("markers %+v, want %+v", f.markers.written, want)
+	}
+	for i := range want {
+		if f.markers.written[i] != want[i] {
+			t.Fatalf("marker %d: %+v, want %+v", i, f.markers.written[i], want[i])
+		}
+	}
+	// The producer whose data was aborted is fenced: were its EndTxn to
+	// find the coordinator's older state, it would be told its commit
+	// succeeded.
+	if info, _ := f.c.Describe("done"); info.Status != Empty || len(info.Partitions) != 0 || info.Epoch != epochB+1 {
+		t.Fatalf("after aborting its lost transaction: %+v, want Empty at epoch %d", info, epochB+1)
+	}
+	if code := f.c.EndTxn("done", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
+		t.Fatalf("commit by the producer whose data was aborted: %d, want 90", code)
 	}
 }

@@ -5,6 +5,8 @@
 // survives kill -9.
 package txn
 
+import "math"
+
 // Status is a transaction's state, numbered as in Kafka's __transaction_state.
 type Status int8
 
@@ -58,9 +60,15 @@ type record struct {
 	TimeoutMs      int32            `json:"timeout_ms"`
 	Status         Status           `json:"status"`
 	Partitions     []TopicPartition `json:"partitions,omitempty"`
-	Groups         []string         `json:"groups,omitempty"`
-	StartMs        int64            `json:"start_ms"`
-	UpdatedMs      int64            `json:"updated_ms"`
+	// PreparedEnds holds, for each of Partitions, its log end when the
+	// transaction was prepared: its data lies below, a later transaction
+	// of the producer above (after this one's marker). A completion run
+	// again after a crash marks only data below it, so it cannot end the
+	// producer's next transaction by mistake.
+	PreparedEnds []int64  `json:"prepared_ends,omitempty"`
+	Groups       []string `json:"groups,omitempty"`
+	StartMs      int64    `json:"start_ms"`
+	UpdatedMs    int64    `json:"updated_ms"`
 }
 
 func (r *record) hasPartition(tp TopicPartition) bool {
@@ -70,6 +78,15 @@ func (r *record) hasPartition(tp TopicPartition) bool {
 		}
 	}
 	return false
+}
+
+// preparedEnd is PreparedEnds[i]; state written before the field existed
+// has none, and any open transaction gets the marker then.
+func (r *record) preparedEnd(i int) int64 {
+	if i < len(r.PreparedEnds) {
+		return r.PreparedEnds[i]
+	}
+	return math.MaxInt64
 }
 
 func (r *record) hasGroup(g string) bool {
@@ -87,7 +104,7 @@ const epochExhausted = 32766
 // Versions are the request versions the coordinator serves.
 var Versions = map[int16][2]int16{
 	22: {0, 5}, // InitProducerId (the wire layer registers it)
-	24: {0, 3}, // AddPartitionsToTxn: v4+ is broker-to-broker
+	24: {0, 5}, // AddPartitionsToTxn: v4+ is the batched, broker-to-broker form (KIP-890)
 	25: {0, 3}, // AddOffsetsToTxn
 	26: {0, 3}, // EndTxn: v4 adds 120, v5 is transaction version 2
 	28: {0, 3}, // TxnOffsetCommit

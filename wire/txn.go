@@ -24,6 +24,9 @@ func initTransactionalProducer(c *conn, req *kmsg.InitProducerIDRequest, resp *k
 
 func handleAddPartitionsToTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.AddPartitionsToTxnRequest)
+	if req.Version >= 4 {
+		return ready(addPartitionsToTxnBatch(c, req))
+	}
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
 	var tps []txn.TopicPartition
 	for _, t := range req.Topics {
@@ -46,6 +49,93 @@ func handleAddPartitionsToTxn(c *conn, r *request) respond {
 	return ready(resp)
 }
 
+// addPartitionsToTxnBatch serves AddPartitionsToTxn v4+, the batched form
+// that KIP-890 gave brokers: one result per transaction, and VerifyOnly
+// transactions checked without adding anything. Kafka authorizes v4+ with
+// CLUSTER_ACTION; oncelog has no ACLs, so the top-level error stays 0.
+//
+// A transactional id named more than once is not attempted: its one
+// result answers INVALID_REQUEST for every partition of its entries. The
+// results are keyed by transactional id (a map key in Kafka's schema), so
+// two results for one id could not be told apart; Kafka itself runs each
+// entry against the partitions of the last one, an accident of its
+// partitionsByTransaction map that no sender relies on (its brokers keep
+// one entry per id).
+func addPartitionsToTxnBatch(c *conn, req *kmsg.AddPartitionsToTxnRequest) *kmsg.AddPartitionsToTxnResponse {
+	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	entries := make(map[string]int, len(req.Transactions))
+	for _, t := range req.Transactions {
+		entries[t.TransactionalID]++
+	}
+	duplicateAnswered := map[string]bool{}
+	for _, t := range req.Transactions {
+		id := t.TransactionalID
+		if entries[id] > 1 {
+			if duplicateAnswered[id] {
+				continue
+			}
+			duplicateAnswered[id] = true
+			var tps []txn.TopicPartition
+			for _, other := range req.Transactions {
+				if other.TransactionalID == id {
+					tps = appendTxnPartitions(tps, other.Topics)
+				}
+			}
+			codes := make(map[txn.TopicPartition]int16, len(tps))
+			for _, tp := range tps {
+				codes[tp] = kerr.InvalidRequest.Code
+			}
+			resp.Transactions = append(resp.Transactions, txnResult(id, tps, codes))
+			continue
+		}
+		tps := appendTxnPartitions(nil, t.Topics)
+		codes := c.s.b.Txns.AddOrVerifyPartitions(id, t.ProducerID, t.ProducerEpoch, req.Version, t.VerifyOnly, tps)
+		resp.Transactions = append(resp.Transactions, txnResult(id, tps, codes))
+	}
+	return resp
+}
+
+// appendTxnPartitions appends the partitions of topics not already in tps,
+// in request order.
+func appendTxnPartitions(tps []txn.TopicPartition, topics []kmsg.AddPartitionsToTxnRequestTransactionTopic) []txn.TopicPartition {
+	seen := make(map[txn.TopicPartition]bool, len(tps))
+	for _, tp := range tps {
+		seen[tp] = true
+	}
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			tp := txn.TopicPartition{Topic: t.Topic, Partition: p}
+			if !seen[tp] {
+				seen[tp] = true
+				tps = append(tps, tp)
+			}
+		}
+	}
+	return tps
+}
+
+// txnResult is one transaction's result, each topic once, as Kafka's
+// keyed result collections have it.
+func txnResult(id string, tps []txn.TopicPartition, codes map[txn.TopicPartition]int16) kmsg.AddPartitionsToTxnResponseTransaction {
+	rt := kmsg.NewAddPartitionsToTxnResponseTransaction()
+	rt.TransactionalID = id
+	byTopic := map[string]int{}
+	for _, tp := range tps {
+		i, ok := byTopic[tp.Topic]
+		if !ok {
+			st := kmsg.NewAddPartitionsToTxnResponseTransactionTopic()
+			st.Topic = tp.Topic
+			rt.Topics = append(rt.Topics, st)
+			i = len(rt.Topics) - 1
+			byTopic[tp.Topic] = i
+		}
+		sp := kmsg.NewAddPartitionsToTxnResponseTransactionTopicPartition()
+		sp.Partition, sp.ErrorCode = tp.Partition, codes[tp]
+		rt.Topics[i].Partitions = append(rt.Topics[i].Partitions, sp)
+	}
+	return rt
+}
+
 func handleAddOffsetsToTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
@@ -59,7 +149,7 @@ func handleEndTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.EndTxnRequest)
 	return func(ctx context.Context) kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = c.s.b.Txns.EndTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
+		resp.ErrorCode = c.s.b.Txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
 		return resp
 	}
 }
