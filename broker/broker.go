@@ -393,23 +393,30 @@ func (b *Broker) partitionExists(tp txn.TopicPartition) bool {
 	return b.Partition(tp.Topic, tp.Partition) != nil
 }
 
-// WriteMarker appends a transaction marker and waits until it is durable
-// (the transaction coordinator's WriteTxnMarkers, in process). A marker
-// refused for a stale epoch is dropped, as Kafka's coordinator does: a newer
-// incarnation already closed that producer's transaction there.
-func (b *Broker) WriteMarker(ctx context.Context, tp txn.TopicPartition, pid int64, epoch int16, commit bool, before int64) error {
+// WriteMarker appends a transaction marker (the transaction coordinator's
+// WriteTxnMarkers, in process) and returns the offset that makes it
+// durable. A marker refused for a stale epoch is dropped, as Kafka's
+// coordinator does: a newer incarnation already closed that producer's
+// transaction there.
+func (b *Broker) WriteMarker(tp txn.TopicPartition, pid int64, epoch int16, commit bool, before int64) (int64, error) {
 	p := b.Partition(tp.Topic, tp.Partition)
 	if p == nil {
-		return nil
+		return 0, nil
 	}
 	off, err := p.WriteMarker(pid, epoch, commit, before, b.Now())
 	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
-		return nil
+		return 0, nil
 	}
-	if err != nil {
-		return err
+	return off, err
+}
+
+// AwaitDurable waits for a partition's high watermark to reach offset
+// without asking for an fsync (a marker asks for its own).
+func (b *Broker) AwaitDurable(ctx context.Context, tp txn.TopicPartition, offset int64) error {
+	if p := b.Partition(tp.Topic, tp.Partition); p != nil {
+		return p.AwaitDurable(ctx, offset)
 	}
-	return p.WaitDurable(ctx, off)
+	return nil
 }
 
 // LogEnd is a partition's next offset (0 for one that does not exist).

@@ -258,7 +258,13 @@ func (p *Partition) reject(res AppendResult, code int16, msg string) AppendResul
 // WaitDurable blocks until the high watermark reaches offset (group commit:
 // one fsync releases every waiter it covers).
 func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
-	return p.sync.wait(ctx, offset)
+	return p.sync.wait(ctx, offset, true)
+}
+
+// AwaitDurable is WaitDurable without asking for an fsync: the write it
+// waits for asked already (a marker within lazySyncDelay).
+func (p *Partition) AwaitDurable(ctx context.Context, offset int64) error {
+	return p.sync.wait(ctx, offset, false)
 }
 
 // HighWatermark is the durable log end: consumers see records below it.

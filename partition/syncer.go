@@ -21,6 +21,7 @@ type syncer struct {
 	waiters int           // waiters blocked since the last fsync
 	err     error         // sticky: after a failed fsync the partition is offline
 	kickCh  chan struct{}
+	soon    *time.Timer // armed by kickSoon, nil when not
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
@@ -41,6 +42,25 @@ func (s *syncer) kick() {
 	select {
 	case s.kickCh <- struct{}{}:
 	default:
+	}
+}
+
+// lazySyncDelay bounds how long a write nobody waits for (a transaction
+// marker) stays unsynced: usually an fsync that a producer asks for covers
+// it sooner, sparing one fsync per transaction and partition.
+const lazySyncDelay = 2 * time.Millisecond
+
+// kickSoon asks for an fsync within lazySyncDelay.
+func (s *syncer) kickSoon() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.soon == nil {
+		s.soon = time.AfterFunc(lazySyncDelay, func() {
+			s.mu.Lock()
+			s.soon = nil
+			s.mu.Unlock()
+			s.kick()
+		})
 	}
 }
 
@@ -83,8 +103,9 @@ func (s *syncer) run() {
 }
 
 // wait blocks until the high watermark reaches offset, the partition fails
-// or ctx ends.
-func (s *syncer) wait(ctx context.Context, offset int64) error {
+// or ctx ends. An eager wait asks for an fsync; a lazy one relies on the
+// one the write asked for (every append kicks, a marker kicks soon).
+func (s *syncer) wait(ctx context.Context, offset int64, eager bool) error {
 	for {
 		if s.durable.Load() >= offset {
 			return nil
@@ -100,9 +121,13 @@ func (s *syncer) wait(ctx context.Context, offset int64) error {
 			return nil
 		}
 		done := s.done
-		s.waiters++
+		if eager {
+			s.waiters++
+		}
 		s.mu.Unlock()
-		s.kick()
+		if eager {
+			s.kick()
+		}
 		select {
 		case <-done:
 		case <-ctx.Done():

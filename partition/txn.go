@@ -173,7 +173,8 @@ func (p *Partition) AbortedTransactions(from int64, data []byte) []kmsg.FetchRes
 
 // WriteMarker appends a COMMIT or ABORT control batch for a producer (the
 // transaction coordinator's WriteTxnMarkers) and returns the offset the high
-// watermark must pass for it to be durable.
+// watermark must pass for it to be durable; it is synced within
+// lazySyncDelay (AwaitDurable waits for that).
 //
 // Only a transaction open below offset before gets the marker; otherwise
 // either the transaction wrote nothing here, or its marker is already in
@@ -193,6 +194,7 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 		return 0, kerr.ErrorForCode(code)
 	}
 	if e, ok := p.producers.Entry(pid); !ok || e.CurrentTxnStartOffset < 0 || e.CurrentTxnStartOffset >= before {
+		p.sync.kickSoon() // whatever precedes the log end becomes durable
 		return p.log.NextOffset(), nil
 	}
 	off := p.log.NextOffset()
@@ -209,7 +211,9 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 		return 0, err
 	}
 	p.refreshUnstableLocked()
-	p.sync.kick()
+	// Nobody waits for a marker to be durable before answering a client,
+	// so its fsync can wait a moment for the next produce's to cover it.
+	p.sync.kickSoon()
 	return off + 1, nil
 }
 

@@ -18,10 +18,15 @@ import (
 // Partitions is what the coordinator needs of the partition logs; the
 // broker implements it.
 type Partitions interface {
-	// WriteMarker appends a transaction marker to a partition and waits
-	// until it is durable. Only a transaction of the producer open below
-	// offset before gets one, so writing it again is harmless.
-	WriteMarker(ctx context.Context, tp TopicPartition, producerID int64, epoch int16, commit bool, before int64) error
+	// WriteMarker appends a transaction marker to a partition and
+	// returns the offset its high watermark must pass for the marker to
+	// be durable, which it will be shortly without anyone asking. Only a
+	// transaction of the producer open below offset before gets one, so
+	// writing it again is harmless.
+	WriteMarker(tp TopicPartition, producerID int64, epoch int16, commit bool, before int64) (int64, error)
+	// AwaitDurable waits until a partition's high watermark reaches
+	// offset.
+	AwaitDurable(ctx context.Context, tp TopicPartition, offset int64) error
 	// LogEnd is a partition's next offset.
 	LogEnd(tp TopicPartition) int64
 	// OpenTransactions lists every producer with an open transaction in
@@ -76,8 +81,9 @@ type Coordinator struct {
 	stop    chan struct{}
 	stopped chan struct{}
 
-	// completing counts transactions whose markers are being written after
-	// their EndTxn was answered; Close waits for them.
+	// completing counts transactions being completed after their EndTxn
+	// was answered, and markers being watched until durable; Close waits
+	// for them.
 	completing sync.WaitGroup
 }
 
@@ -138,6 +144,9 @@ func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups Gr
 func (c *Coordinator) Start() {
 	for _, e := range c.all() {
 		e.mu.Lock()
+		if err := c.settleLocked(context.Background(), e); err != nil {
+			c.cfg.Logger.Error("making the last transaction's markers durable failed", "transactional_id", e.rec.ID, "err", err)
+		}
 		if e.rec.Status == PrepareCommit || e.rec.Status == PrepareAbort {
 			c.cfg.Logger.Info("completing a transaction prepared before the restart", "transactional_id", e.rec.ID, "status", e.rec.Status.String())
 			if err := c.completeLocked(context.Background(), e); err != nil {
@@ -176,7 +185,8 @@ func (c *Coordinator) reconcile() {
 		}
 		c.cfg.Logger.Warn("aborting an open transaction the coordinator does not know (its AddPartitionsToTxn was lost in a crash)",
 			"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch)
-		if err := c.parts.WriteMarker(context.Background(), o.TopicPartition, o.ProducerID, epoch, false, math.MaxInt64); err != nil {
+		abort := markerSet{Epoch: epoch, Partitions: []TopicPartition{o.TopicPartition}, PreparedEnds: []int64{math.MaxInt64}}
+		if err := c.writeMarkers(context.Background(), o.ProducerID, &abort); err != nil {
 			c.cfg.Logger.Error("aborting an unknown open transaction failed", "topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "err", err)
 		}
 	}
@@ -510,12 +520,11 @@ func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, t
 }
 
 // EndTxn commits or aborts. The decision is made durable (Prepare*) and
-// answered, as Kafka does; the markers are then written and made durable,
-// the group offsets completed and the transaction marked Complete* in the
+// answered, as Kafka does; the markers are then appended, the group
+// offsets completed and the transaction marked Complete* in the
 // background, still under the transaction's lock. The producer's next
 // AddPartitionsToTxn, produce or EndTxn waits on that lock instead of
-// being told CONCURRENT_TRANSACTIONS and backing off, so the markers'
-// fsyncs overlap the response's round trip instead of adding to it.
+// being told CONCURRENT_TRANSACTIONS and backing off.
 func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, version int16) int16 {
 	if id == "" {
 		return kerr.InvalidRequest.Code
@@ -599,27 +608,24 @@ func (c *Coordinator) notePreparedEnds(r *record) {
 // completeLocked writes the markers of a Prepare* transaction, completes
 // its group offsets and marks it Complete*. It is idempotent: after a crash
 // it runs again and a repeated marker changes nothing at a partition.
+//
+// The markers are appended, not waited for: nothing a client is told
+// depends on their durability, and an fsync a producer asks for on the
+// same partition soon covers them, sparing one per partition. Until they
+// are known durable the record keeps them (Unsynced), so that a crash
+// before then has them written again at the restart; this transaction's
+// record replacing the next one's keeps them too.
 func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
-	r := &e.rec
-	commit := r.Status == PrepareCommit
-	// The markers go to every partition at once: each waits for its own
-	// partition's fsync, and those overlap.
-	errs := make([]error, len(r.Partitions))
-	var wg sync.WaitGroup
-	for i, tp := range r.Partitions {
-		if !c.exists(tp) {
-			continue // deleted topic: nothing to mark
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := c.parts.WriteMarker(ctx, tp, r.ProducerID, r.Epoch, commit, r.preparedEnd(i)); err != nil {
-				errs[i] = fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err)
-			}
-		}()
+	if err := c.settleLocked(ctx, e); err != nil {
+		return err
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	r := &e.rec
+	set := &markerSet{Commit: r.Status == PrepareCommit, Epoch: r.Epoch, Partitions: r.Partitions}
+	for i := range r.Partitions {
+		set.PreparedEnds = append(set.PreparedEnds, r.preparedEnd(i))
+	}
+	durableAt, err := c.appendMarkers(r.ProducerID, set)
+	if err != nil {
 		return err
 	}
 	// Called for every transaction, not only those that added a group:
@@ -627,11 +633,11 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	// (transaction version 2) adds groups implicitly. It is synced, so
 	// the unsynced Complete* below can never be durable without it.
 	if c.groups != nil {
-		if err := c.groups.CompleteTxn(r.ProducerID, commit); err != nil {
+		if err := c.groups.CompleteTxn(r.ProducerID, set.Commit); err != nil {
 			return fmt.Errorf("complete group offsets: %w", err)
 		}
 	}
-	if commit {
+	if set.Commit {
 		r.Status = CompleteCommit
 		if c.stats.Committed != nil {
 			c.stats.Committed()
@@ -643,7 +649,81 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 		}
 	}
 	r.Partitions, r.Groups, r.PreparedEnds = nil, nil, nil
-	return c.persist(r, pebble.NoSync)
+	r.Unsynced = set
+	if err := c.persist(r, pebble.NoSync); err != nil {
+		return err
+	}
+	c.completing.Add(1)
+	go func() {
+		defer c.completing.Done()
+		if err := c.awaitMarkers(context.Background(), set, durableAt); err != nil {
+			c.cfg.Logger.Warn("transaction markers not durable; written again later", "transactional_id", r.ID, "err", err)
+			return
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if r.Unsynced == set {
+			r.Unsynced = nil
+			// Unsynced, as losing this write costs only a harmless
+			// second try at the markers after a crash.
+			if err := c.persist(r, pebble.NoSync); err != nil {
+				c.cfg.Logger.Warn("recording durable markers failed", "transactional_id", r.ID, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// settleLocked makes sure the markers of e's last completed transaction
+// are durable, writing them again if need be (a restart, or a partition
+// that failed its fsync), before anything replaces them in the record.
+func (c *Coordinator) settleLocked(ctx context.Context, e *entry) error {
+	if e.rec.Unsynced == nil {
+		return nil
+	}
+	if err := c.writeMarkers(ctx, e.rec.ProducerID, e.rec.Unsynced); err != nil {
+		return err
+	}
+	e.rec.Unsynced = nil
+	return nil
+}
+
+// writeMarkers appends a marker set and waits until it is durable.
+func (c *Coordinator) writeMarkers(ctx context.Context, pid int64, set *markerSet) error {
+	durableAt, err := c.appendMarkers(pid, set)
+	if err != nil {
+		return err
+	}
+	return c.awaitMarkers(ctx, set, durableAt)
+}
+
+// appendMarkers appends a marker to every partition of set (deleted ones
+// need none) and returns the offsets that make each durable.
+func (c *Coordinator) appendMarkers(pid int64, set *markerSet) ([]int64, error) {
+	durableAt := make([]int64, len(set.Partitions))
+	var errs []error
+	for i, tp := range set.Partitions {
+		if !c.exists(tp) {
+			continue
+		}
+		off, err := c.parts.WriteMarker(tp, pid, set.Epoch, set.Commit, set.PreparedEnds[i])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err))
+		}
+		durableAt[i] = off
+	}
+	return durableAt, errors.Join(errs...)
+}
+
+func (c *Coordinator) awaitMarkers(ctx context.Context, set *markerSet, durableAt []int64) error {
+	for i, tp := range set.Partitions {
+		if durableAt[i] > 0 {
+			if err := c.parts.AwaitDurable(ctx, tp, durableAt[i]); err != nil {
+				return fmt.Errorf("%s/%d: %w", tp.Topic, tp.Partition, err)
+			}
+		}
+	}
+	return nil
 }
 
 // fenceAndAbortLocked bumps the epoch of an ongoing transaction and aborts

@@ -2,8 +2,10 @@ package txn
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,18 +25,26 @@ type fakeMarkers struct {
 	written []marker
 	fail    error
 	open    []OpenTxn // what OpenTransactions reports
+
+	notDurable error // what AwaitDurable answers
 }
 
 func (f *fakeMarkers) OpenTransactions() []OpenTxn { return f.open }
 
-func (f *fakeMarkers) WriteMarker(_ context.Context, tp TopicPartition, pid int64, epoch int16, commit bool, before int64) error {
+func (f *fakeMarkers) WriteMarker(tp TopicPartition, pid int64, epoch int16, commit bool, before int64) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
-		return f.fail
+		return 0, f.fail
 	}
 	f.written = append(f.written, marker{tp, pid, epoch, commit, before})
-	return nil
+	return int64(len(f.written)), nil
+}
+
+func (f *fakeMarkers) AwaitDurable(context.Context, TopicPartition, int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notDurable
 }
 
 // LogEnd pretends each partition's log ends at 100 + its index.
@@ -51,16 +61,17 @@ type fixture struct {
 	c       *Coordinator
 	markers *fakeMarkers
 	groups  *fakeGroups
-	now     time.Time
+	nowMs   atomic.Int64 // the clock; completions read it in the background
 	dir     string
 	nextPID int64
 }
 
 func newFixture(t *testing.T, dir string) *fixture {
 	t.Helper()
-	f := &fixture{markers: &fakeMarkers{}, groups: &fakeGroups{}, now: time.UnixMilli(1_000_000), dir: dir}
+	f := &fixture{markers: &fakeMarkers{}, groups: &fakeGroups{}, dir: dir}
+	f.nowMs.Store(1_000_000)
 	var err error
-	f.c, err = Open(Config{Dir: dir, Now: func() time.Time { return f.now }, SweepEvery: time.Hour},
+	f.c, err = Open(Config{Dir: dir, Now: func() time.Time { return time.UnixMilli(f.nowMs.Load()) }, SweepEvery: time.Hour},
 		func() (int64, error) { f.nextPID++; return f.nextPID, nil },
 		f.markers, f.groups, func(tp TopicPartition) bool { return tp.Topic != "missing" }, Stats{})
 	if err != nil {
@@ -249,7 +260,7 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 	if n := g.c.AbortTimedOut(); n != 0 {
 		t.Fatalf("aborted %d before the timeout", n)
 	}
-	g.now = g.now.Add(6 * time.Second)
+	g.nowMs.Add(6000)
 	if n := g.c.AbortTimedOut(); n != 1 {
 		t.Fatalf("aborted %d after the timeout, want 1", n)
 	}
@@ -309,5 +320,39 @@ func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 	}
 	if code := f.c.EndTxn("done", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
 		t.Fatalf("commit by the producer whose data was aborted: %d, want 90", code)
+	}
+}
+
+// TestMarkersKeptUntilDurable: EndTxn is answered before its markers are
+// durable. Until they are, the record keeps them, so a crash in between
+// has them written again at the restart, and the next transaction of the
+// producer first makes sure of them.
+func TestMarkersKeptUntilDurable(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir)
+	ctx := context.Background()
+	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
+	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0})
+	f.markers.notDurable = errors.New("fsync pending")
+	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
+		t.Fatalf("commit: %d", code)
+	}
+	f.c.Close() // the watcher gave up: the markers were never known durable
+
+	g := newFixture(t, dir)
+	defer g.c.Close()
+	if info, _ := g.c.Describe("a"); info.Status != CompleteCommit {
+		t.Fatalf("after reopen: %v", info.Status)
+	}
+	g.c.Start()
+	if len(g.markers.written) != 1 || g.markers.written[0] != (marker{tp0, pid, epoch, true, 100}) {
+		t.Fatalf("markers written again at start: %+v", g.markers.written)
+	}
+	// Durable now: the next transaction's completion does not repeat them.
+	g.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0})
+	g.c.EndTxn("a", pid, epoch, false, 3)
+	g.c.Describe("a")
+	if len(g.markers.written) != 2 || g.markers.written[1].commit {
+		t.Fatalf("markers after the next transaction: %+v", g.markers.written)
 	}
 }

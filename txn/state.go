@@ -65,10 +65,13 @@ type record struct {
 	// of the producer above (after this one's marker). A completion run
 	// again after a crash marks only data below it, so it cannot end the
 	// producer's next transaction by mistake.
-	PreparedEnds []int64  `json:"prepared_ends,omitempty"`
-	Groups       []string `json:"groups,omitempty"`
-	StartMs      int64    `json:"start_ms"`
-	UpdatedMs    int64    `json:"updated_ms"`
+	PreparedEnds []int64 `json:"prepared_ends,omitempty"`
+	// Unsynced are the markers of the last completed transaction while
+	// they may not be durable yet.
+	Unsynced  *markerSet `json:"unsynced_markers,omitempty"`
+	Groups    []string   `json:"groups,omitempty"`
+	StartMs   int64      `json:"start_ms"`
+	UpdatedMs int64      `json:"updated_ms"`
 }
 
 func (r *record) hasPartition(tp TopicPartition) bool {
@@ -78,6 +81,15 @@ func (r *record) hasPartition(tp TopicPartition) bool {
 		}
 	}
 	return false
+}
+
+// markerSet is a decided transaction's markers: the partitions, the
+// epoch and outcome, and below which offset its data lies in each.
+type markerSet struct {
+	Commit       bool             `json:"commit"`
+	Epoch        int16            `json:"epoch"`
+	Partitions   []TopicPartition `json:"partitions"`
+	PreparedEnds []int64          `json:"prepared_ends"`
 }
 
 // preparedEnd is PreparedEnds[i]; state written before the field existed
