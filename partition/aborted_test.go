@@ -1,8 +1,12 @@
 package partition
 
 import (
+	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/internal/batchtest"
@@ -64,5 +68,56 @@ func TestOverlappingSkipsDataWalkWithoutAborts(t *testing.T) {
 	got := idx.overlapping(8, func() int64 { walked = true; return 20 })
 	if !walked || len(got) != 1 || got[0].ProducerID != 1 || got[0].FirstOffset != 2 {
 		t.Fatalf("fetch at the marker: walked %v, got %+v", walked, got)
+	}
+}
+
+// TestAbortedIndexEntryLostWithPageCacheIsReplayed: the aborted-transaction
+// index is appended without an fsync, so a machine crash can lose an entry
+// whose ABORT marker the log kept. Recovery replays the log after the last
+// producer snapshot (which syncs the index first) and adds it back, so
+// read_committed fetches still skip the aborted records.
+func TestAbortedIndexEntryLostWithPageCacheIsReplayed(t *testing.T) {
+	dir := t.TempDir()
+	p := openPartition(t, dir)
+	res := p.Append(batchtest.Build(batchtest.Spec{Records: 3, ProducerID: 7, ProducerEpoch: 0, BaseSequence: 0,
+		Transactional: true, Timestamp: time.Now().UnixMilli()}), time.Now())
+	if res.ErrorCode != 0 {
+		t.Fatalf("append: %+v", res)
+	}
+	end, err := p.WriteMarker(7, 0, false, math.MaxInt64, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitDurable(t, p, end)
+
+	// The files as a machine crash might leave them: the log synced, the
+	// index entry not (the partition is still open: no clean shutdown).
+	crashed := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == abortedIndexFile {
+			data = nil
+		}
+		if err := os.WriteFile(filepath.Join(crashed, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+
+	q := openPartition(t, crashed)
+	defer q.Close()
+	data, err := q.Log().Read(0, 1<<20, q.HighWatermark())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := q.AbortedTransactions(0, data); len(got) != 1 || got[0].ProducerID != 7 || got[0].FirstOffset != 0 {
+		t.Fatalf("aborted transactions after recovery: %+v, want producer 7 from offset 0", got)
 	}
 }

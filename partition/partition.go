@@ -153,6 +153,10 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 }
 
 func (p *Partition) onRoll(newBase int64) {
+	if err := p.aborted.sync(); err != nil {
+		p.logger.Error("syncing the aborted-transaction index failed; no producer snapshot this roll", "err", err)
+		return
+	}
 	if err := p.producers.WriteSnapshot(p.dir, newBase); err != nil {
 		p.logger.Error("writing producer snapshot failed; recovery will replay more log", "err", err)
 	}
@@ -344,7 +348,9 @@ func (p *Partition) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
-	if err := p.producers.WriteSnapshot(p.dir, p.log.NextOffset()); err != nil {
+	if err := p.aborted.sync(); err != nil {
+		errs = append(errs, err)
+	} else if err := p.producers.WriteSnapshot(p.dir, p.log.NextOffset()); err != nil {
 		errs = append(errs, err)
 	}
 	p.producers.Close()
