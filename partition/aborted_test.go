@@ -121,3 +121,29 @@ func TestAbortedIndexEntryLostWithPageCacheIsReplayed(t *testing.T) {
 		t.Fatalf("aborted transactions after recovery: %+v, want producer 7 from offset 0", got)
 	}
 }
+
+// TestLSOWaitsForDurableMarker: a marker is synced lazily, and until it is
+// below the high watermark its transaction stays unstable (Kafka's
+// unreplicated transactions): the LSO must not pass records whose marker a
+// read_committed reader cannot be shown yet.
+func TestLSOWaitsForDurableMarker(t *testing.T) {
+	p := openPartition(t, t.TempDir())
+	defer p.Close()
+	p.sync.lazy = time.Hour // the marker stays unsynced until someone asks
+	committed := p.Append(batchtest.Plain(2), time.Now())
+	waitDurable(t, p, committed.DurableAt)
+	txn := p.Append(batchtest.Build(batchtest.Spec{Records: 2, ProducerID: 9, ProducerEpoch: 0, BaseSequence: 0,
+		Transactional: true, Timestamp: time.Now().UnixMilli()}), time.Now())
+	waitDurable(t, p, txn.DurableAt)
+	end, err := p.WriteMarker(9, 0, false, math.MaxInt64, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hw, lso := p.HighWatermark(), p.LastStableOffset(); hw != end-1 || lso != txn.BaseOffset {
+		t.Fatalf("marker appended, not durable: HW %d LSO %d, want HW %d and the LSO held at the transaction's start %d", hw, lso, end-1, txn.BaseOffset)
+	}
+	waitDurable(t, p, end)
+	if hw, lso := p.HighWatermark(), p.LastStableOffset(); hw != end || lso != end {
+		t.Fatalf("marker durable: HW %d LSO %d, want both %d", hw, lso, end)
+	}
+}

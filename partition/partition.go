@@ -65,9 +65,17 @@ type Partition struct {
 	producers *producer.State
 	aborted   *abortedIndex
 
-	// firstUnstable is the first offset of the earliest open transaction
-	// (math.MaxInt64 when none); the LSO is min(HW, firstUnstable).
+	// firstUnstable is the first offset of the earliest open transaction,
+	// or decided one whose marker is not durable yet (math.MaxInt64 when
+	// none); the LSO is min(HW, firstUnstable).
 	firstUnstable atomic.Int64
+	// decided are transactions whose marker is appended but not yet below
+	// the high watermark. Like Kafka's unreplicated transactions they stay
+	// unstable: the LSO must not pass data whose fate a reader cannot see
+	// yet (a read_committed consumer told the LSO is past a transaction
+	// would wait for a marker it is not shown).
+	decided    []decidedTxn
+	hasDecided atomic.Bool
 
 	sync syncer
 }
@@ -296,7 +304,28 @@ func (p *Partition) refreshUnstableLocked() {
 	if !ok {
 		first = 1<<63 - 1
 	}
+	hw := p.HighWatermark()
+	kept := p.decided[:0]
+	for _, d := range p.decided {
+		if d.markerOffset >= hw {
+			kept = append(kept, d)
+			first = min(first, d.firstOffset)
+		}
+	}
+	p.decided = kept
+	p.hasDecided.Store(len(kept) > 0)
 	p.firstUnstable.Store(first)
+}
+
+// decidedTxn is a transaction whose marker is not durable yet.
+type decidedTxn struct{ firstOffset, markerOffset int64 }
+
+// highWatermarkAdvanced releases decided transactions whose markers the
+// high watermark now covers.
+func (p *Partition) highWatermarkAdvanced() {
+	if p.hasDecided.Load() {
+		p.refreshUnstable()
+	}
 }
 
 // Size is the bytes on disk.

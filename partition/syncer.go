@@ -21,7 +21,8 @@ type syncer struct {
 	waiters int           // waiters blocked since the last fsync
 	err     error         // sticky: after a failed fsync the partition is offline
 	kickCh  chan struct{}
-	soon    *time.Timer // armed by kickSoon, nil when not
+	soon    *time.Timer   // armed by kickSoon, nil when not
+	lazy    time.Duration // kickSoon's delay: lazySyncDelay (tests change it)
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
@@ -31,6 +32,7 @@ func (s *syncer) init(p *Partition) {
 	s.p = p
 	s.done = make(chan struct{})
 	s.kickCh = make(chan struct{}, 1)
+	s.lazy = lazySyncDelay
 	s.stopCh = make(chan struct{})
 	s.stopped = make(chan struct{})
 }
@@ -55,7 +57,7 @@ func (s *syncer) kickSoon() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.soon == nil {
-		s.soon = time.AfterFunc(lazySyncDelay, func() {
+		s.soon = time.AfterFunc(s.lazy, func() {
 			s.mu.Lock()
 			s.soon = nil
 			s.mu.Unlock()
@@ -96,6 +98,7 @@ func (s *syncer) run() {
 		s.done = make(chan struct{})
 		s.mu.Unlock()
 
+		s.p.highWatermarkAdvanced() // before anyone is told: fetches read the LSO
 		if s.p.hooks.Durable != nil {
 			s.p.hooks.Durable()
 		}

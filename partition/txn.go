@@ -232,6 +232,9 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 	if err := p.recordCompleted(completed); err != nil {
 		return 0, err
 	}
+	if completed != nil {
+		p.decided = append(p.decided, decidedTxn{firstOffset: completed.FirstOffset, markerOffset: off})
+	}
 	p.refreshUnstableLocked()
 	// Nobody waits for a marker to be durable before answering a client,
 	// so its fsync can wait a moment for the next produce's to cover it.
