@@ -17,12 +17,11 @@ import (
 // "out-<n>" for each input <n>, committing its input offsets in the same
 // transaction.
 type etlMember struct {
-	sess   *kgo.GroupTransactSession
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func startETLMember(t *testing.T, addr string, id int) *etlMember {
+func newETLSession(t *testing.T, addr string, id int) *kgo.GroupTransactSession {
 	t.Helper()
 	sess, err := kgo.NewGroupTransactSession(
 		kgo.SeedBrokers(addr),
@@ -37,12 +36,23 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 	)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return nil
 	}
+	return sess
+}
+
+func startETLMember(t *testing.T, addr string, id int) *etlMember {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &etlMember{sess: sess, cancel: cancel, done: make(chan struct{})}
+	m := &etlMember{cancel: cancel, done: make(chan struct{})}
+	sess := newETLSession(t, addr, id)
+	if sess == nil {
+		t.FailNow()
+	}
 	go func() {
 		defer close(m.done)
+		defer func() { sess.Close() }()
 		for ctx.Err() == nil {
 			fs := sess.PollRecords(ctx, 500)
 			if ctx.Err() != nil {
@@ -52,7 +62,14 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 				continue
 			}
 			if err := sess.Begin(); err != nil {
-				t.Logf("member %d: begin: %v", id, err)
+				// A fatal producer error (say PRODUCER_FENCED after a
+				// transaction timed out): as an application must, start
+				// a new session, which re-initialises the producer id.
+				t.Logf("member %d: begin: %v; starting a new session", id, err)
+				sess.Close()
+				if sess = newETLSession(t, addr, id); sess == nil {
+					return
+				}
 				continue
 			}
 			fs.EachRecord(func(r *kgo.Record) {
@@ -65,11 +82,11 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 				// without this every later Begin fails and the member
 				// holds its partitions forever.
 				t.Logf("member %d: end (the batch will be re-read): %v", id, err)
-				for ctx.Err() == nil {
-					if _, err := sess.End(ctx, kgo.TryAbort); err == nil {
-						break
-					} else if ctx.Err() == nil {
-						t.Logf("member %d: abort after a failed end: %v", id, err)
+				if _, err := sess.End(ctx, kgo.TryAbort); err != nil && ctx.Err() == nil {
+					t.Logf("member %d: abort after a failed end: %v; starting a new session", id, err)
+					sess.Close()
+					if sess = newETLSession(t, addr, id); sess == nil {
+						return
 					}
 				}
 			}
@@ -81,7 +98,6 @@ func startETLMember(t *testing.T, addr string, id int) *etlMember {
 func (m *etlMember) stop() {
 	m.cancel()
 	<-m.done
-	m.sess.Close()
 }
 
 // TestExactlyOnceETL runs three GroupTransactSession workers over an input

@@ -163,12 +163,13 @@ func (c *Coordinator) Start() {
 // reconcile adopts or aborts what the partitions hold open. AddPartitions
 // is persisted without a sync (the Prepare sync that a commit needs makes
 // it durable first, pebble's log being sequential), so a crash can lose the
-// last partitions added to an ongoing transaction while data written to
-// them survived. Such data is adopted into the transaction if it is still
-// ongoing at that epoch, and otherwise aborted: a transaction the
-// coordinator does not know as ongoing or prepared was never committed.
-// Without this a partition would hold an open transaction forever and pin
-// its last stable offset (a hanging transaction).
+// last partitions added to an ongoing transaction, or its start, while data
+// written to them survived. Such data is adopted into the producer's
+// current transaction (see adopt); data of an older epoch or an unknown
+// producer is aborted. Without this a partition would hold an open
+// transaction forever and pin its last stable offset (a hanging
+// transaction), or a producer's commit would be answered from the
+// coordinator's older state while its data stayed open.
 func (c *Coordinator) reconcile() {
 	byPID := map[int64]*entry{}
 	for _, e := range c.all() {
@@ -177,11 +178,11 @@ func (c *Coordinator) reconcile() {
 	for _, o := range c.parts.OpenTransactions() {
 		epoch := o.Epoch
 		if e := byPID[o.ProducerID]; e != nil {
-			adopted, fencedEpoch := c.adoptOrFence(e, o)
+			adopted, abortEpoch := c.adopt(e, o)
 			if adopted {
 				continue
 			}
-			epoch = max(epoch, fencedEpoch)
+			epoch = abortEpoch
 		}
 		c.cfg.Logger.Warn("aborting an open transaction the coordinator does not know (its AddPartitionsToTxn was lost in a crash)",
 			"topic", o.Topic, "partition", o.Partition, "producer_id", o.ProducerID, "epoch", o.Epoch)
@@ -192,46 +193,46 @@ func (c *Coordinator) reconcile() {
 	}
 }
 
-// adoptOrFence adds an open partition to e's transaction if that
-// transaction is the one the data belongs to, and reports true. Otherwise
-// the data is to be aborted, and if e's producer is still at the data's
-// epoch it is fenced first (the epoch bumped, durably): that producer had
-// its writes acknowledged and may go on to EndTxn(commit), which must not
-// succeed on the coordinator's older state ("already committed") while its
-// data is aborted. The epoch to abort at is returned.
-func (c *Coordinator) adoptOrFence(e *entry, o OpenTxn) (adopted bool, epoch int16) {
+// adopt adds an open partition to the transaction its data belongs to and
+// reports true; otherwise the data is to be aborted at the returned epoch.
+// Data at the producer's current epoch belongs to its current transaction:
+// after the settling above, the previous one's markers are in place, so
+// open data at that epoch is newer. If the coordinator lost that
+// transaction's start too (it still says Empty or Complete*), the
+// transaction is taken up again as ongoing, as the producer believes it
+// is: its acknowledged writes are all durable, hence all adopted, so its
+// commit commits exactly those, and if the producer is gone the
+// transaction times out and is aborted. Data at an older epoch is aborted.
+func (c *Coordinator) adopt(e *entry, o OpenTxn) (adopted bool, epoch int16) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := &e.rec
-	if r.Epoch == o.Epoch {
-		switch r.Status {
-		case Ongoing:
-			if !r.hasPartition(o.TopicPartition) {
-				c.cfg.Logger.Info("adopting a partition into its ongoing transaction after a crash", "transactional_id", r.ID, "topic", o.Topic, "partition", o.Partition)
-				r.Partitions = append(r.Partitions, o.TopicPartition)
-				if err := c.persist(r, pebble.Sync); err != nil {
-					c.cfg.Logger.Error("persisting an adopted partition failed", "transactional_id", r.ID, "err", err)
-				}
-			}
-			return true, r.Epoch
-		case PrepareCommit, PrepareAbort:
-			// Completion failed above and the sweeper retries it; a
-			// prepared transaction's partition list is complete (its
-			// Prepare sync made every AddPartitions before it durable).
-			if r.hasPartition(o.TopicPartition) {
-				return true, r.Epoch
-			}
-		}
-		if r.Epoch < epochExhausted {
-			c.cfg.Logger.Warn("fencing a producer whose transaction was lost in a crash", "transactional_id", r.ID, "producer_id", r.ProducerID, "epoch", r.Epoch)
-			r.Epoch++
-			r.LastEpoch = -1
-			if err := c.persist(r, pebble.Sync); err != nil {
-				c.cfg.Logger.Error("persisting the fenced epoch failed", "transactional_id", r.ID, "err", err)
-			}
-		}
+	if r.Epoch != o.Epoch {
+		return false, max(r.Epoch, o.Epoch)
 	}
-	return false, r.Epoch
+	switch r.Status {
+	case PrepareCommit, PrepareAbort, PrepareEpochFence:
+		// Completion failed above and the sweeper retries it; a prepared
+		// transaction's partition list is complete (its Prepare sync made
+		// every AddPartitions before it durable), so anything else here
+		// cannot be explained: abort it.
+		return r.hasPartition(o.TopicPartition), r.Epoch
+	case Ongoing:
+		if r.hasPartition(o.TopicPartition) {
+			return true, r.Epoch
+		}
+	default: // Empty, CompleteCommit, CompleteAbort, Dead
+		c.cfg.Logger.Warn("resuming a transaction whose start was lost in a crash", "transactional_id", r.ID, "producer_id", r.ProducerID, "epoch", r.Epoch)
+		r.Status = Ongoing
+		r.StartMs = c.cfg.Now().UnixMilli()
+		r.Partitions, r.Groups, r.PreparedEnds = nil, nil, nil
+	}
+	c.cfg.Logger.Info("adopting a partition into its ongoing transaction after a crash", "transactional_id", r.ID, "topic", o.Topic, "partition", o.Partition)
+	r.Partitions = append(r.Partitions, o.TopicPartition)
+	if err := c.persist(r, pebble.Sync); err != nil {
+		c.cfg.Logger.Error("persisting an adopted partition failed", "transactional_id", r.ID, "err", err)
+	}
+	return true, r.Epoch
 }
 
 // Close stops the sweeper, waits for transactions being completed, and

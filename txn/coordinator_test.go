@@ -279,10 +279,12 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 
 // TestReconcileAdoptsOrAbortsOpenPartitions: after a crash a partition can
 // hold transactional data whose AddPartitionsToTxn (persisted without a
-// sync) was lost. Start adopts it into the producer's ongoing transaction,
-// and aborts it (fencing its producer) when the coordinator has no such
-// transaction, so no partition is left with a transaction nobody will end
-// and no producer is told a lost transaction committed.
+// sync) was lost, or whose transaction's very start was. Start adopts such
+// data into the producer's current transaction, taking that transaction up
+// again if the coordinator had lost it, so the producer can commit what it
+// was acknowledged; data of an older epoch or an unknown producer is
+// aborted. No partition is left with a transaction nobody will end, and no
+// producer is told a transaction committed whose data stays open.
 func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	defer f.c.Close()
@@ -291,11 +293,11 @@ func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 	f.c.InitProducerID(ctx, "ongoing", 60000, -1, -1, 4)
 	pidA, epochA, _ := f.c.InitProducerID(ctx, "ongoing", 60000, -1, -1, 4) // epoch 1
 	f.c.AddPartitions("ongoing", pidA, epochA, 3, []TopicPartition{tp0})
-	pidB, epochB, _ := f.c.InitProducerID(ctx, "done", 60000, -1, -1, 4)
+	pidB, epochB, _ := f.c.InitProducerID(ctx, "lost", 60000, -1, -1, 4)
 	f.markers.open = []OpenTxn{
 		{TopicPartition: tp0, ProducerID: pidA, Epoch: epochA},     // known: nothing to do
-		{TopicPartition: tp1, ProducerID: pidA, Epoch: epochA},     // lost AddPartitions, txn still ongoing: adopt
-		{TopicPartition: tp1, ProducerID: pidB, Epoch: epochB},     // lost AddPartitions, txn not ongoing: abort
+		{TopicPartition: tp1, ProducerID: pidA, Epoch: epochA},     // lost AddPartitions, txn ongoing: adopt
+		{TopicPartition: tp1, ProducerID: pidB, Epoch: epochB},     // the whole txn lost: take it up again
 		{TopicPartition: tp0, ProducerID: 999, Epoch: 3},           // unknown producer: abort
 		{TopicPartition: tp1, ProducerID: pidA, Epoch: epochA - 1}, // an older epoch of A: abort
 	}
@@ -303,7 +305,10 @@ func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 	if info, _ := f.c.Describe("ongoing"); len(info.Partitions) != 2 || info.Partitions[1] != tp1 || info.Status != Ongoing {
 		t.Fatalf("ongoing after reconcile: %+v", info)
 	}
-	want := []marker{{tp1, pidB, epochB + 1, false, math.MaxInt64}, {tp0, 999, 3, false, math.MaxInt64}, {tp1, pidA, epochA, false, math.MaxInt64}}
+	if info, _ := f.c.Describe("lost"); info.Status != Ongoing || len(info.Partitions) != 1 || info.Partitions[0] != tp1 || info.Epoch != epochB {
+		t.Fatalf("the lost transaction after reconcile: %+v, want it ongoing with %v", info, tp1)
+	}
+	want := []marker{{tp0, 999, 3, false, math.MaxInt64}, {tp1, pidA, epochA, false, math.MaxInt64}}
 	if len(f.markers.written) != len(want) {
 		t.Fatalf("markers %+v, want %+v", f.markers.written, want)
 	}
@@ -312,14 +317,13 @@ func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 			t.Fatalf("marker %d: %+v, want %+v", i, f.markers.written[i], want[i])
 		}
 	}
-	// The producer whose data was aborted is fenced: were its EndTxn to
-	// find the coordinator's older state, it would be told its commit
-	// succeeded.
-	if info, _ := f.c.Describe("done"); info.Status != Empty || len(info.Partitions) != 0 || info.Epoch != epochB+1 {
-		t.Fatalf("after aborting its lost transaction: %+v, want Empty at epoch %d", info, epochB+1)
+	// The producer of the lost transaction commits it, data included.
+	if code := f.c.EndTxn("lost", pidB, epochB, true, 3); code != 0 {
+		t.Fatalf("commit of the resumed transaction: %d", code)
 	}
-	if code := f.c.EndTxn("done", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
-		t.Fatalf("commit by the producer whose data was aborted: %d, want 90", code)
+	f.c.Describe("lost")
+	if last := f.markers.written[len(f.markers.written)-1]; last.tp != tp1 || last.pid != pidB || !last.commit {
+		t.Fatalf("commit markers: %+v", f.markers.written)
 	}
 }
 
