@@ -392,27 +392,9 @@ func checkProducer(e *entry, pid int64, epoch int16, version int16, fencedFromV 
 // AddPartitions adds partitions to the ongoing transaction. It returns one
 // error code per partition.
 func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version int16, tps []TopicPartition) map[TopicPartition]int16 {
-	out := make(map[TopicPartition]int16, len(tps))
-	all := func(code int16) map[TopicPartition]int16 {
-		for _, tp := range tps {
-			out[tp] = code
-		}
-		return out
-	}
+	all := func(code int16) map[TopicPartition]int16 { return allPartitions(tps, code) }
 	// Unknown partitions fail the request; the rest are not attempted.
-	missing := false
-	for _, tp := range tps {
-		if !c.exists(tp) {
-			out[tp] = kerr.UnknownTopicOrPartition.Code
-			missing = true
-		}
-	}
-	if missing {
-		for _, tp := range tps {
-			if _, ok := out[tp]; !ok {
-				out[tp] = kerr.OperationNotAttempted.Code
-			}
-		}
+	if out := c.unknownPartitions(tps); out != nil {
 		return out
 	}
 	e := c.get(id)

@@ -119,19 +119,16 @@ func appendTxnPartitions(tps []txn.TopicPartition, topics []kmsg.AddPartitionsTo
 func txnResult(id string, tps []txn.TopicPartition, codes map[txn.TopicPartition]int16) kmsg.AddPartitionsToTxnResponseTransaction {
 	rt := kmsg.NewAddPartitionsToTxnResponseTransaction()
 	rt.TransactionalID = id
-	byTopic := map[string]int{}
-	for _, tp := range tps {
-		i, ok := byTopic[tp.Topic]
-		if !ok {
-			st := kmsg.NewAddPartitionsToTxnResponseTransactionTopic()
-			st.Topic = tp.Topic
-			rt.Topics = append(rt.Topics, st)
-			i = len(rt.Topics) - 1
-			byTopic[tp.Topic] = i
+	topics, partitions := groupByTopic(tps)
+	for i, topic := range topics {
+		st := kmsg.NewAddPartitionsToTxnResponseTransactionTopic()
+		st.Topic = topic
+		for _, p := range partitions[i] {
+			sp := kmsg.NewAddPartitionsToTxnResponseTransactionTopicPartition()
+			sp.Partition, sp.ErrorCode = p, codes[txn.TopicPartition{Topic: topic, Partition: p}]
+			st.Partitions = append(st.Partitions, sp)
 		}
-		sp := kmsg.NewAddPartitionsToTxnResponseTransactionTopicPartition()
-		sp.Partition, sp.ErrorCode = tp.Partition, codes[tp]
-		rt.Topics[i].Partitions = append(rt.Topics[i].Partitions, sp)
+		rt.Topics = append(rt.Topics, st)
 	}
 	return rt
 }
@@ -193,17 +190,11 @@ func handleDescribeTransactions(c *conn, r *request) respond {
 		st.TimeoutMillis = info.TimeoutMs
 		st.StartTimestamp = info.StartMs
 		st.ProducerID, st.ProducerEpoch = info.ProducerID, info.Epoch
-		byTopic := map[string]int{}
-		for _, tp := range info.Partitions {
-			i, ok := byTopic[tp.Topic]
-			if !ok {
-				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
-				t.Topic = tp.Topic
-				st.Topics = append(st.Topics, t)
-				i = len(st.Topics) - 1
-				byTopic[tp.Topic] = i
-			}
-			st.Topics[i].Partitions = append(st.Topics[i].Partitions, tp.Partition)
+		topics, partitions := groupByTopic(info.Partitions)
+		for i, topic := range topics {
+			t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
+			t.Topic, t.Partitions = topic, partitions[i]
+			st.Topics = append(st.Topics, t)
 		}
 		resp.TransactionStates = append(resp.TransactionStates, st)
 	}
@@ -237,4 +228,21 @@ func handleListTransactions(c *conn, r *request) respond {
 		resp.TransactionStates = append(resp.TransactionStates, ts)
 	}
 	return ready(resp)
+}
+
+// groupByTopic groups partitions by topic, topics in first-seen order, as
+// responses list each topic once.
+func groupByTopic(tps []txn.TopicPartition) (topics []string, partitions [][]int32) {
+	index := map[string]int{}
+	for _, tp := range tps {
+		i, ok := index[tp.Topic]
+		if !ok {
+			i = len(topics)
+			index[tp.Topic] = i
+			topics = append(topics, tp.Topic)
+			partitions = append(partitions, nil)
+		}
+		partitions[i] = append(partitions[i], tp.Partition)
+	}
+	return topics, partitions
 }
