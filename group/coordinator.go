@@ -40,11 +40,9 @@ import (
 
 // Versions are the request versions served, per API key: the wire layer's
 // ApiVersions answer must list exactly these. Newer versions that replace
-// topic names with topic ids (OffsetCommit v10, OffsetFetch v10,
-// TxnOffsetCommit v6) are not served. TxnOffsetCommit v5 differs from v4
-// only in that the transaction coordinator adds the group to the
-// transaction implicitly (KIP-890 part 2); clients send it only when the
-// cluster runs transaction version 2.
+// topic names with topic ids (OffsetCommit v10, OffsetFetch v10) are not
+// served. TxnOffsetCommit is registered with the transaction APIs
+// (txn.Versions), since the transaction coordinator checks it first.
 var Versions = map[int16][2]int16{
 	8:  {0, 9}, // OffsetCommit
 	9:  {0, 9}, // OffsetFetch
@@ -54,7 +52,6 @@ var Versions = map[int16][2]int16{
 	14: {0, 5}, // SyncGroup
 	15: {0, 6}, // DescribeGroups
 	16: {0, 5}, // ListGroups
-	28: {0, 5}, // TxnOffsetCommit
 	42: {0, 2}, // DeleteGroups
 	47: {0, 0}, // OffsetDelete
 }

@@ -500,7 +500,7 @@ func TestVersions(t *testing.T) {
 	reqs := map[int16]kmsg.Request{
 		8: kmsg.NewPtrOffsetCommitRequest(), 9: kmsg.NewPtrOffsetFetchRequest(), 11: kmsg.NewPtrJoinGroupRequest(),
 		12: kmsg.NewPtrHeartbeatRequest(), 13: kmsg.NewPtrLeaveGroupRequest(), 14: kmsg.NewPtrSyncGroupRequest(),
-		15: kmsg.NewPtrDescribeGroupsRequest(), 16: kmsg.NewPtrListGroupsRequest(), 28: kmsg.NewPtrTxnOffsetCommitRequest(),
+		15: kmsg.NewPtrDescribeGroupsRequest(), 16: kmsg.NewPtrListGroupsRequest(),
 		42: kmsg.NewPtrDeleteGroupsRequest(), 47: kmsg.NewPtrOffsetDeleteRequest(),
 	}
 	if len(Versions) != len(reqs) {
