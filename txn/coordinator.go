@@ -142,11 +142,9 @@ func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups Gr
 // the timeout sweeper. It runs after the partitions are open and before
 // clients are served.
 func (c *Coordinator) Start() {
+	c.settleAll()
 	for _, e := range c.all() {
 		e.mu.Lock()
-		if err := c.settleLocked(context.Background(), e); err != nil {
-			c.cfg.Logger.Error("making the last transaction's markers durable failed", "transactional_id", e.rec.ID, "err", err)
-		}
 		if e.rec.Status == PrepareCommit || e.rec.Status == PrepareAbort {
 			c.cfg.Logger.Info("completing a transaction prepared before the restart", "transactional_id", e.rec.ID, "status", e.rec.Status.String())
 			if err := c.completeLocked(context.Background(), e); err != nil {
@@ -158,6 +156,34 @@ func (c *Coordinator) Start() {
 	c.reconcile()
 	c.started = true
 	go c.sweep()
+}
+
+// settleAll makes every transactional id's last markers durable, writing
+// again those a crash lost: all appended first, then waited for together
+// (each waits up to lazySyncDelay for its fsync).
+func (c *Coordinator) settleAll() {
+	type appended struct {
+		e         *entry
+		durableAt []int64
+	}
+	var waits []appended
+	for _, e := range c.all() {
+		if set := e.rec.Unsynced; set != nil {
+			at, err := c.appendMarkers(e.rec.ProducerID, set)
+			if err != nil {
+				c.cfg.Logger.Error("writing the last transaction's markers again failed", "transactional_id", e.rec.ID, "err", err)
+				continue
+			}
+			waits = append(waits, appended{e, at})
+		}
+	}
+	for _, w := range waits {
+		if err := c.awaitMarkers(context.Background(), w.e.rec.Unsynced, w.durableAt); err != nil {
+			c.cfg.Logger.Error("making the last transaction's markers durable failed", "transactional_id", w.e.rec.ID, "err", err)
+			continue
+		}
+		w.e.rec.Unsynced = nil
+	}
 }
 
 // reconcile adopts or aborts what the partitions hold open. AddPartitions
