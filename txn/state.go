@@ -117,9 +117,9 @@ const epochExhausted = 32766
 var Versions = map[int16][2]int16{
 	22: {0, 5}, // InitProducerId (the wire layer registers it)
 	24: {0, 5}, // AddPartitionsToTxn: v4+ is the batched, broker-to-broker form (KIP-890)
-	25: {0, 3}, // AddOffsetsToTxn
-	26: {0, 3}, // EndTxn: v4 adds 120, v5 is transaction version 2
-	28: {0, 3}, // TxnOffsetCommit
+	25: {0, 4}, // AddOffsetsToTxn: v4 may answer TRANSACTION_ABORTABLE (120)
+	26: {0, 4}, // EndTxn: v4 may answer 120; v5 is transaction version 2
+	28: {0, 4}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 is transaction version 2
 	65: {0, 0}, // DescribeTransactions
 	66: {0, 1}, // ListTransactions
 }

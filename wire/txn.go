@@ -158,6 +158,11 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 	b := c.s.b
 	req := r.kreq.(*kmsg.TxnOffsetCommitRequest)
 	if code := b.Txns.VerifyGroup(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); code != 0 {
+		if code == kerr.InvalidTxnState.Code && req.Version >= 4 {
+			// KIP-890: from v4 a group outside the transaction is an
+			// abortable error, as Kafka's verification answers it.
+			code = kerr.TransactionAbortable.Code
+		}
 		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 		for _, t := range req.Topics {
 			st := kmsg.NewTxnOffsetCommitResponseTopic()
