@@ -20,7 +20,7 @@ func init() { register(1, 4, 12, handleFetch) }
 func handleFetch(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.FetchRequest)
 	return func(ctx context.Context) kmsg.Response {
-		return reservingFetchResponse{fetch(ctx, c.s.b, req, r.received)}
+		return reservingFetchResponse{fetch(ctx, c.readerDone, c.s.b, req, r.received)}
 	}
 }
 
@@ -59,7 +59,9 @@ func fetchResponseSizeBound(resp *kmsg.FetchResponse) int {
 	return n
 }
 
-func fetch(ctx context.Context, b *broker.Broker, req *kmsg.FetchRequest, received time.Time) *kmsg.FetchResponse {
+// fetch answers once MinBytes are readable, MaxWait has passed, ctx ends or
+// stopWaiting is closed (the client stopped sending).
+func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time) *kmsg.FetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.Version >= 7 && req.SessionID != 0 {
 		// We never hand out sessions, so a client naming one is
@@ -87,6 +89,9 @@ func fetch(ctx context.Context, b *broker.Broker, req *kmsg.FetchRequest, receiv
 		case <-changed:
 		case <-wait.C:
 		case <-ctx.Done():
+			wait.Stop()
+			return resp
+		case <-stopWaiting:
 			wait.Stop()
 			return resp
 		}

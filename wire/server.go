@@ -137,8 +137,13 @@ type conn struct {
 	remote string
 	ctx    context.Context
 	cancel context.CancelFunc
-	queue  chan pending
-	once   sync.Once
+	// readerDone is closed when the client stops sending (it closed or
+	// broke the connection): a long-polling fetch answers with what it
+	// has instead of waiting out its MaxWait for a reader likely gone
+	// (the answer is still written, for a client that only half-closed).
+	readerDone chan struct{}
+	queue      chan pending
+	once       sync.Once
 }
 
 type pending struct {
@@ -152,7 +157,8 @@ const maxPipelined = 32
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, queue: make(chan pending, maxPipelined)}
+	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+		readerDone: make(chan struct{}), queue: make(chan pending, maxPipelined)}
 }
 
 func (c *conn) remoteIP() string {
@@ -177,6 +183,7 @@ func (c *conn) serve() {
 		c.writeLoop()
 	}()
 	err := c.readLoop()
+	close(c.readerDone)
 	close(c.queue)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 		var ne net.Error
