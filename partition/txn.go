@@ -34,8 +34,14 @@ type abortedTxn struct {
 type abortedIndex struct {
 	mu      sync.RWMutex
 	entries []abortedTxn
-	file    *os.File
-	dirty   bool // written since the last sync
+	// minFirst[i] is the smallest firstOffset of entries[i:]: a fetch stops
+	// scanning where no later entry can start before its data ends, so a
+	// consumer far behind on a log with many aborts pays for the entries
+	// that overlap its data, not for every one after it (Kafka stops the
+	// same way with the last stable offset it stores per entry).
+	minFirst []int64
+	file     *os.File
+	dirty    bool // written since the last sync
 }
 
 // openAbortedIndex loads the file, dropping entries the log no longer backs
@@ -108,6 +114,17 @@ func (a *abortedIndex) insert(e abortedTxn) bool {
 	a.entries = append(a.entries, abortedTxn{})
 	copy(a.entries[i+1:], a.entries[i:])
 	a.entries[i] = e
+	a.minFirst = append(a.minFirst, 0)
+	copy(a.minFirst[i+1:], a.minFirst[i:])
+	a.minFirst[i] = e.firstOffset
+	if i+1 < len(a.minFirst) {
+		a.minFirst[i] = min(e.firstOffset, a.minFirst[i+1])
+	}
+	// Earlier suffixes now include e; an append of a transaction that
+	// began recently stops at once.
+	for j := i - 1; j >= 0 && a.minFirst[j] > a.minFirst[j+1]; j-- {
+		a.minFirst[j] = a.minFirst[j+1]
+	}
 	return true
 }
 
@@ -159,7 +176,7 @@ func (a *abortedIndex) overlapping(from int64, upTo func() int64) []kmsg.FetchRe
 		return out
 	}
 	end := upTo()
-	for ; i < len(a.entries); i++ {
+	for ; i < len(a.entries) && a.minFirst[i] < end; i++ {
 		if e := a.entries[i]; e.firstOffset < end {
 			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
 			at.ProducerID, at.FirstOffset = e.producerID, e.firstOffset
