@@ -115,6 +115,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		Dir:          filepath.Join(cfg.DataDir, "transactions"),
 		MaxTimeoutMs: cfg.TransactionMaxTimeoutMs,
 		SweepEvery:   cfg.TransactionSweepInterval,
+		IDExpiration: cfg.TransactionalIDExpiration,
 		Logger:       logger.With("component", "transactions"),
 	}, b.PIDs.Next, b, b.Groups, b.partitionExists, txn.Stats{
 		Committed: b.Stats.TxnCommitted.Inc,

@@ -37,8 +37,9 @@ type Config struct {
 	RetentionCheckInterval time.Duration
 
 	// Transactions.
-	TransactionMaxTimeoutMs  int32
-	TransactionSweepInterval time.Duration
+	TransactionMaxTimeoutMs   int32
+	TransactionSweepInterval  time.Duration
+	TransactionalIDExpiration time.Duration
 
 	// Groups.
 	GroupInitialRebalanceDelay time.Duration
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		RetentionCheckInterval:     5 * time.Minute,
 		TransactionMaxTimeoutMs:    900000,
 		TransactionSweepInterval:   10 * time.Second,
+		TransactionalIDExpiration:  7 * 24 * time.Hour,
 		GroupInitialRebalanceDelay: 3 * time.Second,
 		GroupMinSessionTimeout:     6 * time.Second,
 		GroupMaxSessionTimeout:     30 * time.Minute,

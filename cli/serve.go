@@ -111,6 +111,7 @@ docs/operations.md.`,
 
 	f.Int32Var(&c.TransactionMaxTimeoutMs, "transaction-max-timeout-ms", c.TransactionMaxTimeoutMs, "largest transaction.timeout.ms a transactional producer may ask for, in milliseconds (transaction.max.timeout.ms)")
 	f.DurationVar(&c.TransactionSweepInterval, "transaction-timeout-check-interval", c.TransactionSweepInterval, "how often transactions past their timeout are aborted (transaction.abort.timed.out.transaction.cleanup.interval.ms)")
+	f.DurationVar(&c.TransactionalIDExpiration, "transactional-id-expiration", c.TransactionalIDExpiration, "how long a transactional id with no transaction in progress is kept without use; after it, its next InitProducerId gets a new producer id (transactional.id.expiration.ms)")
 
 	f.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "how long an empty consumer group waits for more members before its first rebalance (group.initial.rebalance.delay.ms)")
 	f.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest consumer session timeout accepted (group.min.session.timeout.ms)")
@@ -145,6 +146,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.MaxProducers < 1, "--max-producers must be at least 1"},
 		{c.TransactionMaxTimeoutMs < 1, "--transaction-max-timeout-ms must be positive"},
 		{c.TransactionSweepInterval <= 0, "--transaction-timeout-check-interval must be positive"},
+		{c.TransactionalIDExpiration <= 0, "--transactional-id-expiration must be positive"},
 		{c.GroupInitialRebalanceDelay < 0, "--group-initial-rebalance-delay must not be negative"},
 		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
 		{c.DataDir == "", "--data-dir must not be empty"},

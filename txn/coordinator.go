@@ -55,6 +55,11 @@ type Config struct {
 	Dir          string
 	MaxTimeoutMs int32         // transaction.max.timeout.ms (900000)
 	SweepEvery   time.Duration // how often timed-out transactions are aborted (Kafka: 10 s)
+	// IDExpiration is transactional.id.expiration.ms: a transactional id
+	// with no transaction in progress and no update for this long is
+	// forgotten (Kafka: 7 days); its next InitProducerId gets a new
+	// producer id.
+	IDExpiration time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time
 }
@@ -91,8 +96,9 @@ type Coordinator struct {
 // the id, including produce-side verification plus the append it guards, so
 // a produce can never slip in between a commit's markers.
 type entry struct {
-	mu  sync.Mutex
-	rec record
+	mu   sync.Mutex
+	rec  record
+	gone bool // expired and removed: whoever locked it late must look again
 }
 
 // Open loads durable state and completes transactions that were prepared
@@ -103,6 +109,9 @@ func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups Gr
 	}
 	if cfg.SweepEvery <= 0 {
 		cfg.SweepEvery = 10 * time.Second
+	}
+	if cfg.IDExpiration <= 0 {
+		cfg.IDExpiration = 7 * 24 * time.Hour
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -297,21 +306,40 @@ func (c *Coordinator) persist(r *record, opts *pebble.WriteOptions) error {
 	return c.db.Set([]byte(keyPrefix+r.ID), b, opts)
 }
 
-func (c *Coordinator) get(id string) *entry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.txns[id]
+// lock returns id's entry locked, or nil if there is none. An entry
+// expired meanwhile (expireIDs) is not returned.
+func (c *Coordinator) lock(id string) *entry {
+	for {
+		c.mu.Lock()
+		e := c.txns[id]
+		c.mu.Unlock()
+		if e == nil {
+			return nil
+		}
+		e.mu.Lock()
+		if !e.gone {
+			return e
+		}
+		e.mu.Unlock()
+	}
 }
 
-func (c *Coordinator) getOrCreate(id string) *entry {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.txns[id]
-	if e == nil {
-		e = &entry{rec: record{ID: id, ProducerID: -1, Epoch: -1, LastEpoch: -1, PrevProducerID: -1, Status: Empty}}
-		c.txns[id] = e
+// lockOrCreate returns id's entry locked, creating it if need be.
+func (c *Coordinator) lockOrCreate(id string) *entry {
+	for {
+		c.mu.Lock()
+		e := c.txns[id]
+		if e == nil {
+			e = &entry{rec: record{ID: id, ProducerID: -1, Epoch: -1, LastEpoch: -1, PrevProducerID: -1, Status: Empty}}
+			c.txns[id] = e
+		}
+		c.mu.Unlock()
+		e.mu.Lock()
+		if !e.gone {
+			return e
+		}
+		e.mu.Unlock()
 	}
-	return e
 }
 
 func (c *Coordinator) all() []*entry {
@@ -338,8 +366,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 	if version < 4 {
 		fenced = kerr.InvalidProducerEpoch.Code
 	}
-	e := c.getOrCreate(id)
-	e.mu.Lock()
+	e := c.lockOrCreate(id)
 	defer e.mu.Unlock()
 	r := &e.rec
 	if r.ProducerID < 0 {
@@ -423,11 +450,10 @@ func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version i
 	if out := c.unknownPartitions(tps); out != nil {
 		return out
 	}
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return all(kerr.InvalidProducerIDMapping.Code)
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	if code := checkProducer(e, pid, epoch, version, 2); code != 0 {
 		return all(code)
@@ -454,11 +480,10 @@ func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version i
 
 // AddOffsets records that the transaction will commit offsets of group.
 func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int16, group string) int16 {
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	if code := checkProducer(e, pid, epoch, version, 2); code != 0 {
 		return code
@@ -485,11 +510,10 @@ func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int1
 // VerifyGroup checks that a TxnOffsetCommit belongs to an ongoing
 // transaction that added the group (AddOffsetsToTxn).
 func (c *Coordinator) VerifyGroup(id string, pid int64, epoch int16, group string) int16 {
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
 	case e.rec.ProducerID != pid:
@@ -509,11 +533,10 @@ func (c *Coordinator) VerifyGroup(id string, pid int64, epoch int16, group strin
 // notInTxn is the code for a partition outside the transaction (48 before
 // Produce v11, 120 from v11).
 func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp TopicPartition, notInTxn int16, reject func(code int16) T, append func() T) T {
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return reject(notInTxn)
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
 	case e.rec.ProducerID != pid:
@@ -538,11 +561,10 @@ func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, ver
 	if id == "" {
 		return kerr.InvalidRequest.Code
 	}
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
 	}
-	e.mu.Lock()
 	code, prepared := c.prepareLocked(e, pid, epoch, commit, version)
 	if !prepared {
 		e.mu.Unlock()
@@ -760,6 +782,7 @@ func (c *Coordinator) sweep() {
 			return
 		case <-t.C:
 			c.AbortTimedOut()
+			c.ExpireIDs()
 		}
 	}
 }
@@ -793,6 +816,39 @@ func (c *Coordinator) AbortTimedOut() int {
 	return n
 }
 
+// ExpireIDs forgets the transactional ids idle for longer than
+// IDExpiration, as Kafka does, so that ids used once do not accumulate in
+// memory and in the store. Only an id with no transaction in progress and
+// its markers known durable is expired; one locked right now is left for
+// the next sweep. It returns how many were expired.
+func (c *Coordinator) ExpireIDs() int {
+	cutoff := c.cfg.Now().Add(-c.cfg.IDExpiration).UnixMilli()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for id, e := range c.txns {
+		if !e.mu.TryLock() {
+			continue
+		}
+		r := &e.rec
+		idle := r.Status == Empty || r.Status == CompleteCommit || r.Status == CompleteAbort
+		if idle && r.Unsynced == nil && r.UpdatedMs < cutoff {
+			if err := c.db.Delete([]byte(keyPrefix+id), pebble.NoSync); err != nil {
+				c.cfg.Logger.Error("expiring a transactional id failed", "transactional_id", id, "err", err)
+			} else {
+				delete(c.txns, id)
+				e.gone = true
+				n++
+			}
+		}
+		e.mu.Unlock()
+	}
+	if n > 0 {
+		c.cfg.Logger.Info("expired idle transactional ids", "count", n, "idle_for_more_than", c.cfg.IDExpiration.String())
+	}
+	return n
+}
+
 // Info describes one transactional id (DescribeTransactions, ListTransactions).
 type Info struct {
 	ID         string
@@ -806,11 +862,10 @@ type Info struct {
 
 // Describe returns a transactional id's state.
 func (c *Coordinator) Describe(id string) (Info, bool) {
-	e := c.get(id)
+	e := c.lock(id)
 	if e == nil {
 		return Info{}, false
 	}
-	e.mu.Lock()
 	defer e.mu.Unlock()
 	return infoOf(&e.rec), true
 }
@@ -820,7 +875,9 @@ func (c *Coordinator) List() []Info {
 	var out []Info
 	for _, e := range c.all() {
 		e.mu.Lock()
-		out = append(out, infoOf(&e.rec))
+		if !e.gone {
+			out = append(out, infoOf(&e.rec))
+		}
 		e.mu.Unlock()
 	}
 	return out
@@ -836,7 +893,7 @@ func (c *Coordinator) Ongoing() int {
 	n := 0
 	for _, e := range c.all() {
 		e.mu.Lock()
-		if e.rec.Status == Ongoing {
+		if e.rec.Status == Ongoing && !e.gone {
 			n++
 		}
 		e.mu.Unlock()

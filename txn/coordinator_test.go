@@ -360,3 +360,43 @@ func TestMarkersKeptUntilDurable(t *testing.T) {
 		t.Fatalf("markers after the next transaction: %+v", g.markers.written)
 	}
 }
+
+// TestIdleTransactionalIDsExpire: an id with no transaction in progress and
+// no update for transactional.id.expiration.ms is forgotten, durably; its
+// next InitProducerId gets a new producer id, and its old producer is told
+// its id mapping is gone. An id with a transaction in progress is kept.
+func TestIdleTransactionalIDsExpire(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, dir)
+	ctx := context.Background()
+	idlePID, idleEpoch, _ := f.c.InitProducerID(ctx, "idle", 60000, -1, -1, 4)
+	busyPID, busyEpoch, _ := f.c.InitProducerID(ctx, "busy", 600000, -1, -1, 4)
+	f.c.AddPartitions("busy", busyPID, busyEpoch, 3, []TopicPartition{tp0})
+	if n := f.c.ExpireIDs(); n != 0 {
+		t.Fatalf("expired %d ids before the expiration", n)
+	}
+	f.nowMs.Add((7*24*time.Hour + time.Second).Milliseconds())
+	if n := f.c.ExpireIDs(); n != 1 {
+		t.Fatalf("expired %d ids, want the idle one", n)
+	}
+	if _, ok := f.c.Describe("idle"); ok {
+		t.Fatal("the expired id is still described")
+	}
+	if code := f.c.AddOffsets("idle", idlePID, idleEpoch, 3, "g"); code != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("the expired id's old producer: %d, want 49", code)
+	}
+	if info, ok := f.c.Describe("busy"); !ok || info.Status != Ongoing {
+		t.Fatalf("the id with a transaction in progress: %+v %v", info, ok)
+	}
+	f.c.Close()
+
+	g := newFixture(t, dir)
+	defer g.c.Close()
+	g.nextPID = 100
+	if _, ok := g.c.Describe("idle"); ok {
+		t.Fatal("the expired id came back after a restart")
+	}
+	if pid, epoch, code := g.c.InitProducerID(ctx, "idle", 60000, -1, -1, 4); code != 0 || pid == idlePID || epoch != 0 {
+		t.Fatalf("init after expiry: pid %d epoch %d code %d, want a new producer id at epoch 0", pid, epoch, code)
+	}
+}

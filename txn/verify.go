@@ -45,15 +45,14 @@ func (c *Coordinator) VerifyPartitions(id string, pid int64, epoch int16, versio
 	if id == "" {
 		return all(kerr.InvalidRequest.Code)
 	}
-	e := c.get(id)
-	if e == nil {
-		return all(kerr.InvalidProducerIDMapping.Code)
-	}
 	notInTxn := kerr.TransactionAbortable.Code
 	if version < 5 {
 		notInTxn = kerr.InvalidTxnState.Code
 	}
-	e.mu.Lock()
+	e := c.lock(id)
+	if e == nil {
+		return all(kerr.InvalidProducerIDMapping.Code)
+	}
 	defer e.mu.Unlock()
 	r := &e.rec
 	switch {

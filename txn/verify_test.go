@@ -57,8 +57,7 @@ func TestVerifyPartitionsChecksWithoutAdding(t *testing.T) {
 	}
 
 	// A transaction being completed answers CONCURRENT_TRANSACTIONS.
-	e := f.c.get("a")
-	e.mu.Lock()
+	e := f.c.lock("a")
 	e.rec.Status = PrepareCommit
 	e.mu.Unlock()
 	if got := f.c.VerifyPartitions("a", pid, epoch, 4, both); !reflect.DeepEqual(got, all(kerr.ConcurrentTransactions.Code)) {
