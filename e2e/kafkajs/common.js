@@ -3,7 +3,7 @@
 // Records a script consumed go to a JSON file for the Go test to check;
 // kafkajs's own logs go to stderr, which the Go test prints on failure.
 const fs = require('fs')
-const { Kafka, logLevel } = require('kafkajs')
+const { Kafka, Partitioners, logLevel } = require('kafkajs')
 
 // SENTINEL marks the end of a partition: a consumer is done with a
 // partition once it has seen this value there, so no script has to guess
@@ -90,4 +90,16 @@ function intArg(s, name) {
   return n
 }
 
-module.exports = { SENTINEL, newKafka, consumeUntilSentinels, main, writeResult, intArg }
+// transactionalProducer is a kafkajs transactional producer as every
+// script here uses it: idempotent (kafkajs requires one request in flight
+// for that) and with the default partitioner.
+function transactionalProducer(kafka, transactionalId) {
+  return kafka.producer({
+    transactionalId,
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  })
+}
+
+module.exports = { SENTINEL, newKafka, transactionalProducer, consumeUntilSentinels, main, writeResult, intArg }

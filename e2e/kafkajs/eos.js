@@ -12,8 +12,7 @@
 // partition's SENTINEL has been committed. Writes
 // {"batches", "transactions", "aborted", "transformed"} to OUT_FILE.
 // Usage: node eos.js BROKER IN OUT PARTITIONS GROUP OUT_FILE
-const { Partitioners } = require('kafkajs')
-const { SENTINEL, newKafka, main, writeResult, intArg } = require('./common')
+const { SENTINEL, newKafka, transactionalProducer, main, writeResult, intArg } = require('./common')
 
 const ABORT_EVERY = 5
 // Small fetches make many small batches, hence many transactions.
@@ -32,12 +31,7 @@ main(60_000, async () => {
     return found ? found.offset : '-1'
   }
 
-  const producer = kafka.producer({
-    transactionalId: 'kafkajs-eos',
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  })
+  const producer = transactionalProducer(kafka, 'kafkajs-eos')
   await producer.connect()
 
   const consumer = kafka.consumer({

@@ -7,8 +7,7 @@
 // and commits. Writes the zombie's error types
 // {"zombieSendError", "zombieCommitError"} (null if no error) to OUT.
 // Usage: node fencing.js BROKER TOPIC OUT
-const { Partitioners } = require('kafkajs')
-const { SENTINEL, newKafka, main, writeResult } = require('./common')
+const { SENTINEL, newKafka, transactionalProducer, main, writeResult } = require('./common')
 
 const errorType = async action => {
   try {
@@ -22,13 +21,7 @@ const errorType = async action => {
 main(60_000, async () => {
   const [broker, topic, out] = process.argv.slice(2)
   const kafka = newKafka(broker, 'kafkajs-fencing')
-  const newProducer = () =>
-    kafka.producer({
-      transactionalId: 'kafkajs-fencing',
-      idempotent: true,
-      maxInFlightRequests: 1,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    })
+  const newProducer = () => transactionalProducer(kafka, 'kafkajs-fencing')
 
   const zombie = newProducer()
   await zombie.connect()

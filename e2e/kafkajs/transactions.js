@@ -6,8 +6,7 @@
 // consumer in group GROUP reads until every SENTINEL. Writes
 // {"records": [...]} (what the consumer saw) to OUT.
 // Usage: node transactions.js BROKER TOPIC PARTITIONS TXNS PER_TXN GROUP OUT
-const { Partitioners } = require('kafkajs')
-const { SENTINEL, newKafka, consumeUntilSentinels, main, writeResult, intArg } = require('./common')
+const { SENTINEL, newKafka, transactionalProducer, consumeUntilSentinels, main, writeResult, intArg } = require('./common')
 
 main(60_000, async () => {
   const [broker, topic, partitionsArg, txnsArg, perTxnArg, groupId, out] = process.argv.slice(2)
@@ -21,12 +20,7 @@ main(60_000, async () => {
   await consumer.subscribe({ topics: [topic], fromBeginning: true })
   const consumed = consumeUntilSentinels(consumer, partitions)
 
-  const producer = kafka.producer({
-    transactionalId: 'kafkajs-transactions',
-    idempotent: true,
-    maxInFlightRequests: 1,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  })
+  const producer = transactionalProducer(kafka, 'kafkajs-transactions')
   await producer.connect()
   for (let t = 0; t < txns; t++) {
     const txn = await producer.transaction()
