@@ -215,7 +215,6 @@ func (t *transformer) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeTopics(inputTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(t.opts.sessionTimeout),
 		kgo.RebalanceTimeout(t.opts.rebalanceTimeout),
 		kgo.HeartbeatInterval(t.opts.sessionTimeout/6),
