@@ -316,6 +316,14 @@ func (b *bench) transactions(ctx context.Context) {
 		[]produceMode{idempotentProduce, transactionalProduce}, []string{"idempotent " + s.String(), txnName}, b.profile.Repeats)
 	b.dropTopics(ctx, written[0])
 	b.addRatioCheck(fmt.Sprintf("transactional / idempotent produce (%d-record txns, %s)", b.profile.TxnSize, s), rows[1], rows[0], 0.8, true)
+	// A transactional producer works one transaction at a time, so
+	// throughput follows the number of producers: the same load from four
+	// times as many shows how far concurrency takes it.
+	wide := s
+	wide.Producers *= 4
+	_, wideWritten := b.bestOfModes(ctx, "transactions", wide, b.profile.TxnRecords,
+		[]produceMode{transactionalProduce}, []string{fmt.Sprintf("transactional, %d-record transactions, %s", b.profile.TxnSize, wide)}, 1)
+	b.dropTopics(ctx, wideWritten[0])
 	// The consume workload reads the transactional topic back.
 	for target, src := range written[1] {
 		b.setSource(target, "txn", src)
