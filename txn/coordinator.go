@@ -644,8 +644,8 @@ func (c *Coordinator) notePreparedEnds(r *record) {
 // depends on their durability, and an fsync a producer asks for on the
 // same partition soon covers them, sparing one per partition. Until they
 // are known durable the record keeps them (Unsynced), so that a crash
-// before then has them written again at the restart; this transaction's
-// record replacing the next one's keeps them too.
+// before then has them written again at the restart, and the producer's
+// next completion makes sure of them (settleLocked) before replacing them.
 func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	if err := c.settleLocked(ctx, e); err != nil {
 		return err
