@@ -5,31 +5,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/oncelog/oncelog/internal/tailbuf"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/oncelog/oncelog/internal/brokerproc"
 )
 
-// This file is a small launcher for the oncelog binary, modelled on
-// internal/testbroker (which needs a testing.TB and so cannot serve the
-// command-line harness): fixed ports kept across restarts, SIGKILL and clean
-// stop, readiness by polling the admin /readyz endpoint.
+// The broker runs through internal/brokerproc (fixed ports kept across
+// restarts, SIGKILL and clean stop); this harness waits for readiness by
+// polling the admin /readyz endpoint.
 
 const (
 	readyTimeout  = 60 * time.Second
 	readyInterval = 25 * time.Millisecond
 	exitTimeout   = 30 * time.Second
-	outputLimit   = 1 << 20
-	outputTail    = 8 << 10
 )
 
 const mainPackage = "github.com/oncelog/oncelog/cmd/oncelog"
@@ -62,67 +55,24 @@ func BuildBinary(dir string) (string, error) {
 
 // brokerProcess is an oncelog subprocess that can be killed and restarted on
 // the same ports and data directory.
-type brokerProcess struct {
-	binary    string
-	dataDir   string
-	addr      string // Kafka listener
-	adminAddr string // /readyz, /metrics
-	advertise string
-	extraArgs []string
-	output    *tailbuf.Buffer
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
-}
+type brokerProcess struct{ *brokerproc.Process }
 
 func newBrokerProcess(binary, dataDir, advertise string, extraArgs []string) (*brokerProcess, error) {
-	ports, err := pickFreePorts(2)
+	p, err := brokerproc.New(binary, dataDir, advertise, extraArgs, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &brokerProcess{
-		binary:    binary,
-		dataDir:   dataDir,
-		addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
-		adminAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-		advertise: advertise,
-		extraArgs: extraArgs,
-		output:    tailbuf.New(outputLimit),
-	}, nil
+	return &brokerProcess{p}, nil
 }
 
 // start launches the process and waits until /readyz answers 200.
 func (b *brokerProcess) start(ctx context.Context) error {
-	args := append([]string{
-		"serve",
-		"--listen", b.addr,
-		"--advertise", b.advertise,
-		"--data-dir", b.dataDir,
-		"--admin-listen", b.adminAddr,
-		"--log-level", "warn",
-	}, b.extraArgs...)
-	cmd := exec.Command(b.binary, args...)
-	cmd.Stdout, cmd.Stderr = b.output, b.output
-	cmd.WaitDelay = 5 * time.Second
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", b.binary, err)
+	exited, err := b.Launch()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", b.Binary, err)
 	}
-	exited := make(chan struct{})
-	b.mu.Lock()
-	b.cmd, b.exited, b.waitErr = cmd, exited, nil
-	b.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		b.mu.Lock()
-		b.waitErr = err
-		b.mu.Unlock()
-		close(exited)
-	}()
 	if err := b.waitReady(ctx, exited); err != nil {
-		return fmt.Errorf("broker on %s not ready: %w; output tail:\n%s", b.addr, err, b.tail())
+		return fmt.Errorf("broker on %s not ready: %w; output tail:\n%s", b.Addr, err, b.Tail())
 	}
 	return nil
 }
@@ -131,7 +81,7 @@ func (b *brokerProcess) waitReady(ctx context.Context, exited <-chan struct{}) e
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: 2 * time.Second}
-	url := "http://" + b.adminAddr + "/readyz"
+	url := "http://" + b.AdminAddr + "/readyz"
 	ticker := time.NewTicker(readyInterval)
 	defer ticker.Stop()
 	for {
@@ -147,7 +97,7 @@ func (b *brokerProcess) waitReady(ctx context.Context, exited <-chan struct{}) e
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("process exited before it was ready: %v", b.exitErr())
+			return fmt.Errorf("process exited before it was ready: %v", b.ExitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("not ready within %v: %w", readyTimeout, ctx.Err())
 		case <-ticker.C:
@@ -156,94 +106,11 @@ func (b *brokerProcess) waitReady(ctx context.Context, exited <-chan struct{}) e
 }
 
 // kill sends SIGKILL and waits until the process is reaped.
-func (b *brokerProcess) kill() error {
-	cmd, exited := b.current()
-	if cmd == nil || isClosed(exited) {
-		return nil
-	}
-	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("SIGKILL: %w", err)
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(exitTimeout):
-		return fmt.Errorf("broker not reaped %v after SIGKILL", exitTimeout)
-	}
-}
+func (b *brokerProcess) kill() error { return b.Kill(exitTimeout) }
 
 // stop sends SIGTERM and waits for the process to exit, killing it if it
-// does not within exitTimeout. It returns the exit error of an unclean stop.
-func (b *brokerProcess) stop() error {
-	cmd, exited := b.current()
-	if cmd == nil || isClosed(exited) {
-		return nil
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("SIGTERM: %w", err)
-	}
-	select {
-	case <-exited:
-		return b.exitErr()
-	case <-time.After(exitTimeout):
-		b.kill()
-		return fmt.Errorf("broker did not exit within %v of SIGTERM", exitTimeout)
-	}
-}
-
-func (b *brokerProcess) current() (*exec.Cmd, chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cmd, b.exited
-}
-
-func (b *brokerProcess) exitErr() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.waitErr
-}
+// does not within exitTimeout. It returns the error of an unclean stop.
+func (b *brokerProcess) stop() error { return b.Stop(exitTimeout) }
 
 // tail is the end of the broker's combined output, for error messages.
-func (b *brokerProcess) tail() string {
-	out := b.output.String()
-	if len(out) > outputTail {
-		out = "..." + out[len(out)-outputTail:]
-	}
-	return out
-}
-
-func isClosed(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
-// pickFreePorts returns n distinct loopback ports that were free a moment
-// ago, below the Linux ephemeral range so that no client connection takes one
-// while the broker is down between a kill and its restart.
-func pickFreePorts(n int) ([]int, error) {
-	const lowest, highest = 20000, 32767
-	var ports []int
-	for attempt := 0; len(ports) < n && attempt < 200; attempt++ {
-		port := lowest + rand.IntN(highest-lowest+1)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		dup := false
-		for _, p := range ports {
-			dup = dup || p == port
-		}
-		if !dup {
-			ports = append(ports, port)
-		}
-	}
-	if len(ports) < n {
-		return nil, fmt.Errorf("found only %d free loopback ports of %d", len(ports), n)
-	}
-	return ports, nil
-}
+func (b *brokerProcess) tail() string { return b.Tail() }

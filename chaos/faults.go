@@ -225,7 +225,7 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 		fi.proxy.SetRules(held)
 		fi.events.add("holding every response before a torn-tail crash")
 		var err error
-		highWater, err = directHighWatermark(ctx, fi.broker.addr, inputTopic, victim)
+		highWater, err = directHighWatermark(ctx, fi.broker.Addr, inputTopic, victim)
 		if err != nil {
 			fi.logger.Warn("chaos: no high watermark before tearing, crashing without a tear", "err", err)
 			tear = false
@@ -254,7 +254,7 @@ func (fi *faultInjector) crash(ctx context.Context) error {
 	time.Sleep(downtime) // the broker stays down a while: clients retry against a dead port
 
 	if tear {
-		torn, ok, err := tearTail(fi.broker.dataDir, inputTopic, victim, highWater, cutFraction)
+		torn, ok, err := tearTail(fi.broker.DataDir, inputTopic, victim, highWater, cutFraction)
 		switch {
 		case err != nil:
 			return fmt.Errorf("tearing %s-%d: %w", inputTopic, victim, err)

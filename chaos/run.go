@@ -212,7 +212,7 @@ func (r *runner) setUp(ctx context.Context) error {
 	if r.broker, err = newBrokerProcess(binary, dataDir, r.proxy.Addr(), extraArgs); err != nil {
 		return err
 	}
-	r.proxy.SetTarget(r.broker.addr)
+	r.proxy.SetTarget(r.broker.Addr)
 	r.cleanups = append(r.cleanups, func() { r.broker.kill() })
 	if err := r.broker.start(ctx); err != nil {
 		return err

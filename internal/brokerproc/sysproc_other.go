@@ -1,9 +1,9 @@
 //go:build !linux
 
-package chaos
+package brokerproc
 
 import "syscall"
 
 // sysProcAttr has no parent-death signal outside Linux: a broker may outlive
-// a harness that crashes.
+// a test process that crashes.
 func sysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,9 +1,0 @@
-//go:build !linux
-
-package testbroker
-
-import "syscall"
-
-// sysProcAttr has no parent-death signal outside Linux: a broker may outlive
-// a test process that crashes.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
