@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/batchtest"
 	"github.com/oncelog/oncelog/txn"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -32,27 +31,7 @@ func openTestBroker(t *testing.T) *Broker {
 // recordBatch builds a RecordBatch v2 of n small records; pid -1 makes it
 // non-idempotent.
 func recordBatch(pid int64, epoch int16, firstSeq int32, n int) []byte {
-	var records []byte
-	for i := range n {
-		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte("value")}
-		r.Length = int32(len(r.AppendTo(nil)) - 1) // the zero Length varint took one byte
-		records = r.AppendTo(records)
-	}
-	rb := kmsg.RecordBatch{
-		Magic:           2,
-		LastOffsetDelta: int32(n - 1),
-		FirstTimestamp:  time.Now().UnixMilli(),
-		MaxTimestamp:    time.Now().UnixMilli(),
-		ProducerID:      pid,
-		ProducerEpoch:   epoch,
-		FirstSequence:   firstSeq,
-		NumRecords:      int32(n),
-		Records:         records,
-		Length:          int32(batch.HeaderSize - batch.LengthFieldEnd + len(records)),
-	}
-	b := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(b[17:], batch.ComputeCRC(b))
-	return b
+	return batchtest.Build(batchtest.Spec{Records: n, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: firstSeq, Timestamp: time.Now().UnixMilli()})
 }
 
 // appendDurable appends a copy of b (Append patches offsets in place) and
@@ -200,10 +179,7 @@ func TestLastStableOffsetStopsAtOpenTransaction(t *testing.T) {
 		t.Fatalf("InitProducerID: error code %d", code)
 	}
 	b.Txns.AddPartitions("tx-lso", pid, epoch, 4, []txn.TopicPartition{{Topic: "ledger", Partition: 0}})
-	transactional := recordBatch(pid, epoch, 0, 1)
-	binary.BigEndian.PutUint16(transactional[21:], batch.AttrTransactional)
-	binary.BigEndian.PutUint32(transactional[17:], batch.ComputeCRC(transactional))
-	appendDurable(t, b, "ledger", 0, transactional)
+	appendDurable(t, b, "ledger", 0, transactionalBatch(pid, epoch, 0, 1))
 	appendDurable(t, b, "ledger", 0, recordBatch(-1, -1, -1, 1))
 
 	want := `

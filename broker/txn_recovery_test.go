@@ -2,12 +2,12 @@ package broker
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
-	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/batchtest"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/txn"
 )
@@ -33,10 +33,7 @@ func readAll(t *testing.T, p *partition.Partition) []byte {
 }
 
 func transactionalBatch(pid int64, epoch int16, seq int32, n int) []byte {
-	b := recordBatch(pid, epoch, seq, n)
-	binary.BigEndian.PutUint16(b[21:], batch.AttrTransactional)
-	binary.BigEndian.PutUint32(b[17:], batch.ComputeCRC(b))
-	return b
+	return batchtest.Build(batchtest.Spec{Records: n, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: seq, Transactional: true, Timestamp: time.Now().UnixMilli()})
 }
 
 // TestRestartRepairsLostAddPartitions: AddPartitionsToTxn is persisted

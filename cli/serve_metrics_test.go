@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/batchtest"
 	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -22,28 +21,7 @@ import (
 // idempotentBatch builds a RecordBatch v2 of n records from producer
 // pid/epoch starting at sequence firstSeq, sealed with its CRC.
 func idempotentBatch(pid int64, epoch int16, firstSeq int32, n int) []byte {
-	var records []byte
-	for i := range n {
-		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte("record " + strconv.Itoa(i))}
-		r.Length = int32(len(r.AppendTo(nil)) - 1) // the zero Length varint took one byte
-		records = r.AppendTo(records)
-	}
-	now := time.Now().UnixMilli()
-	rb := kmsg.RecordBatch{
-		Magic:           2,
-		LastOffsetDelta: int32(n - 1),
-		FirstTimestamp:  now,
-		MaxTimestamp:    now,
-		ProducerID:      pid,
-		ProducerEpoch:   epoch,
-		FirstSequence:   firstSeq,
-		NumRecords:      int32(n),
-		Records:         records,
-		Length:          int32(batch.HeaderSize - batch.LengthFieldEnd + len(records)),
-	}
-	b := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(b[17:], batch.ComputeCRC(b))
-	return b
+	return batchtest.Idempotent(n, pid, epoch, firstSeq)
 }
 
 // produceRaw sends one batch to topic/partition with acks=all, as a client
