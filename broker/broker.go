@@ -423,7 +423,7 @@ func (b *Broker) AwaitDurable(ctx context.Context, tp txn.TopicPartition, offset
 // LogEnd is a partition's next offset (0 for one that does not exist).
 func (b *Broker) LogEnd(tp txn.TopicPartition) int64 {
 	if p := b.Partition(tp.Topic, tp.Partition); p != nil {
-		return p.Log().NextOffset()
+		return p.LogEndOffset()
 	}
 	return 0
 }
