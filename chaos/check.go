@@ -7,7 +7,7 @@ import (
 )
 
 // Anomaly names a class of violation. The first seven are the classes of
-// the "What a chaos run must look for" section of ARCHITECTURE.md (after
+// the "What a chaos run looks for" section of docs/architecture.md (after
 // the Jepsen analyses of Redpanda and Bufstream); the rest check the
 // consume-transform-produce stage and the group offsets it commits.
 type Anomaly string

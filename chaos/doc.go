@@ -1,8 +1,8 @@
 // Package chaos is oncelog's chaos harness: it runs the real broker binary
 // behind internal/faultproxy, drives it with real franz-go clients while
 // killing, restarting and corrupting it, then reads everything back and
-// checks the history for the anomaly classes listed in ARCHITECTURE.md
-// ("What a chaos run must look for"). Run is the library entry point;
+// checks the history for the anomaly classes listed in docs/architecture.md
+// ("What a chaos run looks for"). Run is the library entry point;
 // cmd/oncelog-chaos is its command line:
 //
 //	go run ./cmd/oncelog-chaos --duration 60s --producers 8 --seed 1 --tear-tail --porcupine

@@ -217,7 +217,7 @@ func (s *State) reject(code int16) Decision {
 }
 
 // Check validates a client batch against the producer state without changing
-// it (KAFKA-EXACTLY-ONCE.md §2, steps 3, 5, 6 and 7): a retry of one of the
+// it (docs/exactly-once.md §2, steps 1, 2 and 4-6): a retry of one of the
 // cached batches is a Duplicate; a stale epoch is 47; a new epoch must start
 // at sequence 0 and the same epoch must continue the sequence, else 45; a
 // non-transactional batch while the producer's transaction is open is 48. An

@@ -1,7 +1,7 @@
 // Command oncelog-chaos runs the chaos harness against an oncelog broker:
 // idempotent producers and a transactional consume-transform-produce stage
 // under kill -9, torn log tails and a fault-injecting proxy, then checks the
-// history for the anomaly classes of ARCHITECTURE.md. It exits 1 on any
+// history for the anomaly classes of docs/architecture.md. It exits 1 on any
 // anomaly and 2 if the run could not be carried out. See package chaos.
 package main
 
