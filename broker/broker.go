@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/group"
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/meta"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
@@ -57,7 +57,8 @@ type Broker struct {
 
 // Open starts a broker on cfg.DataDir, recovering every partition.
 func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	cfg.FS = fsx.Or(cfg.FS)
+	if err := cfg.FS.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	start := time.Now()
@@ -71,7 +72,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	b.notify.init()
 	var err error
-	if b.meta, err = meta.Open(filepath.Join(cfg.DataDir, "meta")); err != nil {
+	if b.meta, err = meta.Open(cfg.FS, filepath.Join(cfg.DataDir, "meta"), logger); err != nil {
 		return nil, err
 	}
 	if b.ClusterID, err = b.meta.ClusterID(); err != nil {
@@ -81,13 +82,14 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	b.limits = producer.NewLimits(cfg.MaxProducers, func(n int) {
 		b.Stats.ProducersEvicted.Add(float64(n))
 	})
-	if b.PIDs, err = producer.OpenIDAllocator(filepath.Join(cfg.DataDir, "producer-ids")); err != nil {
+	if b.PIDs, err = producer.OpenIDAllocator(cfg.FS, filepath.Join(cfg.DataDir, "producer-ids")); err != nil {
 		b.meta.Close()
 		return nil, err
 	}
 	b.Groups, err = group.Open(group.Config{
 		NodeID:                cfg.NodeID,
 		Dir:                   filepath.Join(cfg.DataDir, "groups"),
+		FS:                    cfg.FS,
 		InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
 		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
@@ -113,6 +115,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	b.Txns, err = txn.Open(txn.Config{
 		Dir:          filepath.Join(cfg.DataDir, "transactions"),
+		FS:           cfg.FS,
 		MaxTimeoutMs: cfg.TransactionMaxTimeoutMs,
 		SweepEvery:   cfg.TransactionSweepInterval,
 		IDExpiration: cfg.TransactionalIDExpiration,
@@ -147,7 +150,7 @@ func (b *Broker) partitionDir(topic string, index int32) string {
 func (b *Broker) openPartitions(t *Topic, from, to int32) error {
 	pcfg := b.cfg.partitionConfig(t.Configs)
 	for i := from; i < to; i++ {
-		p, err := partition.Open(b.partitionDir(t.Name, i), t.Name, i, pcfg, b.limits, b.partitionHooks(), b.logger)
+		p, err := partition.Open(b.cfg.FS, b.partitionDir(t.Name, i), t.Name, i, pcfg, b.limits, b.partitionHooks(), b.logger)
 		if err != nil {
 			return err
 		}
@@ -272,7 +275,7 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	// while its files were still being removed) must not leak into the
 	// new topic.
 	for i := int32(0); i < partitions; i++ {
-		if err := os.RemoveAll(b.partitionDir(name, i)); err != nil {
+		if err := b.cfg.FS.RemoveAll(b.partitionDir(name, i)); err != nil {
 			return nil, topicErr(kerr.KafkaStorageError.Code, "clear old partition dir: %v", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
 	"github.com/oncelog/oncelog/segment"
@@ -14,8 +15,12 @@ import (
 
 // Config is the broker's configuration (what `oncelog serve` flags set).
 type Config struct {
-	NodeID            int32
-	DataDir           string
+	NodeID  int32
+	DataDir string
+	// FS is the filesystem the data directory lives on: nil is the
+	// operating system's. Tests inject disk faults and power loss through
+	// it (see internal/fsx).
+	FS                fsx.FS
 	AdvertisedHost    string
 	AdvertisedPort    int32
 	AutoCreateTopics  bool

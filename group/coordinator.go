@@ -33,7 +33,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -94,9 +94,9 @@ type Config struct {
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 
-	// fs replaces the operating system's file system (tests: crash
-	// simulation with vfs.NewCrashableMem).
-	fs vfs.FS
+	// FS is the filesystem of the store (nil: the operating system's;
+	// tests inject faults and crashes through it).
+	FS fsx.FS
 }
 
 // Coordinator is the group coordinator. Its methods are safe for concurrent
@@ -154,7 +154,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		cfg.Now = time.Now
 	}
 	log := cfg.Logger.With("component", "group")
-	st, err := openStore(cfg.Dir, cfg.fs, log)
+	st, err := openStore(cfg.Dir, cfg.FS, log)
 	if err != nil {
 		return nil, err
 	}

@@ -308,7 +308,7 @@ func TestStateSurvivesReopen(t *testing.T) {
 // after the answer: only data that was fsynced survives the clone.
 func TestOffsetCommitIsSyncedBeforeItIsAnswered(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	e := newEnv(t, func(c *Config) { c.fs = fs; c.Dir = "/groups" })
+	e := newEnv(t, func(c *Config) { c.FS = fs; c.Dir = "/groups" })
 	ids, gen := e.stableGroup("g", 1)
 	if errs := commitErrors(e.c.OffsetCommit(bg, commitReq("g", gen, ids[0], map[string]map[int32]int64{"t": {0: 42}}))); errs["t/0"] != 0 {
 		t.Fatal(errs)
@@ -317,7 +317,7 @@ func TestOffsetCommitIsSyncedBeforeItIsAnswered(t *testing.T) {
 
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
 	cfg := e.cfg
-	cfg.fs = crashed
+	cfg.FS = crashed
 	c2, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

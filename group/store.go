@@ -8,7 +8,8 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/oncelog/oncelog/internal/fsx"
+	"github.com/oncelog/oncelog/internal/pebblestore"
 )
 
 // The store keeps three kinds of records in pebble, each under its own
@@ -57,12 +58,8 @@ type store struct {
 	stopped chan struct{} // closed when the writer has drained and exited
 }
 
-func openStore(dir string, fs vfs.FS, log *slog.Logger) (*store, error) {
-	opts := &pebble.Options{Logger: pebbleLogger{log}}
-	if fs != nil {
-		opts.FS = fs
-	}
-	db, err := pebble.Open(dir, opts)
+func openStore(dir string, fs fsx.FS, log *slog.Logger) (*store, error) {
+	db, err := pebble.Open(dir, pebblestore.Options(fs, "groups", log))
 	if err != nil {
 		return nil, fmt.Errorf("open group store %s: %w", dir, err)
 	}
@@ -400,24 +397,4 @@ func (d *decoder) err() error {
 		return errCorruptRecord
 	}
 	return nil
-}
-
-// pebbleLogger routes pebble's own logging to slog; its routine chatter
-// (flushes, compactions) is debug-level noise for a broker operator.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (l pebbleLogger) Infof(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf is called on unrecoverable store corruption; pebble requires that
-// it does not return.
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Error(msg, "component", "pebble")
-	panic("pebble: " + msg)
 }

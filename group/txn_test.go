@@ -108,9 +108,9 @@ func TestTxnAbortDropsPendingOffsets(t *testing.T) {
 // offsets: the transaction coordinator commits them after its restart.
 func TestTxnPendingOffsetsSurviveCrash(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	e := newEnv(t, func(c *Config) { c.fs = fs; c.Dir = "/groups" })
+	e := newEnv(t, func(c *Config) { c.FS = fs; c.Dir = "/groups" })
 	e.c.TxnOffsetCommit(bg, txnCommitReq("g", 7, 3, map[string]map[int32]int64{"t": {0: 10}}))
-	e.cfg.fs = fs.CrashClone(vfs.CrashCloneCfg{})
+	e.cfg.FS = fs.CrashClone(vfs.CrashCloneCfg{})
 	e.open()
 	if _, codes, _ := e.fetch("g", true, map[string][]int32{"t": {0}}); codes["t/0"] != kerr.UnstableOffsetCommit.Code {
 		t.Fatalf("pending offsets lost in the crash: %v", codes)
@@ -122,7 +122,7 @@ func TestTxnPendingOffsetsSurviveCrash(t *testing.T) {
 	if err := e.c.CompleteTxn(7, true); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.fs = e.cfg.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+	e.cfg.FS = e.cfg.FS.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
 	e.open()
 	if got := e.c.CommittedOffsets("g"); got["t"][0] != 10 {
 		t.Fatalf("committed transaction lost in a crash: %v", got)

@@ -9,8 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/oncelog/oncelog/internal/fsx"
+	"github.com/oncelog/oncelog/internal/pebblestore"
 )
 
 // Topic is a topic's persisted description.
@@ -29,9 +32,10 @@ const (
 	clusterIDKey = "cluster/id"
 )
 
-// Open opens or creates the store in dir.
-func Open(dir string) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+// Open opens or creates the store in dir on fs (nil: the operating
+// system's filesystem).
+func Open(fs fsx.FS, dir string, logger *slog.Logger) (*Store, error) {
+	db, err := pebble.Open(dir, pebblestore.Options(fs, "meta", logger))
 	if err != nil {
 		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
 	}
@@ -123,13 +127,4 @@ func NewUUIDString() string {
 		out = append(out, alphabet[(acc<<(6-bits))&0x3f])
 	}
 	return string(out)
-}
-
-// quietLogger keeps pebble's informational chatter out of the broker log.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }

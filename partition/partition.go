@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/producer"
 	"github.com/oncelog/oncelog/segment"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -52,6 +53,7 @@ type Partition struct {
 	Topic string
 	Index int32
 
+	fs     fsx.FS
 	dir    string
 	logger *slog.Logger
 	hooks  Hooks
@@ -93,16 +95,18 @@ type AppendResult struct {
 	DurableAt int64
 }
 
-// Open opens (and recovers) a partition in dir.
-func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
+// Open opens (and recovers) a partition in dir on fs (nil: the operating
+// system's filesystem).
+func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
+	fs = fsx.Or(fs)
 	logger = logger.With("topic", topic, "partition", index)
-	log, _, err := segment.Open(dir, cfg.Segment, logger)
+	log, _, err := segment.Open(fs, dir, cfg.Segment, logger)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
 	}
-	p := &Partition{Topic: topic, Index: index, dir: dir, logger: logger, hooks: hooks, log: log}
+	p := &Partition{Topic: topic, Index: index, fs: fs, dir: dir, logger: logger, hooks: hooks, log: log}
 	p.cfg.Store(&cfg)
-	if p.aborted, err = openAbortedIndex(dir, log.StartOffset(), log.NextOffset()); err != nil {
+	if p.aborted, err = openAbortedIndex(fs, dir, log.StartOffset(), log.NextOffset()); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("open aborted transaction index of %s-%d: %w", topic, index, err)
 	}
@@ -127,7 +131,7 @@ func Open(dir, topic string, index int32, cfg Config, limits *producer.Limits, h
 func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) error {
 	start := time.Now()
 	now := time.Now().UnixMilli()
-	st, from, err := producer.LoadNewestSnapshot(p.dir, p.log.NextOffset(), cfg, limits, p.logger)
+	st, from, err := producer.LoadNewestSnapshot(p.fs, p.dir, p.log.NextOffset(), cfg, limits, p.logger)
 	if err != nil {
 		return fmt.Errorf("load producer snapshot: %w", err)
 	}
@@ -165,7 +169,7 @@ func (p *Partition) onRoll(newBase int64) {
 		p.logger.Error("syncing the aborted-transaction index failed; no producer snapshot this roll", "err", err)
 		return
 	}
-	if err := p.producers.WriteSnapshot(p.dir, newBase); err != nil {
+	if err := p.producers.WriteSnapshot(p.fs, p.dir, newBase); err != nil {
 		p.logger.Error("writing producer snapshot failed; recovery will replay more log", "err", err)
 	}
 }
@@ -379,7 +383,7 @@ func (p *Partition) Close() error {
 	var errs []error
 	if err := p.aborted.sync(); err != nil {
 		errs = append(errs, err)
-	} else if err := p.producers.WriteSnapshot(p.dir, p.log.NextOffset()); err != nil {
+	} else if err := p.producers.WriteSnapshot(p.fs, p.dir, p.log.NextOffset()); err != nil {
 		errs = append(errs, err)
 	}
 	p.producers.Close()

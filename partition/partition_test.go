@@ -24,7 +24,7 @@ func testConfig() Config {
 
 func openPartition(t *testing.T, dir string) *Partition {
 	t.Helper()
-	p, err := Open(dir, "t", 0, testConfig(), producer.NewLimits(1000, nil), Hooks{}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	p, err := Open(nil, dir, "t", 0, testConfig(), producer.NewLimits(1000, nil), Hooks{}, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	if err != nil {
 		t.Fatal(err)
 	}

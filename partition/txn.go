@@ -2,15 +2,15 @@ package partition
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/producer"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -40,19 +40,22 @@ type abortedIndex struct {
 	// that overlap its data, not for every one after it (Kafka stops the
 	// same way with the last stable offset it stores per entry).
 	minFirst []int64
-	file     *os.File
-	dirty    bool // written since the last sync
+	fs       fsx.FS
+	path     string
+	file     fsx.File
+	size     int64 // where the next entry is written
+	dirty    bool  // written since the last sync
 }
 
 // openAbortedIndex loads the file, dropping entries the log no longer backs
 // (a marker beyond the recovered log end) and a torn trailing entry.
-func openAbortedIndex(dir string, logStart, logEnd int64) (*abortedIndex, error) {
+func openAbortedIndex(fs fsx.FS, dir string, logStart, logEnd int64) (*abortedIndex, error) {
 	path := filepath.Join(dir, abortedIndexFile)
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	data, err := fsx.ReadFile(fs, path)
+	if err != nil && !fsx.IsNotExist(err) {
 		return nil, err
 	}
-	idx := &abortedIndex{}
+	idx := &abortedIndex{fs: fs, path: path}
 	for len(data) >= abortedEntrySize {
 		e := abortedTxn{
 			producerID:  int64(binary.BigEndian.Uint64(data[0:])),
@@ -65,37 +68,29 @@ func openAbortedIndex(dir string, logStart, logEnd int64) (*abortedIndex, error)
 		}
 		idx.insert(e)
 	}
-	if err := idx.rewrite(path); err != nil {
+	if err := idx.rewrite(); err != nil {
 		return nil, err
 	}
 	return idx, nil
 }
 
 // rewrite replaces the file with the in-memory entries (at open, after
-// dropping stale ones) and keeps it open for appends.
-func (a *abortedIndex) rewrite(path string) error {
-	tmp := path + ".tmp"
+// dropping stale ones), atomically and durably (the rename's directory is
+// fsynced too), and keeps it open for appends.
+func (a *abortedIndex) rewrite() error {
 	buf := make([]byte, 0, len(a.entries)*abortedEntrySize)
 	for _, e := range a.entries {
 		buf = appendAborted(buf, e)
 	}
-	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
+	if err := fsx.WriteFileAtomic(a.fs, a.path, buf); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(tmp, os.O_RDWR, 0)
+	f, err := a.fs.OpenReadWrite(a.path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	f.Close()
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	a.file, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
-	return err
+	a.file, a.size = f, int64(len(buf))
+	return nil
 }
 
 func appendAborted(buf []byte, e abortedTxn) []byte {
@@ -140,9 +135,11 @@ func (a *abortedIndex) add(e abortedTxn) error {
 	if !a.insert(e) {
 		return nil
 	}
-	if _, err := a.file.Write(appendAborted(nil, e)); err != nil {
+	b := appendAborted(nil, e)
+	if _, err := a.file.WriteAt(b, a.size); err != nil {
 		return err
 	}
+	a.size += int64(len(b))
 	a.dirty = true
 	return nil
 }
@@ -155,7 +152,7 @@ func (a *abortedIndex) sync() error {
 	if !a.dirty || a.file == nil {
 		return nil
 	}
-	if err := a.file.Sync(); err != nil {
+	if err := fsx.SyncData(a.file, a.path); err != nil {
 		return err
 	}
 	a.dirty = false

@@ -41,7 +41,7 @@ func BenchmarkSnapshotLoad(b *testing.B) {
 	dir := b.TempDir()
 	s := NewState(Config{MaxPerPartition: benchPids}, nil, quiet)
 	fillState(s, benchPids)
-	if err := s.WriteSnapshot(dir, benchPids); err != nil {
+	if err := s.WriteSnapshot(nil, dir, benchPids); err != nil {
 		b.Fatal(err)
 	}
 	s.Close()
@@ -62,7 +62,7 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 	off := int64(0)
 	for b.Loop() {
 		off++
-		if err := s.WriteSnapshot(dir, off); err != nil {
+		if err := s.WriteSnapshot(nil, dir, off); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"math"
-	"os"
 	"sync"
+
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // IDBlockSize is how many producer ids one durable reservation covers, as in
@@ -28,6 +28,7 @@ const (
 // crashed process had not handed out).
 type IDAllocator struct {
 	mu   sync.Mutex
+	fs   fsx.FS
 	path string
 	next int64 // next id to hand out
 	end  int64 // ids below end are durably reserved
@@ -35,12 +36,14 @@ type IDAllocator struct {
 
 // OpenIDAllocator loads the allocator's state from path, starting from id 0
 // if the file does not exist. A damaged file is an error rather than a
-// restart from 0, which could hand out ids again.
-func OpenIDAllocator(path string) (*IDAllocator, error) {
+// restart from 0, which could hand out ids again. fs nil is the operating
+// system's filesystem.
+func OpenIDAllocator(fs fsx.FS, path string) (*IDAllocator, error) {
+	fs = fsx.Or(fs)
 	end := int64(0)
-	data, err := os.ReadFile(path)
+	data, err := fsx.ReadFile(fs, path)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case fsx.IsNotExist(err):
 	case err != nil:
 		return nil, err
 	default:
@@ -48,8 +51,8 @@ func OpenIDAllocator(path string) (*IDAllocator, error) {
 			return nil, fmt.Errorf("producer: id allocator %s: %w", path, err)
 		}
 	}
-	_ = os.Remove(path + tempSuffix)
-	return &IDAllocator{path: path, next: end, end: end}, nil
+	_ = fs.Remove(path + tempSuffix)
+	return &IDAllocator{fs: fs, path: path, next: end, end: end}, nil
 }
 
 func decodeIDFile(data []byte) (int64, error) {
@@ -80,7 +83,7 @@ func (a *IDAllocator) Next() (int64, error) {
 		data = append(data, idFileMagic...)
 		data = binary.BigEndian.AppendUint64(data, uint64(end))
 		data = binary.BigEndian.AppendUint32(data, crc32.Checksum(data, castagnoli))
-		if err := writeFileAtomic(a.path, data); err != nil {
+		if err := fsx.WriteFileAtomic(a.fs, a.path, data); err != nil {
 			return -1, fmt.Errorf("producer: reserving producer ids: %w", err)
 		}
 		a.end = end

@@ -27,7 +27,7 @@ func TestIDAllocatorNeverRepeatsAcrossCrashes(t *testing.T) {
 	for round, n := range []int{1, 999, 1000, 1500, 3} {
 		// Each round is a process that "crashes": it is dropped without any
 		// close, and the next one reopens the same file.
-		a, err := OpenIDAllocator(path)
+		a, err := OpenIDAllocator(nil, path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func TestIDAllocatorNeverRepeatsAcrossCrashes(t *testing.T) {
 }
 
 func TestIDAllocatorConcurrent(t *testing.T) {
-	a, err := OpenIDAllocator(filepath.Join(t.TempDir(), "ids"))
+	a, err := OpenIDAllocator(nil, filepath.Join(t.TempDir(), "ids"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestIDAllocatorConcurrent(t *testing.T) {
 
 func TestIDAllocatorRejectsDamagedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ids")
-	a, err := OpenIDAllocator(path)
+	a, err := OpenIDAllocator(nil, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,13 +100,13 @@ func TestIDAllocatorRejectsDamagedFile(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenIDAllocator(path); err == nil {
+	if _, err := OpenIDAllocator(nil, path); err == nil {
 		t.Fatal("a damaged allocator file was accepted; ids could repeat")
 	}
 }
 
 func TestIDAllocatorReportsWriteFailure(t *testing.T) {
-	a, err := OpenIDAllocator(filepath.Join(t.TempDir(), "missing-dir", "ids"))
+	a, err := OpenIDAllocator(nil, filepath.Join(t.TempDir(), "missing-dir", "ids"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,14 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // Snapshot file layout. Version 1 is Kafka's ProducerStateManager format:
@@ -41,7 +41,7 @@ const (
 	snapshotEntrySize  = 46
 	snapshotSuffix     = ".snapshot"
 	snapshotNameDigits = 20
-	tempSuffix         = ".tmp"
+	tempSuffix         = fsx.TempSuffix
 	// SnapshotsToKeep is how many snapshots WriteSnapshot leaves in a
 	// partition directory, so that a truncation below the newest can fall
 	// back to an older one.
@@ -62,21 +62,23 @@ func SnapshotPath(dir string, offset int64) string {
 // exclusive end: a segment's new base offset, or the log end at shutdown).
 // The file appears atomically: written to a temporary file, synced, renamed
 // and the directory synced. Then only the newest SnapshotsToKeep remain.
-func (s *State) WriteSnapshot(dir string, offset int64) error {
+// fs nil is the operating system's filesystem.
+func (s *State) WriteSnapshot(fs fsx.FS, dir string, offset int64) error {
+	fs = fsx.Or(fs)
 	if offset < 0 {
 		return fmt.Errorf("producer: snapshot offset %d is negative", offset)
 	}
 	// Encode under the lock, write without it.
 	data := s.encodeSnapshot()
-	if err := writeFileAtomic(SnapshotPath(dir, offset), data); err != nil {
+	if err := fsx.WriteFileAtomic(fs, SnapshotPath(dir, offset), data); err != nil {
 		return err
 	}
-	offsets, err := listSnapshots(dir)
+	offsets, err := listSnapshots(fs, dir)
 	if err != nil {
 		return err
 	}
 	for len(offsets) > SnapshotsToKeep {
-		if err := removeFile(SnapshotPath(dir, offsets[0])); err != nil {
+		if err := fsx.Remove(fs, SnapshotPath(dir, offsets[0])); err != nil {
 			return err
 		}
 		offsets = offsets[1:]
@@ -161,9 +163,9 @@ func snapshotEntries(data []byte, version int16, count int, fn func(fixed, older
 // usable snapshot in dir (see State.LoadSnapshot), judging expiry by the wall
 // clock. The caller then replays the log from the returned offset with Update
 // and ReplayMarker.
-func LoadNewestSnapshot(dir string, maxOffset int64, cfg Config, limits *Limits, logger *slog.Logger) (*State, int64, error) {
+func LoadNewestSnapshot(fs fsx.FS, dir string, maxOffset int64, cfg Config, limits *Limits, logger *slog.Logger) (*State, int64, error) {
 	s := NewState(cfg, limits, logger)
-	offset, err := s.LoadSnapshot(dir, maxOffset, time.Now().UnixMilli())
+	offset, err := s.LoadSnapshot(fs, dir, maxOffset, time.Now().UnixMilli())
 	if err != nil {
 		s.Close()
 		return nil, 0, err
@@ -178,12 +180,13 @@ func LoadNewestSnapshot(dir string, maxOffset int64, cfg Config, limits *Limits,
 // which the next older one is tried. With none it returns offset 0 and an
 // empty state. Producers expired by nowMs are skipped unless their
 // transaction is open. Pids evicted for memory stay remembered.
-func (s *State) LoadSnapshot(dir string, maxOffset, nowMs int64) (int64, error) {
+func (s *State) LoadSnapshot(fs fsx.FS, dir string, maxOffset, nowMs int64) (int64, error) {
+	fs = fsx.Or(fs)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clearLocked()
-	removeTempFiles(dir)
-	offsets, err := listSnapshots(dir)
+	removeTempFiles(fs, dir)
+	offsets, err := listSnapshots(fs, dir)
 	if err != nil {
 		return 0, err
 	}
@@ -192,18 +195,18 @@ func (s *State) LoadSnapshot(dir string, maxOffset, nowMs int64) (int64, error) 
 		path := SnapshotPath(dir, off)
 		if off > maxOffset {
 			s.log.Info("deleting producer snapshot beyond the log end", "path", path, "log_end", maxOffset)
-			if err := removeFile(path); err != nil {
+			if err := fsx.Remove(fs, path); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		data, err := os.ReadFile(path)
+		data, err := fsx.ReadFile(fs, path)
 		if err != nil {
 			return 0, err
 		}
 		if err := verifySnapshot(data); err != nil {
 			s.log.Warn("deleting corrupt producer snapshot", "path", path, "err", err)
-			if err := removeFile(path); err != nil {
+			if err := fsx.Remove(fs, path); err != nil {
 				return 0, err
 			}
 			continue
@@ -295,14 +298,15 @@ func (s *State) loadLocked(data []byte, nowMs int64) {
 
 // DeleteSnapshotsBelow deletes the snapshots covering less than offset, for
 // when the log start moves past them (retention, DeleteRecords).
-func DeleteSnapshotsBelow(dir string, offset int64) error {
-	offsets, err := listSnapshots(dir)
+func DeleteSnapshotsBelow(fs fsx.FS, dir string, offset int64) error {
+	fs = fsx.Or(fs)
+	offsets, err := listSnapshots(fs, dir)
 	if err != nil {
 		return err
 	}
 	for _, off := range offsets {
 		if off < offset {
-			if err := removeFile(SnapshotPath(dir, off)); err != nil {
+			if err := fsx.Remove(fs, SnapshotPath(dir, off)); err != nil {
 				return err
 			}
 		}
@@ -311,19 +315,19 @@ func DeleteSnapshotsBelow(dir string, offset int64) error {
 }
 
 // SnapshotOffsets lists the offsets of the snapshots in dir, oldest first.
-func SnapshotOffsets(dir string) ([]int64, error) { return listSnapshots(dir) }
+func SnapshotOffsets(fs fsx.FS, dir string) ([]int64, error) { return listSnapshots(fsx.Or(fs), dir) }
 
-func listSnapshots(dir string) ([]int64, error) {
-	des, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
+func listSnapshots(fs fsx.FS, dir string) ([]int64, error) {
+	names, err := fs.List(dir)
+	if fsx.IsNotExist(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	var offsets []int64
-	for _, de := range des {
-		if off, ok := parseSnapshotName(de.Name()); ok && de.Type().IsRegular() {
+	for _, name := range names {
+		if off, ok := parseSnapshotName(name); ok {
 			offsets = append(offsets, off)
 		}
 	}
@@ -341,65 +345,16 @@ func parseSnapshotName(name string) (int64, bool) {
 }
 
 // removeTempFiles deletes snapshots a crash left half written.
-func removeTempFiles(dir string) {
-	des, err := os.ReadDir(dir)
+func removeTempFiles(fs fsx.FS, dir string) {
+	names, err := fs.List(dir)
 	if err != nil {
 		return
 	}
-	for _, de := range des {
-		if name, ok := strings.CutSuffix(de.Name(), tempSuffix); ok {
+	for _, n := range names {
+		if name, ok := strings.CutSuffix(n, tempSuffix); ok {
 			if _, ok := parseSnapshotName(name); ok {
-				_ = os.Remove(filepath.Join(dir, de.Name()))
+				_ = fs.Remove(filepath.Join(dir, n))
 			}
 		}
 	}
-}
-
-func removeFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-// writeFileAtomic makes data appear at path whole or not at all, durably:
-// write a temporary file, fsync it, rename it over path, fsync the directory.
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp := path + tempSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -32,7 +32,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if _, code := s.ApplyMarker(4, 1, true, 3, 16, t0+5); code != ErrNone {
 		t.Fatal(code)
 	}
-	if err := s.WriteSnapshot(dir, 17); err != nil {
+	if err := s.WriteSnapshot(nil, dir, 17); err != nil {
 		t.Fatal(err)
 	}
 
@@ -75,7 +75,7 @@ func TestSnapshotLoadSkipsExpiredAndRebuildsLRU(t *testing.T) {
 	appendBatch(t, s, txnHdr(2, 0, 0, 1, t0), 1, t0)          // old, but in a transaction
 	appendBatch(t, s, hdr(3, 0, 0, 1, t0+8_000), 2, t0+8_000) // least recently used of the rest
 	appendBatch(t, s, hdr(4, 0, 0, 1, t0+9_000), 3, t0+9_000)
-	if err := s.WriteSnapshot(dir, 4); err != nil {
+	if err := s.WriteSnapshot(nil, dir, 4); err != nil {
 		t.Fatal(err)
 	}
 	r, _, err := loadState(dir, 4, Config{ExpirationMs: 10_000, MaxPerPartition: 3, MinIdleForEvictionMs: 1}, nil, t0+10_000)
@@ -102,7 +102,7 @@ func TestSnapshotLoadEnforcesCaps(t *testing.T) {
 	for pid := range int64(10) {
 		appendBatch(t, s, hdr(pid, 0, 0, 1, t0+pid), pid, t0+pid)
 	}
-	if err := s.WriteSnapshot(dir, 10); err != nil {
+	if err := s.WriteSnapshot(nil, dir, 10); err != nil {
 		t.Fatal(err)
 	}
 	l := NewLimits(6, nil)
@@ -129,7 +129,7 @@ func writeTestSnapshot(t *testing.T, dir string, offset int64, pids ...int64) {
 	for _, pid := range pids {
 		s.Update(hdr(pid, 0, 0, 1, t0), 0, t0)
 	}
-	if err := s.WriteSnapshot(dir, offset); err != nil {
+	if err := s.WriteSnapshot(nil, dir, offset); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,7 +214,7 @@ func TestSnapshotBeyondLogEndDeleted(t *testing.T) {
 	if off != 20 || !slices.Equal(pids, []int64{1, 2}) {
 		t.Fatalf("offset %d pids %v", off, pids)
 	}
-	offsets, err := SnapshotOffsets(dir)
+	offsets, err := SnapshotOffsets(nil, dir)
 	if err != nil || !slices.Equal(offsets, []int64{10, 20}) {
 		t.Fatalf("snapshots left %v %v", offsets, err)
 	}
@@ -229,14 +229,14 @@ func TestSnapshotRetentionAndCleanup(t *testing.T) {
 	for off := int64(10); off <= 50; off += 10 {
 		writeTestSnapshot(t, dir, off, 1)
 	}
-	offsets, _ := SnapshotOffsets(dir)
+	offsets, _ := SnapshotOffsets(nil, dir)
 	if !slices.Equal(offsets, []int64{30, 40, 50}) {
 		t.Fatalf("kept %v, want the newest %d", offsets, SnapshotsToKeep)
 	}
-	if err := DeleteSnapshotsBelow(dir, 40); err != nil {
+	if err := DeleteSnapshotsBelow(nil, dir, 40); err != nil {
 		t.Fatal(err)
 	}
-	offsets, _ = SnapshotOffsets(dir)
+	offsets, _ = SnapshotOffsets(nil, dir)
 	if !slices.Equal(offsets, []int64{40, 50}) {
 		t.Fatalf("after DeleteSnapshotsBelow: %v", offsets)
 	}
@@ -259,7 +259,7 @@ func TestSnapshotFormat(t *testing.T) {
 	dir := t.TempDir()
 	s := newTestState(t, Config{})
 	appendBatch(t, s, txnHdr(0x0102030405060708, 9, 100, 3, 0x1122334455), 500, t0)
-	if err := s.WriteSnapshot(dir, 503); err != nil {
+	if err := s.WriteSnapshot(nil, dir, 503); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(SnapshotPath(dir, 503))
@@ -284,7 +284,7 @@ func TestSnapshotFormat(t *testing.T) {
 // loadState is LoadNewestSnapshot with a fixed clock.
 func loadState(dir string, maxOffset int64, cfg Config, limits *Limits, nowMs int64) (*State, int64, error) {
 	s := NewState(cfg, limits, quiet)
-	offset, err := s.LoadSnapshot(dir, maxOffset, nowMs)
+	offset, err := s.LoadSnapshot(nil, dir, maxOffset, nowMs)
 	if err != nil {
 		s.Close()
 		return nil, 0, err
@@ -298,10 +298,10 @@ func TestLoadNewestSnapshotUsesWallClock(t *testing.T) {
 	s := newTestState(t, Config{ExpirationMs: 3_600_000})
 	appendBatch(t, s, hdr(1, 0, 0, 1, now), 0, now)
 	appendBatch(t, s, hdr(2, 0, 0, 1, now-7_200_000), 1, now) // expired by its timestamp
-	if err := s.WriteSnapshot(dir, 2); err != nil {
+	if err := s.WriteSnapshot(nil, dir, 2); err != nil {
 		t.Fatal(err)
 	}
-	r, off, err := LoadNewestSnapshot(dir, 2, Config{ExpirationMs: 3_600_000}, nil, quiet)
+	r, off, err := LoadNewestSnapshot(nil, dir, 2, Config{ExpirationMs: 3_600_000}, nil, quiet)
 	if err != nil || off != 2 {
 		t.Fatal(off, err)
 	}

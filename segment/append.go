@@ -1,13 +1,13 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // pendingBatch is one batch of an Append buffer, parsed once.
@@ -53,12 +53,12 @@ func (l *Log) Append(batches []byte) error {
 		return fmt.Errorf("%w: %d bytes spanning offsets %d..%d do not fit one segment", ErrInvalidBatch, len(batches), seg.base, lastOffset)
 	}
 	if _, err := seg.file.WriteAt(batches, seg.size); err != nil {
-		// Cut off whatever part of the write landed; if even that fails the
-		// file has bytes we do not account for.
-		if terr := seg.file.Truncate(seg.size); terr != nil {
-			return l.fail(errors.Join(err, terr))
-		}
-		return err
+		// Part of the write may have landed past seg.size. Readers never
+		// see it, but it is not safe to keep appending over bytes the
+		// disk refused (EIO) or to pretend the next write will fit
+		// (ENOSPC): the log goes offline and reopening it truncates the
+		// file back to its last complete batch.
+		return l.fail(err)
 	}
 	if seg.size == 0 {
 		seg.firstAppend = l.now()
@@ -117,7 +117,7 @@ func (l *Log) shouldRoll(seg *segment, n int, lastOffset int64) bool {
 // writeMu held.
 func (l *Log) roll() error {
 	old := l.segs[len(l.segs)-1]
-	if err := fdatasync(old.file); err != nil {
+	if err := fsx.SyncData(old.file, old.logPath()); err != nil {
 		return l.fail(err)
 	}
 	l.mu.Lock()
@@ -162,7 +162,7 @@ func (l *Log) Sync() (durableOffset int64, err error) {
 		return l.durable.Load(), ErrClosed
 	}
 	l.mu.RUnlock()
-	err = fdatasync(seg.file)
+	err = fsx.SyncData(seg.file, seg.logPath())
 	seg.release()
 	if err != nil {
 		return l.durable.Load(), l.fail(err)

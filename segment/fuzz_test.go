@@ -31,7 +31,7 @@ func FuzzOpenSegment(f *testing.F) {
 		if err := os.WriteFile(segmentPath(dir, 3, ".log"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		l, info, err := Open(dir, Config{IndexIntervalBytes: 64}, discard)
+		l, info, err := Open(nil, dir, Config{IndexIntervalBytes: 64}, discard)
 		if err != nil {
 			t.Fatalf("open: %v", err)
 		}

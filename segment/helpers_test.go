@@ -135,7 +135,7 @@ func appendRandom(t testing.TB, l *Log, m *model, rng *rand.Rand, n int, ts int6
 
 func openLog(t testing.TB, dir string, cfg Config) (*Log, RecoveryInfo) {
 	t.Helper()
-	l, info, err := Open(dir, cfg, discard)
+	l, info, err := Open(nil, dir, cfg, discard)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}

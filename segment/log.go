@@ -48,8 +48,13 @@
 //     directory.
 //
 // A failed fdatasync leaves the page cache in an unknown state (dirty pages
-// may have been dropped), so it makes the Log unusable until reopened, which
-// runs recovery.
+// may have been dropped and marked clean), so it makes the Log unusable until
+// reopened, which runs recovery; so does a failed write (the file may hold
+// part of it). Retrying the fsync instead could report as durable data the
+// kernel has already thrown away.
+//
+// All file access goes through an fsx.FS (see internal/fsx), so tests can
+// inject I/O errors and simulate power loss.
 //
 // # Concurrency
 //
@@ -66,11 +71,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 var (
@@ -164,6 +170,7 @@ type SegmentInfo struct {
 // Log is a partition's segmented log. All methods are safe for concurrent
 // use.
 type Log struct {
+	fs     fsx.FS
 	dir    string
 	logger *slog.Logger
 	now    func() time.Time // the broker clock, replaceable in tests
@@ -292,7 +299,7 @@ func (l *Log) closeLocked(writeMarker bool) error {
 
 func (l *Log) writeCleanShutdown() error {
 	active := l.segs[len(l.segs)-1]
-	if err := fdatasync(active.file); err != nil {
+	if err := fsx.SyncData(active.file, active.logPath()); err != nil {
 		return l.fail(err)
 	}
 	l.mu.Lock()
@@ -303,7 +310,7 @@ func (l *Log) writeCleanShutdown() error {
 		return err
 	}
 	m := cleanMarker{lastBase: active.base, lastSize: active.size, nextOffset: active.next}
-	return writeFileAtomic(l.dir, cleanMarkerName, m.encode())
+	return fsx.WriteFileAtomic(l.fs, filepath.Join(l.dir, cleanMarkerName), m.encode())
 }
 
 // Delete closes the log and removes its directory with everything in it
@@ -312,8 +319,8 @@ func (l *Log) Delete() error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.closeLocked(false)
-	if err := os.RemoveAll(l.dir); err != nil {
+	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(filepath.Clean(l.dir)))
+	return fsx.SyncDir(l.fs, filepath.Dir(filepath.Clean(l.dir)))
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"os"
-	"path/filepath"
+
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // Small metadata files kept beside the segments. Both are written with
@@ -16,7 +16,7 @@ import (
 const (
 	cleanMarkerName = "clean-shutdown"
 	startOffsetName = "log-start-offset"
-	tmpSuffix       = ".tmp"
+	tmpSuffix       = fsx.TempSuffix
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -91,52 +91,4 @@ func checkMeta(b []byte, magic string, length int) error {
 		return fmt.Errorf("%w: CRC mismatch", errBadMeta)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces dir/name with data durably.
-func writeFileAtomic(dir, name string, data []byte) error {
-	path := filepath.Join(dir, name)
-	tmp := path + tmpSuffix
-	if err := writeFileSync(tmp, data); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-// writeFileSync creates or truncates path, writes data and fsyncs it.
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := fdatasync(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// syncDir makes the creation, rename or removal of directory entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if err != nil && !dirSyncSupported {
-		err = nil
-	}
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

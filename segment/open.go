@@ -1,28 +1,29 @@
 package segment
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
-// Open opens the log in dir, creating the directory if it is missing, and
-// recovers it after a crash (see the package comment).
-func Open(dir string, cfg Config, logger *slog.Logger) (*Log, RecoveryInfo, error) {
+// Open opens the log in dir on fs (nil: the operating system's), creating
+// the directory if it is missing, and recovers it after a crash (see the
+// package comment).
+func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, RecoveryInfo, error) {
 	began := time.Now()
 	if logger == nil {
 		logger = slog.Default()
 	}
-	l := &Log{dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), now: time.Now}
+	l := &Log{fs: fsx.Or(fs), dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), now: time.Now}
 	var info RecoveryInfo
-	if err := createDir(dir); err != nil {
+	if err := fsx.MkdirAll(l.fs, dir); err != nil {
 		return nil, info, err
 	}
 	bases, err := l.listSegments()
@@ -69,17 +70,17 @@ func Open(dir string, cfg Config, logger *slog.Logger) (*Log, RecoveryInfo, erro
 	// Invariant 4: make what recovery accepted durable before it can be
 	// acknowledged, and make sure a later crash is not mistaken for a clean
 	// shutdown.
-	if err := fdatasync(active.file); err != nil {
+	if err := fsx.SyncData(active.file, active.logPath()); err != nil {
 		l.closeSegments()
 		return nil, info, err
 	}
 	if markerPresent {
-		if err := os.Remove(filepath.Join(dir, cleanMarkerName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsx.Remove(l.fs, filepath.Join(dir, cleanMarkerName)); err != nil {
 			l.closeSegments()
 			return nil, info, err
 		}
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsx.SyncDir(l.fs, dir); err != nil {
 		l.closeSegments()
 		return nil, info, err
 	}
@@ -105,28 +106,17 @@ func (l *Log) logOpen(info RecoveryInfo, reason error) {
 	}
 }
 
-func createDir(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(filepath.Clean(dir)))
-}
-
 // listSegments returns the base offsets of the .log files in order. It
 // removes index files that have no .log (left by an interrupted deletion)
 // and temporary files of this package; nothing else is touched.
 func (l *Log) listSegments() ([]int64, error) {
-	entries, err := os.ReadDir(l.dir)
+	entries, err := l.fs.List(l.dir)
 	if err != nil {
 		return nil, err
 	}
 	logs := map[int64]bool{}
 	var indexes []string
-	for _, e := range entries {
-		name := e.Name()
+	for _, name := range entries {
 		if base, ext, ok := parseSegmentFileName(name); ok {
 			if ext == ".log" {
 				logs[base] = true
@@ -136,7 +126,7 @@ func (l *Log) listSegments() ([]int64, error) {
 			continue
 		}
 		if name == cleanMarkerName+tmpSuffix || name == startOffsetName+tmpSuffix {
-			os.Remove(filepath.Join(l.dir, name))
+			_ = l.fs.Remove(filepath.Join(l.dir, name))
 		}
 	}
 	removed := false
@@ -144,14 +134,14 @@ func (l *Log) listSegments() ([]int64, error) {
 		base, _, _ := parseSegmentFileName(name)
 		if !logs[base] {
 			l.logger.Info("removing orphan index file", "file", name)
-			if err := os.Remove(filepath.Join(l.dir, name)); err != nil {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 				return nil, err
 			}
 			removed = true
 		}
 	}
 	if removed {
-		if err := syncDir(l.dir); err != nil {
+		if err := fsx.SyncDir(l.fs, l.dir); err != nil {
 			return nil, err
 		}
 	}
@@ -182,9 +172,9 @@ func parseSegmentFileName(name string) (base int64, ext string, ok bool) {
 }
 
 func (l *Log) readStartOffset() int64 {
-	b, err := os.ReadFile(filepath.Join(l.dir, startOffsetName))
+	b, err := fsx.ReadFile(l.fs, filepath.Join(l.dir, startOffsetName))
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+		if !fsx.IsNotExist(err) {
 			l.logger.Warn("cannot read the log start offset, using the first segment's base", "err", err)
 		}
 		return -1
@@ -200,9 +190,9 @@ func (l *Log) readStartOffset() int64 {
 // readCleanMarker returns the decoded marker (nil if absent or invalid) and
 // whether a marker file exists at all.
 func (l *Log) readCleanMarker() (*cleanMarker, bool) {
-	b, err := os.ReadFile(filepath.Join(l.dir, cleanMarkerName))
+	b, err := fsx.ReadFile(l.fs, filepath.Join(l.dir, cleanMarkerName))
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
+		if !fsx.IsNotExist(err) {
 			l.logger.Warn("cannot read the clean-shutdown marker, recovering", "err", err)
 			return nil, true
 		}
@@ -219,14 +209,14 @@ func (l *Log) readCleanMarker() (*cleanMarker, bool) {
 // createSegment creates an empty segment file and makes its directory entry
 // durable.
 func (l *Log) createSegment(base int64) (*segment, error) {
-	seg := &segment{base: base, dir: l.dir, next: base, maxTs: -1, build: newIndexBuilder(l.cfg.IndexIntervalBytes)}
-	f, err := os.OpenFile(seg.logPath(), os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+	seg := &segment{base: base, fs: l.fs, dir: l.dir, next: base, maxTs: -1, build: newIndexBuilder(l.cfg.IndexIntervalBytes)}
+	f, err := fsx.CreateExclusive(l.fs, seg.logPath())
 	if err != nil {
 		return nil, err
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := fsx.SyncDir(l.fs, l.dir); err != nil {
 		f.Close()
-		os.Remove(seg.logPath())
+		_ = l.fs.Remove(seg.logPath())
 		return nil, err
 	}
 	seg.file = f
@@ -237,8 +227,8 @@ func (l *Log) createSegment(base int64) (*segment, error) {
 // says its data is complete, so it is not scanned unless its indexes fail
 // the cheap check.
 func (l *Log) openClosedSegment(base, nextBase int64, info *RecoveryInfo) (*segment, error) {
-	seg := &segment{base: base, dir: l.dir, next: nextBase, maxTs: -1}
-	f, err := os.Open(seg.logPath())
+	seg := &segment{base: base, fs: l.fs, dir: l.dir, next: nextBase, maxTs: -1}
+	f, err := l.fs.Open(seg.logPath())
 	if err != nil {
 		return nil, err
 	}
@@ -320,8 +310,8 @@ func (l *Log) checkIndexTail(seg *segment, tail indexView, size, next int64) err
 // file and truncates it at the first bad byte (invariant 3), setting
 // *badTail to the reason.
 func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInfo, badTail *error) (*segment, error) {
-	seg := &segment{base: base, dir: l.dir, maxTs: -1}
-	f, err := os.OpenFile(seg.logPath(), os.O_RDWR, 0)
+	seg := &segment{base: base, fs: l.fs, dir: l.dir, maxTs: -1}
+	f, err := l.fs.OpenReadWrite(seg.logPath(), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return nil, err
 	}
@@ -364,8 +354,9 @@ func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInf
 	}
 	info.ScannedBytes += size
 	if res.validSize < size {
-		if err := f.Truncate(res.validSize); err != nil {
-			f.Close()
+		seg.file, err = fsx.Truncate(l.fs, f, seg.logPath(), res.validSize)
+		if err != nil {
+			seg.file.Close()
 			return nil, err
 		}
 		info.TruncatedBytes += size - res.validSize
@@ -377,11 +368,11 @@ func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInf
 }
 
 func readIndexFiles(seg *segment) (indexView, error) {
-	offsets, err := os.ReadFile(seg.indexPath())
+	offsets, err := fsx.ReadFile(seg.fs, seg.indexPath())
 	if err != nil {
 		return indexView{}, err
 	}
-	times, err := os.ReadFile(seg.timeIndexPath())
+	times, err := fsx.ReadFile(seg.fs, seg.timeIndexPath())
 	if err != nil {
 		return indexView{}, err
 	}

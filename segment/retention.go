@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // ApplyRetention deletes the oldest closed segments that fall entirely below
@@ -76,7 +79,7 @@ func (l *Log) deleteOldest(n int) (int, error) {
 	for _, s := range victims {
 		errs = append(errs, s.remove())
 	}
-	errs = append(errs, syncDir(l.dir))
+	errs = append(errs, fsx.SyncDir(l.fs, l.dir))
 	return n, errors.Join(errs...)
 }
 
@@ -96,7 +99,7 @@ func (l *Log) DeleteRecordsBefore(offset int64) error {
 	if offset <= l.start {
 		return nil
 	}
-	if err := writeFileAtomic(l.dir, startOffsetName, encodeStartOffset(offset)); err != nil {
+	if err := fsx.WriteFileAtomic(l.fs, filepath.Join(l.dir, startOffsetName), encodeStartOffset(offset)); err != nil {
 		return fmt.Errorf("segment: persisting the log start offset: %w", err)
 	}
 	l.mu.Lock()

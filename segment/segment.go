@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // crcCoveredFrom is where the CRC-32C of a batch starts (the attributes
@@ -40,8 +39,9 @@ func timeIndexFileName(base int64) string { return fmt.Sprintf("%020d.timeindex"
 // into a segSnap under Log.mu.RLock.
 type segment struct {
 	base int64
+	fs   fsx.FS
 	dir  string
-	file *os.File
+	file fsx.File
 
 	size     int64         // bytes of complete batches, all a reader may see
 	next     int64         // offset after the last batch (the next segment's base once closed)
@@ -115,7 +115,7 @@ func (s *segment) close() error {
 func (s *segment) remove() error {
 	errs := []error{s.close()}
 	for _, p := range []string{s.indexPath(), s.timeIndexPath(), s.logPath()} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := fsx.Remove(s.fs, p); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -125,10 +125,10 @@ func (s *segment) remove() error {
 // writeIndexes persists the indexes (truncating any older files) and fsyncs
 // them; the caller fsyncs the directory if the files are new.
 func (s *segment) writeIndexes(v indexView) error {
-	if err := writeFileSync(s.indexPath(), v.offsets); err != nil {
+	if err := fsx.WriteFileSync(s.fs, s.indexPath(), v.offsets); err != nil {
 		return err
 	}
-	return writeFileSync(s.timeIndexPath(), v.times)
+	return fsx.WriteFileSync(s.fs, s.timeIndexPath(), v.times)
 }
 
 // loadIndex returns a closed segment's indexes, mapping the files on first
@@ -167,11 +167,11 @@ func (s *segment) loadIndex(size, next int64, interval int, logger *slog.Logger)
 }
 
 func (s *segment) mapIndexes() (*loadedIndex, error) {
-	offsets, releaseOffsets, err := mapFile(s.indexPath())
+	offsets, releaseOffsets, err := fsx.MapFile(s.fs, s.indexPath())
 	if err != nil {
 		return nil, err
 	}
-	times, releaseTimes, err := mapFile(s.timeIndexPath())
+	times, releaseTimes, err := fsx.MapFile(s.fs, s.timeIndexPath())
 	if err != nil {
 		releaseOffsets()
 		return nil, err
@@ -340,19 +340,19 @@ func checkBatch(r *chunkReader, pos, base, expected int64) (batch.Header, error)
 // peekIndexTail reads only the sizes and last entries of a segment's index
 // files: enough for Open's cheap consistency check without touching the rest.
 func (s *segment) peekIndexTail() (indexView, error) {
-	offsets, err := readLastEntry(s.indexPath(), offsetEntrySize)
+	offsets, err := readLastEntry(s.fs, s.indexPath(), offsetEntrySize)
 	if err != nil {
 		return indexView{}, err
 	}
-	times, err := readLastEntry(s.timeIndexPath(), timeEntrySize)
+	times, err := readLastEntry(s.fs, s.timeIndexPath(), timeEntrySize)
 	if err != nil {
 		return indexView{}, err
 	}
 	return indexView{offsets: offsets, times: times}, nil
 }
 
-func readLastEntry(path string, entrySize int64) ([]byte, error) {
-	f, err := os.Open(path)
+func readLastEntry(fs fsx.FS, path string, entrySize int64) ([]byte, error) {
+	f, err := fs.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +376,7 @@ func readLastEntry(path string, entrySize int64) ([]byte, error) {
 
 // readHeaderAt reads and parses the batch header at pos of a file of size
 // bytes.
-func readHeaderAt(f *os.File, pos, size int64) (batch.Header, error) {
+func readHeaderAt(f fsx.File, pos, size int64) (batch.Header, error) {
 	if size-pos < batch.HeaderSize {
 		return batch.Header{}, fmt.Errorf("%w: no batch header at byte %d", ErrCorrupt, pos)
 	}

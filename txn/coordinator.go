@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/oncelog/oncelog/internal/fsx"
+	"github.com/oncelog/oncelog/internal/pebblestore"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -62,6 +64,9 @@ type Config struct {
 	IDExpiration time.Duration
 	Logger       *slog.Logger
 	Now          func() time.Time
+	// FS is the filesystem of the store (nil: the operating system's;
+	// tests inject faults and crashes through it).
+	FS fsx.FS
 }
 
 // Stats counts outcomes for metrics.
@@ -119,7 +124,7 @@ func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups Gr
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{Logger: quietLogger{}})
+	db, err := pebble.Open(cfg.Dir, pebblestore.Options(cfg.FS, "transactions", cfg.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("open transaction store: %w", err)
 	}
@@ -899,12 +904,4 @@ func (c *Coordinator) Ongoing() int {
 		e.mu.Unlock()
 	}
 	return n
-}
-
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
 }
