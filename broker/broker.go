@@ -44,6 +44,9 @@ type Broker struct {
 	Txns   *txn.Coordinator
 	Stats  *Stats
 
+	// internal are Kafka's internal topics (internal.go); fixed at Open.
+	internal map[string]*InternalTopic
+
 	mu     sync.RWMutex
 	topics map[string]*Topic
 	byID   map[[16]byte]*Topic
@@ -79,6 +82,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.meta.Close()
 		return nil, err
 	}
+	b.internal = newInternalTopics(b.ClusterID)
 	b.limits = producer.NewLimits(cfg.MaxProducers, func(n int) {
 		b.Stats.ProducersEvicted.Add(float64(n))
 	})
@@ -105,6 +109,12 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	for _, mt := range topics {
+		if IsInternalTopic(mt.Name) {
+			// Auto-created by a client before oncelog knew internal
+			// topics; its files stay on disk, unserved.
+			logger.Warn("not serving a stored topic named like a Kafka internal topic; its files are left in place", "topic", mt.Name)
+			continue
+		}
 		t := &Topic{Name: mt.Name, ID: mt.ID, Configs: mt.Configs}
 		if err := b.openPartitions(t, 0, mt.Partitions); err != nil {
 			b.Close()
@@ -250,6 +260,9 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if err := ValidTopicName(name); err != nil {
 		return nil, topicErr(kerr.InvalidTopicException.Code, "%v", err)
 	}
+	if IsInternalTopic(name) {
+		return nil, topicErr(kerr.TopicAlreadyExists.Code, "topic %q already exists: it is a Kafka internal topic", name)
+	}
 	if partitions == -1 || partitions == 0 {
 		partitions = b.cfg.DefaultPartitions
 	}
@@ -296,6 +309,9 @@ func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
 	if t := b.Topic(name); t != nil {
 		return t, nil
 	}
+	if IsInternalTopic(name) {
+		return nil, internalTopicErr(name, "create")
+	}
 	if !b.cfg.AutoCreateTopics {
 		return nil, topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist and auto-creation is off", name)
 	}
@@ -308,6 +324,9 @@ func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
 
 // DeleteTopic removes a topic and its data.
 func (b *Broker) DeleteTopic(name string) *TopicError {
+	if IsInternalTopic(name) {
+		return internalTopicErr(name, "delete")
+	}
 	b.mu.Lock()
 	t, ok := b.topics[name]
 	if !ok {
@@ -332,6 +351,9 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 
 // CreatePartitions grows a topic to count partitions.
 func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *TopicError {
+	if IsInternalTopic(name) {
+		return internalTopicErr(name, "add partitions to")
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	t, ok := b.topics[name]
@@ -366,6 +388,9 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *
 func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validateOnly bool) *TopicError {
 	if code, msg := ValidateTopicConfigs(configs); code != 0 {
 		return topicErr(code, "%s", msg)
+	}
+	if IsInternalTopic(name) {
+		return internalTopicErr(name, "alter the configs of")
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -32,6 +32,10 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 		readOnly := false
 		switch kmsg.ConfigResourceType(rr.ResourceType) {
 		case resourceTopic:
+			if it := b.InternalTopic(rr.ResourceName); it != nil {
+				entries = cfg.EffectiveTopicConfigs(it.Configs)
+				break
+			}
 			t := b.Topic(rr.ResourceName)
 			if t == nil {
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -140,6 +144,10 @@ func handleIncrementalAlterConfigs(c *conn, r *request) respond {
 		}
 		if rr.ResourceType != resourceTopic {
 			fail(kerr.InvalidRequest.Code, "broker settings are static: set them with `oncelog serve` flags or its config file")
+			continue
+		}
+		if broker.IsInternalTopic(rr.ResourceName) {
+			fail(kerr.InvalidTopicException.Code, "cannot alter the configs of internal topic "+rr.ResourceName)
 			continue
 		}
 		t := b.Topic(rr.ResourceName)

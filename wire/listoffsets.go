@@ -18,10 +18,21 @@ func handleListOffsets(c *conn, r *request) respond {
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		topic := b.Topic(rt.Topic)
+		internal := b.InternalTopic(rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, 0
+			if internal != nil && rp.Partition >= 0 && rp.Partition < internal.Partitions {
+				// The internal topics' state lives in pebble: their
+				// partitions are empty logs, offset 0 at both ends and no
+				// record for any timestamp.
+				if rp.Timestamp == -1 || rp.Timestamp == -2 || rp.Timestamp == -4 {
+					sp.Offset = 0
+				}
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if topic == nil || rp.Partition < 0 || int(rp.Partition) >= len(topic.Partitions) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				st.Partitions = append(st.Partitions, sp)

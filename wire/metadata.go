@@ -36,6 +36,24 @@ func handleMetadata(c *conn, r *request) respond {
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
+	addInternal := func(t *broker.InternalTopic) {
+		rt := kmsg.NewMetadataResponseTopic()
+		name := t.Name
+		rt.Topic = &name
+		rt.TopicID = t.ID
+		rt.IsInternal = true
+		rt.AuthorizedOperations = allTopicOperations
+		for i := int32(0); i < t.Partitions; i++ {
+			rp := kmsg.NewMetadataResponseTopicPartition()
+			rp.Partition = i
+			rp.Leader = cfg.NodeID
+			rp.LeaderEpoch = 0
+			rp.Replicas = []int32{cfg.NodeID}
+			rp.ISR = []int32{cfg.NodeID}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
 	addError := func(name *string, id [16]byte, code int16) {
 		rt := kmsg.NewMetadataResponseTopic()
 		rt.Topic = name
@@ -50,6 +68,11 @@ func handleMetadata(c *conn, r *request) respond {
 		for _, t := range b.Topics() {
 			addTopic(t)
 		}
+		// Kafka lists its internal topics too; consumers and tools tell
+		// them apart by IsInternal.
+		for _, t := range b.InternalTopics() {
+			addInternal(t)
+		}
 		return ready(resp)
 	}
 	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
@@ -57,6 +80,8 @@ func handleMetadata(c *conn, r *request) respond {
 		if rt.Topic == nil || *rt.Topic == "" {
 			if t := b.TopicByID(rt.TopicID); t != nil {
 				addTopic(t)
+			} else if t := b.InternalTopicByID(rt.TopicID); t != nil {
+				addInternal(t)
 			} else {
 				addError(nil, rt.TopicID, kerr.UnknownTopicID.Code)
 			}
@@ -65,6 +90,10 @@ func handleMetadata(c *conn, r *request) respond {
 		name := *rt.Topic
 		if err := broker.ValidTopicName(name); err != nil {
 			addError(rt.Topic, [16]byte{}, kerr.InvalidTopicException.Code)
+			continue
+		}
+		if it := b.InternalTopic(name); it != nil {
+			addInternal(it)
 			continue
 		}
 		t := b.Topic(name)

@@ -50,7 +50,7 @@ func handleProduce(c *conn, r *request) respond {
 		rt.Topic = t.Topic
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
 		topic := b.Topic(t.Topic)
-		if topic == nil && b.Config().AutoCreateTopics {
+		if topic == nil && b.Config().AutoCreateTopics && !broker.IsInternalTopic(t.Topic) {
 			topic, _ = b.AutoCreate(t.Topic)
 		}
 		for pi, p := range t.Partitions {
@@ -66,6 +66,12 @@ func handleProduce(c *conn, r *request) respond {
 			}
 			if txnBatchWithoutID {
 				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
+				continue
+			}
+			if broker.IsInternalTopic(t.Topic) {
+				// Kafka's ReplicaManager: clients may not append to
+				// internal topics.
+				setErr(kerr.InvalidTopicException.Code, "cannot append to internal topic "+t.Topic)
 				continue
 			}
 			if topic == nil {

@@ -109,6 +109,18 @@ func handleDeleteTopics(c *conn, r *request) respond {
 		} else {
 			t = b.TopicByID(tg.id)
 		}
+		internal := tg.name != nil && broker.IsInternalTopic(*tg.name)
+		if it := b.InternalTopicByID(tg.id); tg.name == nil && it != nil {
+			st.Topic, internal = strPtr(it.Name), true
+		}
+		if internal {
+			st.ErrorCode = kerr.InvalidTopicException.Code
+			if req.Version >= 5 {
+				st.ErrorMessage = strPtr("cannot delete internal topic " + *st.Topic)
+			}
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		if t == nil {
 			if tg.name == nil {
 				st.ErrorCode = kerr.UnknownTopicID.Code
@@ -159,6 +171,9 @@ func handleDeleteRecords(c *conn, r *request) respond {
 			sp.LowWatermark = -1
 			p := b.Partition(rt.Topic, rp.Partition)
 			switch {
+			case broker.IsInternalTopic(rt.Topic):
+				// Kafka's ReplicaManager refuses DeleteRecords on them.
+				sp.ErrorCode = kerr.InvalidTopicException.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			default:
