@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,21 @@ type Config struct {
 	// RetentionCheckInterval is log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
 
+	// Log compaction (Kafka's log.cleaner.* settings). The ratio, lags and
+	// delete retention are the defaults of the topic configs
+	// min.cleanable.dirty.ratio, min.compaction.lag.ms,
+	// max.compaction.lag.ms and delete.retention.ms.
+	CleanupPolicy              string // log.cleanup.policy
+	CleanerEnable              bool
+	CleanerThreads             int
+	CleanerBackoffMs           int64
+	CleanerDedupeBufferSize    int64
+	CleanerIOMaxBytesPerSecond float64
+	CleanerMinCleanableRatio   float64
+	CleanerMinCompactionLagMs  int64
+	CleanerMaxCompactionLagMs  int64
+	CleanerDeleteRetentionMs   int64
+
 	// Transactions.
 	TransactionMaxTimeoutMs   int32
 	TransactionSweepInterval  time.Duration
@@ -70,6 +86,16 @@ func DefaultConfig() Config {
 		MaxProducersPerPartition:   100000,
 		MaxProducers:               1000000,
 		RetentionCheckInterval:     5 * time.Minute,
+		CleanupPolicy:              "delete",
+		CleanerEnable:              true,
+		CleanerThreads:             1,
+		CleanerBackoffMs:           15000,
+		CleanerDedupeBufferSize:    128 << 20,
+		CleanerIOMaxBytesPerSecond: math.MaxFloat64,
+		CleanerMinCleanableRatio:   0.5,
+		CleanerMinCompactionLagMs:  0,
+		CleanerMaxCompactionLagMs:  math.MaxInt64,
+		CleanerDeleteRetentionMs:   86400000,
 		TransactionMaxTimeoutMs:    900000,
 		TransactionSweepInterval:   10 * time.Second,
 		TransactionalIDExpiration:  7 * 24 * time.Hour,
@@ -89,10 +115,14 @@ const (
 // topicConfigKey describes a topic-level config we support.
 type topicConfigKey struct {
 	name      string
-	valueType int8 // DescribeConfigs ConfigType: 1 bool, 2 string, 3 int, 4 short, 5 long, 7 list
+	valueType int8 // DescribeConfigs ConfigType: 1 bool, 2 string, 3 int, 4 short, 5 long, 6 double, 7 list
 	doc       string
 	def       func(Config) string
 	validate  func(string) error
+	// brokerName is the broker setting that supplies the default (Kafka's
+	// synonym), when a flag sets it; the default's source is then
+	// STATIC_BROKER_CONFIG if the flag moved it from Kafka's default.
+	brokerName string
 }
 
 func longValue(min int64) func(string) error {
@@ -119,21 +149,60 @@ func oneOf(values ...string) func(string) error {
 	}
 }
 
+func ratioValue(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	if f < 0 || f > 1 {
+		return fmt.Errorf("must be between 0 and 1")
+	}
+	return nil
+}
+
+// ValidateCleanupPolicy accepts Kafka's list values: delete, compact or
+// both.
+func ValidateCleanupPolicy(v string) error {
+	items := strings.Split(v, ",")
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "delete" && it != "compact" {
+			return fmt.Errorf("%q is not a cleanup policy: use delete, compact or compact,delete", it)
+		}
+	}
+	return nil
+}
+
+// CleanupPolicyHas reports whether a cleanup.policy value lists policy.
+func CleanupPolicyHas(value, policy string) bool {
+	for _, it := range strings.Split(value, ",") {
+		if strings.TrimSpace(it) == policy {
+			return true
+		}
+	}
+	return false
+}
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // topicConfigKeys lists the topic configs oncelog honours. Unknown keys are
 // rejected with INVALID_CONFIG, as Kafka does, rather than silently ignored.
 var topicConfigKeys = []topicConfigKey{
-	{"cleanup.policy", 7, "Only delete is supported; compaction is not implemented.", func(Config) string { return "delete" }, oneOf("delete")},
-	{"compression.type", 2, "Batches are stored as the producer compressed them.", func(Config) string { return "producer" }, oneOf("producer")},
-	{"max.message.bytes", 3, "Largest record batch accepted.", func(c Config) string { return itoa(int64(c.MaxMessageBytes)) }, longValue(0)},
-	{"message.timestamp.type", 2, "CreateTime or LogAppendTime.", func(Config) string { return "CreateTime" }, oneOf("CreateTime", "LogAppendTime")},
-	{"min.insync.replicas", 3, "Single node: always 1.", func(Config) string { return "1" }, oneOf("1")},
-	{"retention.bytes", 5, "Delete old segments when a partition exceeds this (-1: no limit).", func(c Config) string { return itoa(c.RetentionBytes) }, longValue(-1)},
-	{"retention.ms", 5, "Delete segments older than this (-1: keep forever).", func(c Config) string { return itoa(c.RetentionMs) }, longValue(-1)},
-	{"segment.bytes", 3, "Roll a new segment at this size.", func(c Config) string { return itoa(c.SegmentBytes) }, longValue(14)},
-	{"segment.ms", 5, "Roll a new segment after this long.", func(c Config) string { return itoa(c.SegmentMs) }, longValue(1)},
-	{"index.interval.bytes", 3, "Bytes between offset index entries.", func(Config) string { return "4096" }, longValue(0)},
+	{"cleanup.policy", 7, "delete: remove old segments by retention.ms/retention.bytes; compact: keep the newest record of every key (log compaction); compact,delete: both.", func(c Config) string { return c.CleanupPolicy }, ValidateCleanupPolicy, "log.cleanup.policy"},
+	{"delete.retention.ms", 5, "How long tombstones and transaction markers stay in a compacted log after the cleaner first saw them.", func(c Config) string { return itoa(c.CleanerDeleteRetentionMs) }, longValue(0), "log.cleaner.delete.retention.ms"},
+	{"max.compaction.lag.ms", 5, "Longest time a record stays ineligible for compaction.", func(c Config) string { return itoa(c.CleanerMaxCompactionLagMs) }, longValue(1), "log.cleaner.max.compaction.lag.ms"},
+	{"min.cleanable.dirty.ratio", 6, "Share of the log not yet compacted above which the cleaner compacts it.", func(c Config) string { return ftoa(c.CleanerMinCleanableRatio) }, ratioValue, "log.cleaner.min.cleanable.ratio"},
+	{"min.compaction.lag.ms", 5, "Shortest time a record stays uncompacted in the log.", func(c Config) string { return itoa(c.CleanerMinCompactionLagMs) }, longValue(0), "log.cleaner.min.compaction.lag.ms"},
+	{"compression.type", 2, "Batches are stored as the producer compressed them.", func(Config) string { return "producer" }, oneOf("producer"), ""},
+	{"max.message.bytes", 3, "Largest record batch accepted.", func(c Config) string { return itoa(int64(c.MaxMessageBytes)) }, longValue(0), "message.max.bytes"},
+	{"message.timestamp.type", 2, "CreateTime or LogAppendTime.", func(Config) string { return "CreateTime" }, oneOf("CreateTime", "LogAppendTime"), ""},
+	{"min.insync.replicas", 3, "Single node: always 1.", func(Config) string { return "1" }, oneOf("1"), ""},
+	{"retention.bytes", 5, "Delete old segments when a partition exceeds this (-1: no limit).", func(c Config) string { return itoa(c.RetentionBytes) }, longValue(-1), "log.retention.bytes"},
+	{"retention.ms", 5, "Delete segments older than this (-1: keep forever).", func(c Config) string { return itoa(c.RetentionMs) }, longValue(-1), "log.retention.ms"},
+	{"segment.bytes", 3, "Roll a new segment at this size.", func(c Config) string { return itoa(c.SegmentBytes) }, longValue(14), "log.segment.bytes"},
+	{"segment.ms", 5, "Roll a new segment after this long.", func(c Config) string { return itoa(c.SegmentMs) }, longValue(1), "log.roll.ms"},
+	{"index.interval.bytes", 3, "Bytes between offset index entries.", func(Config) string { return "4096" }, longValue(0), ""},
 }
 
 func lookupTopicConfig(name string) (topicConfigKey, bool) {
@@ -167,16 +236,41 @@ type ConfigEntry struct {
 	Source    int8
 	ValueType int8
 	Doc       string
+	// Synonyms are where the value could come from, most specific first
+	// (DescribeConfigs IncludeSynonyms): the topic override, the broker
+	// setting, Kafka's default.
+	Synonyms []ConfigSynonym
+}
+
+// ConfigSynonym is one DescribeConfigs synonym.
+type ConfigSynonym struct {
+	Name   string
+	Value  string
+	Source int8
 }
 
 // EffectiveTopicConfigs merges defaults and overrides, sorted by name.
 func (c Config) EffectiveTopicConfigs(overrides map[string]string) []ConfigEntry {
 	out := make([]ConfigEntry, 0, len(topicConfigKeys))
+	kafka := DefaultConfig()
 	for _, k := range topicConfigKeys {
-		e := ConfigEntry{Name: k.name, Value: k.def(c), Source: SourceDefault, ValueType: k.valueType, Doc: k.doc}
+		def, kafkaDef := k.def(c), k.def(kafka)
+		e := ConfigEntry{Name: k.name, Value: def, Source: SourceDefault, ValueType: k.valueType, Doc: k.doc}
 		if v, ok := overrides[k.name]; ok {
 			e.Value, e.Source = v, SourceTopic
+			e.Synonyms = append(e.Synonyms, ConfigSynonym{k.name, v, SourceTopic})
 		}
+		if k.brokerName != "" && def != kafkaDef {
+			if e.Source == SourceDefault {
+				e.Source = SourceStatic
+			}
+			e.Synonyms = append(e.Synonyms, ConfigSynonym{k.brokerName, def, SourceStatic})
+		}
+		name := k.brokerName
+		if name == "" {
+			name = k.name
+		}
+		e.Synonyms = append(e.Synonyms, ConfigSynonym{name, kafkaDef, SourceDefault})
 		out = append(out, e)
 	}
 	return out
@@ -201,8 +295,22 @@ func (c Config) partitionConfig(overrides map[string]string) partition.Config {
 	seg.RetentionMs = num("retention.ms")
 	seg.RetentionBytes = num("retention.bytes")
 	seg.IndexIntervalBytes = int(num("index.interval.bytes"))
+	policy := get("cleanup.policy")
+	if !CleanupPolicyHas(policy, "delete") {
+		// Kafka deletes segments by time or size only under the delete
+		// policy; a compact-only log keeps every key's newest record.
+		seg.RetentionMs, seg.RetentionBytes = -1, -1
+	}
+	ratio, _ := strconv.ParseFloat(get("min.cleanable.dirty.ratio"), 64)
 	return partition.Config{
-		Segment:         seg,
+		Segment: seg,
+		Compaction: partition.CompactionConfig{
+			Compact:            CleanupPolicyHas(policy, "compact"),
+			MinCleanableRatio:  ratio,
+			MinCompactionLagMs: num("min.compaction.lag.ms"),
+			MaxCompactionLagMs: num("max.compaction.lag.ms"),
+			DeleteRetentionMs:  num("delete.retention.ms"),
+		},
 		MaxMessageBytes: int32(num("max.message.bytes")),
 		LogAppendTime:   get("message.timestamp.type") == "LogAppendTime",
 		Producer: producer.Config{

@@ -105,6 +105,17 @@ docs/operations.md.`,
 	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "delete a partition's oldest segments while it is larger than this many bytes; -1 for no limit (log.retention.bytes; topic override retention.bytes)")
 	f.DurationVar(&c.RetentionCheckInterval, "log-retention-check-interval", c.RetentionCheckInterval, "how often retention and producer-id expiry run (log.retention.check.interval.ms)")
 
+	f.StringVar(&c.CleanupPolicy, "log-cleanup-policy", c.CleanupPolicy, "what happens to old records of topics without their own cleanup.policy: delete (retention), compact (keep the newest record of every key) or compact,delete (log.cleanup.policy; topic override cleanup.policy)")
+	f.BoolVar(&c.CleanerEnable, "log-cleaner-enable", c.CleanerEnable, "run the log cleaner that compacts topics with cleanup.policy=compact (log.cleaner.enable)")
+	f.IntVar(&c.CleanerThreads, "log-cleaner-threads", c.CleanerThreads, "how many partitions the log cleaner compacts at once (log.cleaner.threads)")
+	f.Int64Var(&c.CleanerBackoffMs, "log-cleaner-backoff-ms", c.CleanerBackoffMs, "how long the log cleaner sleeps when no partition needs compacting, in milliseconds (log.cleaner.backoff.ms)")
+	f.Int64Var(&c.CleanerDedupeBufferSize, "log-cleaner-dedupe-buffer-size", c.CleanerDedupeBufferSize, "memory for the log cleaner's key maps, in bytes, shared by its threads; a partition whose keys do not fit is compacted in several passes (log.cleaner.dedupe.buffer.size)")
+	f.Float64Var(&c.CleanerIOMaxBytesPerSecond, "log-cleaner-io-max-bytes-per-second", c.CleanerIOMaxBytesPerSecond, "most bytes per second the log cleaner reads plus writes, over all its threads (log.cleaner.io.max.bytes.per.second)")
+	f.Float64Var(&c.CleanerMinCleanableRatio, "log-cleaner-min-cleanable-ratio", c.CleanerMinCleanableRatio, "compact a partition once this share of its log has not been compacted yet (log.cleaner.min.cleanable.ratio; topic override min.cleanable.dirty.ratio)")
+	f.Int64Var(&c.CleanerMinCompactionLagMs, "log-cleaner-min-compaction-lag-ms", c.CleanerMinCompactionLagMs, "never compact records younger than this many milliseconds; the default 0 lets any record in a closed segment be compacted (log.cleaner.min.compaction.lag.ms; topic override min.compaction.lag.ms)")
+	f.Int64Var(&c.CleanerMaxCompactionLagMs, "log-cleaner-max-compaction-lag-ms", c.CleanerMaxCompactionLagMs, "compact records older than this many milliseconds whatever the dirty ratio (log.cleaner.max.compaction.lag.ms; topic override max.compaction.lag.ms)")
+	f.Int64Var(&c.CleanerDeleteRetentionMs, "log-cleaner-delete-retention-ms", c.CleanerDeleteRetentionMs, "how long tombstones and transaction markers stay in a compacted log after its first compaction that kept them, in milliseconds (log.cleaner.delete.retention.ms; topic override delete.retention.ms)")
+
 	f.Int64Var(&c.ProducerIDExpirationMs, "producer-id-expiration-ms", c.ProducerIDExpirationMs, "forget an idempotent producer's sequence numbers after it has been idle this many milliseconds (producer.id.expiration.ms)")
 	f.IntVar(&c.MaxProducersPerPartition, "max-producers-per-partition", c.MaxProducersPerPartition, "most producer ids tracked per partition; beyond it the longest-idle one is forgotten")
 	f.IntVar(&c.MaxProducers, "max-producers", c.MaxProducers, "most producer ids tracked by the whole broker; beyond it the longest-idle one is forgotten")
@@ -141,6 +152,15 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
 		{c.RetentionBytes < -1, "--log-retention-bytes must be -1 (no limit) or more"},
 		{c.RetentionCheckInterval <= 0, "--log-retention-check-interval must be positive"},
+		{broker.ValidateCleanupPolicy(c.CleanupPolicy) != nil, "--log-cleanup-policy must be delete, compact or compact,delete"},
+		{c.CleanerThreads < 1, "--log-cleaner-threads must be at least 1"},
+		{c.CleanerBackoffMs < 1, "--log-cleaner-backoff-ms must be positive"},
+		{c.CleanerDedupeBufferSize < 1<<16, "--log-cleaner-dedupe-buffer-size must be at least 65536"},
+		{!(c.CleanerIOMaxBytesPerSecond > 0), "--log-cleaner-io-max-bytes-per-second must be positive"},
+		{!(c.CleanerMinCleanableRatio >= 0 && c.CleanerMinCleanableRatio <= 1), "--log-cleaner-min-cleanable-ratio must be between 0 and 1"},
+		{c.CleanerMinCompactionLagMs < 0, "--log-cleaner-min-compaction-lag-ms must not be negative"},
+		{c.CleanerMaxCompactionLagMs < 1, "--log-cleaner-max-compaction-lag-ms must be positive"},
+		{c.CleanerDeleteRetentionMs < 0, "--log-cleaner-delete-retention-ms must not be negative"},
 		{c.ProducerIDExpirationMs < 1, "--producer-id-expiration-ms must be positive"},
 		{c.MaxProducersPerPartition < 1, "--max-producers-per-partition must be at least 1"},
 		{c.MaxProducers < 1, "--max-producers must be at least 1"},

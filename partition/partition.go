@@ -31,7 +31,22 @@ type Config struct {
 	MaxMessageBytes int32
 	LogAppendTime   bool // message.timestamp.type=LogAppendTime
 	Producer        producer.Config
+	Compaction      CompactionConfig
 }
+
+// CompactionConfig is the log-compaction part of a topic's configuration
+// (the cleaner reads it; the append path only needs Compact).
+type CompactionConfig struct {
+	Compact            bool    // cleanup.policy lists compact
+	MinCleanableRatio  float64 // min.cleanable.dirty.ratio
+	MinCompactionLagMs int64   // min.compaction.lag.ms
+	MaxCompactionLagMs int64   // max.compaction.lag.ms
+	DeleteRetentionMs  int64   // delete.retention.ms
+}
+
+// maxDecompressedRecords bounds what the append path decompresses to check
+// the records of a batch (compacted topics: every record needs a key).
+const maxDecompressedRecords = 256 << 20
 
 // Hooks lets the broker observe a partition without the partition knowing
 // about metrics or other partitions.
@@ -84,8 +99,12 @@ type Partition struct {
 
 // AppendResult is the answer to one produce batch.
 type AppendResult struct {
-	ErrorCode     int16
-	ErrorMessage  string
+	ErrorCode    int16
+	ErrorMessage string
+	// RecordErrors are the indexes of the records that made the batch
+	// invalid (ProduceResponse RecordErrors), when the error is about
+	// records rather than the batch.
+	RecordErrors  []int32
 	BaseOffset    int64
 	LogAppendTime int64 // -1 unless the topic uses LogAppendTime
 	Duplicate     bool
@@ -207,6 +226,12 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 	case h.HasProducer() && h.BaseSequence < 0:
 		return p.reject(res, kerr.InvalidRecord.Code, "idempotent batch without a base sequence")
 	}
+	if cfg.Compaction.Compact {
+		if code, msg, bad := p.checkKeys(b, h); code != 0 {
+			res.RecordErrors = bad
+			return p.reject(res, code, msg)
+		}
+	}
 	nowMs := now.UnixMilli()
 
 	p.mu.Lock()
@@ -260,6 +285,33 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 		p.hooks.Appended(int(h.NumRecords), len(b))
 	}
 	return res
+}
+
+// checkKeys applies Kafka's LogValidator rule for compacted topics: every
+// record must have a key, since compaction keeps records by key. Each
+// keyless record is reported by its index in the batch.
+func (p *Partition) checkKeys(b []byte, h batch.Header) (int16, string, []int32) {
+	it, err := batch.Records(b, h, maxDecompressedRecords)
+	if err != nil {
+		return kerr.CorruptMessage.Code, err.Error(), nil
+	}
+	var bad []int32
+	for i := int32(0); ; i++ {
+		r, ok := it.Next()
+		if !ok {
+			break
+		}
+		if r.Key == nil {
+			bad = append(bad, i)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return kerr.CorruptMessage.Code, err.Error(), nil
+	}
+	if len(bad) > 0 {
+		return kerr.InvalidRecord.Code, fmt.Sprintf("Compacted topic cannot accept message without key in topic partition %s-%d.", p.Topic, p.Index), bad
+	}
+	return 0, "", nil
 }
 
 func (p *Partition) reject(res AppendResult, code int16, msg string) AppendResult {

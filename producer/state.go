@@ -145,6 +145,10 @@ type EntryInfo struct {
 	LastTimestamp         int64
 	CoordinatorEpoch      int32
 	CurrentTxnStartOffset int64 // -1 if no transaction is open
+	// LastDataOffset is the last offset of the producer's newest data
+	// batch, -1 if none is cached (Kafka's lastDataOffset): the log
+	// cleaner keeps that batch so that a rebuild knows its sequence.
+	LastDataOffset int64
 }
 
 type openTxn struct {
@@ -447,6 +451,7 @@ func entryInfo(e *entry) EntryInfo {
 		LastTimestamp:         e.lastTimestamp,
 		CoordinatorEpoch:      e.coordinatorEpoch,
 		CurrentTxnStartOffset: e.txnFirstOffset,
+		LastDataOffset:        e.lastOffset(),
 	}
 }
 

@@ -75,9 +75,15 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 				ce.Documentation = strPtr(e.Doc)
 			}
 			if req.IncludeSynonyms {
-				syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
-				syn.Name, syn.Value, syn.Source = e.Name, strPtr(e.Value), kmsg.ConfigSource(e.Source)
-				ce.ConfigSynonyms = append(ce.ConfigSynonyms, syn)
+				synonyms := e.Synonyms
+				if len(synonyms) == 0 {
+					synonyms = []broker.ConfigSynonym{{Name: e.Name, Value: e.Value, Source: e.Source}}
+				}
+				for _, s := range synonyms {
+					syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+					syn.Name, syn.Value, syn.Source = s.Name, strPtr(s.Value), kmsg.ConfigSource(s.Source)
+					ce.ConfigSynonyms = append(ce.ConfigSynonyms, syn)
+				}
 			}
 			sr.Configs = append(sr.Configs, ce)
 		}
@@ -94,6 +100,16 @@ func brokerConfigEntries(cfg broker.Config) []broker.ConfigEntry {
 		e("auto.create.topics.enable", strconv.FormatBool(cfg.AutoCreateTopics), 1),
 		e("broker.id", strconv.Itoa(int(cfg.NodeID)), 3),
 		e("default.replication.factor", "1", 3),
+		e("log.cleaner.backoff.ms", strconv.FormatInt(cfg.CleanerBackoffMs, 10), 5),
+		e("log.cleaner.dedupe.buffer.size", strconv.FormatInt(cfg.CleanerDedupeBufferSize, 10), 5),
+		e("log.cleaner.delete.retention.ms", strconv.FormatInt(cfg.CleanerDeleteRetentionMs, 10), 5),
+		e("log.cleaner.enable", strconv.FormatBool(cfg.CleanerEnable), 1),
+		e("log.cleaner.io.max.bytes.per.second", strconv.FormatFloat(cfg.CleanerIOMaxBytesPerSecond, 'g', -1, 64), 6),
+		e("log.cleaner.max.compaction.lag.ms", strconv.FormatInt(cfg.CleanerMaxCompactionLagMs, 10), 5),
+		e("log.cleaner.min.cleanable.ratio", strconv.FormatFloat(cfg.CleanerMinCleanableRatio, 'g', -1, 64), 6),
+		e("log.cleaner.min.compaction.lag.ms", strconv.FormatInt(cfg.CleanerMinCompactionLagMs, 10), 5),
+		e("log.cleaner.threads", strconv.Itoa(cfg.CleanerThreads), 3),
+		e("log.cleanup.policy", cfg.CleanupPolicy, 7),
 		e("log.dirs", cfg.DataDir, 2),
 		e("log.retention.bytes", strconv.FormatInt(cfg.RetentionBytes, 10), 5),
 		e("log.retention.ms", strconv.FormatInt(cfg.RetentionMs, 10), 5),

@@ -99,6 +99,13 @@ func handleProduce(c *conn, r *request) respond {
 			rp.LogStartOffset = part.LogStartOffset()
 			if res.ErrorCode != 0 {
 				setErr(res.ErrorCode, res.ErrorMessage)
+				if req.Version >= 8 {
+					for _, i := range res.RecordErrors {
+						re := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+						re.RelativeOffset = i
+						rp.ErrorRecords = append(rp.ErrorRecords, re)
+					}
+				}
 				continue
 			}
 			rp.BaseOffset = res.BaseOffset
