@@ -51,7 +51,6 @@ type Broker struct {
 	topics map[string]*Topic
 	byID   map[[16]byte]*Topic
 
-	notify   notifier
 	stop     chan struct{}
 	stopped  sync.WaitGroup
 	closeErr error
@@ -73,7 +72,6 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		stop:   make(chan struct{}),
 		Stats:  newStats(),
 	}
-	b.notify.init()
 	var err error
 	if b.meta, err = meta.Open(cfg.FS, filepath.Join(cfg.DataDir, "meta"), logger); err != nil {
 		return nil, err
@@ -172,7 +170,7 @@ func (b *Broker) openPartitions(t *Topic, from, to int32) error {
 func (b *Broker) partitionHooks() partition.Hooks {
 	s := b.Stats
 	return partition.Hooks{
-		Durable: b.notify.broadcast,
+		Woke: func(n int) { s.FetchWakeups.Add(float64(n)) },
 		Synced: func(d time.Duration, waiters int) {
 			s.FsyncSeconds.Observe(d.Seconds())
 			s.GroupCommitSize.Observe(float64(waiters))
@@ -474,10 +472,6 @@ func (b *Broker) OpenTransactions() []txn.OpenTxn {
 	return out
 }
 
-// DataChanged returns a channel closed the next time any partition's high
-// watermark advances; long-polling fetches wait on it.
-func (b *Broker) DataChanged() <-chan struct{} { return b.notify.wait() }
-
 // maintain applies retention and producer expiry periodically.
 func (b *Broker) maintain() {
 	defer b.stopped.Done()
@@ -525,26 +519,4 @@ func (b *Broker) Close() error {
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
-}
-
-// notifier is a broadcast: wait returns a channel closed at the next
-// broadcast.
-type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-func (n *notifier) init() { n.ch = make(chan struct{}) }
-
-func (n *notifier) wait() <-chan struct{} {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ch
-}
-
-func (n *notifier) broadcast() {
-	n.mu.Lock()
-	close(n.ch)
-	n.ch = make(chan struct{})
-	n.mu.Unlock()
 }

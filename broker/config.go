@@ -39,6 +39,11 @@ type Config struct {
 	MaxProducersPerPartition int
 	MaxProducers             int
 
+	// FetchMaxBytes is fetch.max.bytes: the most record bytes one Fetch
+	// response carries, whatever the request asks for (its MaxBytes can
+	// only lower it); the first batch is still returned whole (KIP-74).
+	FetchMaxBytes int32
+
 	// RetentionCheckInterval is log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
 
@@ -82,6 +87,7 @@ func DefaultConfig() Config {
 		RetentionMs:                7 * 24 * 3600 * 1000,
 		RetentionBytes:             -1,
 		MaxMessageBytes:            1048588,
+		FetchMaxBytes:              55 << 20,
 		ProducerIDExpirationMs:     86400000,
 		MaxProducersPerPartition:   100000,
 		MaxProducers:               1000000,

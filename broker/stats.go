@@ -25,6 +25,7 @@ type Stats struct {
 	ProducersEvicted prometheus.Counter
 	FsyncSeconds     prometheus.Histogram
 	GroupCommitSize  prometheus.Histogram
+	FetchWakeups     prometheus.Counter
 	TxnCommitted     prometheus.Counter
 	TxnAborted       prometheus.Counter
 	TxnTimedOut      prometheus.Counter
@@ -73,6 +74,8 @@ func newStats() *Stats {
 		prometheus.ExponentialBuckets(0.0001, 2, 16)) // 100µs .. 3.3s
 	s.GroupCommitSize = histogram("oncelog_group_commit_waiters", "acks=-1 produce requests released by one fsync (group commit size).",
 		prometheus.ExponentialBuckets(1, 2, 10)) // 1 .. 512
+
+	s.FetchWakeups = counter("oncelog_fetch_wakeups_total", "Parked long-poll fetches woken by a high watermark or last stable offset advance of a partition they read (each woken fetch reads its partitions again).")
 
 	s.TxnCommitted = counter("oncelog_transactions_committed_total", "Transactions committed.")
 	s.TxnAborted = counter("oncelog_transactions_aborted_total", "Transactions aborted: by the client, by fencing or by timeout.")

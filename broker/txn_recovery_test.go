@@ -23,13 +23,15 @@ func openBrokerAt(t *testing.T, dir string) *Broker {
 	return b
 }
 
-func readAll(t *testing.T, p *partition.Partition) []byte {
+// abortedInCommitted reads p with read_committed and returns the aborted
+// transactions the read reports.
+func abortedInCommitted(t *testing.T, p *partition.Partition) []partition.AbortedTxn {
 	t.Helper()
-	data, err := p.Log().Read(0, 1<<20, p.HighWatermark())
-	if err != nil {
-		t.Fatal(err)
+	res := p.Read(partition.ReadOptions{MaxBytes: 1 << 20, MinOneBatch: true, Isolation: partition.ReadCommitted})
+	if res.ErrorCode != 0 {
+		t.Fatalf("read_committed read: error %d", res.ErrorCode)
 	}
-	return data
+	return res.AbortedTransactions
 }
 
 func transactionalBatch(pid int64, epoch int16, seq int32, n int) []byte {
@@ -72,7 +74,7 @@ func TestRestartRepairsLostAddPartitions(t *testing.T) {
 	if lso, hw := part2.LastStableOffset(), part2.HighWatermark(); lso != hw || hw != 3 {
 		t.Fatalf("t-2 after the restart: LSO %d HW %d, want the abort marker at 2 and LSO = HW = 3", lso, hw)
 	}
-	if got := part2.AbortedTransactions(0, readAll(t, part2)); len(got) != 1 || got[0].ProducerID != 12345 {
+	if got := abortedInCommitted(t, part2); len(got) != 1 || got[0].ProducerID != 12345 {
 		t.Fatalf("t-2 aborted transactions: %+v", got)
 	}
 
@@ -102,7 +104,7 @@ func TestRestartRepairsLostAddPartitions(t *testing.T) {
 		if lso := p.LastStableOffset(); lso != c.end {
 			t.Fatalf("%s: LSO of t-%d after the commit: %d, want %d", c.id, c.part, lso, c.end)
 		}
-		if got := p.AbortedTransactions(0, readAll(t, p)); len(got) != 0 {
+		if got := abortedInCommitted(t, p); len(got) != 0 {
 			t.Fatalf("%s: the adopted data was aborted: %+v", c.id, got)
 		}
 	}

@@ -98,6 +98,7 @@ docs/operations.md.`,
 	f.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics when a client asks for their metadata or produces to them (auto.create.topics.enable)")
 	f.Int32Var(&c.DefaultPartitions, "default-partitions", c.DefaultPartitions, "partitions of auto-created topics and of topics created without a count (num.partitions)")
 	f.Int32Var(&c.MaxMessageBytes, "message-max-bytes", c.MaxMessageBytes, "largest record batch accepted, in bytes (message.max.bytes; topic override max.message.bytes)")
+	f.Int32Var(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "most record bytes one Fetch response carries, whatever the consumer asks for; the first batch is returned whole even if bigger (fetch.max.bytes)")
 	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", wire.DefaultMaxRequestBytes, "largest request accepted, in bytes; a bigger one closes the connection (socket.request.max.bytes)")
 	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
 	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
@@ -146,6 +147,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 	}{
 		{c.DefaultPartitions < 1, "--default-partitions must be at least 1"},
 		{c.MaxMessageBytes < 0, "--message-max-bytes must not be negative"},
+		{c.FetchMaxBytes < 1024, "--fetch-max-bytes must be at least 1024"},
 		{o.maxRequestBytes < 8, "--socket-request-max-bytes must be at least 8"},
 		{c.SegmentBytes < 14, "--log-segment-bytes must be at least 14"},
 		{c.SegmentMs < 1, "--log-segment-ms must be at least 1"},

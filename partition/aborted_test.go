@@ -38,13 +38,13 @@ func TestAbortedTransactionsOverlappingFetchedData(t *testing.T) {
 		abortedTxn{producerID: 5, firstOffset: 9, lastOffset: 40},  // spans all of it
 	)}
 	var got []int64
-	for _, at := range p.AbortedTransactions(10, data) {
+	for _, at := range p.abortedIn(10, data) {
 		got = append(got, at.ProducerID)
 	}
 	if want := []int64{2, 3, 5}; !slices.Equal(got, want) {
 		t.Fatalf("aborted producers %v, want %v", got, want)
 	}
-	if got := p.AbortedTransactions(41, nil); got == nil || len(got) != 0 {
+	if got := p.abortedIn(41, nil); got == nil || len(got) != 0 {
 		t.Fatalf("fetch past every marker: %#v, want an empty list", got)
 	}
 }
@@ -118,7 +118,7 @@ func TestAbortedIndexEntryLostWithPageCacheIsReplayed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := q.AbortedTransactions(0, data); len(got) != 1 || got[0].ProducerID != 7 || got[0].FirstOffset != 0 {
+	if got := q.abortedIn(0, data); len(got) != 1 || got[0].ProducerID != 7 || got[0].FirstOffset != 0 {
 		t.Fatalf("aborted transactions after recovery: %+v, want producer 7 from offset 0", got)
 	}
 }

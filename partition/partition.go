@@ -51,9 +51,9 @@ const maxDecompressedRecords = 256 << 20
 // Hooks lets the broker observe a partition without the partition knowing
 // about metrics or other partitions.
 type Hooks struct {
-	// Durable is called after the high watermark advanced (from the syncer
-	// goroutine). The broker uses it to wake long-polling fetches.
-	Durable func()
+	// Woke reports how many parked fetches (Watchers) one advance of the
+	// high watermark or LSO woke.
+	Woke func(n int)
 	// Synced reports each fsync: its duration and how many produce
 	// waiters it released at once (the group-commit size).
 	Synced func(d time.Duration, waiters int)
@@ -82,19 +82,17 @@ type Partition struct {
 	producers *producer.State
 	aborted   *abortedIndex
 
-	// firstUnstable is the first offset of the earliest open transaction,
-	// or decided one whose marker is not durable yet (math.MaxInt64 when
-	// none); the LSO is min(HW, firstUnstable).
-	firstUnstable atomic.Int64
+	// pub is the high watermark and the LSO, published together (read.go).
+	pub published
 	// decided are transactions whose marker is appended but not yet below
 	// the high watermark. Like Kafka's unreplicated transactions they stay
 	// unstable: the LSO must not pass data whose fate a reader cannot see
 	// yet (a read_committed consumer told the LSO is past a transaction
-	// would wait for a marker it is not shown).
-	decided    []decidedTxn
-	hasDecided atomic.Bool
+	// would wait for a marker it is not shown). Guarded by mu.
+	decided []decidedTxn
 
-	sync syncer
+	watchers watchers
+	sync     syncer
 }
 
 // AppendResult is the answer to one produce batch.
@@ -124,6 +122,7 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
 	}
 	p := &Partition{Topic: topic, Index: index, fs: fs, dir: dir, logger: logger, hooks: hooks, log: log}
+	p.watchers.woken = hooks.Woke
 	p.cfg.Store(&cfg)
 	if p.aborted, err = openAbortedIndex(fs, dir, log.StartOffset(), log.NextOffset()); err != nil {
 		log.Close()
@@ -139,8 +138,9 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 	// Everything in the log after recovery is durable: it was either
 	// fsynced before the crash or scanned and kept by recovery, which
 	// only keeps bytes the OS handed back to us.
-	p.sync.setDurable(log.NextOffset())
-	p.refreshUnstable()
+	p.mu.Lock()
+	p.publishLocked(log.NextOffset())
+	p.mu.Unlock()
 	go p.sync.run()
 	return p, nil
 }
@@ -335,59 +335,28 @@ func (p *Partition) AwaitDurable(ctx context.Context, offset int64) error {
 	return p.sync.wait(ctx, offset, false)
 }
 
-// HighWatermark is the durable log end: consumers see records below it.
-func (p *Partition) HighWatermark() int64 { return p.sync.durable.Load() }
-
 // LogEndOffset is the next offset to be assigned (may not be durable yet).
 func (p *Partition) LogEndOffset() int64 { return p.log.NextOffset() }
 
 // LogStartOffset is the first offset still in the log.
 func (p *Partition) LogStartOffset() int64 { return p.log.StartOffset() }
 
-// LastStableOffset is the offset below which every transaction is decided.
-func (p *Partition) LastStableOffset() int64 {
-	return min(p.HighWatermark(), p.firstUnstable.Load())
-}
-
-func (p *Partition) refreshUnstable() {
-	p.mu.Lock()
-	p.refreshUnstableLocked()
-	p.mu.Unlock()
-}
-
+// refreshUnstableLocked publishes the LSO after a transaction began or was
+// decided. p.mu is held.
 func (p *Partition) refreshUnstableLocked() {
-	first, ok := p.producers.FirstOpenTxnOffset()
-	if !ok {
-		first = 1<<63 - 1
+	if p.publishLocked(0) {
+		p.watchers.wake()
 	}
-	hw := p.HighWatermark()
-	kept := p.decided[:0]
-	for _, d := range p.decided {
-		if d.markerOffset >= hw {
-			kept = append(kept, d)
-			first = min(first, d.firstOffset)
-		}
-	}
-	p.decided = kept
-	p.hasDecided.Store(len(kept) > 0)
-	p.firstUnstable.Store(first)
 }
 
 // decidedTxn is a transaction whose marker is not durable yet.
 type decidedTxn struct{ firstOffset, markerOffset int64 }
 
-// highWatermarkAdvanced releases decided transactions whose markers the
-// high watermark now covers.
-func (p *Partition) highWatermarkAdvanced() {
-	if p.hasDecided.Load() {
-		p.refreshUnstable()
-	}
-}
-
 // Size is the bytes on disk.
 func (p *Partition) Size() int64 { return p.log.Size() }
 
-// Log exposes the segment log for read-only helpers (ListOffsets, DescribeLogDirs).
+// Log exposes the segment log to tests and offline tools; serving code
+// reads through Read, OffsetForTimestamp and MaxTimestamp.
 func (p *Partition) Log() *segment.Log { return p.log }
 
 // Producers returns a snapshot of the idempotent producers this partition tracks.

@@ -192,11 +192,11 @@ func TestTransactionsLSOAndAbortedIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aborted := p.AbortedTransactions(0, data)
+	aborted := p.abortedIn(0, data)
 	if len(aborted) != 1 || aborted[0].ProducerID != 11 || aborted[0].FirstOffset != 3 {
 		t.Fatalf("aborted transactions %+v", aborted)
 	}
-	if got := p.AbortedTransactions(end, nil); len(got) != 0 {
+	if got := p.abortedIn(end, nil); len(got) != 0 {
 		t.Fatalf("fetch past the marker reports %+v", got)
 	}
 	// A stale epoch marker is refused.
@@ -207,7 +207,7 @@ func TestTransactionsLSOAndAbortedIndex(t *testing.T) {
 	q := openPartition(t, dir)
 	defer q.Close()
 	data, _ = q.Log().Read(0, 1<<20, q.HighWatermark())
-	if got := q.AbortedTransactions(0, data); len(got) != 1 || got[0].FirstOffset != 3 {
+	if got := q.abortedIn(0, data); len(got) != 1 || got[0].FirstOffset != 3 {
 		t.Fatalf("aborted index after restart: %+v", got)
 	}
 	if q.LastStableOffset() != q.HighWatermark() {

@@ -3,7 +3,6 @@ package partition
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -13,8 +12,7 @@ import (
 // it, so the next fsync covers everything written meanwhile, and throughput
 // grows with concurrency instead of paying one fsync per request.
 type syncer struct {
-	p       *Partition
-	durable atomic.Int64 // the high watermark
+	p *Partition
 
 	mu      sync.Mutex
 	done    chan struct{} // closed and replaced after each fsync
@@ -36,8 +34,6 @@ func (s *syncer) init(p *Partition) {
 	s.stopCh = make(chan struct{})
 	s.stopped = make(chan struct{})
 }
-
-func (s *syncer) setDurable(off int64) { s.durable.Store(off) }
 
 // kick asks for an fsync of whatever was appended.
 func (s *syncer) kick() {
@@ -74,20 +70,23 @@ func (s *syncer) run() {
 			return
 		case <-s.kickCh:
 		}
-		if s.p.log.NextOffset() <= s.durable.Load() {
+		if s.p.log.NextOffset() <= s.p.HighWatermark() {
 			continue
 		}
 		start := time.Now()
 		off, err := s.p.log.Sync()
 		took := time.Since(start)
+		if err == nil {
+			// Published (with its LSO) before any waiter is released,
+			// so a producer answered after its fsync, and whoever it
+			// tells, reads both offsets at least this far.
+			s.p.advanceHighWatermark(off)
+		}
 
 		s.mu.Lock()
 		if err != nil && s.err == nil {
 			s.err = err
 			s.p.logger.Error("fsync failed; partition is offline until restart", "err", err)
-		}
-		if err == nil && off > s.durable.Load() {
-			s.durable.Store(off)
 		}
 		waiters := s.waiters
 		s.waiters = 0
@@ -97,11 +96,6 @@ func (s *syncer) run() {
 		close(s.done)
 		s.done = make(chan struct{})
 		s.mu.Unlock()
-
-		s.p.highWatermarkAdvanced() // before anyone is told: fetches read the LSO
-		if s.p.hooks.Durable != nil {
-			s.p.hooks.Durable()
-		}
 	}
 }
 
@@ -110,7 +104,7 @@ func (s *syncer) run() {
 // one the write asked for (every append kicks, a marker kicks soon).
 func (s *syncer) wait(ctx context.Context, offset int64, eager bool) error {
 	for {
-		if s.durable.Load() >= offset {
+		if s.p.HighWatermark() >= offset {
 			return nil
 		}
 		s.mu.Lock()
@@ -119,7 +113,7 @@ func (s *syncer) wait(ctx context.Context, offset int64, eager bool) error {
 			s.mu.Unlock()
 			return err
 		}
-		if s.durable.Load() >= offset {
+		if s.p.HighWatermark() >= offset {
 			s.mu.Unlock()
 			return nil
 		}

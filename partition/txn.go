@@ -13,7 +13,6 @@ import (
 	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/producer"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // abortedIndexFile holds the partition's aborted transactions (Kafka keeps
@@ -164,10 +163,10 @@ func (a *abortedIndex) sync() error {
 // only if some transaction was aborted at or after from: working out where
 // the fetched data ends means walking its batch headers, and most fetches
 // meet no aborted transaction at all.
-func (a *abortedIndex) overlapping(from int64, upTo func() int64) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+func (a *abortedIndex) overlapping(from int64, upTo func() int64) []AbortedTxn {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	out := []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+	out := []AbortedTxn{}
 	i := sort.Search(len(a.entries), func(i int) bool { return a.entries[i].lastOffset >= from })
 	if i == len(a.entries) {
 		return out
@@ -175,9 +174,7 @@ func (a *abortedIndex) overlapping(from int64, upTo func() int64) []kmsg.FetchRe
 	end := upTo()
 	for ; i < len(a.entries) && a.minFirst[i] < end; i++ {
 		if e := a.entries[i]; e.firstOffset < end {
-			at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
-			at.ProducerID, at.FirstOffset = e.producerID, e.firstOffset
-			out = append(out, at)
+			out = append(out, AbortedTxn{ProducerID: e.producerID, FirstOffset: e.firstOffset})
 		}
 	}
 	return out
@@ -190,9 +187,9 @@ func (a *abortedIndex) close() error {
 	return a.file.Close()
 }
 
-// AbortedTransactions lists the aborted transactions overlapping the
-// batches returned by a read_committed fetch starting at from.
-func (p *Partition) AbortedTransactions(from int64, data []byte) []kmsg.FetchResponseTopicPartitionAbortedTransaction {
+// abortedIn lists the aborted transactions overlapping the batches
+// returned by a read_committed read starting at from.
+func (p *Partition) abortedIn(from int64, data []byte) []AbortedTxn {
 	return p.aborted.overlapping(from, func() int64 {
 		end := from
 		for rest := data; len(rest) > 0; {

@@ -70,6 +70,18 @@ func (l *Log) nextSnap(sn segSnap) (segSnap, bool, error) {
 // ErrOffsetOutOfRange when offset < StartOffset() or > NextOffset(). The
 // returned slice is the caller's.
 func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+	return l.read(offset, maxBytes, upTo, true)
+}
+
+// ReadWithin is Read without the KIP-74 exception: when the first batch is
+// bigger than maxBytes it returns nothing. A fetch reads the partitions
+// after the first one that returned data this way, so that the response
+// stays within its byte budget (Kafka's minOneMessage=false).
+func (l *Log) ReadWithin(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+	return l.read(offset, maxBytes, upTo, false)
+}
+
+func (l *Log) read(offset int64, maxBytes int, upTo int64, minOneBatch bool) ([]byte, error) {
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -87,7 +99,7 @@ func (l *Log) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	interval := l.cfg.IndexIntervalBytes
 	l.mu.RUnlock()
 	for ok {
-		data, found, err := l.readSegment(sn, offset, maxBytes, upTo, interval)
+		data, found, err := l.readSegment(sn, offset, maxBytes, upTo, interval, minOneBatch)
 		if err != nil || found {
 			sn.seg.release()
 			return data, err
@@ -113,7 +125,7 @@ const (
 
 // readSegment implements Read within one segment; found reports whether a
 // batch ending at or after offset exists in it.
-func (l *Log) readSegment(sn segSnap, offset int64, maxBytes int, upTo int64, interval int) (data []byte, found bool, err error) {
+func (l *Log) readSegment(sn segSnap, offset int64, maxBytes int, upTo int64, interval int, minOneBatch bool) (data []byte, found bool, err error) {
 	v, err := l.viewOf(sn, interval)
 	if err != nil {
 		return nil, false, err
@@ -142,7 +154,7 @@ func (l *Log) readSegment(sn segSnap, offset int64, maxBytes int, upTo int64, in
 		}
 		pos += int64(h.Size())
 	}
-	if h.LastOffset() >= upTo {
+	if h.LastOffset() >= upTo || !minOneBatch && h.Size() > maxBytes {
 		return nil, true, nil
 	}
 	start, total := pos, int64(h.Size())

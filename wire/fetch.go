@@ -2,12 +2,10 @@ package wire
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/partition"
-	"github.com/oncelog/oncelog/segment"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -59,8 +57,50 @@ func fetchResponseSizeBound(resp *kmsg.FetchResponse) int {
 	return n
 }
 
+// fetchPartition is one partition a fetch reads: the request's entry (the
+// last one, if the request names the partition more than once) and the
+// partition, nil when it does not exist.
+type fetchPartition struct {
+	topic string
+	id    [16]byte
+	req   kmsg.FetchRequestTopicPartition
+	p     *partition.Partition
+}
+
+// fetchPartitions resolves the partitions a request names, once each, in
+// the order they first appear. Kafka builds its fetch data as a map keyed by
+// partition (FetchRequest.fetchData, a LinkedHashMap), so a partition named
+// twice is read and answered once, with the later entry's offset and
+// limits; a request naming one partition a thousand times is one read.
+func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition {
+	type key struct {
+		topic     string
+		partition int32
+	}
+	var out []fetchPartition
+	at := map[key]int{}
+	for _, rt := range req.Topics {
+		topic := b.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			k := key{rt.Topic, rp.Partition}
+			if i, ok := at[k]; ok {
+				out[i].req = rp
+				continue
+			}
+			fp := fetchPartition{topic: rt.Topic, id: rt.TopicID, req: rp}
+			if topic != nil && rp.Partition >= 0 && int(rp.Partition) < len(topic.Partitions) {
+				fp.p = topic.Partitions[rp.Partition]
+			}
+			at[k] = len(out)
+			out = append(out, fp)
+		}
+	}
+	return out
+}
+
 // fetch answers once MinBytes are readable, MaxWait has passed, ctx ends or
-// stopWaiting is closed (the client stopped sending).
+// stopWaiting is closed (the client stopped sending). While it waits it is
+// woken only by the partitions it reads.
 func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time) *kmsg.FetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.Version >= 7 && req.SessionID != 0 {
@@ -70,23 +110,45 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 		return resp
 	}
 	deadline := received.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
-	maxBytes := int(req.MaxBytes)
-	if req.Version < 3 || maxBytes <= 0 {
-		maxBytes = 50 << 20
+	// Kafka: min(request MaxBytes, fetch.max.bytes). MaxBytes 0 still
+	// returns one batch (KIP-74).
+	maxBytes := max(0, min(int(req.MaxBytes), int(b.Config().FetchMaxBytes)))
+	minBytes := min(int(req.MinBytes), maxBytes)
+	iso := partition.ReadUncommitted
+	if req.IsolationLevel == 1 {
+		iso = partition.ReadCommitted
 	}
-	readCommitted := req.IsolationLevel == 1
+	parts := fetchPartitions(b, req)
+	var w *partition.Watcher
+	defer func() {
+		if w != nil {
+			for _, fp := range parts {
+				if fp.p != nil {
+					fp.p.Unwatch(w)
+				}
+			}
+		}
+	}()
 	for {
-		// Subscribe before reading so a write that lands between the
-		// read and the wait still wakes us.
-		changed := b.DataChanged()
 		resp.Topics = resp.Topics[:0]
-		total := fetchOnce(b, req, resp, maxBytes, readCommitted)
-		if total >= int(req.MinBytes) || total > 0 && req.MinBytes <= 0 || !time.Now().Before(deadline) {
+		total := fetchOnce(parts, resp, maxBytes, iso)
+		if total >= minBytes || total > 0 && minBytes <= 0 || !time.Now().Before(deadline) {
 			return resp
+		}
+		if w == nil {
+			// Watch, then read again: an advance that landed between
+			// the read and the watch still wakes us.
+			w = partition.NewWatcher()
+			for _, fp := range parts {
+				if fp.p != nil {
+					fp.p.Watch(w)
+				}
+			}
+			continue
 		}
 		wait := time.NewTimer(time.Until(deadline))
 		select {
-		case <-changed:
+		case <-w.C:
 		case <-wait.C:
 		case <-ctx.Done():
 			wait.Stop()
@@ -100,80 +162,58 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 }
 
 // fetchOnce fills resp with whatever is readable now and returns the record
-// bytes it holds.
-func fetchOnce(b *broker.Broker, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, maxBytes int, readCommitted bool) int {
+// bytes it holds. The response holds at most maxBytes of records, except
+// that the first partition returning data returns its first batch whole
+// however big it is (KIP-74, Kafka's minOneMessage), and each partition at
+// most its PartitionMaxBytes.
+func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, iso partition.Isolation) int {
 	total := 0
-	for _, rt := range req.Topics {
-		st := kmsg.NewFetchResponseTopic()
-		st.Topic = rt.Topic
-		st.TopicID = rt.TopicID
-		topic := b.Topic(rt.Topic)
-		for _, rp := range rt.Partitions {
-			sp := kmsg.NewFetchResponseTopicPartition()
-			sp.Partition = rp.Partition
-			sp.PreferredReadReplica = -1
-			// Kafka sends empty, never null, records: librdkafka
-			// rejects a null record set as a protocol error.
-			sp.RecordBatches = []byte{}
-			var p *partition.Partition
-			if topic != nil && rp.Partition >= 0 && int(rp.Partition) < len(topic.Partitions) {
-				p = topic.Partitions[rp.Partition]
+	var st *kmsg.FetchResponseTopic
+	for _, fp := range parts {
+		// Consecutive partitions of one topic share its entry, as in
+		// Kafka's FetchResponse.toMessage.
+		if st == nil || st.Topic != fp.topic {
+			resp.Topics = append(resp.Topics, kmsg.NewFetchResponseTopic())
+			st = &resp.Topics[len(resp.Topics)-1]
+			st.Topic, st.TopicID = fp.topic, fp.id
+		}
+		sp := kmsg.NewFetchResponseTopicPartition()
+		sp.Partition = fp.req.Partition
+		sp.PreferredReadReplica = -1
+		// Kafka sends empty, never null, records: librdkafka
+		// rejects a null record set as a protocol error.
+		sp.RecordBatches = []byte{}
+		switch {
+		case fp.p == nil:
+			sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+		case fp.req.CurrentLeaderEpoch > 0:
+			// Our leader epoch is always 0: a client that saw a
+			// newer one is talking to the wrong log.
+			sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
+		default:
+			res := fp.p.Read(partition.ReadOptions{
+				Offset:      fp.req.FetchOffset,
+				MaxBytes:    max(0, min(int(fp.req.PartitionMaxBytes), maxBytes-total)),
+				MinOneBatch: total == 0,
+				Isolation:   iso,
+			})
+			sp.ErrorCode = res.ErrorCode
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
+			if res.Records != nil {
+				sp.RecordBatches = res.Records
+				total += len(res.Records)
 			}
-			if p == nil {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
-				st.Partitions = append(st.Partitions, sp)
-				continue
-			}
-			if rp.CurrentLeaderEpoch > 0 {
-				// Our leader epoch is always 0: a client that
-				// saw a newer one is talking to the wrong log.
-				sp.ErrorCode = kerr.UnknownLeaderEpoch.Code
-				st.Partitions = append(st.Partitions, sp)
-				continue
-			}
-			hw := p.HighWatermark()
-			lso := p.LastStableOffset()
-			sp.HighWatermark = hw
-			sp.LastStableOffset = lso
-			sp.LogStartOffset = p.LogStartOffset()
-			upTo := hw
-			if readCommitted {
-				upTo = lso
-				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
-			}
-			limit := int(rp.PartitionMaxBytes)
-			if remaining := maxBytes - total; remaining < limit {
-				limit = remaining
-			}
-			if rp.FetchOffset > p.LogEndOffset() || rp.FetchOffset < sp.LogStartOffset {
-				sp.ErrorCode = kerr.OffsetOutOfRange.Code
-				st.Partitions = append(st.Partitions, sp)
-				continue
-			}
-			if limit <= 0 && total > 0 {
-				st.Partitions = append(st.Partitions, sp)
-				continue
-			}
-			if limit <= 0 {
-				limit = 1 // KIP-74: the first batch is returned whole anyway
-			}
-			data, err := p.Log().Read(rp.FetchOffset, limit, upTo)
-			switch {
-			case errors.Is(err, segment.ErrOffsetOutOfRange):
-				sp.ErrorCode = kerr.OffsetOutOfRange.Code
-			case err != nil:
-				sp.ErrorCode = kerr.KafkaStorageError.Code
-			case data != nil:
-				sp.RecordBatches = data
-				total += len(data)
-				if readCommitted {
-					sp.AbortedTransactions = p.AbortedTransactions(rp.FetchOffset, data)
+			if res.AbortedTransactions != nil {
+				sp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.AbortedTransactions))
+				for i, a := range res.AbortedTransactions {
+					at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+					at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+					sp.AbortedTransactions[i] = at
 				}
 			}
-			st.Partitions = append(st.Partitions, sp)
 		}
-		resp.Topics = append(resp.Topics, st)
+		st.Partitions = append(st.Partitions, sp)
 	}
 	return total
 }

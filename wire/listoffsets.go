@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/oncelog/oncelog/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -44,30 +45,29 @@ func handleListOffsets(c *conn, r *request) respond {
 				continue
 			}
 			p := topic.Partitions[rp.Partition]
+			iso := partition.ReadUncommitted
+			if req.IsolationLevel == 1 {
+				iso = partition.ReadCommitted
+			}
 			switch rp.Timestamp {
 			case -1:
-				if req.IsolationLevel == 1 {
-					sp.Offset = p.LastStableOffset()
-				} else {
-					sp.Offset = p.HighWatermark()
+				hw, lso := p.Offsets()
+				sp.Offset = hw
+				if iso == partition.ReadCommitted {
+					sp.Offset = lso
 				}
 			case -2, -4:
 				sp.Offset = p.LogStartOffset()
 			case -3:
-				off, ts := p.Log().MaxTimestamp()
-				sp.Offset, sp.Timestamp = off, ts
+				r := p.MaxTimestamp()
+				sp.Offset, sp.Timestamp = r.Offset, r.Timestamp
 			default:
 				if rp.Timestamp < 0 {
 					sp.ErrorCode = kerr.UnsupportedVersion.Code
 					break
 				}
-				off, ts, found := p.Log().OffsetForTimestamp(rp.Timestamp)
-				limit := p.HighWatermark()
-				if req.IsolationLevel == 1 {
-					limit = p.LastStableOffset()
-				}
-				if found && off < limit {
-					sp.Offset, sp.Timestamp = off, ts
+				if r := p.OffsetForTimestamp(rp.Timestamp, iso); r.Found {
+					sp.Offset, sp.Timestamp = r.Offset, r.Timestamp
 				}
 			}
 			st.Partitions = append(st.Partitions, sp)

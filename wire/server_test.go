@@ -13,8 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// startInProcess runs a broker and its listener inside the test process.
-func startInProcess(t *testing.T) (*broker.Broker, string) {
+// startInProcess runs a broker and its listener inside the test process;
+// configure changes the broker's configuration first.
+func startInProcess(t *testing.T, configure ...func(*broker.Config)) (*broker.Broker, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,6 +26,9 @@ func startInProcess(t *testing.T) (*broker.Broker, string) {
 	cfg.AdvertisedHost = "127.0.0.1"
 	cfg.AdvertisedPort = int32(ln.Addr().(*net.TCPAddr).Port)
 	cfg.GroupInitialRebalanceDelay = 0
+	for _, c := range configure {
+		c(&cfg)
+	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := broker.Open(cfg, logger)
 	if err != nil {
