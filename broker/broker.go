@@ -47,6 +47,9 @@ type Broker struct {
 	// internal are Kafka's internal topics (internal.go); fixed at Open.
 	internal map[string]*InternalTopic
 
+	featuresMu sync.Mutex
+	features   FinalizedFeatures
+
 	mu     sync.RWMutex
 	topics map[string]*Topic
 	byID   map[[16]byte]*Topic
@@ -81,6 +84,10 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	b.internal = newInternalTopics(b.ClusterID)
+	if err := b.loadFeatures(); err != nil {
+		b.meta.Close()
+		return nil, err
+	}
 	b.limits = producer.NewLimits(cfg.MaxProducers, func(n int) {
 		b.Stats.ProducersEvicted.Add(float64(n))
 	})

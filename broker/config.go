@@ -66,6 +66,10 @@ type Config struct {
 	TransactionMaxTimeoutMs   int32
 	TransactionSweepInterval  time.Duration
 	TransactionalIDExpiration time.Duration
+	// TransactionVersion is the transaction.version feature level a new
+	// data directory starts with (Kafka 4.x formats new clusters at 2);
+	// UpdateFeatures changes it later. 2 is KIP-890 part 2.
+	TransactionVersion int16
 
 	// Groups.
 	GroupInitialRebalanceDelay time.Duration
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		TransactionMaxTimeoutMs:    900000,
 		TransactionSweepInterval:   10 * time.Second,
 		TransactionalIDExpiration:  7 * 24 * time.Hour,
+		TransactionVersion:         2,
 		GroupInitialRebalanceDelay: 3 * time.Second,
 		GroupMinSessionTimeout:     6 * time.Second,
 		GroupMaxSessionTimeout:     30 * time.Minute,

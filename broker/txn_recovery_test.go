@@ -94,7 +94,7 @@ func TestRestartRepairsLostAddPartitions(t *testing.T) {
 		if lso := p.LastStableOffset(); lso != 0 {
 			t.Fatalf("%s: LSO of t-%d with its transaction open: %d", c.id, c.part, lso)
 		}
-		if code := b.Txns.EndTxn(c.id, c.pid, c.epoch, true, 3); code != 0 {
+		if code := b.Txns.EndTxn(c.id, c.pid, c.epoch, true, 3).Code; code != 0 {
 			t.Fatalf("%s: commit: %d", c.id, code)
 		}
 		b.Txns.Describe(c.id) // waits for the markers to be appended

@@ -123,6 +123,7 @@ docs/operations.md.`,
 
 	f.Int32Var(&c.TransactionMaxTimeoutMs, "transaction-max-timeout-ms", c.TransactionMaxTimeoutMs, "largest transaction.timeout.ms a transactional producer may ask for, in milliseconds (transaction.max.timeout.ms)")
 	f.DurationVar(&c.TransactionSweepInterval, "transaction-timeout-check-interval", c.TransactionSweepInterval, "how often transactions past their timeout are aborted (transaction.abort.timed.out.transaction.cleanup.interval.ms)")
+	f.Int16Var(&c.TransactionVersion, "transaction-version", c.TransactionVersion, "transaction.version feature level a new data directory starts with: 2 is KIP-890 part 2 (an epoch bump per transaction, partitions added by Produce), 0 or 1 the earlier protocol; clients use what ApiVersions finalizes, and UpdateFeatures (kafka-features.sh) changes it durably later (Kafka: kafka-storage format --feature transaction.version)")
 	f.DurationVar(&c.TransactionalIDExpiration, "transactional-id-expiration", c.TransactionalIDExpiration, "how long a transactional id with no transaction in progress is kept without use; after it, its next InitProducerId gets a new producer id (transactional.id.expiration.ms)")
 
 	f.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "how long an empty consumer group waits for more members before its first rebalance (group.initial.rebalance.delay.ms)")
@@ -169,6 +170,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.TransactionMaxTimeoutMs < 1, "--transaction-max-timeout-ms must be positive"},
 		{c.TransactionSweepInterval <= 0, "--transaction-timeout-check-interval must be positive"},
 		{c.TransactionalIDExpiration <= 0, "--transactional-id-expiration must be positive"},
+		{c.TransactionVersion < 0 || c.TransactionVersion > 2, "--transaction-version must be 0, 1 or 2"},
 		{c.GroupInitialRebalanceDelay < 0, "--group-initial-rebalance-delay must not be negative"},
 		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
 		{c.DataDir == "", "--data-dir must not be empty"},

@@ -128,3 +128,38 @@ func NewUUIDString() string {
 	}
 	return string(out)
 }
+
+const featuresKey = "cluster/features"
+
+// Features are finalized feature levels (KIP-584) an UpdateFeatures set,
+// with their epoch.
+type Features struct {
+	Levels map[string]int16 `json:"levels"`
+	Epoch  int64            `json:"epoch"`
+}
+
+// Features returns the stored feature levels; ok is false if none were
+// ever stored.
+func (s *Store) Features() (f Features, ok bool, err error) {
+	v, closer, err := s.db.Get([]byte(featuresKey))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Features{}, false, nil
+	}
+	if err != nil {
+		return Features{}, false, err
+	}
+	defer closer.Close()
+	if err := json.Unmarshal(v, &f); err != nil {
+		return Features{}, false, fmt.Errorf("decode feature levels: %w", err)
+	}
+	return f, true, nil
+}
+
+// PutFeatures stores feature levels.
+func (s *Store) PutFeatures(f Features) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	return s.db.Set([]byte(featuresKey), b, pebble.Sync)
+}

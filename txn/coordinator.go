@@ -183,7 +183,7 @@ func (c *Coordinator) settleAll() {
 	var waits []appended
 	for _, e := range c.all() {
 		if set := e.rec.Unsynced; set != nil {
-			at, err := c.appendMarkers(e.rec.ProducerID, set)
+			at, err := c.appendMarkers(set.markerPID(&e.rec), set)
 			if err != nil {
 				c.cfg.Logger.Error("writing the last transaction's markers again failed", "transactional_id", e.rec.ID, "err", err)
 				continue
@@ -247,7 +247,7 @@ func (c *Coordinator) adopt(e *entry, o OpenTxn) (adopted bool, epoch int16) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := &e.rec
-	if r.Epoch != o.Epoch {
+	if r.dataEpoch() != o.Epoch {
 		return false, max(r.Epoch, o.Epoch)
 	}
 	switch r.Status {
@@ -556,24 +556,50 @@ func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, t
 	return append()
 }
 
+// EndResult is EndTxn's answer. From v5 (transaction version 2) it
+// carries the producer id and epoch of the producer's next transaction.
+type EndResult struct {
+	Code       int16
+	ProducerID int64
+	Epoch      int16
+}
+
 // EndTxn commits or aborts. The decision is made durable (Prepare*) and
 // answered, as Kafka does; the markers are then appended, the group
 // offsets completed and the transaction marked Complete* in the
 // background, still under the transaction's lock. The producer's next
 // AddPartitionsToTxn, produce or EndTxn waits on that lock instead of
 // being told CONCURRENT_TRANSACTIONS and backing off.
-func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, version int16) int16 {
+//
+// v5+ is transaction version 2 (KIP-890 part 2, docs/exactly-once.md):
+// every EndTxn bumps the epoch, see prepareTV2Locked.
+func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, version int16) EndResult {
+	fail := func(code int16) EndResult { return EndResult{Code: code, ProducerID: -1, Epoch: -1} }
 	if id == "" {
-		return kerr.InvalidRequest.Code
+		return fail(kerr.InvalidRequest.Code)
 	}
 	e := c.lock(id)
 	if e == nil {
-		return kerr.InvalidProducerIDMapping.Code
+		return fail(kerr.InvalidProducerIDMapping.Code)
 	}
-	code, prepared := c.prepareLocked(e, pid, epoch, commit, version)
+	var code int16
+	var prepared bool
+	if version >= 5 {
+		code, prepared = c.prepareTV2Locked(e, pid, epoch, commit)
+	} else {
+		code, prepared = c.prepareLocked(e, pid, epoch, commit, version)
+	}
+	if code != 0 {
+		e.mu.Unlock()
+		return fail(code)
+	}
+	res := EndResult{ProducerID: e.rec.ProducerID, Epoch: e.rec.Epoch}
+	if next := e.rec.NextProducerID; next != nil && prepared {
+		res.ProducerID, res.Epoch = *next, 0
+	}
 	if !prepared {
 		e.mu.Unlock()
-		return code
+		return res
 	}
 	c.completing.Add(1)
 	go func() {
@@ -583,11 +609,12 @@ func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, ver
 			c.cfg.Logger.Error("writing transaction markers failed; will retry", "transactional_id", id, "err", err)
 		}
 	}()
-	return 0
+	return res
 }
 
-// prepareLocked validates an EndTxn and makes its decision durable. It
-// reports whether the transaction is now prepared and must be completed.
+// prepareLocked validates a transaction version 0/1 EndTxn (v0-v4) and
+// makes its decision durable. It reports whether the transaction is now
+// prepared and must be completed.
 func (c *Coordinator) prepareLocked(e *entry, pid int64, epoch int16, commit bool, version int16) (int16, bool) {
 	r := &e.rec
 	if r.ProducerID != pid {
@@ -617,14 +644,82 @@ func (c *Coordinator) prepareLocked(e *entry, pid int64, epoch int16, commit boo
 	default: // Empty, Dead
 		return kerr.InvalidTxnState.Code, false
 	}
+	return c.prepareAs(r, commit, false)
+}
+
+// prepareTV2Locked validates a transaction version 2 EndTxn (v5+) and
+// makes its decision durable, bumping the epoch (Kafka's
+// TransactionCoordinator.handleEndTransaction with TV_2):
+//   - the producer's current epoch may end an Ongoing transaction, and
+//     abort from Empty or Complete* too (a client that saw every produce
+//     fail aborts what the leaders may have added implicitly);
+//   - a retry, at the epoch before the bump (or, after the bump exhausted
+//     the epoch, as the previous producer id at the last epoch), is
+//     answered NONE from the matching Complete* state with the new epoch,
+//     CONCURRENT_TRANSACTIONS from the matching Prepare* state;
+//   - any other producer id is INVALID_PRODUCER_ID_MAPPING, any other
+//     epoch PRODUCER_FENCED, any other transition INVALID_TXN_STATE.
+func (c *Coordinator) prepareTV2Locked(e *entry, pid int64, epoch int16, commit bool) (int16, bool) {
+	r := &e.rec
+	prepared := r.Status == PrepareCommit || r.Status == PrepareAbort
+	completed := r.Status == CompleteCommit || r.Status == CompleteAbort
+	retryOnBump := pid == r.ProducerID && r.LastEpoch >= 0 && epoch == r.LastEpoch && r.Epoch == epoch+1 && (prepared || completed)
+	retryOnOverflow := pid == r.PrevProducerID && pid != r.ProducerID && epoch == epochExhausted && r.Epoch == 0 && completed
+	retry := retryOnBump || retryOnOverflow
+	switch {
+	case retry:
+	case pid != r.ProducerID:
+		return kerr.InvalidProducerIDMapping.Code, false
+	case epoch != r.Epoch:
+		return kerr.ProducerFenced.Code, false
+	}
+	sameResult := commit && (r.Status == PrepareCommit || r.Status == CompleteCommit) ||
+		!commit && (r.Status == PrepareAbort || r.Status == CompleteAbort)
+	switch {
+	case r.Status == PrepareEpochFence || prepared && sameResult:
+		return kerr.ConcurrentTransactions.Code, false
+	case retry && completed && sameResult:
+		return 0, false // answered with the epoch the retried EndTxn bumped to
+	case retry:
+		return kerr.InvalidTxnState.Code, false
+	case r.Status == Ongoing:
+	case !commit && (r.Status == Empty || completed):
+		// An abort with nothing added: the epoch still bumps.
+		r.Partitions, r.Groups = nil, nil
+		r.StartMs = c.cfg.Now().UnixMilli()
+	default:
+		return kerr.InvalidTxnState.Code, false
+	}
+	if r.Epoch >= epochExhausted {
+		next, err := c.nextPID()
+		if err != nil {
+			return kerr.CoordinatorNotAvailable.Code, false
+		}
+		r.NextProducerID = &next
+	}
+	lastEpoch := r.LastEpoch
+	r.LastEpoch = r.Epoch
+	r.Epoch++
+	code, ok := c.prepareAs(r, commit, true)
+	if !ok {
+		r.Epoch, r.LastEpoch, r.NextProducerID = r.LastEpoch, lastEpoch, nil
+	}
+	return code, ok
+}
+
+// prepareAs moves r to PrepareCommit or PrepareAbort and persists it
+// synced: the decision is what the client is told.
+func (c *Coordinator) prepareAs(r *record, commit, tv2 bool) (int16, bool) {
+	was := r.Status
 	if commit {
 		r.Status = PrepareCommit
 	} else {
 		r.Status = PrepareAbort
 	}
+	r.TV2 = tv2
 	c.notePreparedEnds(r)
 	if err := c.persist(r, pebble.Sync); err != nil {
-		r.Status, r.PreparedEnds = Ongoing, nil
+		r.Status, r.PreparedEnds, r.TV2 = was, nil, false
 		return kerr.CoordinatorNotAvailable.Code, false
 	}
 	return 0, true
@@ -656,11 +751,15 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 		return err
 	}
 	r := &e.rec
-	set := &markerSet{Commit: r.Status == PrepareCommit, Epoch: r.Epoch, Partitions: r.Partitions}
+	// The markers carry the epoch as prepared: under transaction version
+	// 2 the bumped one, which fences every write of the transaction that
+	// arrives late and clears the partitions' cached batches.
+	pid := r.ProducerID
+	set := &markerSet{ProducerID: &pid, Commit: r.Status == PrepareCommit, Epoch: r.Epoch, Partitions: r.Partitions}
 	for i := range r.Partitions {
 		set.PreparedEnds = append(set.PreparedEnds, r.preparedEnd(i))
 	}
-	durableAt, err := c.appendMarkers(r.ProducerID, set)
+	durableAt, err := c.appendMarkers(pid, set)
 	if err != nil {
 		return err
 	}
@@ -686,6 +785,15 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 	}
 	r.Partitions, r.Groups, r.PreparedEnds = nil, nil, nil
 	r.Unsynced = set
+	if r.NextProducerID != nil {
+		// Transaction version 2 exhausted the epoch: the producer's
+		// next transaction runs as the next producer id, at epoch 0, as
+		// the EndTxn answer told it. A crash losing this unsynced write
+		// finds the transaction prepared with NextProducerID (synced at
+		// Prepare) and switches again.
+		r.PrevProducerID, r.ProducerID, r.Epoch = r.ProducerID, *r.NextProducerID, 0
+		r.NextProducerID = nil
+	}
 	if err := c.persist(r, pebble.NoSync); err != nil {
 		return err
 	}
@@ -717,7 +825,7 @@ func (c *Coordinator) settleLocked(ctx context.Context, e *entry) error {
 	if e.rec.Unsynced == nil {
 		return nil
 	}
-	if err := c.writeMarkers(ctx, e.rec.ProducerID, e.rec.Unsynced); err != nil {
+	if err := c.writeMarkers(ctx, e.rec.Unsynced.markerPID(&e.rec), e.rec.Unsynced); err != nil {
 		return err
 	}
 	e.rec.Unsynced = nil
@@ -770,6 +878,7 @@ func (c *Coordinator) fenceAndAbortLocked(ctx context.Context, e *entry) error {
 	r.LastEpoch = -1
 	r.Epoch++
 	r.Status = PrepareAbort
+	r.TV2 = false
 	c.notePreparedEnds(r)
 	if err := c.persist(r, pebble.Sync); err != nil {
 		return err

@@ -23,6 +23,7 @@ type marker struct {
 type fakeMarkers struct {
 	mu      sync.Mutex
 	written []marker
+	tried   []marker // every write, failed or not
 	fail    error
 	open    []OpenTxn // what OpenTransactions reports
 
@@ -34,6 +35,7 @@ func (f *fakeMarkers) OpenTransactions() []OpenTxn { return f.open }
 func (f *fakeMarkers) WriteMarker(tp TopicPartition, pid int64, epoch int16, commit bool, before int64) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.tried = append(f.tried, marker{tp, pid, epoch, commit, before})
 	if f.fail != nil {
 		return 0, f.fail
 	}
@@ -106,7 +108,7 @@ func TestInitBumpsEpochAndFencesOngoing(t *testing.T) {
 		t.Fatalf("retry: pid %d epoch %d code %d, want pid %d epoch 2", pid2, epoch2, code, pid)
 	}
 	// The zombie (epoch 0) is fenced everywhere.
-	if code := f.c.EndTxn("a", pid, 0, true, 3); code != kerr.ProducerFenced.Code {
+	if code := f.c.EndTxn("a", pid, 0, true, 3).Code; code != kerr.ProducerFenced.Code {
 		t.Fatalf("zombie EndTxn: %d, want 90", code)
 	}
 	if codes := f.c.AddPartitions("a", pid, 0, 1, []TopicPartition{tp0}); codes[tp0] != kerr.InvalidProducerEpoch.Code {
@@ -137,7 +139,7 @@ func TestEndTxnStateTable(t *testing.T) {
 	defer f.c.Close()
 	ctx := context.Background()
 	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
-	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != kerr.InvalidTxnState.Code {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3).Code; code != kerr.InvalidTxnState.Code {
 		t.Fatalf("commit from Empty: %d, want 48", code)
 	}
 	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "t", Partition: 1}})
@@ -150,7 +152,7 @@ func TestEndTxnStateTable(t *testing.T) {
 	if code := f.c.VerifyGroup("a", pid, epoch, "other"); code != kerr.InvalidTxnState.Code {
 		t.Fatalf("verify other group: %d", code)
 	}
-	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3).Code; code != 0 {
 		t.Fatalf("commit: %d", code)
 	}
 	// The markers are written after EndTxn is answered, under the
@@ -167,16 +169,16 @@ func TestEndTxnStateTable(t *testing.T) {
 			t.Fatalf("marker %+v: before %d, want the log end at Prepare", m, m.before)
 		}
 	}
-	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3).Code; code != 0 {
 		t.Fatalf("retried commit: %d, want NONE", code)
 	}
-	if code := f.c.EndTxn("a", pid, epoch, false, 3); code != kerr.InvalidTxnState.Code {
+	if code := f.c.EndTxn("a", pid, epoch, false, 3).Code; code != kerr.InvalidTxnState.Code {
 		t.Fatalf("abort after commit: %d, want 48", code)
 	}
-	if code := f.c.EndTxn("a", pid+100, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+	if code := f.c.EndTxn("a", pid+100, epoch, true, 3).Code; code != kerr.InvalidProducerIDMapping.Code {
 		t.Fatalf("wrong pid: %d, want 49", code)
 	}
-	if code := f.c.EndTxn("nope", pid, epoch, true, 3); code != kerr.InvalidProducerIDMapping.Code {
+	if code := f.c.EndTxn("nope", pid, epoch, true, 3).Code; code != kerr.InvalidProducerIDMapping.Code {
 		t.Fatalf("unknown id: %d, want 49", code)
 	}
 	codes := f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0, {Topic: "missing", Partition: 0}})
@@ -230,13 +232,13 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 	pidA, epochA, _ := f.c.InitProducerID(ctx, "prepared", 60000, -1, -1, 4)
 	f.c.AddPartitions("prepared", pidA, epochA, 3, []TopicPartition{tp0})
 	f.markers.fail = context.DeadlineExceeded // markers can't be written: stays PrepareCommit
-	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3); code != 0 {
+	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3).Code; code != 0 {
 		t.Fatalf("EndTxn: %d (the decision is durable before the markers)", code)
 	}
 	if info, _ := f.c.Describe("prepared"); info.Status != PrepareCommit {
 		t.Fatalf("with failing markers: %v", info.Status)
 	}
-	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3); code != kerr.ConcurrentTransactions.Code {
+	if code := f.c.EndTxn("prepared", pidA, epochA, true, 3).Code; code != kerr.ConcurrentTransactions.Code {
 		t.Fatalf("retried EndTxn while markers fail: %d, want 51", code)
 	}
 	f.markers.fail = nil
@@ -272,7 +274,7 @@ func TestRecoveryCompletesPreparedAndTimesOutOngoing(t *testing.T) {
 	if last.commit || last.epoch != epochB+1 || last.pid != pidB {
 		t.Fatalf("timeout abort marker: %+v", last)
 	}
-	if code := g.c.EndTxn("ongoing", pidB, epochB, true, 3); code != kerr.ProducerFenced.Code {
+	if code := g.c.EndTxn("ongoing", pidB, epochB, true, 3).Code; code != kerr.ProducerFenced.Code {
 		t.Fatalf("commit of timed-out txn by its producer: %d, want 90", code)
 	}
 }
@@ -318,7 +320,7 @@ func TestReconcileAdoptsOrAbortsOpenPartitions(t *testing.T) {
 		}
 	}
 	// The producer of the lost transaction commits it, data included.
-	if code := f.c.EndTxn("lost", pidB, epochB, true, 3); code != 0 {
+	if code := f.c.EndTxn("lost", pidB, epochB, true, 3).Code; code != 0 {
 		t.Fatalf("commit of the resumed transaction: %d", code)
 	}
 	f.c.Describe("lost")
@@ -338,7 +340,7 @@ func TestMarkersKeptUntilDurable(t *testing.T) {
 	pid, epoch, _ := f.c.InitProducerID(ctx, "a", 60000, -1, -1, 4)
 	f.c.AddPartitions("a", pid, epoch, 3, []TopicPartition{tp0})
 	f.markers.notDurable = errors.New("fsync pending")
-	if code := f.c.EndTxn("a", pid, epoch, true, 3); code != 0 {
+	if code := f.c.EndTxn("a", pid, epoch, true, 3).Code; code != 0 {
 		t.Fatalf("commit: %d", code)
 	}
 	f.c.Close() // the watcher gave up: the markers were never known durable

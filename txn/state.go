@@ -72,6 +72,24 @@ type record struct {
 	Groups    []string   `json:"groups,omitempty"`
 	StartMs   int64      `json:"start_ms"`
 	UpdatedMs int64      `json:"updated_ms"`
+	// TV2 says the transaction being completed was ended by a
+	// transaction version 2 EndTxn (v5+, KIP-890 part 2), which bumped
+	// Epoch as it prepared: its data was written at LastEpoch.
+	TV2 bool `json:"tv2,omitempty"`
+	// NextProducerID is Kafka's nextProducerId: the producer id a
+	// transaction version 2 completion moves to, at epoch 0, when it
+	// exhausted the epoch (nil otherwise).
+	NextProducerID *int64 `json:"next_pid,omitempty"`
+}
+
+// dataEpoch is the epoch the transaction's data was written at: a
+// transaction version 2 transaction prepared or completed its epoch bump
+// already.
+func (r *record) dataEpoch() int16 {
+	if r.TV2 && (r.Status == PrepareCommit || r.Status == PrepareAbort) {
+		return r.LastEpoch
+	}
+	return r.Epoch
 }
 
 func (r *record) hasPartition(tp TopicPartition) bool {
@@ -86,6 +104,10 @@ func (r *record) hasPartition(tp TopicPartition) bool {
 // markerSet is a decided transaction's markers: the partitions, the
 // epoch and outcome, and below which offset its data lies in each.
 type markerSet struct {
+	// ProducerID is the producer the markers are for; nil in state
+	// written before the field existed, when it is the record's (which
+	// changes only at an epoch exhaustion, since recorded here).
+	ProducerID   *int64           `json:"pid,omitempty"`
 	Commit       bool             `json:"commit"`
 	Epoch        int16            `json:"epoch"`
 	Partitions   []TopicPartition `json:"partitions"`
@@ -99,6 +121,14 @@ func (r *record) preparedEnd(i int) int64 {
 		return r.PreparedEnds[i]
 	}
 	return math.MaxInt64
+}
+
+// markerPID is whose markers set holds.
+func (set *markerSet) markerPID(r *record) int64 {
+	if set.ProducerID != nil {
+		return *set.ProducerID
+	}
+	return r.ProducerID
 }
 
 func (r *record) hasGroup(g string) bool {
@@ -118,8 +148,8 @@ var Versions = map[int16][2]int16{
 	22: {0, 5}, // InitProducerId (the wire layer registers it)
 	24: {0, 5}, // AddPartitionsToTxn: v4+ is the batched, broker-to-broker form (KIP-890)
 	25: {0, 4}, // AddOffsetsToTxn: v4 may answer TRANSACTION_ABORTABLE (120)
-	26: {0, 4}, // EndTxn: v4 may answer 120; v5 is transaction version 2
-	28: {0, 4}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 is transaction version 2
+	26: {0, 5}, // EndTxn: v4 may answer 120; v5 is transaction version 2 (the epoch bumps, the answer carries the next one)
+	28: {0, 5}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 adds the group implicitly (transaction version 2)
 	65: {0, 0}, // DescribeTransactions
 	66: {0, 1}, // ListTransactions
 }

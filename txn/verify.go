@@ -1,6 +1,9 @@
 package txn
 
-import "github.com/twmb/franz-go/pkg/kerr"
+import (
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
 
 // AddOrVerifyPartitions serves one transaction of the batched form of
 // AddPartitionsToTxn (v4+): VerifyOnly transactions are verified
@@ -104,4 +107,89 @@ func allPartitions(tps []TopicPartition, code int16) map[TopicPartition]int16 {
 		out[tp] = code
 	}
 	return out
+}
+
+// AddAndAppend is a transactional produce of a transaction version 2
+// client (Produce v12+, KIP-890 part 2): the leader adds the partition to
+// the producer's transaction, as AddPartitionsToTxn would, starting the
+// transaction if none is ongoing, and then appends, under the
+// transaction's lock (see VerifyAndAppend). The codes are what Kafka's
+// leader passes on from the coordinator: another producer id is
+// INVALID_PRODUCER_ID_MAPPING, another epoch (PRODUCER_FENCED there) is
+// INVALID_PRODUCER_EPOCH, and a transaction still being completed, or an
+// add that could not be stored, NOT_ENOUGH_REPLICAS, which producers
+// retry. A late write of an earlier transaction carries the epoch before
+// its EndTxn bumped it, so it can never join the next one.
+func AddAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp TopicPartition, reject func(code int16) T, appendBatch func() T) T {
+	e := c.lock(id)
+	if e == nil {
+		return reject(kerr.InvalidProducerIDMapping.Code)
+	}
+	defer e.mu.Unlock()
+	if code := c.addImplicitlyLocked(e, pid, epoch, func(r *record) bool {
+		if r.hasPartition(tp) {
+			return false
+		}
+		r.Partitions = append(r.Partitions, tp)
+		return true
+	}, pebble.NoSync); code != 0 {
+		return reject(code)
+	}
+	return appendBatch()
+}
+
+// AddGroupImplicitly is TxnOffsetCommit v5+ (transaction version 2): the
+// group joins the producer's transaction as by AddOffsetsToTxn, which such
+// clients no longer send. Codes as AddAndAppend's, except that a
+// transaction being completed is CONCURRENT_TRANSACTIONS.
+func (c *Coordinator) AddGroupImplicitly(id string, pid int64, epoch int16, group string) int16 {
+	e := c.lock(id)
+	if e == nil {
+		return kerr.InvalidProducerIDMapping.Code
+	}
+	defer e.mu.Unlock()
+	// Synced, as AddOffsets: only a durable group list gets the group's
+	// pending offsets aborted after a crash.
+	code := c.addImplicitlyLocked(e, pid, epoch, func(r *record) bool {
+		if r.hasGroup(group) {
+			return false
+		}
+		r.Groups = append(r.Groups, group)
+		return true
+	}, pebble.Sync)
+	if code == kerr.NotEnoughReplicas.Code {
+		code = kerr.ConcurrentTransactions.Code
+	}
+	return code
+}
+
+// addImplicitlyLocked checks the producer, makes the transaction ongoing
+// and lets add change it (reporting whether it did), persisting what
+// changed with opts.
+func (c *Coordinator) addImplicitlyLocked(e *entry, pid int64, epoch int16, add func(r *record) bool, opts *pebble.WriteOptions) int16 {
+	r := &e.rec
+	switch {
+	case r.ProducerID != pid:
+		return kerr.InvalidProducerIDMapping.Code
+	case r.Epoch != epoch:
+		return kerr.InvalidProducerEpoch.Code
+	case r.Status == PrepareCommit || r.Status == PrepareAbort || r.Status == PrepareEpochFence:
+		return kerr.NotEnoughReplicas.Code
+	}
+	changed := false
+	if r.Status != Ongoing {
+		r.Status = Ongoing
+		r.StartMs = c.cfg.Now().UnixMilli()
+		r.Partitions, r.Groups, r.PreparedEnds = nil, nil, nil
+		changed = true
+	}
+	if add(r) {
+		changed = true
+	}
+	if changed {
+		if err := c.persist(r, opts); err != nil {
+			return kerr.NotEnoughReplicas.Code
+		}
+	}
+	return 0
 }

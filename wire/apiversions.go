@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -31,7 +32,28 @@ func handleApiVersions(c *conn, r *request) respond {
 		return ready(resp)
 	}
 	resp.ApiKeys = supportedAPIs()
+	addFeatures(c, resp)
 	return ready(resp)
+}
+
+// addFeatures fills the KIP-584 feature fields (v3+): what this broker
+// supports and the finalized levels clients act on. kgo, for one, turns
+// on transaction version 2 when transaction.version is finalized at 2.
+func addFeatures(c *conn, resp *kmsg.ApiVersionsResponse) {
+	for _, f := range broker.SupportedFeatures {
+		sf := kmsg.NewApiVersionsResponseSupportedFeature()
+		sf.Name, sf.MinVersion, sf.MaxVersion = f.Name, f.Min, f.Max
+		resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+	}
+	fin := c.s.b.Features()
+	for _, f := range broker.SupportedFeatures {
+		if level, ok := fin.Levels[f.Name]; ok {
+			ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+			ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = f.Name, level, level
+			resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
+		}
+	}
+	resp.FinalizedFeaturesEpoch = fin.Epoch
 }
 
 // validSoftwareName is Kafka's [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?

@@ -13,9 +13,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Produce v3-v11: record batch v2 only. v12 (KIP-890 part 2 implicit
-// partition add) and v13 (topic ids) are not served.
-func init() { register(0, 3, 11, handleProduce) }
+// Produce v3-v12: record batch v2 only. v12 is transaction version 2
+// (KIP-890 part 2): a transactional batch adds its partition to the
+// transaction. v13 (topic ids) is not served.
+func init() { register(0, 3, 12, handleProduce) }
 
 // handleProduce appends synchronously, in request order, and defers only the
 // wait for durability (acks=-1) to the writer goroutine; so the next
@@ -164,6 +165,12 @@ func appendBatch(b *broker.Broker, req *kmsg.ProduceRequest, part *partition.Par
 	tp := txn.TopicPartition{Topic: part.Topic, Partition: part.Index}
 	reject := func(code int16) partition.AppendResult {
 		return partition.AppendResult{ErrorCode: code, BaseOffset: -1, LogAppendTime: -1}
+	}
+	if req.Version >= 12 {
+		// Only transaction version 2 clients send v12 to a
+		// transactional producer: they skip AddPartitionsToTxn.
+		return txn.AddAndAppend(b.Txns, *req.TransactionID, h.ProducerID, h.ProducerEpoch, tp, reject,
+			func() partition.AppendResult { return part.Append(records, now) })
 	}
 	return txn.VerifyAndAppend(b.Txns, *req.TransactionID, h.ProducerID, h.ProducerEpoch, tp, notInTxn, reject,
 		func() partition.AppendResult { return part.Append(records, now) })

@@ -146,7 +146,10 @@ func handleEndTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.EndTxnRequest)
 	return func(ctx context.Context) kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-		resp.ErrorCode = c.s.b.Txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
+		res := c.s.b.Txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
+		// v5 (transaction version 2) tells the producer its next
+		// producer id and epoch; earlier versions have no such fields.
+		resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = res.Code, res.ProducerID, res.Epoch
 		return resp
 	}
 }
@@ -157,7 +160,13 @@ func handleEndTxn(c *conn, r *request) respond {
 func handleTxnOffsetCommit(c *conn, r *request) respond {
 	b := c.s.b
 	req := r.kreq.(*kmsg.TxnOffsetCommitRequest)
-	if code := b.Txns.VerifyGroup(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); code != 0 {
+	verify := b.Txns.VerifyGroup
+	if req.Version >= 5 {
+		// Transaction version 2: no AddOffsetsToTxn came before; the
+		// group joins the transaction here.
+		verify = b.Txns.AddGroupImplicitly
+	}
+	if code := verify(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group); code != 0 {
 		if code == kerr.InvalidTxnState.Code && req.Version >= 4 {
 			// KIP-890: from v4 a group outside the transaction is an
 			// abortable error, as Kafka's verification answers it.
