@@ -47,11 +47,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Errors returned by Parse and Validate.
 var (
-	ErrShort      = errors.New("batch: truncated")
-	ErrMagic      = errors.New("batch: not a v2 record batch")
-	ErrLength     = errors.New("batch: invalid length")
-	ErrCRC        = errors.New("batch: CRC mismatch")
-	ErrCount      = errors.New("batch: invalid record count or offset delta")
+	ErrShort  = errors.New("batch: truncated")
+	ErrMagic  = errors.New("batch: not a v2 record batch")
+	ErrLength = errors.New("batch: invalid length")
+	ErrCRC    = errors.New("batch: CRC mismatch")
+	// ErrCount wraps ErrRecords: Kafka answers it with INVALID_RECORD.
+	ErrCount      = fmt.Errorf("%w: record count and last offset delta disagree", ErrRecords)
 	ErrBaseOffset = errors.New("batch: base offset must be 0 on produce")
 )
 
@@ -139,7 +140,9 @@ func IncrementSequence(seq, inc int32) int32 {
 func ComputeCRC(b []byte) uint32 { return crc32.Checksum(b[offAttributes:], castagnoli) }
 
 // Validate checks a complete batch as it arrives from a producer: whole,
-// v2, CRC-32C correct, record count consistent with the offset delta.
+// v2, CRC-32C correct, a positive record count equal to lastOffsetDelta+1
+// (Kafka's LogValidator.validateBatch, for compressed batches too). It reads
+// only the header; CheckRecords validates the records themselves.
 // b must hold exactly one batch.
 func Validate(b []byte) (Header, error) {
 	h, err := Parse(b)
@@ -152,7 +155,7 @@ func Validate(b []byte) (Header, error) {
 	if ComputeCRC(b) != h.CRC {
 		return h, ErrCRC
 	}
-	if h.NumRecords <= 0 || h.LastOffsetDelta < 0 || (h.Compression() == 0 && h.LastOffsetDelta != h.NumRecords-1) || h.LastOffsetDelta < h.NumRecords-1 {
+	if h.NumRecords <= 0 || h.LastOffsetDelta < 0 || int64(h.LastOffsetDelta) != int64(h.NumRecords)-1 {
 		return h, ErrCount
 	}
 	return h, nil
@@ -170,6 +173,16 @@ func SetLeaderEpoch(b []byte, epoch int32) {
 // topics with message.timestamp.type=LogAppendTime, and recomputes the CRC.
 func SetLogAppendTime(b []byte, ms int64) {
 	attrs := binary.BigEndian.Uint16(b[offAttributes:]) | AttrLogAppendTime
+	binary.BigEndian.PutUint16(b[offAttributes:], attrs)
+	binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(ms))
+	binary.BigEndian.PutUint32(b[offCRC:], ComputeCRC(b))
+}
+
+// SetCreateTimeMax rewrites the max timestamp of a CreateTime batch (and
+// clears a LogAppendTime bit a producer set), recomputing the CRC, as
+// Kafka's LogValidator does when the header disagrees with its records.
+func SetCreateTimeMax(b []byte, ms int64) {
+	attrs := binary.BigEndian.Uint16(b[offAttributes:]) &^ AttrLogAppendTime
 	binary.BigEndian.PutUint16(b[offAttributes:], attrs)
 	binary.BigEndian.PutUint64(b[offMaxTimestamp:], uint64(ms))
 	binary.BigEndian.PutUint32(b[offCRC:], ComputeCRC(b))

@@ -4,7 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
+
+	"github.com/twmb/franz-go/pkg/kbin"
 )
 
 // ErrRecords is returned for a records section that does not decode: a bad
@@ -76,10 +77,16 @@ func (it *RecordIter) Next() (r Record, ok bool) {
 	if it.err != nil {
 		return r, false
 	}
-	if it.left == 0 {
-		if len(it.data) != 0 {
-			it.err = fmt.Errorf("%w: %d bytes after the last record", ErrRecords, len(it.data))
+	if it.left <= 0 {
+		if it.left < 0 {
+			it.err = fmt.Errorf("%w: invalid record count %d", ErrRecords, it.left)
+		} else if len(it.data) != 0 {
+			it.err = fmt.Errorf("%w: incorrect declared batch size, %d bytes remaining after the last record", ErrRecords, len(it.data))
 		}
+		return r, false
+	}
+	if len(it.data) == 0 {
+		it.err = fmt.Errorf("%w: incorrect declared batch size, premature end with %d records missing", ErrRecords, it.left)
 		return r, false
 	}
 	r, rest, err := decodeRecord(it.data)
@@ -96,34 +103,36 @@ func (it *RecordIter) Next() (r Record, ok bool) {
 // section with fewer records than the header's count is one.
 func (it *RecordIter) Err() error {
 	if it.err == nil && it.left > 0 {
-		return fmt.Errorf("%w: %d records missing", ErrRecords, it.left)
+		return fmt.Errorf("%w: incorrect declared batch size, %d records missing", ErrRecords, it.left)
 	}
 	return it.err
 }
 
+// decodeRecord decodes one length-prefixed record off b. It checks the
+// record's structure the way Kafka's DefaultRecord.readFrom does (the
+// length, every varint, a non-negative header count that fits, non-null
+// header keys, the body used up exactly), decoding varints as franz-go's
+// consumer does (kbin), so that broker and consumer agree on what is valid.
 func decodeRecord(b []byte) (Record, []byte, error) {
 	var r Record
-	length, n := binary.Varint(b)
-	if n <= 0 || length < 1 || length > int64(len(b)-n) {
-		return r, b, fmt.Errorf("%w: bad record length", ErrRecords)
+	length, n := varint(b)
+	if n <= 0 || length < 1 || int64(length) > int64(len(b)-n) {
+		return r, b, fmt.Errorf("%w: invalid record size %d with %d bytes remaining", ErrRecords, length, len(b)-max(n, 0))
 	}
 	body, rest := b[n:n+int(length)], b[n+int(length):]
 	bad := func(what string) (Record, []byte, error) {
-		return Record{}, b, fmt.Errorf("%w: bad %s", ErrRecords, what)
+		return Record{}, b, fmt.Errorf("%w: invalid record structure (%s)", ErrRecords, what)
 	}
 	r.Attributes = int8(body[0])
 	body = body[1:]
-	ts, n := binary.Varint(body)
-	if n <= 0 {
+	if r.TimestampDelta, n = varlong(body); n <= 0 {
 		return bad("timestamp delta")
 	}
 	body = body[n:]
-	od, n := binary.Varint(body)
-	if n <= 0 || od < 0 || od > math.MaxInt32 {
+	if r.OffsetDelta, n = varint(body); n <= 0 {
 		return bad("offset delta")
 	}
 	body = body[n:]
-	r.TimestampDelta, r.OffsetDelta = ts, int32(od)
 	var ok bool
 	if r.Key, body, ok = bytesField(body); !ok {
 		return bad("key")
@@ -132,12 +141,16 @@ func decodeRecord(b []byte) (Record, []byte, error) {
 		return bad("value")
 	}
 	r.Headers = body
-	count, n := binary.Varint(body)
+	count, n := varint(body)
 	if n <= 0 || count < 0 {
 		return bad("header count")
 	}
 	body = body[n:]
-	for i := int64(0); i < count; i++ {
+	// Each header takes at least two bytes (two length varints).
+	if int64(count) > int64(len(body)) {
+		return bad("header count past the record")
+	}
+	for range count {
 		var hk []byte
 		if hk, body, ok = bytesField(body); !ok || hk == nil {
 			return bad("header key")
@@ -147,22 +160,74 @@ func decodeRecord(b []byte) (Record, []byte, error) {
 		}
 	}
 	if len(body) != 0 {
-		return bad("record: bytes after its headers")
+		return bad("bytes after its headers")
 	}
 	return r, rest, nil
 }
 
-// bytesField reads a varint-length-prefixed field; length -1 is null (nil).
+// bytesField reads a varint-length-prefixed field; a negative length is
+// null (nil), as Kafka and franz-go read it.
 func bytesField(b []byte) (field, rest []byte, ok bool) {
-	l, n := binary.Varint(b)
-	if n <= 0 || l < -1 || l > int64(len(b)-n) {
+	l, n := varint(b)
+	if n <= 0 || int64(l) > int64(len(b)-n) {
 		return nil, b, false
 	}
 	b = b[n:]
-	if l == -1 {
+	if l < 0 {
 		return nil, b, true
 	}
 	return b[:l:l], b[l:], true
+}
+
+// HeaderIter returns an iterator over the record's headers.
+func (r Record) HeaderIter() HeaderIter {
+	count, n := varint(r.Headers)
+	if n <= 0 || count < 0 {
+		return HeaderIter{}
+	}
+	return HeaderIter{buf: r.Headers[n:], left: int(count)}
+}
+
+// HeaderIter walks the headers of a decoded record (whose encoding the
+// record iterator has checked): keys and values are slices into the record.
+type HeaderIter struct {
+	buf  []byte
+	left int
+}
+
+// Next returns the next header; ok is false after the last one. A nil value
+// is a null one.
+func (h *HeaderIter) Next() (key, value []byte, ok bool) {
+	if h.left <= 0 {
+		return nil, nil, false
+	}
+	h.left--
+	if key, h.buf, ok = bytesField(h.buf); !ok {
+		h.left = 0
+		return nil, nil, false
+	}
+	if value, h.buf, ok = bytesField(h.buf); !ok {
+		h.left = 0
+		return nil, nil, false
+	}
+	return key, value, true
+}
+
+// varint and varlong decode like franz-go's kbin.Varint / kbin.Varlong (the
+// consumer's own decoder) with the one-byte case inlined: most record
+// fields are small.
+func varint(b []byte) (int32, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return int32(b[0]>>1) ^ -int32(b[0]&1), 1
+	}
+	return kbin.Varint(b)
+}
+
+func varlong(b []byte) (int64, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		return int64(b[0]>>1) ^ -int64(b[0]&1), 1
+	}
+	return kbin.Varlong(b)
 }
 
 // AppendRecord encodes r (Kafka's record v2 layout) onto dst.

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -88,7 +89,7 @@ func TestDecompressLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Decompress(codec, c, 9999); err != ErrTooBig {
+		if _, err := Decompress(codec, c, 9999); !errors.Is(err, ErrTooBig) {
 			t.Fatalf("codec %d: %v, want ErrTooBig", codec, err)
 		}
 		if out, err := Decompress(codec, c, 10000); err != nil || !bytes.Equal(out, raw) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
@@ -33,6 +34,12 @@ type Config struct {
 	RetentionMs     int64
 	RetentionBytes  int64
 	MaxMessageBytes int32
+	// Timestamp bounds for CreateTime records (log.message.timestamp.*).
+	MessageTimestampBeforeMaxMs int64
+	MessageTimestampAfterMaxMs  int64
+	// MaxDecompressedBatchBytes bounds what one compressed produced batch
+	// may decompress to while it is validated.
+	MaxDecompressedBatchBytes int
 
 	// Producer state.
 	ProducerIDExpirationMs   int64
@@ -80,39 +87,44 @@ type Config struct {
 // DefaultConfig returns Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:                     1,
-		DataDir:                    "./data",
-		AdvertisedHost:             "127.0.0.1",
-		AdvertisedPort:             9092,
-		AutoCreateTopics:           true,
-		DefaultPartitions:          1,
-		SegmentBytes:               1 << 30,
-		SegmentMs:                  7 * 24 * 3600 * 1000,
-		RetentionMs:                7 * 24 * 3600 * 1000,
-		RetentionBytes:             -1,
-		MaxMessageBytes:            1048588,
-		FetchMaxBytes:              55 << 20,
-		ProducerIDExpirationMs:     86400000,
-		MaxProducersPerPartition:   100000,
-		MaxProducers:               1000000,
-		RetentionCheckInterval:     5 * time.Minute,
-		CleanupPolicy:              "delete",
-		CleanerEnable:              true,
-		CleanerThreads:             1,
-		CleanerBackoffMs:           15000,
-		CleanerDedupeBufferSize:    128 << 20,
-		CleanerIOMaxBytesPerSecond: math.MaxFloat64,
-		CleanerMinCleanableRatio:   0.5,
-		CleanerMinCompactionLagMs:  0,
-		CleanerMaxCompactionLagMs:  math.MaxInt64,
-		CleanerDeleteRetentionMs:   86400000,
-		TransactionMaxTimeoutMs:    900000,
-		TransactionSweepInterval:   10 * time.Second,
-		TransactionalIDExpiration:  7 * 24 * time.Hour,
-		TransactionVersion:         2,
-		GroupInitialRebalanceDelay: 3 * time.Second,
-		GroupMinSessionTimeout:     6 * time.Second,
-		GroupMaxSessionTimeout:     30 * time.Minute,
+		NodeID:            1,
+		DataDir:           "./data",
+		AdvertisedHost:    "127.0.0.1",
+		AdvertisedPort:    9092,
+		AutoCreateTopics:  true,
+		DefaultPartitions: 1,
+		SegmentBytes:      1 << 30,
+		SegmentMs:         7 * 24 * 3600 * 1000,
+		RetentionMs:       7 * 24 * 3600 * 1000,
+		RetentionBytes:    -1,
+		MaxMessageBytes:   1048588,
+		// Kafka 4.0's defaults (KIP-937, KIP-1030): any age, at most an
+		// hour in the future.
+		MessageTimestampBeforeMaxMs: math.MaxInt64,
+		MessageTimestampAfterMaxMs:  3600000,
+		MaxDecompressedBatchBytes:   batch.DefaultMaxDecompressedBytes,
+		FetchMaxBytes:               55 << 20,
+		ProducerIDExpirationMs:      86400000,
+		MaxProducersPerPartition:    100000,
+		MaxProducers:                1000000,
+		RetentionCheckInterval:      5 * time.Minute,
+		CleanupPolicy:               "delete",
+		CleanerEnable:               true,
+		CleanerThreads:              1,
+		CleanerBackoffMs:            15000,
+		CleanerDedupeBufferSize:     128 << 20,
+		CleanerIOMaxBytesPerSecond:  math.MaxFloat64,
+		CleanerMinCleanableRatio:    0.5,
+		CleanerMinCompactionLagMs:   0,
+		CleanerMaxCompactionLagMs:   math.MaxInt64,
+		CleanerDeleteRetentionMs:    86400000,
+		TransactionMaxTimeoutMs:     900000,
+		TransactionSweepInterval:    10 * time.Second,
+		TransactionalIDExpiration:   7 * 24 * time.Hour,
+		TransactionVersion:          2,
+		GroupInitialRebalanceDelay:  3 * time.Second,
+		GroupMinSessionTimeout:      6 * time.Second,
+		GroupMaxSessionTimeout:      30 * time.Minute,
 	}
 }
 
@@ -207,6 +219,8 @@ var topicConfigKeys = []topicConfigKey{
 	{"min.compaction.lag.ms", 5, "Shortest time a record stays uncompacted in the log.", func(c Config) string { return itoa(c.CleanerMinCompactionLagMs) }, longValue(0), "log.cleaner.min.compaction.lag.ms"},
 	{"compression.type", 2, "Batches are stored as the producer compressed them.", func(Config) string { return "producer" }, oneOf("producer"), ""},
 	{"max.message.bytes", 3, "Largest record batch accepted.", func(c Config) string { return itoa(int64(c.MaxMessageBytes)) }, longValue(0), "message.max.bytes"},
+	{"message.timestamp.after.max.ms", 5, "Largest amount a CreateTime record's timestamp may lie ahead of the broker's clock; later ones are refused with INVALID_TIMESTAMP.", func(c Config) string { return itoa(c.MessageTimestampAfterMaxMs) }, longValue(0), "log.message.timestamp.after.max.ms"},
+	{"message.timestamp.before.max.ms", 5, "Largest amount a CreateTime record's timestamp may lie behind the broker's clock; older ones are refused with INVALID_TIMESTAMP.", func(c Config) string { return itoa(c.MessageTimestampBeforeMaxMs) }, longValue(0), "log.message.timestamp.before.max.ms"},
 	{"message.timestamp.type", 2, "CreateTime or LogAppendTime.", func(Config) string { return "CreateTime" }, oneOf("CreateTime", "LogAppendTime"), ""},
 	{"min.insync.replicas", 3, "Single node: always 1.", func(Config) string { return "1" }, oneOf("1"), ""},
 	{"retention.bytes", 5, "Delete old segments when a partition exceeds this (-1: no limit).", func(c Config) string { return itoa(c.RetentionBytes) }, longValue(-1), "log.retention.bytes"},
@@ -322,8 +336,11 @@ func (c Config) partitionConfig(overrides map[string]string) partition.Config {
 			MaxCompactionLagMs: num("max.compaction.lag.ms"),
 			DeleteRetentionMs:  num("delete.retention.ms"),
 		},
-		MaxMessageBytes: int32(num("max.message.bytes")),
-		LogAppendTime:   get("message.timestamp.type") == "LogAppendTime",
+		MaxMessageBytes:      int32(num("max.message.bytes")),
+		LogAppendTime:        get("message.timestamp.type") == "LogAppendTime",
+		TimestampBeforeMaxMs: num("message.timestamp.before.max.ms"),
+		TimestampAfterMaxMs:  num("message.timestamp.after.max.ms"),
+		MaxDecompressedBytes: c.MaxDecompressedBatchBytes,
 		Producer: producer.Config{
 			ExpirationMs:    c.ProducerIDExpirationMs,
 			MaxPerPartition: c.MaxProducersPerPartition,

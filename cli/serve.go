@@ -99,6 +99,9 @@ docs/operations.md.`,
 	f.Int32Var(&c.DefaultPartitions, "default-partitions", c.DefaultPartitions, "partitions of auto-created topics and of topics created without a count (num.partitions)")
 	f.Int32Var(&c.MaxMessageBytes, "message-max-bytes", c.MaxMessageBytes, "largest record batch accepted, in bytes (message.max.bytes; topic override max.message.bytes)")
 	f.Int32Var(&c.FetchMaxBytes, "fetch-max-bytes", c.FetchMaxBytes, "most record bytes one Fetch response carries, whatever the consumer asks for; the first batch is returned whole even if bigger (fetch.max.bytes)")
+	f.Int64Var(&c.MessageTimestampBeforeMaxMs, "log-message-timestamp-before-max-ms", c.MessageTimestampBeforeMaxMs, "refuse CreateTime records whose timestamp is more than this many milliseconds behind the broker's clock, with INVALID_TIMESTAMP (log.message.timestamp.before.max.ms; topic override message.timestamp.before.max.ms)")
+	f.Int64Var(&c.MessageTimestampAfterMaxMs, "log-message-timestamp-after-max-ms", c.MessageTimestampAfterMaxMs, "refuse CreateTime records whose timestamp is more than this many milliseconds ahead of the broker's clock, with INVALID_TIMESTAMP (log.message.timestamp.after.max.ms; topic override message.timestamp.after.max.ms)")
+	f.IntVar(&c.MaxDecompressedBatchBytes, "max-decompressed-batch-bytes", c.MaxDecompressedBatchBytes, "largest size a compressed produced batch may decompress to while the broker validates its records; a bigger one is refused with MESSAGE_TOO_LARGE (decompression-bomb guard)")
 	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", wire.DefaultMaxRequestBytes, "largest request accepted, in bytes; a bigger one closes the connection (socket.request.max.bytes)")
 	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
 	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
@@ -149,6 +152,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.DefaultPartitions < 1, "--default-partitions must be at least 1"},
 		{c.MaxMessageBytes < 0, "--message-max-bytes must not be negative"},
 		{c.FetchMaxBytes < 1024, "--fetch-max-bytes must be at least 1024"},
+		{c.MessageTimestampBeforeMaxMs < 0, "--log-message-timestamp-before-max-ms must not be negative"},
+		{c.MessageTimestampAfterMaxMs < 0, "--log-message-timestamp-after-max-ms must not be negative"},
+		{c.MaxDecompressedBatchBytes < 1, "--max-decompressed-batch-bytes must be at least 1"},
 		{o.maxRequestBytes < 8, "--socket-request-max-bytes must be at least 8"},
 		{c.SegmentBytes < 14, "--log-segment-bytes must be at least 14"},
 		{c.SegmentMs < 1, "--log-segment-ms must be at least 1"},

@@ -30,8 +30,17 @@ type Config struct {
 	Segment         segment.Config
 	MaxMessageBytes int32
 	LogAppendTime   bool // message.timestamp.type=LogAppendTime
-	Producer        producer.Config
-	Compaction      CompactionConfig
+	// TimestampBeforeMaxMs and TimestampAfterMaxMs are
+	// message.timestamp.before.max.ms / message.timestamp.after.max.ms:
+	// how far a CreateTime record may lie behind or ahead of the broker's
+	// clock.
+	TimestampBeforeMaxMs int64
+	TimestampAfterMaxMs  int64
+	// MaxDecompressedBytes bounds what a compressed batch may decompress
+	// to (0: batch.DefaultMaxDecompressedBytes).
+	MaxDecompressedBytes int
+	Producer             producer.Config
+	Compaction           CompactionConfig
 }
 
 // CompactionConfig is the log-compaction part of a topic's configuration
@@ -43,10 +52,6 @@ type CompactionConfig struct {
 	MaxCompactionLagMs int64   // max.compaction.lag.ms
 	DeleteRetentionMs  int64   // delete.retention.ms
 }
-
-// maxDecompressedRecords bounds what the append path decompresses to check
-// the records of a batch (compacted topics: every record needs a key).
-const maxDecompressedRecords = 256 << 20
 
 // Hooks lets the broker observe a partition without the partition knowing
 // about metrics or other partitions.
@@ -99,10 +104,10 @@ type Partition struct {
 type AppendResult struct {
 	ErrorCode    int16
 	ErrorMessage string
-	// RecordErrors are the indexes of the records that made the batch
-	// invalid (ProduceResponse RecordErrors), when the error is about
-	// records rather than the batch.
-	RecordErrors  []int32
+	// RecordErrors lists the records that made the batch invalid
+	// (refused timestamps, keyless records on a compacted topic), for the
+	// Produce v8+ response.
+	RecordErrors  []batch.RecordError
 	BaseOffset    int64
 	LogAppendTime int64 // -1 unless the topic uses LogAppendTime
 	Duplicate     bool
@@ -213,6 +218,8 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 		return p.reject(res, kerr.CorruptMessage.Code, "record batch CRC-32C mismatch")
 	case errors.Is(err, batch.ErrMagic):
 		return p.reject(res, kerr.InvalidRecord.Code, "only record batch v2 (magic 2) is supported")
+	case errors.Is(err, batch.ErrRecords):
+		return p.reject(res, kerr.InvalidRecord.Code, err.Error())
 	case err != nil:
 		return p.reject(res, kerr.CorruptMessage.Code, err.Error())
 	case len(b) > int(cfg.MaxMessageBytes):
@@ -226,13 +233,10 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 	case h.HasProducer() && h.BaseSequence < 0:
 		return p.reject(res, kerr.InvalidRecord.Code, "idempotent batch without a base sequence")
 	}
-	if cfg.Compaction.Compact {
-		if code, msg, bad := p.checkKeys(b, h); code != 0 {
-			res.RecordErrors = bad
-			return p.reject(res, code, msg)
-		}
-	}
 	nowMs := now.UnixMilli()
+	if res, ok := p.checkRecords(b, &h, cfg, nowMs, res); !ok {
+		return res
+	}
 
 	p.mu.Lock()
 	if err := p.sync.failure(); err != nil {
@@ -287,31 +291,51 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 	return res
 }
 
-// checkKeys applies Kafka's LogValidator rule for compacted topics: every
-// record must have a key, since compaction keeps records by key. Each
-// keyless record is reported by its index in the batch.
-func (p *Partition) checkKeys(b []byte, h batch.Header) (int16, string, []int32) {
-	it, err := batch.Records(b, h, maxDecompressedRecords)
-	if err != nil {
-		return kerr.CorruptMessage.Code, err.Error(), nil
+// checkRecords validates the records themselves (Kafka's LogValidator),
+// outside the partition lock: decompressing a batch must not stall other
+// producers' appends. A CreateTime batch whose header's max timestamp
+// disagrees with its records is corrected in place, as Kafka does.
+func (p *Partition) checkRecords(b []byte, h *batch.Header, cfg *Config, nowMs int64, res AppendResult) (AppendResult, bool) {
+	opts := batch.CheckOptions{
+		NowMs:                nowMs,
+		LogAppendTime:        cfg.LogAppendTime,
+		TimestampBeforeMaxMs: cfg.TimestampBeforeMaxMs,
+		TimestampAfterMaxMs:  cfg.TimestampAfterMaxMs,
+		RequireKeys:          cfg.Compaction.Compact,
+		Topic:                p.Topic,
+		Partition:            p.Index,
 	}
-	var bad []int32
-	for i := int32(0); ; i++ {
-		r, ok := it.Next()
-		if !ok {
-			break
+	if h.Compression() != batch.CodecNone {
+		limit := cfg.MaxDecompressedBytes
+		if limit <= 0 {
+			limit = batch.DefaultMaxDecompressedBytes
 		}
-		if r.Key == nil {
-			bad = append(bad, i)
+		opts.Decompressor = batch.SharedDecompressor(limit)
+	}
+	chk, err := batch.CheckRecords(b, *h, opts)
+	var rejected *batch.RejectedRecords
+	switch {
+	case errors.As(err, &rejected):
+		res.RecordErrors = rejected.Records
+		code := kerr.InvalidRecord.Code
+		if rejected.InvalidTimestamp {
+			code = kerr.InvalidTimestamp.Code
 		}
+		return p.reject(res, code, rejected.Error()), false
+	case errors.Is(err, batch.ErrTooBig):
+		return p.reject(res, kerr.MessageTooLarge.Code, fmt.Sprintf("%s batch decompresses to more than %d bytes (--max-decompressed-batch-bytes)", batch.CodecName(h.Compression()), opts.Decompressor.Max())), false
+	case err != nil:
+		// Bytes that do not decompress: Kafka fails these with an
+		// unexpected-error code (UNKNOWN_SERVER_ERROR); INVALID_RECORD
+		// says what is wrong and, like it, is not retried by clients.
+		return p.reject(res, kerr.InvalidRecord.Code, err.Error()), false
 	}
-	if err := it.Err(); err != nil {
-		return kerr.CorruptMessage.Code, err.Error(), nil
+	if !cfg.LogAppendTime && (chk.MaxTimestamp != h.MaxTimestamp || h.Attributes&batch.AttrLogAppendTime != 0) {
+		batch.SetCreateTimeMax(b, chk.MaxTimestamp)
+		h.MaxTimestamp = chk.MaxTimestamp
+		h.Attributes &^= batch.AttrLogAppendTime
 	}
-	if len(bad) > 0 {
-		return kerr.InvalidRecord.Code, fmt.Sprintf("Compacted topic cannot accept message without key in topic partition %s-%d.", p.Topic, p.Index), bad
-	}
-	return 0, "", nil
+	return res, true
 }
 
 func (p *Partition) reject(res AppendResult, code int16, msg string) AppendResult {

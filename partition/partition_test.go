@@ -19,7 +19,7 @@ import (
 func testConfig() Config {
 	seg := segment.DefaultConfig()
 	seg.SegmentBytes = 4096 // roll often: producer snapshots are taken at rolls
-	return Config{Segment: seg, MaxMessageBytes: 1 << 20}
+	return Config{Segment: seg, MaxMessageBytes: 1 << 20, TimestampBeforeMaxMs: math.MaxInt64, TimestampAfterMaxMs: 3600000}
 }
 
 func openPartition(t *testing.T, dir string) *Partition {

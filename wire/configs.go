@@ -114,6 +114,8 @@ func brokerConfigEntries(cfg broker.Config) []broker.ConfigEntry {
 		e("log.retention.bytes", strconv.FormatInt(cfg.RetentionBytes, 10), 5),
 		e("log.retention.ms", strconv.FormatInt(cfg.RetentionMs, 10), 5),
 		e("log.segment.bytes", strconv.FormatInt(cfg.SegmentBytes, 10), 3),
+		e("log.message.timestamp.after.max.ms", strconv.FormatInt(cfg.MessageTimestampAfterMaxMs, 10), 5),
+		e("log.message.timestamp.before.max.ms", strconv.FormatInt(cfg.MessageTimestampBeforeMaxMs, 10), 5),
 		e("message.max.bytes", strconv.Itoa(int(cfg.MaxMessageBytes)), 3),
 		e("num.partitions", strconv.Itoa(int(cfg.DefaultPartitions)), 3),
 		e("producer.id.expiration.ms", strconv.FormatInt(cfg.ProducerIDExpirationMs, 10), 3),

@@ -101,10 +101,12 @@ func handleProduce(c *conn, r *request) respond {
 			if res.ErrorCode != 0 {
 				setErr(res.ErrorCode, res.ErrorMessage)
 				if req.Version >= 8 {
-					for _, i := range res.RecordErrors {
-						re := kmsg.NewProduceResponseTopicPartitionErrorRecord()
-						re.RelativeOffset = i
-						rp.ErrorRecords = append(rp.ErrorRecords, re)
+					for _, re := range res.RecordErrors {
+						e := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+						e.RelativeOffset = re.Index
+						msg := re.Message
+						e.ErrorMessage = &msg
+						rp.ErrorRecords = append(rp.ErrorRecords, e)
 					}
 				}
 				continue

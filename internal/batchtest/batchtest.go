@@ -3,11 +3,13 @@
 package batchtest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strconv"
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -50,6 +52,50 @@ func Build(s Spec) []byte {
 		FirstTimestamp: s.Timestamp, MaxTimestamp: s.Timestamp + int64(s.Records-1),
 		ProducerID: s.ProducerID, ProducerEpoch: s.ProducerEpoch, FirstSequence: s.BaseSequence,
 		NumRecords: int32(s.Records), Records: records,
+	}
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-batch.LengthFieldEnd))
+	binary.BigEndian.PutUint32(b[17:], batch.ComputeCRC(b))
+	return b
+}
+
+// Records encodes n records (offset deltas 0..n-1, timestamp deltas 0..n-1)
+// as the body of a batch, before any compression.
+func Records(n int) []byte {
+	var records []byte
+	for i := 0; i < n; i++ {
+		r := kmsg.Record{OffsetDelta: int32(i), TimestampDelta64: int64(i), Value: []byte("value-" + strconv.Itoa(i))}
+		body := r.AppendTo(nil)
+		r.Length = int32(len(body) - 1)
+		records = r.AppendTo(records)
+	}
+	return records
+}
+
+// Compress compresses a batch body with franz-go's producer compressor
+// (codec: batch.CodecGzip .. batch.CodecZstd).
+func Compress(codec int8, raw []byte) []byte {
+	codecs := map[int8]kgo.CompressionCodec{
+		batch.CodecGzip: kgo.GzipCompression(), batch.CodecSnappy: kgo.SnappyCompression(),
+		batch.CodecLz4: kgo.Lz4Compression(), batch.CodecZstd: kgo.ZstdCompression(),
+	}
+	c, err := kgo.DefaultCompressor(codecs[codec])
+	if err != nil {
+		panic(err)
+	}
+	out, _ := c.Compress(new(bytes.Buffer), raw)
+	return append([]byte(nil), out...)
+}
+
+// Frame wraps a batch body (compressed with codec, or not) in a v2 header
+// that declares count records and the given first timestamp, with a
+// correct length and CRC: only what the body holds can be wrong.
+func Frame(body []byte, codec int8, count int32, timestamp int64) []byte {
+	rb := kmsg.RecordBatch{
+		Magic: 2, Attributes: int16(codec), LastOffsetDelta: count - 1,
+		FirstTimestamp: timestamp, MaxTimestamp: timestamp + int64(count-1),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: count, Records: body,
 	}
 	b := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-batch.LengthFieldEnd))
