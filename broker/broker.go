@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oncelog/oncelog/cleaner"
 	"github.com/oncelog/oncelog/group"
 	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/oncelog/oncelog/meta"
@@ -43,6 +44,8 @@ type Broker struct {
 	Groups *group.Coordinator
 	Txns   *txn.Coordinator
 	Stats  *Stats
+
+	cleaner *cleaner.Cleaner // nil with --log-cleaner-enable=false
 
 	// internal are Kafka's internal topics (internal.go); fixed at Open.
 	internal map[string]*InternalTopic
@@ -145,6 +148,30 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		return nil, err
 	}
 	b.Txns.Start()
+	if cfg.CleanerEnable {
+		b.cleaner = cleaner.New(cleaner.Config{
+			Threads:             cfg.CleanerThreads,
+			Backoff:             time.Duration(cfg.CleanerBackoffMs) * time.Millisecond,
+			DedupeBufferSize:    cfg.CleanerDedupeBufferSize,
+			IOMaxBytesPerSecond: cfg.CleanerIOMaxBytesPerSecond,
+			Logger:              logger,
+			Stats: cleaner.Stats{
+				Cleaned: func(r cleaner.Result) {
+					s := b.Stats
+					s.CleanerRuns.Inc()
+					s.CleanerBytesRead.Add(float64(r.BytesRead))
+					s.CleanerBytesWritten.Add(float64(r.BytesWritten))
+					s.CleanerSeconds.Add(r.Took.Seconds())
+					s.CleanerRecordsGone.Add(float64(r.RecordsRemoved))
+				},
+				Failed: func(error) {
+					b.Stats.CleanerErrors.Inc()
+					b.Stats.CleanerLastError.SetToCurrentTime()
+				},
+			},
+		}, b.allPartitions)
+		b.cleaner.Start()
+	}
 	// Per-partition, producer, transaction and group gauges are computed
 	// when /metrics is scraped (collect.go).
 	b.Stats.Registry.MustRegister(scrapeCollector{b})
@@ -417,7 +444,19 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 	b.topics[name] = nt
 	b.byID[nt.ID] = nt
 	b.logger.Info("topic config changed", "topic", name, "configs", configs)
+	if b.cleaner != nil {
+		b.cleaner.Wake() // a switch to compact is looked at now
+	}
 	return nil
+}
+
+// allPartitions lists every partition (the log cleaner's view).
+func (b *Broker) allPartitions() []*partition.Partition {
+	var out []*partition.Partition
+	for _, t := range b.Topics() {
+		out = append(out, t.Partitions...)
+	}
+	return out
 }
 
 // Now is the broker clock.
@@ -505,6 +544,9 @@ func (b *Broker) Close() error {
 	b.closed.Do(func() {
 		close(b.stop)
 		b.stopped.Wait()
+		if b.cleaner != nil {
+			b.cleaner.Stop() // a clean in progress finishes first
+		}
 		var errs []error
 		// The coordinator first: it waits for markers still being
 		// written, which needs the partitions open.

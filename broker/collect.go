@@ -22,6 +22,8 @@ var (
 		"Next offset the partition will assign (includes records not yet fsynced).", partitionLabels, nil)
 	highWatermarkDesc = prometheus.NewDesc("oncelog_partition_high_watermark",
 		"Offset below which records are fsynced and visible to consumers.", partitionLabels, nil)
+	dirtyRatioDesc = prometheus.NewDesc("oncelog_partition_cleaner_dirty_ratio",
+		"Compacted partitions: share of the closed segments' bytes not yet compacted, at the log cleaner's last look (it cleans above min.cleanable.dirty.ratio).", partitionLabels, nil)
 	lastStableOffsetDesc = prometheus.NewDesc("oncelog_partition_last_stable_offset",
 		"Offset below which every transaction is decided; read_committed consumers stop here. Stuck below the high watermark means an open transaction.", partitionLabels, nil)
 	producerIDsDesc = prometheus.NewDesc("oncelog_producer_ids",
@@ -39,7 +41,7 @@ type scrapeCollector struct{ b *Broker }
 
 func (scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		logSizeDesc, logEndOffsetDesc, highWatermarkDesc, lastStableOffsetDesc,
+		logSizeDesc, logEndOffsetDesc, highWatermarkDesc, lastStableOffsetDesc, dirtyRatioDesc,
 		producerIDsDesc, transactionsOngoingDesc, groupMembersDesc, groupLagDesc,
 	} {
 		ch <- d
@@ -58,6 +60,11 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(logEndOffsetDesc, p.LogEndOffset(), t.Name, index)
 			gauge(highWatermarkDesc, p.HighWatermark(), t.Name, index)
 			gauge(lastStableOffsetDesc, p.LastStableOffset(), t.Name, index)
+			if b.cleaner != nil {
+				if r, ok := b.cleaner.DirtyRatio(p); ok {
+					ch <- prometheus.MustNewConstMetric(dirtyRatioDesc, prometheus.GaugeValue, r, t.Name, index)
+				}
+			}
 		}
 	}
 	gauge(producerIDsDesc, int64(b.limits.Total()))

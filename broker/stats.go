@@ -29,6 +29,14 @@ type Stats struct {
 	TxnCommitted     prometheus.Counter
 	TxnAborted       prometheus.Counter
 	TxnTimedOut      prometheus.Counter
+
+	CleanerRuns         prometheus.Counter
+	CleanerBytesRead    prometheus.Counter
+	CleanerBytesWritten prometheus.Counter
+	CleanerSeconds      prometheus.Counter
+	CleanerRecordsGone  prometheus.Counter
+	CleanerErrors       prometheus.Counter
+	CleanerLastError    prometheus.Gauge
 }
 
 func newStats() *Stats {
@@ -80,5 +88,14 @@ func newStats() *Stats {
 	s.TxnCommitted = counter("oncelog_transactions_committed_total", "Transactions committed.")
 	s.TxnAborted = counter("oncelog_transactions_aborted_total", "Transactions aborted: by the client, by fencing or by timeout.")
 	s.TxnTimedOut = counter("oncelog_transactions_timed_out_total", "Transactions aborted by the broker because they exceeded their transaction.timeout.ms (also counted as aborted).")
+
+	s.CleanerRuns = counter("oncelog_log_cleaner_runs_total", "Partition cleans (log compaction passes) completed.")
+	s.CleanerBytesRead = counter("oncelog_log_cleaner_bytes_read_total", "Segment bytes the log cleaner read (offset map and rewrite passes).")
+	s.CleanerBytesWritten = counter("oncelog_log_cleaner_bytes_written_total", "Bytes of cleaned segments the log cleaner wrote and swapped in.")
+	s.CleanerSeconds = counter("oncelog_log_cleaner_seconds_total", "Time spent cleaning partitions.")
+	s.CleanerRecordsGone = counter("oncelog_log_cleaner_records_removed_total", "Records compaction removed: superseded values, expired tombstones, aborted transactions.")
+	s.CleanerErrors = counter("oncelog_log_cleaner_errors_total", "Partition cleans that failed (the error is logged; the partition is retried after --log-cleaner-backoff-ms).")
+	s.CleanerLastError = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_log_cleaner_last_error_timestamp_seconds", Help: "When a partition clean last failed (Unix time; 0: never)."})
+	r.MustRegister(s.CleanerLastError)
 	return s
 }

@@ -26,6 +26,11 @@ func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, Recover
 	if err := fsx.MkdirAll(l.fs, dir); err != nil {
 		return nil, info, err
 	}
+	// A log-cleaner swap interrupted by a crash is finished (or its
+	// uncommitted files removed) before the segments are listed.
+	if err := l.recoverSwaps(); err != nil {
+		return nil, info, fmt.Errorf("segment: recovering an interrupted clean: %w", err)
+	}
 	bases, err := l.listSegments()
 	if err != nil {
 		return nil, info, err
@@ -250,7 +255,7 @@ func (l *Log) openClosedSegment(base, nextBase int64, info *RecoveryInfo) (*segm
 		return seg, nil
 	}
 	l.logger.Warn("rebuilding segment indexes", "segment", seg.logPath(), "reason", err)
-	res, err := scanSegment(f.ReadAt, base, seg.size, l.cfg.IndexIntervalBytes)
+	res, err := scanSegment(f.ReadAt, base, seg.size, l.cfg.IndexIntervalBytes, true)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -347,7 +352,7 @@ func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInf
 		info.RebuiltIndexes++
 	}
 
-	res, err := scanSegment(f.ReadAt, base, size, interval)
+	res, err := scanSegment(f.ReadAt, base, size, interval, false)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -151,7 +151,7 @@ func (s *segment) loadIndex(size, next int64, interval int, logger *slog.Logger)
 	}
 	if err != nil {
 		logger.Warn("segment index unusable, rebuilding it from the log", "segment", s.logPath(), "reason", err)
-		res, serr := scanSegment(s.file.ReadAt, s.base, size, interval)
+		res, serr := scanSegment(s.file.ReadAt, s.base, size, interval, true)
 		if serr != nil {
 			return indexView{}, serr
 		}
@@ -273,12 +273,13 @@ const scanChunk = 1 << 20
 // non-negative offset delta, offsets and positions the index can express,
 // and a correct CRC-32C. It stops at the first byte that fails; everything
 // before it is a sequence of complete, intact batches. Only I/O failures are
-// returned as errors.
-func scanSegment(readAt readAtFunc, base, fileSize int64, interval int) (scanResult, error) {
+// returned as errors. With gaps (closed segments, which the log cleaner may
+// have compacted) a batch may start past the expected offset, never before.
+func scanSegment(readAt readAtFunc, base, fileSize int64, interval int, gaps bool) (scanResult, error) {
 	res := scanResult{next: base, build: newIndexBuilder(interval), firstMaxTs: -1}
 	r := newChunkReader(readAt, fileSize, scanChunk)
 	for pos := int64(0); pos < fileSize; {
-		h, err := checkBatch(r, pos, base, res.next)
+		h, err := checkBatch(r, pos, base, res.next, gaps)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return res, err
@@ -297,14 +298,14 @@ func scanSegment(readAt readAtFunc, base, fileSize int64, interval int) (scanRes
 	return res, nil
 }
 
-func checkBatch(r *chunkReader, pos, base, expected int64) (batch.Header, error) {
+func checkBatch(r *chunkReader, pos, base, expected int64, gaps bool) (batch.Header, error) {
 	h, err := r.header(pos)
 	if err != nil {
 		return h, err
 	}
 	size := int64(h.Size())
 	switch {
-	case h.BaseOffset != expected:
+	case h.BaseOffset != expected && !(gaps && h.BaseOffset > expected):
 		return h, fmt.Errorf("%w: base offset %d, expected %d", ErrCorrupt, h.BaseOffset, expected)
 	case h.LastOffsetDelta < 0:
 		return h, fmt.Errorf("%w: negative last offset delta %d", ErrCorrupt, h.LastOffsetDelta)
