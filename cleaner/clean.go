@@ -434,17 +434,17 @@ func (r *rules) rebuild(h batch.Header, b []byte, recs []batch.Record, setHorizo
 // aborted transaction, and whether a marker's transaction still has data
 // before it in this pass.
 type txnTracker struct {
-	pending          []partition.AbortedTxn // by first offset, not yet reached
+	pending          []partition.AbortedRange // by first offset, not yet reached
 	ongoingAborted   map[int64]*abortedState
 	ongoingCommitted map[int64]bool
 }
 
 type abortedState struct {
-	txn      partition.AbortedTxn
+	txn      partition.AbortedRange
 	observed bool // a data batch of it was seen in this pass
 }
 
-func newTxnTracker(aborted []partition.AbortedTxn) *txnTracker {
+func newTxnTracker(aborted []partition.AbortedRange) *txnTracker {
 	return &txnTracker{pending: aborted, ongoingAborted: map[int64]*abortedState{}, ongoingCommitted: map[int64]bool{}}
 }
 

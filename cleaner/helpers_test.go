@@ -38,7 +38,7 @@ func compactConfig(segmentBytes int64) partition.Config {
 	seg.IndexIntervalBytes = 256
 	seg.RetentionMs, seg.RetentionBytes = -1, -1
 	return partition.Config{
-		Segment: seg, MaxMessageBytes: 1 << 20,
+		Segment: seg, MaxMessageBytes: 1 << 20, TimestampBeforeMaxMs: math.MaxInt64, TimestampAfterMaxMs: math.MaxInt64,
 		Producer: producer.Config{ExpirationMs: math.MaxInt32, MaxPerPartition: 1000},
 		Compaction: partition.CompactionConfig{
 			Compact: true, MinCleanableRatio: 0.01, MaxCompactionLagMs: math.MaxInt64, DeleteRetentionMs: 60_000,
@@ -172,57 +172,57 @@ func (e *env) cleanAll() int {
 // and stops at that producer's ABORT marker).
 func (e *env) read(committed bool) []rec {
 	e.t.Helper()
-	var data []byte
-	var headers []batch.Header
-	err := e.p.Log().ScanBatches(0, func(h batch.Header, b []byte) error {
-		data = append(data, b...)
-		headers = append(headers, h)
-		return nil
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	iso := partition.ReadUncommitted
+	if committed {
+		iso = partition.ReadCommitted
 	}
-	aborted := e.p.AbortedTransactions(e.p.LogStartOffset(), data)
-	sort.Slice(aborted, func(i, j int) bool { return aborted[i].FirstOffset < aborted[j].FirstOffset })
-	filtering := map[int64]bool{}
 	var out []rec
-	for rest := data; len(rest) > 0; {
-		h, b, next, err := batch.Next(rest)
-		if err != nil {
-			e.t.Fatal(err)
+	for off := e.p.LogStartOffset(); ; {
+		res := e.p.Read(partition.ReadOptions{Offset: off, MaxBytes: 1 << 20, MinOneBatch: true, Isolation: iso})
+		if res.ErrorCode != 0 {
+			e.t.Fatalf("read at %d: error %d", off, res.ErrorCode)
 		}
-		rest = next
-		if h.NumRecords > h.LastOffsetDelta+1 || h.Size() != len(b) {
-			e.t.Fatalf("batch at %d invalid: %+v", h.BaseOffset, h)
+		if len(res.Records) == 0 {
+			return out
 		}
-		if batch.ComputeCRC(b) != h.CRC {
-			e.t.Fatalf("batch at %d: bad CRC", h.BaseOffset)
-		}
-		for len(aborted) > 0 && aborted[0].FirstOffset <= h.LastOffset() {
-			filtering[aborted[0].ProducerID] = true
-			aborted = aborted[1:]
-		}
-		if h.IsControl() {
-			if commit, _, ok := batch.ParseControl(b); ok && !commit {
-				delete(filtering, h.ProducerID)
+		aborted := res.AbortedTransactions
+		sort.Slice(aborted, func(i, j int) bool { return aborted[i].FirstOffset < aborted[j].FirstOffset })
+		filtering := map[int64]bool{}
+		for rest := res.Records; len(rest) > 0; {
+			h, b, next, err := batch.Next(rest)
+			if err != nil {
+				e.t.Fatal(err)
 			}
-			continue
-		}
-		if committed && h.IsTransactional() && filtering[h.ProducerID] {
-			continue
-		}
-		it, err := batch.Records(b, h, 0)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for r, ok := it.Next(); ok; r, ok = it.Next() {
-			out = append(out, rec{Offset: r.Offset(h), Key: string(r.Key), Value: string(r.Value), Null: r.Value == nil})
-		}
-		if it.Err() != nil {
-			e.t.Fatal(it.Err())
+			rest = next
+			off = h.LastOffset() + 1
+			if h.NumRecords > h.LastOffsetDelta+1 || h.Size() != len(b) || batch.ComputeCRC(b) != h.CRC {
+				e.t.Fatalf("batch at %d invalid: %+v", h.BaseOffset, h)
+			}
+			for len(aborted) > 0 && aborted[0].FirstOffset <= h.LastOffset() {
+				filtering[aborted[0].ProducerID] = true
+				aborted = aborted[1:]
+			}
+			if h.IsControl() {
+				if commit, _, ok := batch.ParseControl(b); ok && !commit {
+					delete(filtering, h.ProducerID)
+				}
+				continue
+			}
+			if committed && h.IsTransactional() && filtering[h.ProducerID] {
+				continue
+			}
+			it, err := batch.Records(b, h, 0)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			for r, ok := it.Next(); ok; r, ok = it.Next() {
+				out = append(out, rec{Offset: r.Offset(h), Key: string(r.Key), Value: string(r.Value), Null: r.Value == nil})
+			}
+			if it.Err() != nil {
+				e.t.Fatal(it.Err())
+			}
 		}
 	}
-	return out
 }
 
 // newest is the expected compacted view of recs: the newest record of

@@ -8,9 +8,9 @@ import (
 // cleaner rewrites closed segments only (below the active segment and the
 // last stable offset), so none of these touch the append path's state.
 
-// AbortedTxn is one aborted transaction: its producer, first data offset
+// AbortedRange is one aborted transaction: its producer, first data offset
 // and the offset of its ABORT marker.
-type AbortedTxn struct {
+type AbortedRange struct {
 	ProducerID  int64
 	FirstOffset int64
 	LastOffset  int64
@@ -25,21 +25,21 @@ func (p *Partition) FS() fsx.FS { return p.fs }
 // AbortedTxnsIn lists the aborted transactions whose data may lie in
 // [from, to): marker at or after from, first offset before to, ordered by
 // first offset.
-func (p *Partition) AbortedTxnsIn(from, to int64) []AbortedTxn {
+func (p *Partition) AbortedTxnsIn(from, to int64) []AbortedRange {
 	a := p.aborted
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	var out []AbortedTxn
+	var out []AbortedRange
 	for _, e := range a.entries {
 		if e.lastOffset >= from && e.firstOffset < to {
-			out = append(out, AbortedTxn{ProducerID: e.producerID, FirstOffset: e.firstOffset, LastOffset: e.lastOffset})
+			out = append(out, AbortedRange{ProducerID: e.producerID, FirstOffset: e.firstOffset, LastOffset: e.lastOffset})
 		}
 	}
 	sortAbortedByFirst(out)
 	return out
 }
 
-func sortAbortedByFirst(s []AbortedTxn) {
+func sortAbortedByFirst(s []AbortedRange) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j].FirstOffset < s[j-1].FirstOffset; j-- {
 			s[j], s[j-1] = s[j-1], s[j]
