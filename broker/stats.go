@@ -37,6 +37,13 @@ type Stats struct {
 	CleanerRecordsGone  prometheus.Counter
 	CleanerErrors       prometheus.Counter
 	CleanerLastError    prometheus.Gauge
+
+	// Listener limits (wire.Config).
+	AcceptErrors        prometheus.Counter
+	ConnectionsRejected *prometheus.CounterVec // by reason: max_connections, max_connections_per_ip
+	ConnectionsTimedOut *prometheus.CounterVec // by reason: idle, request_read
+	ReadsThrottled      *prometheus.CounterVec // by budget: queued_max_request_bytes, connection
+	QueuedRequestBytes  prometheus.Gauge
 }
 
 func newStats() *Stats {
@@ -70,6 +77,30 @@ func newStats() *Stats {
 	s.BytesOut = counter("oncelog_bytes_out_total", "Response bytes written to Kafka clients, size prefix included.")
 	s.Connections = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_connections", Help: "Open Kafka client connections."})
 	r.MustRegister(s.Connections)
+	s.AcceptErrors = counter("oncelog_accept_errors_total", "Temporary errors accepting a Kafka connection (EMFILE, ENFILE: out of file descriptors); the listener retries after a backoff of 5ms doubling to 1s.")
+	s.ConnectionsRejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_connections_rejected_total",
+		Help: "New Kafka connections closed at accept because of a limit, by reason: max_connections (--max-connections) or max_connections_per_ip (--max-connections-per-ip).",
+	}, []string{"reason"})
+	s.ConnectionsTimedOut = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_connections_timed_out_total",
+		Help: "Kafka connections closed by the broker, by reason: idle (nothing sent or received for --connections-max-idle-ms) or request_read (a request not received within --request-read-timeout-ms of its first byte).",
+	}, []string{"reason"})
+	s.ReadsThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_request_reads_throttled_total",
+		Help: "Times a connection stopped reading requests to wait for memory, by budget: queued_max_request_bytes (all connections, --queued-max-request-bytes) or connection (its earlier requests hold socket.request.max.bytes).",
+	}, []string{"budget"})
+	s.QueuedRequestBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_queued_request_bytes", Help: "Bytes of requests read (or being read) and not yet answered, counted against --queued-max-request-bytes."})
+	r.MustRegister(s.ConnectionsRejected, s.ConnectionsTimedOut, s.ReadsThrottled, s.QueuedRequestBytes)
+	for _, reason := range []string{"max_connections", "max_connections_per_ip"} {
+		s.ConnectionsRejected.WithLabelValues(reason) // listed at 0, for rate()
+	}
+	for _, reason := range []string{"idle", "request_read"} {
+		s.ConnectionsTimedOut.WithLabelValues(reason)
+	}
+	for _, budget := range []string{"queued_max_request_bytes", "connection"} {
+		s.ReadsThrottled.WithLabelValues(budget)
+	}
 
 	s.BatchesAppended = counter("oncelog_produce_batches_appended_total", "Record batches appended to partition logs by Produce (transaction markers not counted).")
 	s.RecordsAppended = counter("oncelog_produce_records_appended_total", "Records appended to partition logs.")

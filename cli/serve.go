@@ -24,8 +24,9 @@ type serveOptions struct {
 	listen, advertise, adminListen string
 	configFile                     string
 	logLevel, logFormat            string
-	maxRequestBytes                int32
 	cfg                            broker.Config
+	wire                           wire.Config
+	idleMs, requestReadTimeoutMs   int64
 
 	// Set by resolve.
 	logger   *slog.Logger
@@ -37,7 +38,7 @@ func newServeCmd() *cobra.Command { return newServeCommand(runServe) }
 // newServeCommand builds `oncelog serve`; run is called with the resolved
 // options (tests pass a stub to check configuration without starting a broker).
 func newServeCommand(run func(context.Context, *serveOptions) error) *cobra.Command {
-	o := &serveOptions{cfg: broker.DefaultConfig()}
+	o := &serveOptions{cfg: broker.DefaultConfig(), wire: wire.DefaultConfig()}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the broker",
@@ -102,7 +103,12 @@ docs/operations.md.`,
 	f.Int64Var(&c.MessageTimestampBeforeMaxMs, "log-message-timestamp-before-max-ms", c.MessageTimestampBeforeMaxMs, "refuse CreateTime records whose timestamp is more than this many milliseconds behind the broker's clock, with INVALID_TIMESTAMP (log.message.timestamp.before.max.ms; topic override message.timestamp.before.max.ms)")
 	f.Int64Var(&c.MessageTimestampAfterMaxMs, "log-message-timestamp-after-max-ms", c.MessageTimestampAfterMaxMs, "refuse CreateTime records whose timestamp is more than this many milliseconds ahead of the broker's clock, with INVALID_TIMESTAMP (log.message.timestamp.after.max.ms; topic override message.timestamp.after.max.ms)")
 	f.IntVar(&c.MaxDecompressedBatchBytes, "max-decompressed-batch-bytes", c.MaxDecompressedBatchBytes, "largest size a compressed produced batch may decompress to while the broker validates its records; a bigger one is refused with MESSAGE_TOO_LARGE (decompression-bomb guard)")
-	f.Int32Var(&o.maxRequestBytes, "socket-request-max-bytes", wire.DefaultMaxRequestBytes, "largest request accepted, in bytes; a bigger one closes the connection (socket.request.max.bytes)")
+	f.Int32Var(&o.wire.MaxRequestBytes, "socket-request-max-bytes", o.wire.MaxRequestBytes, "largest request accepted, in bytes; a bigger one closes the connection (socket.request.max.bytes)")
+	f.Int64Var(&o.wire.QueuedMaxRequestBytes, "queued-max-request-bytes", o.wire.QueuedMaxRequestBytes, "request bytes read but not yet answered, over all connections, before the broker stops reading more; -1 for no limit (queued.max.request.bytes; Kafka's default is -1)")
+	f.IntVar(&o.wire.MaxConnections, "max-connections", o.wire.MaxConnections, "most client connections; new ones over it are closed at once (max.connections; Kafka's default is unlimited)")
+	f.IntVar(&o.wire.MaxConnectionsPerIP, "max-connections-per-ip", o.wire.MaxConnectionsPerIP, "most client connections from one IP address; new ones over it are closed at once (max.connections.per.ip; default 0: no limit, as in Kafka)")
+	f.Int64Var(&o.idleMs, "connections-max-idle-ms", o.wire.ConnectionsMaxIdle.Milliseconds(), "close a connection that has no request in flight and has sent and received nothing for this many milliseconds (connections.max.idle.ms)")
+	f.Int64Var(&o.requestReadTimeoutMs, "request-read-timeout-ms", o.wire.RequestReadTimeout.Milliseconds(), "close a connection whose request has not fully arrived this many milliseconds after its first byte (slow senders); not a Kafka setting")
 	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
 	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
 	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete closed segments whose newest record is older than this many milliseconds; -1 keeps them forever (log.retention.ms; topic override retention.ms)")
@@ -155,7 +161,12 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.MessageTimestampBeforeMaxMs < 0, "--log-message-timestamp-before-max-ms must not be negative"},
 		{c.MessageTimestampAfterMaxMs < 0, "--log-message-timestamp-after-max-ms must not be negative"},
 		{c.MaxDecompressedBatchBytes < 1, "--max-decompressed-batch-bytes must be at least 1"},
-		{o.maxRequestBytes < 8, "--socket-request-max-bytes must be at least 8"},
+		{o.wire.MaxRequestBytes < 8, "--socket-request-max-bytes must be at least 8"},
+		{o.wire.QueuedMaxRequestBytes != -1 && o.wire.QueuedMaxRequestBytes < int64(o.wire.MaxRequestBytes), "--queued-max-request-bytes must be -1 (no limit) or at least --socket-request-max-bytes"},
+		{o.wire.MaxConnections < 1, "--max-connections must be at least 1"},
+		{o.wire.MaxConnectionsPerIP < 0, "--max-connections-per-ip must be 0 (no limit) or more"},
+		{o.idleMs < 1, "--connections-max-idle-ms must be positive"},
+		{o.requestReadTimeoutMs < 1, "--request-read-timeout-ms must be positive"},
 		{c.SegmentBytes < 14, "--log-segment-bytes must be at least 14"},
 		{c.SegmentMs < 1, "--log-segment-ms must be at least 1"},
 		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
@@ -185,6 +196,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 			return fmt.Errorf("%s", check.msg)
 		}
 	}
+
+	o.wire.ConnectionsMaxIdle = time.Duration(o.idleMs) * time.Millisecond
+	o.wire.RequestReadTimeout = time.Duration(o.requestReadTimeoutMs) * time.Millisecond
 
 	advertise := o.advertise
 	if advertise == "" {
@@ -261,7 +275,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		b.Close()
 		return fmt.Errorf("listen on %s: %w (is another broker running? use --listen)", o.listen, err)
 	}
-	server := wire.NewServer(b, o.maxRequestBytes, logger)
+	server := wire.NewServer(b, o.wire, logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- server.Serve(ln) }()
 	ready.Store(true)

@@ -14,35 +14,123 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/semaphore"
 )
 
-// DefaultMaxRequestBytes is Kafka's socket.request.max.bytes default.
-const DefaultMaxRequestBytes = 100 * 1024 * 1024
+// Config holds the listener's limits, with Kafka's names. Zero or negative
+// values mean "no limit" except where noted.
+type Config struct {
+	// MaxRequestBytes is socket.request.max.bytes: a larger frame closes
+	// the connection. <= 0 means DefaultMaxRequestBytes.
+	MaxRequestBytes int32
+	// QueuedMaxRequestBytes is queued.max.request.bytes: request bytes
+	// read but not yet answered, over all connections. While it is spent,
+	// no connection reads more (see requestBudget).
+	QueuedMaxRequestBytes int64
+	// MaxConnections is max.connections; connections over it are closed
+	// as soon as they are accepted.
+	MaxConnections int
+	// MaxConnectionsPerIP is max.connections.per.ip, likewise.
+	MaxConnectionsPerIP int
+	// ConnectionsMaxIdle is connections.max.idle.ms: a connection with no
+	// request in flight that neither sends nor receives for this long is
+	// closed.
+	ConnectionsMaxIdle time.Duration
+	// RequestReadTimeout bounds reading one request once its first byte
+	// has arrived (not counting waits for QueuedMaxRequestBytes): a client
+	// that declares a frame and trickles it (slowloris) is cut off.
+	RequestReadTimeout time.Duration
+}
+
+// Defaults. Kafka's where they are bounded; where Kafka's default is
+// unlimited, a bound that a single broker can afford.
+const (
+	// DefaultMaxRequestBytes is Kafka's socket.request.max.bytes default.
+	DefaultMaxRequestBytes = 100 * 1024 * 1024
+	// DefaultQueuedMaxRequestBytes: Kafka's default is -1 (unlimited),
+	// which let 30 slow clients hold 3 GB. 100 MiB is the smallest value
+	// Kafka accepts (it must be at least socket.request.max.bytes); with
+	// the one-frame overdraft of requestBudget, queued requests hold at
+	// most 200 MiB, and ordinary produce traffic (1 MB batches) never
+	// waits for it.
+	DefaultQueuedMaxRequestBytes = 100 * 1024 * 1024
+	// DefaultMaxConnections: Kafka's default is Int.MaxValue, which lets
+	// clients exhaust file descriptors; 10,000 stays under the 65,536
+	// descriptors the systemd unit in docs/operations.md grants, with
+	// room for segment files.
+	DefaultMaxConnections = 10000
+	// DefaultConnectionsMaxIdle is Kafka's connections.max.idle.ms default.
+	DefaultConnectionsMaxIdle = 10 * time.Minute
+	// DefaultRequestReadTimeout: Kafka has no such setting (its selector
+	// times out only idle connections). 30 s is a client's default
+	// request.timeout.ms: a client still sending a request after that long
+	// has given up on it.
+	DefaultRequestReadTimeout = 30 * time.Second
+)
+
+// DefaultConfig returns the default limits.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:       DefaultMaxRequestBytes,
+		QueuedMaxRequestBytes: DefaultQueuedMaxRequestBytes,
+		MaxConnections:        DefaultMaxConnections,
+		ConnectionsMaxIdle:    DefaultConnectionsMaxIdle,
+		RequestReadTimeout:    DefaultRequestReadTimeout,
+	}
+}
 
 // Server accepts Kafka client connections.
 type Server struct {
-	b               *broker.Broker
-	logger          *slog.Logger
-	maxRequestBytes int32
+	b      *broker.Broker
+	logger *slog.Logger
+	cfg    Config
+	budget *requestBudget
+	warn   logLimiter
 
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[*conn]struct{}
+	perIP  map[string]int
 	closed bool
+	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
 }
 
-// NewServer returns a server for b. maxRequestBytes <= 0 means the default.
-func NewServer(b *broker.Broker, maxRequestBytes int32, logger *slog.Logger) *Server {
-	if maxRequestBytes <= 0 {
-		maxRequestBytes = DefaultMaxRequestBytes
+// NewServer returns a server for b with the limits of cfg.
+func NewServer(b *broker.Broker, cfg Config, logger *slog.Logger) *Server {
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	return &Server{b: b, logger: logger, maxRequestBytes: maxRequestBytes, conns: map[*conn]struct{}{}}
+	s := &Server{b: b, logger: logger, cfg: cfg, conns: map[*conn]struct{}{}, perIP: map[string]int{}, done: make(chan struct{})}
+	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, func(delta int64) { b.Stats.QueuedRequestBytes.Add(float64(delta)) })
+	return s
+}
+
+// Accept backoff after a temporary error, as net/http's Server does.
+const (
+	acceptMinBackoff = 5 * time.Millisecond
+	acceptMaxBackoff = time.Second
+)
+
+// temporaryAcceptError reports errors after which accepting can succeed
+// later: out of file descriptors (EMFILE, ENFILE) or kernel memory, or a
+// connection that was reset before we took it.
+func temporaryAcceptError(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Serve accepts connections on ln until Close.
@@ -54,44 +142,91 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.mu.Unlock()
+	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
+			if s.isClosed() {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if !temporaryAcceptError(err) {
+				return err
 			}
-			return err
+			// Out of file descriptors, typically: retry as connections
+			// close instead of shutting the broker down.
+			backoff = min(max(2*backoff, acceptMinBackoff), acceptMaxBackoff)
+			s.b.Stats.AcceptErrors.Inc()
+			if ok, suppressed := s.warn.allow("accept"); ok {
+				s.logger.Warn("accepting a connection failed; retrying", "err", err, "retry_in", backoff, "suppressed", suppressed)
+			}
+			select {
+			case <-time.After(backoff):
+			case <-s.done:
+				return nil
+			}
+			continue
 		}
+		backoff = 0
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
 		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		if reject := s.admit(c); reject != "" {
 			nc.Close()
-			return nil
+			if reject == errServerClosed {
+				return nil
+			}
+			continue
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
 		s.b.Stats.Connections.Inc()
 		go c.serve()
 	}
 }
 
+const errServerClosed = "closed"
+
+// admit registers c unless a connection limit says no; it returns why not.
+func (s *Server) admit(c *conn) string {
+	ip := c.remoteIP()
+	s.mu.Lock()
+	var reason, setting string
+	var limit int
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return errServerClosed
+	case s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections:
+		reason, setting, limit = "max_connections", "max.connections", s.cfg.MaxConnections
+	case s.cfg.MaxConnectionsPerIP > 0 && s.perIP[ip] >= s.cfg.MaxConnectionsPerIP:
+		reason, setting, limit = "max_connections_per_ip", "max.connections.per.ip", s.cfg.MaxConnectionsPerIP
+	default:
+		s.conns[c] = struct{}{}
+		s.perIP[ip]++
+		s.wg.Add(1)
+		s.mu.Unlock()
+		return ""
+	}
+	s.mu.Unlock()
+	s.b.Stats.ConnectionsRejected.WithLabelValues(reason).Inc()
+	if ok, suppressed := s.warn.allow(reason); ok {
+		s.logger.Warn("closing a new connection: over the connection limit", "remote", c.remote, "limit", setting, "value", limit, "suppressed", suppressed)
+	}
+	return reason
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
 // Close stops accepting, closes every connection and waits for them.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	s.closed = true
+	if !s.closed {
+		s.closed = true
+		close(s.done)
+	}
 	if s.ln != nil {
 		s.ln.Close()
 	}
@@ -104,11 +239,43 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) forget(c *conn) {
+	ip := c.remoteIP()
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 	s.mu.Unlock()
 	s.b.Stats.Connections.Dec()
 	s.wg.Done()
+}
+
+// logLimiter lets a repeated warning through at most once per interval
+// (a flood of rejected connections must not flood the log), counting what
+// it held back.
+type logLimiter struct {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+const logInterval = 10 * time.Second
+
+func (l *logLimiter) allow(key string) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if last, seen := l.last[key]; seen && now.Sub(last) < logInterval {
+		l.suppressed[key]++
+		return false, 0
+	}
+	l.last[key] = now
+	suppressed = l.suppressed[key]
+	l.suppressed[key] = 0
+	return true, suppressed
 }
 
 // request is one decoded client request.
@@ -144,11 +311,24 @@ type conn struct {
 	readerDone chan struct{}
 	queue      chan pending
 	once       sync.Once
+	// pipelined bounds the bytes of this connection's requests read but
+	// not yet answered to one socket.request.max.bytes frame: Kafka mutes
+	// a connection while one request is processed; we let small requests
+	// pipeline (up to maxPipelined), but never buffer a second large one.
+	pipelined *semaphore.Weighted
+	// inFlight counts requests read and not yet answered; lastActive is
+	// when the connection last read a request or wrote a response (unix
+	// nanoseconds). Together they say whether it is idle.
+	inFlight   atomic.Int32
+	lastActive atomic.Int64
 }
 
 type pending struct {
 	req     *request
 	respond respond
+	// Held until the response is ready: released by the writer.
+	reserved  *frameReservation
+	pipelined int64
 }
 
 // maxPipelined bounds the requests a connection may have in flight; the
@@ -157,9 +337,14 @@ const maxPipelined = 32
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
-		readerDone: make(chan struct{}), queue: make(chan pending, maxPipelined)}
+	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+		readerDone: make(chan struct{}), queue: make(chan pending, maxPipelined),
+		pipelined: semaphore.NewWeighted(int64(s.cfg.MaxRequestBytes))}
+	c.touch()
+	return c
 }
+
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
 
 func (c *conn) remoteIP() string {
 	if host, _, err := net.SplitHostPort(c.remote); err == nil {
@@ -175,6 +360,12 @@ func (c *conn) close() {
 	})
 }
 
+// Why the broker closed a connection, for metrics and logs.
+var (
+	errIdle               = errors.New("idle for longer than connections.max.idle.ms")
+	errRequestReadTimeout = errors.New("request not received within the request read timeout")
+)
+
 func (c *conn) serve() {
 	defer c.s.forget(c)
 	writerDone := make(chan struct{})
@@ -185,7 +376,17 @@ func (c *conn) serve() {
 	err := c.readLoop()
 	close(c.readerDone)
 	close(c.queue)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
+	switch {
+	case errors.Is(err, errIdle):
+		c.s.b.Stats.ConnectionsTimedOut.WithLabelValues("idle").Inc()
+		c.s.logger.Debug("closing idle client connection", "remote", c.remote, "idle", c.s.cfg.ConnectionsMaxIdle)
+	case errors.Is(err, errRequestReadTimeout):
+		c.s.b.Stats.ConnectionsTimedOut.WithLabelValues("request_read").Inc()
+		if ok, suppressed := c.s.warn.allow("request_read"); ok {
+			c.s.logger.Warn("closing client connection: request not received in time", "remote", c.remote,
+				"timeout", c.s.cfg.RequestReadTimeout, "suppressed", suppressed)
+		}
+	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil:
 		var ne net.Error
 		var oe *net.OpError
 		if errors.As(err, &ne) || errors.As(err, &oe) {
@@ -199,37 +400,170 @@ func (c *conn) serve() {
 	c.close()
 }
 
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// deadline returns now+d, or no deadline for d <= 0.
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// readSize reads a frame's size prefix. Until its first byte arrives the
+// connection may be idle (connections.max.idle.ms); from then on the frame
+// must arrive within the request read timeout.
+func (c *conn) readSize() (int32, error) {
+	var buf [4]byte
+	n := 0
+	idle := c.s.cfg.ConnectionsMaxIdle
+	if err := c.nc.SetReadDeadline(deadline(idle)); err != nil {
+		return 0, err
+	}
+	for n < len(buf) {
+		m, err := c.nc.Read(buf[n:])
+		if n == 0 && m > 0 {
+			if err := c.nc.SetReadDeadline(deadline(c.s.cfg.RequestReadTimeout)); err != nil {
+				return 0, err
+			}
+		}
+		n += m
+		if err == nil {
+			continue
+		}
+		if !isTimeout(err) || c.ctx.Err() != nil {
+			if n > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		if n > 0 {
+			return 0, errRequestReadTimeout
+		}
+		// Not idle while a response is pending (a long-polling fetch,
+		// a JoinGroup waiting for the rebalance) or recently written.
+		idleFor := time.Since(time.Unix(0, c.lastActive.Load()))
+		if c.inFlight.Load() > 0 {
+			idleFor = 0
+		}
+		if idleFor >= idle {
+			return 0, errIdle
+		}
+		if err := c.nc.SetReadDeadline(time.Now().Add(idle - idleFor)); err != nil {
+			return 0, err
+		}
+	}
+	return int32(binary.BigEndian.Uint32(buf[:])), nil
+}
+
+// Frames are read in pieces of at most readChunk bytes, each reserved from
+// queued.max.request.bytes before it is read, so a connection holds memory
+// for what it has sent, not for what it declared.
+const readChunk = 1 << 20
+
+// readBody reads a frame of size bytes into a buffer that grows as bytes
+// arrive. It reserves them from the request budget as it goes (res).
+func (c *conn) readBody(size int, res *frameReservation) ([]byte, error) {
+	buf := make([]byte, 0, min(size, 64<<10))
+	reserved := 0
+	for len(buf) < size {
+		if len(buf) == reserved {
+			n := min(readChunk, size-reserved)
+			waited, err := res.grow(c.ctx, int64(n), c.s.b.Stats.ReadsThrottled.WithLabelValues("queued_max_request_bytes").Inc)
+			if err != nil {
+				return nil, err
+			}
+			if waited {
+				// The wait was the broker's doing, not the client's.
+				if err := c.nc.SetReadDeadline(deadline(c.s.cfg.RequestReadTimeout)); err != nil {
+					return nil, err
+				}
+			}
+			reserved += n
+		}
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(2*cap(buf), size))
+			copy(grown, buf)
+			buf = grown
+		}
+		m, err := c.nc.Read(buf[len(buf):min(cap(buf), reserved)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < size {
+			if isTimeout(err) && c.ctx.Err() == nil {
+				return nil, errRequestReadTimeout
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("truncated request: %w", err)
+		}
+	}
+	return buf, nil
+}
+
 func (c *conn) readLoop() error {
-	var sizeBuf [4]byte
 	for {
-		if _, err := io.ReadFull(c.nc, sizeBuf[:]); err != nil {
-			return err
-		}
-		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.s.maxRequestBytes {
-			return fmt.Errorf("request size %d outside [8, %d] (socket.request.max.bytes)", size, c.s.maxRequestBytes)
-		}
-		body := make([]byte, size)
-		if _, err := io.ReadFull(c.nc, body); err != nil {
-			return fmt.Errorf("truncated request: %w", err)
-		}
-		c.s.b.Stats.BytesIn.Add(float64(size) + 4)
-		req, resp, err := c.decode(body)
+		size, err := c.readSize()
 		if err != nil {
 			return err
 		}
-		var r respond
+		if size < 8 || size > c.s.cfg.MaxRequestBytes {
+			return fmt.Errorf("request size %d outside [8, %d] (socket.request.max.bytes)", size, c.s.cfg.MaxRequestBytes)
+		}
+		// This connection's earlier requests first: a second large
+		// request waits until the first is answered.
+		if !c.pipelined.TryAcquire(int64(size)) {
+			c.s.b.Stats.ReadsThrottled.WithLabelValues("connection").Inc()
+			if err := c.pipelined.Acquire(c.ctx, int64(size)); err != nil {
+				return nil
+			}
+			if err := c.nc.SetReadDeadline(deadline(c.s.cfg.RequestReadTimeout)); err != nil {
+				return err
+			}
+		}
+		res := c.s.budget.newFrame()
+		body, err := c.readBody(int(size), res)
+		res.read()
+		if err != nil {
+			res.release()
+			c.pipelined.Release(int64(size))
+			if c.ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		c.touch()
+		c.inFlight.Add(1)
+		c.s.b.Stats.BytesIn.Add(float64(size) + 4)
+		p := pending{reserved: res, pipelined: int64(size)}
+		req, resp, err := c.decode(body)
+		if err != nil {
+			c.finish(p)
+			return err
+		}
+		p.req = req
 		if resp != nil { // answered by the decoder (ApiVersions fallback)
-			r = func(context.Context) kmsg.Response { return resp }
+			p.respond = func(context.Context) kmsg.Response { return resp }
 		} else {
-			r = c.dispatch(req)
+			p.respond = c.dispatch(req)
 		}
 		select {
-		case c.queue <- pending{req: req, respond: r}:
+		case c.queue <- p:
 		case <-c.ctx.Done():
+			c.finish(p)
 			return nil
 		}
 	}
+}
+
+// finish gives back what a request held once its response is ready.
+func (c *conn) finish(p pending) {
+	p.reserved.release()
+	c.pipelined.Release(p.pipelined)
+	c.inFlight.Add(-1)
 }
 
 // decode parses the request header and body. An unknown API key, an
@@ -279,6 +613,7 @@ func (c *conn) writeLoop() {
 	buf := make([]byte, 0, 64*1024)
 	for p := range c.queue {
 		resp := p.respond(c.ctx)
+		c.finish(p)
 		api := kmsg.NameForKey(p.req.key)
 		c.s.b.Stats.Requests.WithLabelValues(api).Inc()
 		c.s.b.Stats.RequestSeconds.WithLabelValues(api).Observe(time.Since(p.req.received).Seconds())
@@ -297,10 +632,20 @@ func (c *conn) writeLoop() {
 		}
 		buf = resp.AppendTo(buf)
 		binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
-		if _, err := c.nc.Write(buf); err != nil {
+		// A client that reads nothing for connections.max.idle.ms is as
+		// idle as one that sends nothing.
+		if err := c.nc.SetWriteDeadline(deadline(c.s.cfg.ConnectionsMaxIdle)); err != nil {
 			c.close()
 			continue
 		}
+		if _, err := c.nc.Write(buf); err != nil {
+			if isTimeout(err) {
+				c.s.b.Stats.ConnectionsTimedOut.WithLabelValues("idle").Inc()
+			}
+			c.close()
+			continue
+		}
+		c.touch()
 		c.s.b.Stats.BytesOut.Add(float64(len(buf)))
 		if cap(buf) > 8<<20 {
 			buf = make([]byte, 0, 64*1024)

@@ -17,6 +17,12 @@ import (
 // configure changes the broker's configuration first.
 func startInProcess(t *testing.T, configure ...func(*broker.Config)) (*broker.Broker, string) {
 	t.Helper()
+	return startInProcessWith(t, DefaultConfig(), configure...)
+}
+
+// startInProcessWith is startInProcess with the listener limits of wcfg.
+func startInProcessWith(t *testing.T, wcfg Config, configure ...func(*broker.Config)) (*broker.Broker, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +40,7 @@ func startInProcess(t *testing.T, configure ...func(*broker.Config)) (*broker.Br
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(b, 0, logger)
+	s := NewServer(b, wcfg, logger)
 	go s.Serve(ln)
 	t.Cleanup(func() {
 		s.Close()

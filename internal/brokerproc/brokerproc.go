@@ -151,6 +151,15 @@ func (p *Process) current() (*os.Process, chan struct{}) {
 	return p.proc, p.exited
 }
 
+// Pid is the process id of the current run, or 0 if it is not running.
+func (p *Process) Pid() int {
+	proc, exited := p.current()
+	if proc == nil || IsClosed(exited) {
+		return 0
+	}
+	return proc.Pid
+}
+
 // ExitErr is the last run's exit status (nil while it runs).
 func (p *Process) ExitErr() error {
 	p.mu.Lock()

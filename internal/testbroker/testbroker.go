@@ -65,6 +65,11 @@ func (b *Broker) Addr() string { return b.proc.Addr }
 // AdminAddr is the admin listener address (host:port).
 func (b *Broker) AdminAddr() string { return b.proc.AdminAddr }
 
+// Pid is the broker's process id, or 0 if it is not running (it exited or
+// was never started). Tests use it to inspect or limit the process, e.g.
+// lower its RLIMIT_NOFILE with prlimit.
+func (b *Broker) Pid() int { return b.proc.Pid() }
+
 // DataDir is the broker's data directory.
 func (b *Broker) DataDir() string { return b.proc.DataDir }
 
