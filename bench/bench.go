@@ -36,7 +36,7 @@ type bench struct {
 }
 
 // stepNames are the workloads in the order they run, as --only names them.
-var stepNames = []string{"matrix", "ratio", "txn", "headline", "consume", "latency", "restart"}
+var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart"}
 
 func newBench(p profile, progress io.Writer) *bench {
 	return &bench{
@@ -97,13 +97,14 @@ func (b *bench) record(rw *row, target string, c *cell, err error) {
 func (b *bench) run(ctx context.Context) {
 	defer func() { b.report.Duration = time.Since(b.started).Round(time.Second).String() }()
 	steps := map[string]func(context.Context){
-		"matrix":   b.produceMatrix,
-		"ratio":    b.plainVsIdempotent,
-		"txn":      b.transactions,
-		"headline": b.headline,
-		"consume":  b.consume,
-		"latency":  b.latency,
-		"restart":  b.restart,
+		"matrix":      b.produceMatrix,
+		"ratio":       b.plainVsIdempotent,
+		"compression": b.compressedProduce,
+		"txn":         b.transactions,
+		"headline":    b.headline,
+		"consume":     b.consume,
+		"latency":     b.latency,
+		"restart":     b.restart,
 	}
 	for _, name := range stepNames {
 		if ctx.Err() != nil {
@@ -121,15 +122,31 @@ func (b *bench) run(ctx context.Context) {
 // (with dedup when mode is idempotent). It returns the row and, by target, the
 // topic written.
 func (b *bench) produceRow(ctx context.Context, section, name string, s shape, records int, deadline time.Duration, mode produceMode) (*row, map[string]consumeSource) {
+	return b.produceVariantRow(ctx, section, name, s, records, deadline, produceVariant{Mode: mode})
+}
+
+// produceVariant is a produce mode with a producer compression codec.
+type produceVariant struct {
+	Mode        produceMode
+	Compression string // "" for none; NATS has no counterpart and is skipped
+}
+
+func (b *bench) produceVariantRow(ctx context.Context, section, name string, s shape, records int, deadline time.Duration, v produceVariant) (*row, map[string]consumeSource) {
+	mode := v.Mode
 	rw := b.report.addRow(section, name, "rec/s", false)
 	b.logf("%s: %s", section, name)
 	written := map[string]consumeSource{}
 	spec := produceSpec{
 		RecordSize: s.RecordSize, Producers: s.Producers, Partitions: s.Partitions,
 		Records: records, Deadline: deadline, Mode: mode, TxnRecords: b.profile.TxnSize, Linger: producerLinger,
+		Compression: v.Compression,
+	}
+	kind := mode.String()
+	if v.Compression != "" {
+		kind += "-" + v.Compression
 	}
 	for _, t := range b.kafka {
-		spec.Topic = b.topic(mode.String())
+		spec.Topic = b.topic(kind)
 		res, err := kafkaProduce(ctx, t, spec)
 		b.record(rw, t.name, throughputCell(res), err)
 		if err == nil {
@@ -137,7 +154,7 @@ func (b *bench) produceRow(ctx context.Context, section, name string, s shape, r
 			written[t.name] = consumeSource{spec.Topic, s.Partitions, res.Records + int64(s.Producers)}
 		}
 	}
-	if mode == transactionalProduce {
+	if mode == transactionalProduce || v.Compression != "" {
 		return rw, written
 	}
 	for _, t := range b.nats {
@@ -168,6 +185,15 @@ func (b *bench) produceMatrix(ctx context.Context) {
 // best run. Every run's topic is deleted except the last of each mode, which
 // is returned for the caller to read back or delete.
 func (b *bench) bestOfModes(ctx context.Context, section string, s shape, records int, modes []produceMode, names []string, repeats int) ([]*row, []map[string]consumeSource) {
+	variants := make([]produceVariant, len(modes))
+	for i, m := range modes {
+		variants[i] = produceVariant{Mode: m}
+	}
+	return b.bestOfVariants(ctx, section, s, records, variants, names, repeats)
+}
+
+// bestOfVariants is bestOfModes over produce variants (mode and codec).
+func (b *bench) bestOfVariants(ctx context.Context, section string, s shape, records int, modes []produceVariant, names []string, repeats int) ([]*row, []map[string]consumeSource) {
 	runs := make([][]*row, len(modes))
 	last := make([]map[string]consumeSource, len(modes))
 	for i := range repeats {
@@ -176,7 +202,7 @@ func (b *bench) bestOfModes(ctx context.Context, section string, s shape, record
 			if repeats > 1 {
 				name += fmt.Sprintf(" (run %d of %d)", i+1, repeats)
 			}
-			rw, written := b.produceRow(ctx, section, name, s, records, b.profile.MatrixDeadline, mode)
+			rw, written := b.produceVariantRow(ctx, section, name, s, records, b.profile.MatrixDeadline, mode)
 			if last[m] != nil {
 				b.dropTopics(ctx, last[m])
 			}
@@ -260,6 +286,34 @@ func (b *bench) plainVsIdempotent(ctx context.Context) {
 			b.dropTopics(ctx, w)
 		}
 		b.addRatioCheck(fmt.Sprintf("idempotent / plain produce (%s)", s), rows[1], rows[0], 0.95, false)
+	}
+}
+
+// compressedProduce measures produce with producer compression: the broker
+// decompresses (bounded) and walks every compressed batch to validate it
+// before storing it as sent; kfake does not decompress. Every record of a
+// run carries the same value, so batches compress well and the broker
+// writes and fsyncs far fewer bytes than uncompressed. Kafka targets only:
+// NATS has no counterpart.
+func (b *bench) compressedProduce(ctx context.Context) {
+	s := b.profile.RatioShapes[0]
+	codecs := []string{"", "lz4", "zstd"}
+	variants := make([]produceVariant, len(codecs))
+	names := make([]string, len(codecs))
+	for i, c := range codecs {
+		variants[i] = produceVariant{Mode: idempotentProduce, Compression: c}
+		name := c
+		if name == "" {
+			name = "uncompressed"
+		}
+		names[i] = fmt.Sprintf("idempotent %s, %s", name, s)
+	}
+	rows, written := b.bestOfVariants(ctx, "compressed produce", s, b.profile.MatrixRecords[s.RecordSize], variants, names, b.profile.Repeats)
+	for _, w := range written {
+		b.dropTopics(ctx, w)
+	}
+	for i, c := range codecs[1:] {
+		b.addRatioCheck(fmt.Sprintf("%s / uncompressed idempotent produce (%s)", c, s), rows[i+1], rows[0], 0.8, true)
 	}
 }
 

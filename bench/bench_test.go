@@ -40,15 +40,15 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"produce acks=all, idempotent", "plain vs idempotent", "transactions",
+		"produce acks=all, idempotent", "plain vs idempotent", "compressed produce", "transactions",
 		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
 	} {
 		if !sections[want] {
 			t.Errorf("no rows in section %q", want)
 		}
 	}
-	if len(rep.Checks) != 6 {
-		t.Errorf("%d checks, want 6", len(rep.Checks))
+	if len(rep.Checks) != 8 {
+		t.Errorf("%d checks, want 8", len(rep.Checks))
 	}
 	for _, c := range rep.Checks {
 		if c.Missed {

@@ -52,6 +52,24 @@ type produceSpec struct {
 	Mode       produceMode
 	TxnRecords int // records per transaction, for transactionalProduce
 	Linger     time.Duration
+	// Compression is the producer's batch codec: "" (none), "gzip",
+	// "snappy", "lz4" or "zstd".
+	Compression string
+}
+
+// compressionCodec is kgo's codec for a produceSpec.Compression name.
+func compressionCodec(name string) kgo.CompressionCodec {
+	switch name {
+	case "gzip":
+		return kgo.GzipCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "lz4":
+		return kgo.Lz4Compression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	}
+	return kgo.NoCompression()
 }
 
 // producerLinger is the linger of throughput runs: a few milliseconds lets
@@ -101,7 +119,7 @@ func (t kafkaTarget) producerOpts(spec produceSpec, producer int) []kgo.Opt {
 		kgo.DefaultProduceTopic(spec.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(spec.Linger),
-		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ProducerBatchCompression(compressionCodec(spec.Compression)),
 		kgo.MaxBufferedRecords(256 << 10),
 		kgo.ProduceRequestTimeout(30 * time.Second),
 	}

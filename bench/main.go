@@ -217,7 +217,7 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 		"[cpu B, clients C] after an oncelog figure: the oncelog process's and the bench process's (the clients') average CPU use during that run, in cores (the machine has "+fmt.Sprint(runtime.NumCPU())+"); for kfake and NATS, which run in the bench process, the JSON has the bench process's as bench_cpu_cores",
 		"ratios are oncelog/peer: above 1 oncelog is faster, except for latency and restart rows, where lower is better",
 		"NATS columns: the idempotent rows publish with a unique Nats-Msg-Id header (JetStream's retry dedup), the plain rows without; a partition is a stream",
-		"produce runs use kgo with linger 5 ms, no compression, up to 5 requests in flight (plain runs too), and stop starting new records at the run's deadline; the latency run lingers 1 ms",
+		"produce runs use kgo with linger 5 ms, no compression (except the compressed produce rows), up to 5 requests in flight (plain runs too), and stop starting new records at the run's deadline; the latency run lingers 1 ms",
 	)
 
 	b.run(ctx)
