@@ -154,6 +154,7 @@ func (c *Cleaner) Wake() {
 
 func (c *Cleaner) run() {
 	defer c.wg.Done()
+	lowerPriority()
 	m := newOffsetMap(c.cfg.DedupeBufferSize / int64(c.cfg.Threads))
 	for {
 		select {
