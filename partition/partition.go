@@ -313,6 +313,20 @@ func (p *Partition) checkRecords(b []byte, h *batch.Header, cfg *Config, nowMs i
 		opts.Decompressor = batch.SharedDecompressor(limit)
 	}
 	chk, err := batch.CheckRecords(b, *h, opts)
+	if err != nil {
+		return p.rejectRecords(res, err, h, opts.Decompressor), false
+	}
+	if !cfg.LogAppendTime && (chk.MaxTimestamp != h.MaxTimestamp || h.Attributes&batch.AttrLogAppendTime != 0) {
+		batch.SetCreateTimeMax(b, chk.MaxTimestamp)
+		h.MaxTimestamp = chk.MaxTimestamp
+		h.Attributes &^= batch.AttrLogAppendTime
+	}
+	return res, true
+}
+
+// rejectRecords answers a batch CheckRecords refused. It is apart from
+// checkRecords so that the errors.As target escapes only on this path.
+func (p *Partition) rejectRecords(res AppendResult, err error, h *batch.Header, d *batch.Decompressor) AppendResult {
 	var rejected *batch.RejectedRecords
 	switch {
 	case errors.As(err, &rejected):
@@ -321,21 +335,14 @@ func (p *Partition) checkRecords(b []byte, h *batch.Header, cfg *Config, nowMs i
 		if rejected.InvalidTimestamp {
 			code = kerr.InvalidTimestamp.Code
 		}
-		return p.reject(res, code, rejected.Error()), false
+		return p.reject(res, code, rejected.Error())
 	case errors.Is(err, batch.ErrTooBig):
-		return p.reject(res, kerr.MessageTooLarge.Code, fmt.Sprintf("%s batch decompresses to more than %d bytes (--max-decompressed-batch-bytes)", batch.CodecName(h.Compression()), opts.Decompressor.Max())), false
-	case err != nil:
-		// Bytes that do not decompress: Kafka fails these with an
-		// unexpected-error code (UNKNOWN_SERVER_ERROR); INVALID_RECORD
-		// says what is wrong and, like it, is not retried by clients.
-		return p.reject(res, kerr.InvalidRecord.Code, err.Error()), false
+		return p.reject(res, kerr.MessageTooLarge.Code, fmt.Sprintf("%s batch decompresses to more than %d bytes (--max-decompressed-batch-bytes)", batch.CodecName(h.Compression()), d.Max()))
 	}
-	if !cfg.LogAppendTime && (chk.MaxTimestamp != h.MaxTimestamp || h.Attributes&batch.AttrLogAppendTime != 0) {
-		batch.SetCreateTimeMax(b, chk.MaxTimestamp)
-		h.MaxTimestamp = chk.MaxTimestamp
-		h.Attributes &^= batch.AttrLogAppendTime
-	}
-	return res, true
+	// Bytes that do not decompress: Kafka fails these with an
+	// unexpected-error code (UNKNOWN_SERVER_ERROR); INVALID_RECORD says
+	// what is wrong and, like it, is not retried by clients.
+	return p.reject(res, kerr.InvalidRecord.Code, err.Error())
 }
 
 func (p *Partition) reject(res AppendResult, code int16, msg string) AppendResult {
