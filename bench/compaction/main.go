@@ -77,7 +77,9 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func codecName(c int8) string { return map[int8]string{0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}[c] }
+func codecName(c int8) string {
+	return map[int8]string{0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}[c]
+}
 
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
