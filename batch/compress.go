@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
@@ -175,7 +176,16 @@ func (d *Decompressor) buffer() []byte {
 	return nil
 }
 
+// decompressSlots bounds how many batches decompress at once, process-wide.
+// Decompression is CPU-bound, so more than one per core gains nothing, and
+// each one may hold up to its bound in memory before a bomb is refused:
+// without this, many connections sending bombs at once would hold
+// connections x bound.
+var decompressSlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
 func (d *Decompressor) decompress(dst []byte, codec int8, src []byte) ([]byte, error) {
+	decompressSlots <- struct{}{}
+	defer func() { <-decompressSlots }()
 	switch codec {
 	case CodecGzip:
 		r, _ := d.gzip.Get().(*gzip.Reader)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -504,5 +505,31 @@ func TestVarintMatchesKbin(t *testing.T) {
 		if v != kv || n != kn {
 			t.Fatalf("varlong(%x) = %d,%d; kbin %d,%d", in, v, n, kv, kn)
 		}
+	}
+}
+
+// At most GOMAXPROCS batches decompress at once: with every slot taken, a
+// decompression waits for one to be freed.
+func TestDecompressionsAreBoundedProcessWide(t *testing.T) {
+	for range cap(decompressSlots) {
+		decompressSlots <- struct{}{}
+	}
+	c := compressWith(t, CodecZstd, encodeRecords(sampleRecords(3)))
+	done := make(chan error, 1)
+	go func() {
+		_, err := Decompress(CodecZstd, c, 1<<20)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("decompressed (%v) while every slot was taken", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	<-decompressSlots
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for range cap(decompressSlots) - 1 {
+		<-decompressSlots
 	}
 }
