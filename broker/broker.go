@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/oncelog/oncelog/meta"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
+	"github.com/oncelog/oncelog/segment"
 	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -57,8 +59,13 @@ type Broker struct {
 	topics map[string]*Topic
 	byID   map[[16]byte]*Topic
 
-	stop     chan struct{}
-	stopped  sync.WaitGroup
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	// removing tracks tombstone removals; removeMu orders their start
+	// against Close, after which none starts (the next start does them).
+	removeMu sync.Mutex
+	removing sync.WaitGroup
+	closing  bool
 	closeErr error
 	closed   sync.Once
 }
@@ -176,6 +183,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	// when /metrics is scraped (collect.go).
 	b.Stats.Registry.MustRegister(scrapeCollector{b})
 	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond).String())
+	b.removeLeftoverTombstones()
 	b.stopped.Add(1)
 	go b.maintain()
 	return b, nil
@@ -371,14 +379,64 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 	}
 	delete(b.topics, name)
 	delete(b.byID, t.ID)
-	b.mu.Unlock()
+	// Each partition is closed and its directory renamed to a tombstone
+	// before the name is free again: a topic re-created with this name
+	// (say, auto-created by a producer racing the deletion) gets a fresh
+	// directory that the old partition can no longer touch. Removing the
+	// tombstones' files can take long and needs no lock.
+	var tombs []string
 	for _, p := range t.Partitions {
-		if err := p.Delete(); err != nil {
-			b.logger.Error("deleting partition files failed", "topic", name, "partition", p.Index, "err", err)
+		tomb, err := p.Delete()
+		if err != nil {
+			b.logger.Error("deleting partition failed; its files stay until the next start", "topic", name, "partition", p.Index, "err", err)
+			continue
 		}
+		tombs = append(tombs, tomb)
 	}
+	b.mu.Unlock()
+	b.removeTombstones(tombs)
 	b.logger.Info("topic deleted", "topic", name)
 	return nil
+}
+
+// removeTombstones removes deleted partitions' directories in the
+// background; a stop or crash before it is done leaves them for
+// removeLeftoverTombstones at the next start.
+func (b *Broker) removeTombstones(tombs []string) {
+	b.removeMu.Lock()
+	defer b.removeMu.Unlock()
+	if len(tombs) == 0 || b.closing {
+		return
+	}
+	b.removing.Add(1)
+	go func() {
+		defer b.removing.Done()
+		for _, tomb := range tombs {
+			if err := b.cfg.FS.RemoveAll(tomb); err != nil {
+				b.logger.Error("removing a deleted partition's files failed; retried at the next start", "dir", tomb, "err", err)
+			}
+		}
+	}()
+}
+
+// removeLeftoverTombstones removes the tombstones of partitions deleted
+// before a stop or crash.
+func (b *Broker) removeLeftoverTombstones() {
+	dir := filepath.Join(b.cfg.DataDir, "topics")
+	names, err := b.cfg.FS.List(dir)
+	if err != nil {
+		return // no topics directory yet
+	}
+	var tombs []string
+	for _, n := range names {
+		if strings.HasSuffix(n, segment.DeleteSuffix) {
+			tombs = append(tombs, filepath.Join(dir, n))
+		}
+	}
+	if len(tombs) > 0 {
+		b.logger.Info("removing partitions deleted before the last stop", "count", len(tombs))
+	}
+	b.removeTombstones(tombs)
 }
 
 // CreatePartitions grows a topic to count partitions.
@@ -547,6 +605,10 @@ func (b *Broker) Close() error {
 		if b.cleaner != nil {
 			b.cleaner.Stop() // a clean in progress finishes first
 		}
+		b.removeMu.Lock()
+		b.closing = true
+		b.removeMu.Unlock()
+		b.removing.Wait()
 		var errs []error
 		// The coordinator first: it waits for markers still being
 		// written, which needs the partitions open.

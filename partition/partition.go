@@ -443,12 +443,14 @@ func (p *Partition) Close() error {
 	return errors.Join(errs...)
 }
 
-// Delete closes the partition and removes its files.
-func (p *Partition) Delete() error {
+// Delete closes the partition and renames its directory to a tombstone
+// (segment.Log.Detach), returning the tombstone's path: the caller removes
+// it, without any lock held, once nothing can be slowed down by that.
+func (p *Partition) Delete() (string, error) {
 	p.sync.stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.producers.Close()
 	p.aborted.close()
-	return p.log.Delete()
+	return p.log.Detach()
 }

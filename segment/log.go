@@ -68,6 +68,8 @@
 package segment
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -313,14 +315,27 @@ func (l *Log) writeCleanShutdown() error {
 	return fsx.WriteFileAtomic(l.fs, filepath.Join(l.dir, cleanMarkerName), m.encode())
 }
 
-// Delete closes the log and removes its directory with everything in it
-// (topic deletion).
-func (l *Log) Delete() error {
+// DeleteSuffix ends the name of a directory that a deleted log was renamed
+// to (Kafka's "<topic>-<partition>.<unique id>-delete"). A partition
+// directory always ends in "-<number>", so no live log is ever named so.
+const DeleteSuffix = "-delete"
+
+// Detach closes the log and renames its directory to a unique tombstone
+// name ending in DeleteSuffix (the rename made durable), returning the
+// tombstone's path for the caller to remove at leisure. Once Detach
+// returns, nothing of this log touches its old directory name again, so a
+// new log may be created there at once: this is what makes a topic's
+// deletion atomic with respect to its name.
+func (l *Log) Detach() (string, error) {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.closeLocked(false)
-	if err := l.fs.RemoveAll(l.dir); err != nil {
-		return err
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	dir := filepath.Clean(l.dir)
+	tomb := dir + "." + hex.EncodeToString(id[:]) + DeleteSuffix
+	if err := l.fs.Rename(dir, tomb); err != nil {
+		return "", err
 	}
-	return fsx.SyncDir(l.fs, filepath.Dir(filepath.Clean(l.dir)))
+	return tomb, fsx.SyncDir(l.fs, filepath.Dir(dir))
 }

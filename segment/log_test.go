@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -555,21 +556,33 @@ func TestOffsetForTimestampCompressedAndLogAppendTime(t *testing.T) {
 	}
 }
 
-func TestDeleteRemovesDirectory(t *testing.T) {
+func TestDetachRenamesDirectoryAway(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "topic-0")
 	l, _ := openLog(t, dir, smallConfig())
 	if err := l.Append(simpleBatch(0, 1, 1, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Delete(); err != nil {
+	tomb, err := l.Detach()
+	if err != nil {
 		t.Fatal(err)
 	}
 	mustNotExist(t, dir)
+	if filepath.Dir(tomb) != filepath.Dir(dir) || !strings.HasPrefix(filepath.Base(tomb), "topic-0.") || !strings.HasSuffix(tomb, DeleteSuffix) {
+		t.Fatalf("tombstone %q: want topic-0.<id>%s beside the log", tomb, DeleteSuffix)
+	}
+	if _, err := os.Stat(filepath.Join(tomb, "00000000000000000000.log")); err != nil {
+		t.Fatalf("tombstone lacks the log's files: %v", err)
+	}
 	if err := l.Append(simpleBatch(1, 1, 1, 10)); !errors.Is(err, ErrClosed) {
-		t.Fatalf("append after Delete: %v", err)
+		t.Fatalf("append after Detach: %v", err)
 	}
 	if _, err := l.Read(0, 10, 1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("read after Delete: %v", err)
+		t.Fatalf("read after Detach: %v", err)
+	}
+	// A new log in the old directory is independent of the tombstone.
+	l2, _ := openLog(t, dir, smallConfig())
+	if l2.NextOffset() != 0 {
+		t.Fatalf("new log at the old name starts at %d", l2.NextOffset())
 	}
 }
 
