@@ -192,3 +192,49 @@ func TestProducerLastBatchKeptEmpty(t *testing.T) {
 		t.Fatalf("%v", got)
 	}
 }
+
+// compact,delete: retention runs after compaction, so old segments go by
+// retention.ms and what is left is compacted.
+func TestCompactDeleteAppliesRetentionAfterCompaction(t *testing.T) {
+	cfg := compactConfig(300)
+	cfg.Segment.RetentionMs = 10_000
+	e := newEnv(t, nil, t.TempDir(), cfg)
+	defer e.close()
+	for i := 0; i < 10; i++ {
+		e.produce(produceOpts{}, put("old", fmt.Sprint(i)), put("k", "old"))
+	}
+	e.clock = e.clock.Add(time.Minute)
+	for i := 0; i < 10; i++ {
+		e.produce(produceOpts{}, put("new", fmt.Sprint(i)), put("k", fmt.Sprint(i)))
+	}
+	e.cleanAll()
+	// Retention ran in the clean: no closed segment is older than
+	// retention.ms (a cleaned segment that merged old records with newer
+	// ones lives as long as its newest, as in Kafka).
+	for _, s := range e.p.Log().ClosedSegments() {
+		if s.MaxTimestamp < e.clock.UnixMilli()-10_000 {
+			t.Fatalf("segment %d (max timestamp %d) outlived retention.ms", s.BaseOffset, s.MaxTimestamp)
+		}
+	}
+	if e.p.LogStartOffset() == 0 {
+		t.Fatal("log start offset did not move")
+	}
+	got := e.read(false)
+	if r := onlyKeys(got, "old"); len(r) > 1 {
+		t.Fatalf("old records left: %v", r)
+	}
+	active := e.p.Log().ActiveBase()
+	ks := onlyKeys(got, "k")
+	if len(ks) == 0 || ks[len(ks)-1].Value != "9" {
+		t.Fatalf("the newest k is missing: %v", got)
+	}
+	below := 0
+	for _, r := range ks {
+		if r.Offset < active {
+			below++
+		}
+	}
+	if below > 1 {
+		t.Fatalf("k has %d records below the active segment, not compacted: %v", below, got)
+	}
+}

@@ -259,3 +259,40 @@ func sameRecs(t testing.TB, what string, got, want []rec) {
 		t.Fatalf("%s:\n got  %v\n want %v", what, got, want)
 	}
 }
+
+// decode returns the records of fetched batches.
+func decode(t testing.TB, data []byte) []rec {
+	var out []rec
+	for rest := data; len(rest) > 0; {
+		h, b, next, err := batch.Next(rest)
+		if err != nil {
+			t.Error(err)
+			return out
+		}
+		rest = next
+		if h.IsControl() {
+			continue
+		}
+		it, err := batch.Records(b, h, 0)
+		if err != nil {
+			t.Error(err)
+			return out
+		}
+		for r, ok := it.Next(); ok; r, ok = it.Next() {
+			out = append(out, rec{Offset: r.Offset(h), Key: string(r.Key), Value: string(r.Value), Null: r.Value == nil})
+		}
+	}
+	return out
+}
+
+func lastOffset(data []byte) int64 {
+	var last int64 = -1
+	for rest := data; len(rest) > 0; {
+		h, _, next, err := batch.Next(rest)
+		if err != nil {
+			break
+		}
+		last, rest = h.LastOffset(), next
+	}
+	return last
+}

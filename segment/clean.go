@@ -279,6 +279,18 @@ func (l *Log) ReplaceWithCleaned(c *CleanedSegment, replaced []int64) (err error
 	if c.next > end {
 		return fmt.Errorf("%w: cleaned data reaches %d, past the group end %d", ErrInvalidBatch, c.next, end)
 	}
+	if c.build.maxTs < 0 {
+		// Nothing kept carries a timestamp (say, every record was
+		// compacted away): keep the group's newest timestamp, as Kafka
+		// keeps the last old segment's modification time, so time
+		// retention and ListOffsets still date the segment and it does
+		// not live retention.ms longer for having been cleaned.
+		for _, s := range olds {
+			if s.maxTs > c.build.maxTs {
+				c.build.maxTs, c.build.maxTsRel = s.maxTs, 0
+			}
+		}
+	}
 	v, err := c.finish()
 	if err != nil {
 		return err
