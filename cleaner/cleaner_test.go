@@ -238,3 +238,37 @@ func TestCompactDeleteAppliesRetentionAfterCompaction(t *testing.T) {
 		t.Fatalf("k has %d records below the active segment, not compacted: %v", below, got)
 	}
 }
+
+// A retry of any of a producer's last five batches is still answered as a
+// duplicate after their records were compacted away.
+func TestDuplicateWindowSurvivesCleaning(t *testing.T) {
+	e := newEnv(t, nil, t.TempDir(), compactConfig(200))
+	defer e.close()
+	var sent [][]byte
+	for i := 0; i < 5; i++ {
+		ts := e.clock.UnixMilli()
+		h := batch.Header{LastOffsetDelta: 0, BaseTimestamp: ts, MaxTimestamp: ts, ProducerID: 4, ProducerEpoch: 0, BaseSequence: int32(i)}
+		b, _ := batch.Build(h, []batch.Record{{Key: []byte("k"), Value: []byte(fmt.Sprint(i))}})
+		sent = append(sent, bytes.Clone(b))
+		res := e.p.Append(b, e.clock)
+		if res.ErrorCode != 0 {
+			t.Fatal(res.ErrorCode)
+		}
+		e.durable(res.DurableAt)
+	}
+	for i := 0; i < 4; i++ {
+		e.produce(produceOpts{}, put("k", "overwrite"), put("pad", fmt.Sprint(i)))
+	}
+	e.cleanAll()
+	for _, r := range onlyKeys(e.read(false), "k") {
+		if r.Value != "overwrite" {
+			t.Fatalf("the producer's records were not compacted away: %v", r)
+		}
+	}
+	for i, b := range sent {
+		res := e.p.Append(bytes.Clone(b), e.clock)
+		if res.ErrorCode != 0 || !res.Duplicate || res.BaseOffset != int64(i) {
+			t.Fatalf("retry of batch %d after cleaning: %+v", i, res)
+		}
+	}
+}
