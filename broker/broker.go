@@ -112,6 +112,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		InitialRebalanceDelay: cfg.GroupInitialRebalanceDelay,
 		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
+		MaxSize:               cfg.GroupMaxSize,
 		Logger:                logger,
 	})
 	if err != nil {

@@ -82,6 +82,8 @@ type Config struct {
 	GroupInitialRebalanceDelay time.Duration
 	GroupMinSessionTimeout     time.Duration
 	GroupMaxSessionTimeout     time.Duration
+	// GroupMaxSize is group.max.size.
+	GroupMaxSize int
 }
 
 // DefaultConfig returns Kafka's defaults where Kafka has one.
@@ -125,6 +127,11 @@ func DefaultConfig() Config {
 		GroupInitialRebalanceDelay:  3 * time.Second,
 		GroupMinSessionTimeout:      6 * time.Second,
 		GroupMaxSessionTimeout:      30 * time.Minute,
+		// Kafka's classic-group default is Int.MaxValue; its newer
+		// consumer groups (KIP-848) default to 200. 1,000 bounds what one
+		// group holds (with the coordinator's 100 MiB bound on members'
+		// metadata) while leaving room for the largest groups in practice.
+		GroupMaxSize: 1000,
 	}
 }
 

@@ -138,6 +138,7 @@ docs/operations.md.`,
 	f.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "how long an empty consumer group waits for more members before its first rebalance (group.initial.rebalance.delay.ms)")
 	f.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest consumer session timeout accepted (group.min.session.timeout.ms)")
 	f.DurationVar(&c.GroupMaxSessionTimeout, "group-max-session-timeout", c.GroupMaxSessionTimeout, "largest consumer session timeout accepted (group.max.session.timeout.ms)")
+	f.IntVar(&c.GroupMaxSize, "group-max-size", c.GroupMaxSize, "most members of one consumer group; a JoinGroup beyond it gets GROUP_MAX_SIZE_REACHED (group.max.size; Kafka's default is unlimited)")
 	return cmd
 }
 
@@ -189,6 +190,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.TransactionalIDExpiration <= 0, "--transactional-id-expiration must be positive"},
 		{c.TransactionVersion < 0 || c.TransactionVersion > 2, "--transaction-version must be 0, 1 or 2"},
 		{c.GroupInitialRebalanceDelay < 0, "--group-initial-rebalance-delay must not be negative"},
+		{c.GroupMaxSize < 1, "--group-max-size must be at least 1"},
 		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
 		{c.DataDir == "", "--data-dir must not be empty"},
 	} {

@@ -44,6 +44,11 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 		if !stateMatches(states, g.state) {
 			continue
 		}
+		if !resp.IsFlexible() && (len(g.name) > maxStringLen || len(g.protocolType) > maxStringLen) {
+			// Only a data directory from before ids were bounded can
+			// hold such a group; v0-v2 can't name it.
+			continue
+		}
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group = g.name
 		lg.ProtocolType = g.protocolType

@@ -32,6 +32,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -90,7 +91,11 @@ type Config struct {
 	InitialRebalanceDelay time.Duration
 	// OffsetsRetention is offsets.retention.minutes.
 	OffsetsRetention time.Duration
-	Logger           *slog.Logger
+	// MaxSize is group.max.size: the most members a group may have; a
+	// JoinGroup that would exceed it is answered GROUP_MAX_SIZE_REACHED.
+	// Zero or negative means no limit (Kafka's default, Int.MaxValue).
+	MaxSize int
+	Logger  *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 
@@ -376,12 +381,31 @@ func clientFrom(ctx context.Context) clientInfo {
 	return ci
 }
 
+// maxStringLen is the longest string a non-flexible (int16 length) version
+// of a request or response can carry. Every id the coordinator stores and
+// later answers with must fit it, or an older client's response would be
+// malformed.
+const maxStringLen = 1<<15 - 1
+
+// memberIDSuffixLen is the "-" and UUID newMemberID appends.
+const memberIDSuffixLen = 37
+
 // newMemberID builds a member id as Kafka does: the instance id (static
-// members) or the client id, a dash, and a random UUID.
+// members) or the client id, a dash, and a random UUID. A prefix so long
+// that the id would not fit an int16 string is cut (at a UTF-8 boundary):
+// Kafka would build an id that JoinGroup v0-v5 and DescribeGroups v0-v4
+// cannot encode.
 func newMemberID(clientID string, instanceID *string) string {
 	prefix := clientID
 	if instanceID != nil {
 		prefix = *instanceID
+	}
+	if len(prefix) > maxStringLen-memberIDSuffixLen {
+		cut := maxStringLen - memberIDSuffixLen
+		for cut > 0 && !utf8.RuneStart(prefix[cut]) {
+			cut--
+		}
+		prefix = prefix[:cut]
 	}
 	var u [16]byte
 	_, _ = rand.Read(u[:])

@@ -61,8 +61,12 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 	switch {
 	case c.closed:
 		resp = jc.fail(kerr.CoordinatorNotAvailable.Code, req.MemberID)
-	case req.Group == "":
+	case req.Group == "" || len(req.Group) > maxStringLen:
+		// A group id an int16 string can't carry would make ListGroups
+		// v0-v2 (and DescribeGroups v0-v4) malformed for every client.
 		resp = jc.fail(kerr.InvalidGroupID.Code, req.MemberID)
+	case !joinStringsFit(req):
+		resp = jc.fail(kerr.InvalidRequest.Code, req.MemberID)
 	case jc.session < c.cfg.MinSessionTimeout || jc.session > c.cfg.MaxSessionTimeout:
 		resp = jc.fail(kerr.InvalidSessionTimeout.Code, req.MemberID)
 	default:
@@ -93,6 +97,72 @@ func (c *Coordinator) awaitJoin(ctx context.Context, w *joinWaiter, memberID str
 	return r
 }
 
+// joinStringsFit reports whether the strings of a JoinGroup that the
+// coordinator stores and answers with (to this member, and to other
+// members and admin clients at older versions) fit an int16 string. Only
+// flexible versions (v6+) can send longer ones.
+func joinStringsFit(req *kmsg.JoinGroupRequest) bool {
+	if len(req.MemberID) > maxStringLen || len(req.ProtocolType) > maxStringLen ||
+		(req.InstanceID != nil && len(*req.InstanceID) > maxStringLen) {
+		return false
+	}
+	for _, p := range req.Protocols {
+		if len(p.Name) > maxStringLen {
+			return false
+		}
+	}
+	return true
+}
+
+// maxGroupMetadataBytes bounds the protocol metadata of a group's members,
+// summed: the leader's JoinGroup answer carries all of it, and must stay
+// readable by a client (socket.request.max.bytes-sized, as franz-go's
+// default receive limit is). Kafka has no such bound; with group.max.size
+// unlimited, 1,000 members of 1 MB made a 976 MB answer.
+const maxGroupMetadataBytes = 100 << 20
+
+func protocolsSize(ps []kmsg.JoinGroupRequestProtocol) int {
+	n := 0
+	for _, p := range ps {
+		n += len(p.Name) + len(p.Metadata)
+	}
+	return n
+}
+
+// acceptJoiningMember is Kafka's ClassicGroup check of group.max.size: an
+// Empty group takes anyone; while preparing a rebalance a member already
+// waiting is accepted and others up to the limit of members waiting; in
+// later states members are accepted and newcomers up to the group's size.
+// The metadata bound applies to newcomers and to members whose metadata
+// grows.
+func (c *Coordinator) acceptJoiningMember(g *group, jc *joinCall) bool {
+	memberID := jc.req.MemberID
+	m := g.members[memberID]
+	if size := protocolsSize(jc.protocols); size > 0 {
+		total := size
+		for _, other := range g.members {
+			if other != m {
+				total += protocolsSize(other.protocols)
+			}
+		}
+		if total > maxGroupMetadataBytes {
+			return false
+		}
+	}
+	max := c.cfg.MaxSize
+	if max <= 0 {
+		return true
+	}
+	switch g.state {
+	case stateEmpty, stateDead:
+		return true
+	case statePreparingRebalance:
+		return (m != nil && m.awaitingJoin()) || g.numAwaitingJoin < max
+	default:
+		return m != nil || len(g.members) < max
+	}
+}
+
 // joinLocked returns the answer, or nil if the call parked.
 func (c *Coordinator) joinLocked(jc *joinCall) *kmsg.JoinGroupResponse {
 	name := jc.req.Group
@@ -110,10 +180,35 @@ func (c *Coordinator) joinLocked(jc *joinCall) *kmsg.JoinGroupResponse {
 		// whatever the answer to it.
 		defer c.persistGroup(g)
 	}
+	if !c.acceptJoiningMember(g, jc) {
+		// As Kafka: the member (if it was one) leaves, and is told to
+		// start over with no member id.
+		c.log.Info("group is full, refusing a member", "group", g.name, "member", jc.req.MemberID,
+			"members", len(g.members), "group_max_size", c.cfg.MaxSize)
+		c.dropJoiningMember(g, jc.req.MemberID)
+		return jc.fail(kerr.GroupMaxSizeReached.Code, "")
+	}
 	if unknownMember {
 		return c.joinNewMember(g, jc)
 	}
 	return c.joinExistingMember(g, jc)
+}
+
+// dropJoiningMember removes a member (or pending member) refused by
+// acceptJoiningMember.
+func (c *Coordinator) dropJoiningMember(g *group, memberID string) {
+	if memberID == "" {
+		return
+	}
+	if g.pendingJoin[memberID] {
+		c.cancel(timerHeartbeat, g, memberID)
+		g.remove(memberID)
+		return
+	}
+	if m := g.members[memberID]; m != nil {
+		c.cancel(timerHeartbeat, g, memberID)
+		c.removeMemberAndUpdateGroup(g, m, "member "+memberID+" refused: group is full")
+	}
 }
 
 func (c *Coordinator) joinNewMember(g *group, jc *joinCall) *kmsg.JoinGroupResponse {

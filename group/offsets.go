@@ -26,6 +26,9 @@ func (c *Coordinator) validateOffsetCommitLocked(groupID string, id commitIdenti
 	g := c.groups[groupID]
 	if g == nil {
 		switch {
+		case len(groupID) > maxStringLen:
+			// Not creatable: older ListGroups versions could not name it.
+			return nil, kerr.InvalidGroupID.Code
 		case id.generation < 0:
 			g = newGroup(strings.Clone(groupID), c.now())
 			c.groups[g.name] = g

@@ -24,6 +24,8 @@ type rawConn struct {
 	t    *testing.T
 	nc   net.Conn
 	corr int32
+	// clientID, if set, is sent in every request header.
+	clientID *string
 }
 
 func dialRaw(t *testing.T, addr string) *rawConn {
@@ -40,10 +42,14 @@ func (rc *rawConn) do(req kmsg.Request) kmsg.Response {
 	t := rc.t
 	t.Helper()
 	rc.corr++
-	if err := rc.nc.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+	if err := rc.nc.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rc.nc.Write(kmsg.NewRequestFormatter().AppendRequest(nil, req, rc.corr)); err != nil {
+	var opts []kmsg.RequestFormatterOpt
+	if rc.clientID != nil {
+		opts = append(opts, kmsg.FormatterClientID(*rc.clientID))
+	}
+	if _, err := rc.nc.Write(kmsg.NewRequestFormatter(opts...).AppendRequest(nil, req, rc.corr)); err != nil {
 		t.Fatal(err)
 	}
 	var size [4]byte
