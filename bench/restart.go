@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // restartSpec sizes the restart workload.
@@ -115,7 +116,7 @@ func createProducerIDs(ctx context.Context, addr, topic string, partitions, n in
 	const workers = 64
 	clients := make([]*kgo.Client, 4)
 	for i := range clients {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(30*time.Second))
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(30*time.Second), kgo.MaxVersions(produceByName()))
 		if err != nil {
 			return err
 		}
@@ -177,6 +178,14 @@ func initAndProduce(ctx context.Context, cl *kgo.Client, topic string, partition
 		}
 	}
 	return nil
+}
+
+// produceByName caps Produce at v12: the raw requests here name topics,
+// and v13 (Kafka 4.x and oncelog serve it) carries topic ids instead.
+func produceByName() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(0, 12)
+	return v
 }
 
 // oneRecordBatch encodes a RecordBatch v2 holding one record, from producer

@@ -35,8 +35,8 @@ func (r *Report) String() string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "oncelog chaos run: %s (seed %d, %v of faults, %v in all)\n", verdict, cfg.Seed, cfg.Duration, r.Elapsed.Round(time.Second))
-	fmt.Fprintf(&b, "  workload: %d producers x %d records/s, %d transform members, %d partitions, tear-tail %v, porcupine %v\n",
-		cfg.Producers, cfg.ProducerRate, cfg.Transformers, cfg.Partitions, cfg.TearTail, cfg.Porcupine)
+	fmt.Fprintf(&b, "  workload: %d producers x %d records/s, %d transform members (transaction.version %d), %d partitions, tear-tail %v, porcupine %v\n",
+		cfg.Producers, cfg.ProducerRate, cfg.Transformers, cfg.transactionVersion(), cfg.Partitions, cfg.TearTail, cfg.Porcupine)
 
 	fmt.Fprintf(&b, "faults: %d crashes (kill -9)\n", r.Crashes)
 	for _, kind := range slices.Sorted(maps.Keys(r.Faults)) {

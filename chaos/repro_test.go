@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // TestReproDedupWindowAfterRestart reproduces, with raw requests, the
@@ -30,7 +31,10 @@ func TestReproDedupWindowAfterRestart(t *testing.T) {
 	b := testbroker.Start(t, testbroker.Options{ExtraArgs: []string{"--log-segment-bytes", "1000"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	// Produce v12: the raw requests name the topic (v13 carries ids).
+	byName := kversion.Stable()
+	byName.SetMaxKeyVersion(0, 12)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.MaxVersions(byName))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,11 @@ type Config struct {
 	// SegmentBytes is the broker's --log-segment-bytes (1 MiB), small so
 	// that runs roll segments.
 	SegmentBytes int64
+	// TV1 finalizes transaction.version 1 on the broker, so the
+	// transform members end transactions with the protocol before KIP-890
+	// part 2 (AddPartitionsToTxn, one epoch per producer session); by
+	// default it is 2 and kgo bumps the epoch at every commit or abort.
+	TV1 bool
 	// SettleTimeout bounds each wait after the faults stop: producers
 	// flushing, the transform catching up, open transactions ending, each
 	// final read (3 min).
@@ -56,6 +61,14 @@ type Config struct {
 	// Logger receives progress at Info and details at Debug; nil
 	// discards.
 	Logger *slog.Logger
+}
+
+// transactionVersion is the broker's --transaction-version.
+func (c Config) transactionVersion() int {
+	if c.TV1 {
+		return 1
+	}
+	return 2
 }
 
 func (c Config) withDefaults() Config {
@@ -208,6 +221,7 @@ func (r *runner) setUp(ctx context.Context) error {
 		"--log-segment-bytes", strconv.FormatInt(cfg.SegmentBytes, 10),
 		"--group-initial-rebalance-delay", "100ms",
 		"--group-min-session-timeout", "1s",
+		"--transaction-version", strconv.Itoa(cfg.transactionVersion()),
 	}
 	if r.broker, err = newBrokerProcess(binary, dataDir, r.proxy.Addr(), extraArgs); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // idempotentBatch builds a RecordBatch v2 of n records from producer
@@ -105,7 +106,10 @@ func TestMetricsOfARealBroker(t *testing.T) {
 		t.Fatalf("oncelog_produce_duplicate_batches_total before producing: %v (present %v), want 0", v, ok)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	// Produce v12: produceRaw names the topic (v13 carries ids).
+	byName := kversion.Stable()
+	byName.SetMaxKeyVersion(0, 12)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.MaxVersions(byName))
 	if err != nil {
 		t.Fatal(err)
 	}

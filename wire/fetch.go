@@ -10,10 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Fetch v4-v12: v4 brings isolation levels; v13+ address topics by id and
-// are not served. Fetch sessions (KIP-227) are answered as "no session"
-// (session id 0), which every client handles by sending full requests.
-func init() { register(1, 4, 12, handleFetch) }
+// Fetch v4-v18: v4 brings isolation levels; v13+ address topics by id
+// (KIP-516: an id that names no topic, e.g. a deleted and recreated topic's
+// old one, is UNKNOWN_TOPIC_ID). v14-v18 add only fields for replicas
+// (ReplicaState, replica directory ids, the high watermark tag) or for a
+// leader change (NodeEndpoints, which a single broker never has). Fetch
+// sessions (KIP-227) are answered as "no session" (session id 0), which
+// every client handles by sending full requests.
+func init() { register(1, 4, 18, handleFetch) }
 
 func handleFetch(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.FetchRequest)
@@ -43,7 +47,7 @@ func (r reservingFetchResponse) AppendTo(dst []byte) []byte {
 func fetchResponseSizeBound(resp *kmsg.FetchResponse) int {
 	const (
 		header       = 32 // throttle, error code, session id, topic count, tags
-		perTopic     = 16 // name length, partition count, tags
+		perTopic     = 32 // name length or topic id, partition count, tags
 		perPartition = 64 // fixed-size fields, aborted count, records length, tags
 		perAborted   = 24 // producer id, first offset, tags
 	)
@@ -59,12 +63,15 @@ func fetchResponseSizeBound(resp *kmsg.FetchResponse) int {
 
 // fetchPartition is one partition a fetch reads: the request's entry (the
 // last one, if the request names the partition more than once) and the
-// partition, nil when it does not exist.
+// partition, nil when it does not exist (then missing is the error code,
+// and internal says it is one of the internal topics' empty partitions).
 type fetchPartition struct {
-	topic string
-	id    [16]byte
-	req   kmsg.FetchRequestTopicPartition
-	p     *partition.Partition
+	topic    string
+	id       [16]byte
+	req      kmsg.FetchRequestTopicPartition
+	p        *partition.Partition
+	internal bool
+	missing  int16
 }
 
 // fetchPartitions resolves the partitions a request names, once each, in
@@ -75,21 +82,45 @@ type fetchPartition struct {
 func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition {
 	type key struct {
 		topic     string
+		id        [16]byte
 		partition int32
 	}
 	var out []fetchPartition
 	at := map[key]int{}
 	for _, rt := range req.Topics {
-		topic := b.Topic(rt.Topic)
+		name, id := rt.Topic, rt.TopicID
+		var topic *broker.Topic
+		var internal *broker.InternalTopic
+		missing := kerr.UnknownTopicOrPartition.Code
+		if req.Version >= 13 {
+			// By id only; the response carries the id, not the name.
+			missing = kerr.UnknownTopicID.Code
+			if topic = b.TopicByID(id); topic != nil {
+				name = topic.Name
+			} else if internal = b.InternalTopicByID(id); internal != nil {
+				name = internal.Name
+			}
+		} else {
+			topic = b.Topic(name)
+			internal = b.InternalTopic(name)
+			if topic != nil {
+				id = topic.ID
+			}
+		}
 		for _, rp := range rt.Partitions {
-			k := key{rt.Topic, rp.Partition}
+			k := key{name, id, rp.Partition}
 			if i, ok := at[k]; ok {
 				out[i].req = rp
 				continue
 			}
-			fp := fetchPartition{topic: rt.Topic, id: rt.TopicID, req: rp}
-			if topic != nil && rp.Partition >= 0 && int(rp.Partition) < len(topic.Partitions) {
+			fp := fetchPartition{topic: name, id: id, req: rp, missing: missing}
+			switch {
+			case topic != nil && rp.Partition >= 0 && int(rp.Partition) < len(topic.Partitions):
 				fp.p = topic.Partitions[rp.Partition]
+			case internal != nil && rp.Partition >= 0 && rp.Partition < internal.Partitions:
+				fp.internal = true
+			case topic != nil || internal != nil:
+				fp.missing = kerr.UnknownTopicOrPartition.Code
 			}
 			at[k] = len(out)
 			out = append(out, fp)
@@ -172,7 +203,7 @@ func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, i
 	for _, fp := range parts {
 		// Consecutive partitions of one topic share its entry, as in
 		// Kafka's FetchResponse.toMessage.
-		if st == nil || st.Topic != fp.topic {
+		if st == nil || st.Topic != fp.topic || st.TopicID != fp.id {
 			resp.Topics = append(resp.Topics, kmsg.NewFetchResponseTopic())
 			st = &resp.Topics[len(resp.Topics)-1]
 			st.Topic, st.TopicID = fp.topic, fp.id
@@ -184,8 +215,18 @@ func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, i
 		// rejects a null record set as a protocol error.
 		sp.RecordBatches = []byte{}
 		switch {
+		case fp.internal:
+			// The internal topics' state lives in pebble: their
+			// partitions are empty logs.
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = 0, 0, 0
+			if fp.req.FetchOffset != 0 {
+				sp.ErrorCode = kerr.OffsetOutOfRange.Code
+			}
+			if iso == partition.ReadCommitted {
+				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			}
 		case fp.p == nil:
-			sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			sp.ErrorCode = fp.missing
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 		case fp.req.CurrentLeaderEpoch > 0:
 			// Our leader epoch is always 0: a client that saw a

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 func newTestClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
@@ -88,7 +89,10 @@ func TestInternalTopicsInMetadata(t *testing.T) {
 
 func TestInternalTopicsRefuseClientChanges(t *testing.T) {
 	b, addr := startInProcess(t)
-	cl := newTestClient(t, addr)
+	// Produce v12 names topics (v13 is by id, in TestTopicIDs).
+	byName := kversion.Stable()
+	byName.SetMaxKeyVersion(0, 12)
+	cl := newTestClient(t, addr, kgo.MaxVersions(byName))
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

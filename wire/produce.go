@@ -13,10 +13,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// Produce v3-v12: record batch v2 only. v12 is transaction version 2
+// Produce v3-v13: record batch v2 only. v12 is transaction version 2
 // (KIP-890 part 2): a transactional batch adds its partition to the
-// transaction. v13 (topic ids) is not served.
-func init() { register(0, 3, 12, handleProduce) }
+// transaction. v13 names topics by id (KIP-516); an unknown id is
+// UNKNOWN_TOPIC_ID and never auto-creates a topic.
+func init() { register(0, 3, 13, handleProduce) }
 
 // handleProduce appends synchronously, in request order, and defers only the
 // wait for durability (acks=-1) to the writer goroutine; so the next
@@ -48,11 +49,23 @@ func handleProduce(c *conn, r *request) respond {
 	for ti, t := range req.Topics {
 		rt := &resp.Topics[ti]
 		*rt = kmsg.NewProduceResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
-		topic := b.Topic(t.Topic)
-		if topic == nil && b.Config().AutoCreateTopics && !broker.IsInternalTopic(t.Topic) {
-			topic, _ = b.AutoCreate(t.Topic)
+		var topic *broker.Topic
+		unknownID := false
+		if req.Version >= 13 {
+			if topic = b.TopicByID(t.TopicID); topic != nil {
+				t.Topic = topic.Name
+			} else if it := b.InternalTopicByID(t.TopicID); it != nil {
+				t.Topic = it.Name
+			} else {
+				unknownID = true
+			}
+		} else {
+			topic = b.Topic(t.Topic)
+			if topic == nil && b.Config().AutoCreateTopics && !broker.IsInternalTopic(t.Topic) {
+				topic, _ = b.AutoCreate(t.Topic)
+			}
 		}
 		for pi, p := range t.Partitions {
 			rp := &rt.Partitions[pi]
@@ -67,6 +80,10 @@ func handleProduce(c *conn, r *request) respond {
 			}
 			if txnBatchWithoutID {
 				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
+				continue
+			}
+			if unknownID {
+				setErr(kerr.UnknownTopicID.Code, "")
 				continue
 			}
 			if broker.IsInternalTopic(t.Topic) {
