@@ -71,6 +71,11 @@ func (rc *rawConn) do(req kmsg.Request) kmsg.Response {
 	if err := resp.ReadFrom(body); err != nil {
 		t.Fatalf("key %d v%d response: %v", req.Key(), req.GetVersion(), err)
 	}
+	// A string whose length overflowed its prefix decodes "successfully"
+	// but leaves bytes over: re-encoding shows it.
+	if n := len(resp.AppendTo(nil)); n != len(body) {
+		t.Fatalf("key %d v%d response: %d bytes, of which a decoder reads %d (malformed)", req.Key(), req.GetVersion(), len(body), n)
+	}
 	return resp
 }
 

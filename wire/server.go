@@ -623,6 +623,16 @@ func (c *conn) writeLoop() {
 		if c.ctx.Err() != nil {
 			continue // drain: the connection is gone
 		}
+		// Produce and Fetch answers carry only topic names (at most
+		// 249 bytes) and short messages; they are not walked.
+		if p.req.key != 0 && p.req.key != 1 {
+			fitStrings(resp, func(field string) {
+				if ok, suppressed := c.s.warn.allow("long_string"); ok {
+					c.s.logger.Warn("shortened a string an older response version cannot carry (int16 length)",
+						"api", api, "version", p.req.version, "field", field, "remote", c.remote, "suppressed", suppressed)
+				}
+			})
+		}
 		buf = append(buf[:0], 0, 0, 0, 0)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(p.req.corr))
 		// ApiVersions responses always use header v0 so that a client
