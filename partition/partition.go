@@ -98,6 +98,9 @@ type Partition struct {
 
 	watchers watchers
 	sync     syncer
+
+	limits  *producer.Limits
+	lostEnd int64 // storage recovery: offsets below it were handed out (guarded by mu)
 }
 
 // AppendResult is the answer to one produce batch.
@@ -126,7 +129,7 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
 	}
-	p := &Partition{Topic: topic, Index: index, fs: fs, dir: dir, logger: logger, hooks: hooks, log: log}
+	p := &Partition{Topic: topic, Index: index, fs: fs, dir: dir, logger: logger, hooks: hooks, log: log, limits: limits}
 	p.watchers.woken = hooks.Woke
 	p.cfg.Store(&cfg)
 	if p.aborted, err = openAbortedIndex(fs, dir, log.StartOffset(), log.NextOffset()); err != nil {
@@ -147,6 +150,7 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 	p.publishLocked(log.NextOffset())
 	p.mu.Unlock()
 	go p.sync.run()
+	go p.watchStorage()
 	return p, nil
 }
 

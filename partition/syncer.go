@@ -3,6 +3,7 @@ package partition
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,13 @@ type syncer struct {
 	stopCh  chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+
+	// failedCh tells the storage watcher (storage.go) that err was set.
+	failedCh chan struct{}
+	// dropped are offset ranges a recovery dropped (guarded by mu); a
+	// wait for one of them fails. hasDropped spares the lock otherwise.
+	dropped    []droppedRange
+	hasDropped atomic.Bool
 }
 
 func (s *syncer) init(p *Partition) {
@@ -33,6 +41,54 @@ func (s *syncer) init(p *Partition) {
 	s.lazy = lazySyncDelay
 	s.stopCh = make(chan struct{})
 	s.stopped = make(chan struct{})
+	s.failedCh = make(chan struct{}, 1)
+}
+
+// setErrLocked makes err the sticky failure and wakes the storage watcher.
+// s.mu is held.
+func (s *syncer) setErrLocked(err error) {
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	select {
+	case s.failedCh <- struct{}{}:
+	default:
+	}
+}
+
+// clearFailure brings the partition back online after a recovery.
+func (s *syncer) clearFailure() {
+	s.mu.Lock()
+	s.err = nil
+	s.mu.Unlock()
+}
+
+// addDropped records offsets a recovery dropped.
+func (s *syncer) addDropped(r droppedRange) {
+	s.mu.Lock()
+	s.dropped = append(s.dropped, r)
+	if len(s.dropped) > maxDroppedRanges {
+		s.dropped = s.dropped[len(s.dropped)-maxDroppedRanges:]
+	}
+	s.hasDropped.Store(true)
+	s.mu.Unlock()
+}
+
+// wasDropped reports whether the write a wait for offset waits for (the
+// one ending just below it) was dropped by a recovery.
+func (s *syncer) wasDropped(offset int64) bool {
+	if !s.hasDropped.Load() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.dropped {
+		if offset-1 >= r.from && offset-1 < r.to {
+			return true
+		}
+	}
+	return false
 }
 
 // kick asks for an fsync of whatever was appended.
@@ -85,8 +141,8 @@ func (s *syncer) run() {
 
 		s.mu.Lock()
 		if err != nil && s.err == nil {
-			s.err = err
-			s.p.logger.Error("fsync failed; partition is offline until restart", "err", err)
+			s.setErrLocked(err)
+			s.p.logger.Error("fsync failed; partition is offline until its log is recovered", "err", err)
 		}
 		waiters := s.waiters
 		s.waiters = 0
@@ -104,6 +160,10 @@ func (s *syncer) run() {
 // one the write asked for (every append kicks, a marker kicks soon).
 func (s *syncer) wait(ctx context.Context, offset int64, eager bool) error {
 	for {
+		// Before the high watermark: recovery fills dropped offsets.
+		if s.wasDropped(offset) {
+			return errDropped
+		}
 		if s.p.HighWatermark() >= offset {
 			return nil
 		}
@@ -137,9 +197,7 @@ func (s *syncer) wait(ctx context.Context, offset int64, eager bool) error {
 
 func (s *syncer) fail(err error) {
 	s.mu.Lock()
-	if s.err == nil {
-		s.err = err
-	}
+	s.setErrLocked(err)
 	close(s.done)
 	s.done = make(chan struct{})
 	s.mu.Unlock()

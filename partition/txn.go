@@ -2,6 +2,7 @@ package partition
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -92,6 +93,31 @@ func (a *abortedIndex) rewrite() error {
 	return nil
 }
 
+// truncate drops the entries whose ABORT marker is at or after logEnd (a
+// log cut back by a storage recovery) and rewrites the file; the producer
+// state replay adds back any whose marker survived.
+func (a *abortedIndex) truncate(logEnd int64) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := len(a.entries)
+	for n > 0 && a.entries[n-1].lastOffset >= logEnd {
+		n--
+	}
+	a.entries, a.minFirst = a.entries[:n], a.minFirst[:n]
+	for i := n - 1; i >= 0; i-- {
+		a.minFirst[i] = a.entries[i].firstOffset
+		if i+1 < n {
+			a.minFirst[i] = min(a.minFirst[i], a.minFirst[i+1])
+		}
+	}
+	if a.file != nil {
+		a.file.Close()
+		a.file = nil
+	}
+	a.dirty = false
+	return a.rewrite()
+}
+
 func appendAborted(buf []byte, e abortedTxn) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.producerID))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.firstOffset))
@@ -133,6 +159,9 @@ func (a *abortedIndex) add(e abortedTxn) error {
 	defer a.mu.Unlock()
 	if !a.insert(e) {
 		return nil
+	}
+	if a.file == nil {
+		return errors.New("partition: aborted-transaction index not open (an earlier rewrite failed)")
 	}
 	b := appendAborted(nil, e)
 	if _, err := a.file.WriteAt(b, a.size); err != nil {

@@ -136,6 +136,9 @@ func (l *Log) roll() error {
 	old.build = nil // readers map the index files from now on
 	l.segs = append(slices.Clip(l.segs), seg)
 	l.mu.Unlock()
+	// The old segment was fdatasynced whole and the new one is durably
+	// empty.
+	l.markDurable(seg.base, 0, seg.base)
 	if l.rollHook != nil {
 		l.rollHook(seg.base)
 	}
@@ -157,6 +160,7 @@ func (l *Log) Sync() (durableOffset int64, err error) {
 	}
 	seg := l.segs[len(l.segs)-1]
 	covered := l.next // published only after its write returned (invariant 2)
+	coveredSize := seg.size
 	if !seg.acquire() {
 		l.mu.RUnlock()
 		return l.durable.Load(), ErrClosed
@@ -167,10 +171,5 @@ func (l *Log) Sync() (durableOffset int64, err error) {
 	if err != nil {
 		return l.durable.Load(), l.fail(err)
 	}
-	for {
-		cur := l.durable.Load()
-		if cur >= covered || l.durable.CompareAndSwap(cur, covered) {
-			return max(cur, covered), nil
-		}
-	}
+	return l.markDurable(seg.base, coveredSize, covered), nil
 }

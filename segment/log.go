@@ -78,6 +78,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/oncelog/oncelog/internal/fsx"
 )
 
@@ -191,6 +192,33 @@ type Log struct {
 
 	durable atomic.Int64          // highest offset a Sync (or Open) made durable
 	failure atomic.Pointer[error] // sticky I/O failure
+
+	// durMu guards durPos, where on disk durable ends: Recover truncates
+	// back to it. It is advanced together with durable.
+	durMu  sync.Mutex
+	durPos durablePos
+
+	baseLogger *slog.Logger // the logger Open was given, for Recover
+}
+
+// durablePos is the end of the durable data: offsets below offset are the
+// first size bytes of segment base (every older segment is durable whole).
+type durablePos struct {
+	base, size, offset int64
+}
+
+// markDurable records that everything below offset, the first size bytes of
+// segment base, is on disk; it never moves backwards.
+func (l *Log) markDurable(base, size, offset int64) int64 {
+	l.durMu.Lock()
+	defer l.durMu.Unlock()
+	if offset > l.durPos.offset || (offset == l.durPos.offset && base > l.durPos.base) {
+		l.durPos = durablePos{base: base, size: size, offset: offset}
+	}
+	if cur := l.durable.Load(); offset > cur {
+		l.durable.Store(offset)
+	}
+	return l.durable.Load()
 }
 
 func (l *Log) closeSegments() {
@@ -338,4 +366,92 @@ func (l *Log) Detach() (string, error) {
 		return "", err
 	}
 	return tomb, fsx.SyncDir(l.fs, filepath.Dir(dir))
+}
+
+// Failed returns the I/O error that made the log unusable, or nil.
+func (l *Log) Failed() error { return l.failed() }
+
+// Recover brings the log back after an I/O failure (or any error the owner
+// could not rule out left the files inconsistent): it closes every file
+// (waiting for readers), truncates the last segment back to the end of the
+// data the last successful Sync made durable, and opens the directory again,
+// which re-verifies it like a crash recovery. Bytes past the durable end
+// were never reported durable, and after a failed fdatasync the page cache
+// may hold them although the disk does not ("fsyncgate"): trusting a re-scan
+// of them could report as durable data that is lost. Such bytes are
+// therefore dropped even if they read back intact; the caller must rebuild
+// anything derived from offsets at or above the new NextOffset.
+//
+// On error the log stays unusable (every operation fails) and Recover can be
+// tried again, e.g. once disk space was freed.
+func (l *Log) Recover() (RecoveryInfo, error) {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	if l.closed {
+		return RecoveryInfo{}, ErrClosed
+	}
+	l.durMu.Lock()
+	pos := l.durPos
+	l.durMu.Unlock()
+	l.fail(errors.New("recovering"))
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closeSegments()
+	if err := l.truncateToDurable(pos); err != nil {
+		return RecoveryInfo{}, l.fail(err)
+	}
+	fresh, info, err := Open(l.fs, l.dir, l.cfg, l.baseLogger)
+	if err != nil {
+		return info, l.fail(err)
+	}
+	l.segs, l.next, l.start, l.totalSize = fresh.segs, fresh.next, fresh.start, fresh.totalSize
+	l.durMu.Lock()
+	l.durPos = fresh.durPos
+	l.durable.Store(fresh.next)
+	l.durMu.Unlock()
+	l.failure.Store(nil)
+	l.logger.Info("log recovered after an I/O failure", "durable_offset", pos.offset, "next_offset", l.next, "truncated_bytes", info.TruncatedBytes)
+	return info, nil
+}
+
+// truncateToDurable cuts the segment holding the durable end back to it and
+// removes any segment file after it (the files are closed).
+func (l *Log) truncateToDurable(pos durablePos) error {
+	names, err := l.fs.List(l.dir)
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, name := range names {
+		base, _, ok := parseSegmentFileName(name)
+		if ok && base > pos.base {
+			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
+				return err
+			}
+			removed = true
+		}
+	}
+	if removed {
+		if err := fsx.SyncDir(l.fs, l.dir); err != nil {
+			return err
+		}
+	}
+	path := filepath.Join(l.dir, logFileName(pos.base))
+	st, err := l.fs.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Size() <= pos.size {
+		return nil
+	}
+	f, err := l.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	f, err = fsx.Truncate(l.fs, f, path, pos.size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -21,7 +21,7 @@ func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, Recover
 	if logger == nil {
 		logger = slog.Default()
 	}
-	l := &Log{fs: fsx.Or(fs), dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), now: time.Now}
+	l := &Log{fs: fsx.Or(fs), dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), baseLogger: logger, now: time.Now}
 	var info RecoveryInfo
 	if err := fsx.MkdirAll(l.fs, dir); err != nil {
 		return nil, info, err
@@ -90,6 +90,7 @@ func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, Recover
 		return nil, info, err
 	}
 	l.durable.Store(l.next)
+	l.durPos = durablePos{base: active.base, size: active.size, offset: l.next}
 	info.Duration = time.Since(began)
 	l.logOpen(info, reason)
 	return l, info, nil
