@@ -516,3 +516,50 @@ func TestVersions(t *testing.T) {
 		t.Fatal("ConsumerGroupHeartbeat must not be advertised")
 	}
 }
+
+// TestGroupMaxSize follows Kafka's ClassicGroup acceptJoiningMember: while
+// preparing a rebalance, members waiting count against group.max.size;
+// afterwards the members do, and members already in are always accepted.
+func TestGroupMaxSize(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.InitialRebalanceDelay = 3 * time.Second; c.MaxSize = 2 })
+	ids := []string{e.newMemberID("c0", "g"), e.newMemberID("c1", "g")}
+	pending := e.newMemberID("c2", "g") // pending members don't count
+	var joins []<-chan *kmsg.JoinGroupResponse
+	for i, id := range ids {
+		joins = append(joins, e.joinAsync(fmt.Sprintf("c%d", i), joinReq("g", withMember(id))))
+		e.awaitingJoin("g", i+1)
+	}
+	// A newcomer, or a pending member (KIP-394) coming back, while two
+	// wait: refused, and no longer pending.
+	if r := e.c.JoinGroup(e.ctx("c4"), joinReq("g")); r.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("newcomer while preparing: error %d, want GROUP_MAX_SIZE_REACHED", r.ErrorCode)
+	}
+	if r := e.c.JoinGroup(e.ctx("c2"), joinReq("g", withMember(pending))); r.ErrorCode != kerr.GroupMaxSizeReached.Code || r.MemberID != "" {
+		t.Fatalf("third member while preparing: error %d member %q, want GROUP_MAX_SIZE_REACHED", r.ErrorCode, r.MemberID)
+	}
+	e.inspect("g", func(g *group) {
+		if g.pendingJoin[pending] {
+			t.Fatal("the refused member is still pending")
+		}
+	})
+	e.advance(3 * time.Second) // the initial delay, extended once by the second member
+	e.advance(3 * time.Second)
+	for i, ch := range joins {
+		if r := recv(t, ch); r.ErrorCode != 0 {
+			t.Fatalf("join %d: error %d", i, r.ErrorCode)
+		}
+	}
+	// Completing the rebalance: a newcomer is refused at once; a member
+	// rejoining is not.
+	if r := e.c.JoinGroup(e.ctx("c3"), joinReq("g", withVersion(3))); r.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("newcomer to a full group: error %d, want GROUP_MAX_SIZE_REACHED", r.ErrorCode)
+	}
+	if r := recv(t, e.joinAsync("c0", joinReq("g", withMember(ids[0])))); r.ErrorCode != 0 {
+		t.Fatalf("member rejoining a full group: error %d", r.ErrorCode)
+	}
+	e.inspect("g", func(g *group) {
+		if len(g.members) != 2 {
+			t.Fatalf("%d members after refusals, want 2", len(g.members))
+		}
+	})
+}
