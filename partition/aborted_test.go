@@ -1,11 +1,14 @@
 package partition
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,5 +193,62 @@ func TestOverlappingMatchesFullScan(t *testing.T) {
 				t.Fatalf("round %d, fetch [%d, %d): got %v, want %v", round, from, upTo, got, want)
 			}
 		}
+	}
+}
+
+// TestOffsetsPublishedTogether: the high watermark and the LSO change as one
+// value. Once WaitDurable returns for a commit marker the LSO is past it, and
+// a concurrent reader never sees the marker durable (below the high
+// watermark) with the LSO still held at its transaction's start. Before,
+// the high watermark was published and waiters released before the decided
+// transaction was re-evaluated, so both checks failed now and then.
+func TestOffsetsPublishedTogether(t *testing.T) {
+	p := openPartition(t, t.TempDir())
+	defer p.Close()
+	var marker atomic.Int64 // the latest commit marker's offset
+	marker.Store(math.MaxInt64)
+	stop := make(chan struct{})
+	violations := make(chan string, 1)
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := marker.Load()
+			hw, lso := p.Offsets()
+			if hw > m && lso <= m {
+				select {
+				case violations <- fmt.Sprintf("HW %d covers the marker at %d, LSO %d does not", hw, m, lso):
+				default:
+				}
+			}
+		}
+	})
+	for i := range int32(300) {
+		txn := p.Append(batchtest.Build(batchtest.Spec{Records: 1, ProducerID: 9, ProducerEpoch: 0, BaseSequence: i,
+			Transactional: true, Timestamp: time.Now().UnixMilli()}), time.Now())
+		if txn.ErrorCode != 0 {
+			t.Fatalf("transaction %d: error %d", i, txn.ErrorCode)
+		}
+		waitDurable(t, p, txn.DurableAt)
+		end, err := p.WriteMarker(9, 0, true, math.MaxInt64, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		marker.Store(end - 1)
+		waitDurable(t, p, end)
+		if hw, lso := p.Offsets(); hw < end || lso < end {
+			t.Fatalf("transaction %d: after its marker is durable HW %d LSO %d, want both at least %d", i, hw, lso, end)
+		}
+	}
+	close(stop)
+	readers.Wait()
+	select {
+	case v := <-violations:
+		t.Fatal(v)
+	default:
 	}
 }
