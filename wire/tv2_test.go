@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
+	"github.com/oncelog/oncelog/internal/batchtest"
+	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 func apiVersions(t *testing.T, ctx context.Context, cl *kgo.Client) *kmsg.ApiVersionsResponse {
@@ -170,5 +173,55 @@ func TestUpdateFeatures(t *testing.T) {
 	defer b2.Close()
 	if lvl := b2.Features().Levels[broker.TransactionVersionFeature]; lvl != 1 {
 		t.Fatalf("level after a restart %d, want the stored 1", lvl)
+	}
+}
+
+// TestProduceVersionDecidesImplicitAdd: a transactional batch for a
+// partition outside the transaction is TRANSACTION_ABORTABLE at Produce
+// v11 (KIP-890 part 1) and adds the partition at v12 (part 2), whatever
+// the finalized level: the request version says which protocol the client
+// runs, as in Kafka.
+func TestProduceVersionDecidesImplicitAdd(t *testing.T) {
+	b, addr := startInProcess(t, func(c *broker.Config) { c.TransactionVersion = 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, terr := b.CreateTopic("implicit", 1, 1, nil, false); terr != nil {
+		t.Fatal(terr)
+	}
+	id := "implicit-producer"
+	pid, epoch, code := b.Txns.InitProducerID(ctx, id, 60000, -1, -1, 5)
+	if code != 0 {
+		t.Fatal(code)
+	}
+	produceAt := func(version int16) int16 {
+		vs := kversion.Stable()
+		vs.SetMaxKeyVersion(0, version)
+		cl := newTestClient(t, addr, kgo.MaxVersions(vs))
+		req := kmsg.NewPtrProduceRequest()
+		req.TransactionID = &id
+		req.Acks, req.TimeoutMillis = -1, 5000
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "implicit"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batchtest.Build(batchtest.Spec{Records: 1, ProducerID: pid, ProducerEpoch: epoch, BaseSequence: 0, Transactional: true, Timestamp: time.Now().UnixMilli()})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Version != version {
+			t.Fatalf("produce went out at v%d, want v%d", resp.Version, version)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if code := produceAt(11); code != kerr.TransactionAbortable.Code {
+		t.Fatalf("Produce v11 outside the transaction: %d, want 120", code)
+	}
+	if code := produceAt(12); code != 0 {
+		t.Fatalf("Produce v12 outside the transaction: %d, want the implicit add", code)
+	}
+	if info, _ := b.Txns.Describe(id); info.Status != txn.Ongoing || len(info.Partitions) != 1 {
+		t.Fatalf("after the v12 produce: %+v", info)
 	}
 }
