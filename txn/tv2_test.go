@@ -253,3 +253,31 @@ func TestTV2RecoveryOfPreparedTransaction(t *testing.T) {
 		t.Fatalf("client retry after the restart: %+v", res)
 	}
 }
+
+// TestTV2TimedOutTransactionFencesItsProducer: the coordinator's abort of
+// a timed-out transaction bumps the epoch once, like a TV2 EndTxn, but it
+// is not the producer's: the producer's EndTxn at its epoch is not taken
+// for a retry (PRODUCER_FENCED), and its late writes get 47.
+func TestTV2TimedOutTransactionFencesItsProducer(t *testing.T) {
+	f := newFixture(t, t.TempDir())
+	defer f.c.Close()
+	pid, epoch, _ := f.c.InitProducerID(context.Background(), "a", 5000, -1, -1, 5)
+	if code, _ := produceTV2(f.c, "a", pid, epoch, tp0); code != 0 {
+		t.Fatal(code)
+	}
+	f.nowMs.Add(6000)
+	if n := f.c.AbortTimedOut(); n != 1 {
+		t.Fatalf("aborted %d", n)
+	}
+	if m := f.markers.written[len(f.markers.written)-1]; m.commit || m.epoch != epoch+1 {
+		t.Fatalf("timeout marker %+v", m)
+	}
+	for _, commit := range []bool{true, false} {
+		if res := f.c.EndTxn("a", pid, epoch, commit, 5); res.Code != kerr.ProducerFenced.Code {
+			t.Fatalf("EndTxn(commit=%v) of the timed-out transaction: %+v, want 90", commit, res)
+		}
+	}
+	if code, ok := produceTV2(f.c, "a", pid, epoch, tp0); code != kerr.InvalidProducerEpoch.Code || ok {
+		t.Fatalf("late write: %d %v, want 47", code, ok)
+	}
+}
