@@ -90,7 +90,7 @@ func newStats() *Stats {
 		Name: "oncelog_request_reads_throttled_total",
 		Help: "Times a connection stopped reading requests to wait for memory, by budget: queued_max_request_bytes (all connections, --queued-max-request-bytes) or connection (its earlier requests hold socket.request.max.bytes).",
 	}, []string{"budget"})
-	s.QueuedRequestBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_queued_request_bytes", Help: "Bytes of requests read (or being read) and not yet answered, counted against --queued-max-request-bytes."})
+	s.QueuedRequestBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_queued_request_bytes", Help: "Bytes of requests being read or waiting to be processed, counted against --queued-max-request-bytes."})
 	r.MustRegister(s.ConnectionsRejected, s.ConnectionsTimedOut, s.ReadsThrottled, s.QueuedRequestBytes)
 	for _, reason := range []string{"max_connections", "max_connections_per_ip"} {
 		s.ConnectionsRejected.WithLabelValues(reason) // listed at 0, for rate()

@@ -5,10 +5,11 @@ import (
 	"sync"
 )
 
-// requestBudget is queued.max.request.bytes: the bytes of requests read but
-// not yet answered, summed over all connections. A connection reserves the
-// bytes of a frame as they arrive (a client that declares 100 MB and sends
-// one reserves one), and gives them back once its response is ready; while
+// requestBudget is queued.max.request.bytes: the bytes of requests being
+// read or waiting to be processed, summed over all connections. A
+// connection reserves the bytes of a frame as they arrive (a client that
+// declares 100 MB and sends one reserves one), and gives them back when the
+// request's processing starts (Kafka: when its handler returns); while
 // the budget is spent, readers stop reading, so TCP flow control pushes
 // back on the clients.
 //

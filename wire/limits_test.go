@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oncelog/oncelog/broker"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -309,4 +310,28 @@ func TestRequestBudgetOverdraft(t *testing.T) {
 	if used != 0 || b.used != 0 {
 		t.Fatalf("after release: gauge %d, used %d", used, b.used)
 	}
+}
+
+// TestParkedRequestReleasesBudget: a JoinGroup parked until the rebalance
+// (minutes, if the client asks) no longer counts as queued once the
+// coordinator has it, as Kafka releases a request's pool memory when its
+// handler returns; otherwise a few parked joins with large metadata would
+// stop every connection's reads for as long.
+func TestParkedRequestReleasesBudget(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxRequestBytes = 1 << 20
+	cfg.QueuedMaxRequestBytes = 1 << 20
+	b, addr := startInProcessWith(t, cfg, func(c *broker.Config) { c.GroupInitialRebalanceDelay = time.Minute })
+	rc := dialRaw(t, addr)
+	join := joinRequest(3, "parked", "")
+	join.Protocols[0].Metadata = make([]byte, 900<<10)
+	go rc.nc.Write(kmsg.NewRequestFormatter().AppendRequest(nil, join, 1))
+	admin := dialRaw(t, addr)
+	waitUntil(t, "the member waits in JoinGroup", func() bool {
+		describe := kmsg.NewPtrDescribeGroupsRequest()
+		describe.Groups = []string{"parked"}
+		dg := admin.do(describe).(*kmsg.DescribeGroupsResponse)
+		return len(dg.Groups) == 1 && len(dg.Groups[0].Members) == 1
+	})
+	waitUntil(t, "the parked join's bytes are released", func() bool { return counterValue(b.Stats.QueuedRequestBytes) == 0 })
 }

@@ -30,9 +30,10 @@ type Config struct {
 	// MaxRequestBytes is socket.request.max.bytes: a larger frame closes
 	// the connection. <= 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int32
-	// QueuedMaxRequestBytes is queued.max.request.bytes: request bytes
-	// read but not yet answered, over all connections. While it is spent,
-	// no connection reads more (see requestBudget).
+	// QueuedMaxRequestBytes is queued.max.request.bytes: bytes of
+	// requests being read or waiting to be processed, over all
+	// connections. While it is spent, no connection reads more (see
+	// requestBudget).
 	QueuedMaxRequestBytes int64
 	// MaxConnections is max.connections; connections over it are closed
 	// as soon as they are accepted.
@@ -612,6 +613,12 @@ func (c *conn) dispatch(req *request) respond {
 func (c *conn) writeLoop() {
 	buf := make([]byte, 0, 64*1024)
 	for p := range c.queue {
+		// The request is no longer queued once its processing starts
+		// (Kafka releases a request's pool memory when its handler
+		// returns): a JoinGroup parked for the rebalance, or a long-polling
+		// fetch, must not hold queued.max.request.bytes for minutes. The
+		// connection's own bound (pipelined) holds until it is answered.
+		p.reserved.release()
 		resp := p.respond(c.ctx)
 		c.finish(p)
 		api := kmsg.NameForKey(p.req.key)
