@@ -344,10 +344,10 @@ func (l *Log) ScanBatches(from int64, fn func(h batch.Header, b []byte) error) e
 				l.mu.RUnlock()
 				return nil
 			}
-			if l.segs[i].base != seg.next {
+			if base, end := l.segs[i].base, seg.next; base != end {
 				// Retention deleted what came next while fn ran.
 				l.mu.RUnlock()
-				return fmt.Errorf("segment: offsets %d..%d deleted during the scan: %w", seg.next, l.segs[i].base-1, ErrOffsetOutOfRange)
+				return fmt.Errorf("segment: offsets %d..%d deleted during the scan: %w", end, base-1, ErrOffsetOutOfRange)
 			}
 			seg, pos, limit = l.segs[i], 0, l.segs[i].size
 		}
