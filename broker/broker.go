@@ -61,6 +61,12 @@ type Broker struct {
 
 	stop    chan struct{}
 	stopped sync.WaitGroup
+
+	// storeFailed is closed when a metadata store (meta, groups,
+	// transactions) failed for good; storeErr says which and why.
+	storeFailed   chan struct{}
+	storeFailOnce sync.Once
+	storeErr      error
 	// removing tracks tombstone removals; removeMu orders their start
 	// against Close, after which none starts (the next start does them).
 	removeMu sync.Mutex
@@ -78,15 +84,16 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	start := time.Now()
 	b := &Broker{
-		cfg:    cfg,
-		logger: logger,
-		topics: map[string]*Topic{},
-		byID:   map[[16]byte]*Topic{},
-		stop:   make(chan struct{}),
-		Stats:  newStats(),
+		cfg:         cfg,
+		logger:      logger,
+		topics:      map[string]*Topic{},
+		byID:        map[[16]byte]*Topic{},
+		stop:        make(chan struct{}),
+		storeFailed: make(chan struct{}),
+		Stats:       newStats(),
 	}
 	var err error
-	if b.meta, err = meta.Open(cfg.FS, filepath.Join(cfg.DataDir, "meta"), logger); err != nil {
+	if b.meta, err = meta.Open(cfg.FS, filepath.Join(cfg.DataDir, "meta"), logger, b.storeFatal("metadata")); err != nil {
 		return nil, err
 	}
 	if b.ClusterID, err = b.meta.ClusterID(); err != nil {
@@ -114,6 +121,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
 		MaxSize:               cfg.GroupMaxSize,
 		Logger:                logger,
+		OnStoreFatal:          b.storeFatal("groups"),
 	})
 	if err != nil {
 		b.meta.Close()
@@ -146,6 +154,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		SweepEvery:   cfg.TransactionSweepInterval,
 		IDExpiration: cfg.TransactionalIDExpiration,
 		Logger:       logger.With("component", "transactions"),
+		OnStoreFatal: b.storeFatal("transactions"),
 	}, b.PIDs.Next, b, b.Groups, b.partitionExists, txn.Stats{
 		Committed: b.Stats.TxnCommitted.Inc,
 		Aborted:   b.Stats.TxnAborted.Inc,
@@ -631,4 +640,35 @@ func (b *Broker) Close() error {
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
+}
+
+// storeFatal returns the callback a metadata store calls when it cannot
+// continue (a failed write-ahead-log write or fsync: ENOSPC, EIO). The
+// request that hit it is answered with an error code; the broker then stops
+// (StoreFailed), because the store's memory may hold changes that are not
+// durable and pebble cannot carry on after such a failure. The next start
+// recovers the store from its log, like after a crash, or exits with a
+// clear error if the disk is still full.
+func (b *Broker) storeFatal(name string) func(error) {
+	return func(err error) {
+		b.storeFailOnce.Do(func() {
+			b.storeErr = fmt.Errorf("%s store failed: %w", name, err)
+			b.logger.Error("metadata store failed; the broker stops", "store", name, "err", err)
+			close(b.storeFailed)
+		})
+	}
+}
+
+// StoreFailed is closed when a metadata store failed for good; the caller
+// (oncelog serve) then shuts the broker down and exits with StoreErr.
+func (b *Broker) StoreFailed() <-chan struct{} { return b.storeFailed }
+
+// StoreErr is why StoreFailed was closed.
+func (b *Broker) StoreErr() error {
+	select {
+	case <-b.storeFailed:
+		return b.storeErr
+	default:
+		return nil
+	}
 }

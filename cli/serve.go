@@ -293,6 +293,11 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		logger.Info("shutting down")
 	case err = <-serveErr:
 		logger.Error("listener failed", "err", err)
+	case <-b.StoreFailed():
+		// A metadata store cannot continue (see broker.storeFatal):
+		// stop serving, close what can be closed, exit non-zero.
+		err = b.StoreErr()
+		logger.Error("stopping: a metadata store failed", "err", err)
 	}
 	ready.Store(false)
 	server.Close()

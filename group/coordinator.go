@@ -102,6 +102,9 @@ type Config struct {
 	// FS is the filesystem of the store (nil: the operating system's;
 	// tests inject faults and crashes through it).
 	FS fsx.FS
+	// OnStoreFatal (may be nil) is told when the store fails for good
+	// (internal/pebblestore); the failing request gets an error code.
+	OnStoreFatal func(error)
 }
 
 // Coordinator is the group coordinator. Its methods are safe for concurrent
@@ -159,7 +162,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		cfg.Now = time.Now
 	}
 	log := cfg.Logger.With("component", "group")
-	st, err := openStore(cfg.Dir, cfg.FS, log)
+	st, err := openStore(cfg.Dir, cfg.FS, log, cfg.OnStoreFatal)
 	if err != nil {
 		return nil, err
 	}

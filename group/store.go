@@ -58,10 +58,10 @@ type store struct {
 	stopped chan struct{} // closed when the writer has drained and exited
 }
 
-func openStore(dir string, fs fsx.FS, log *slog.Logger) (*store, error) {
-	db, err := pebble.Open(dir, pebblestore.Options(fs, "groups", log))
+func openStore(dir string, fs fsx.FS, log *slog.Logger, onFatal func(error)) (*store, error) {
+	db, err := pebblestore.Open(dir, pebblestore.Config{Name: "groups", FS: fs, Logger: log, OnFatal: onFatal})
 	if err != nil {
-		return nil, fmt.Errorf("open group store %s: %w", dir, err)
+		return nil, err
 	}
 	s := &store{
 		db:      db,
@@ -121,7 +121,8 @@ func (s *store) writer() {
 	}
 }
 
-func (s *store) apply(writes []*queuedWrite) error {
+func (s *store) apply(writes []*queuedWrite) (err error) {
+	defer pebblestore.Guard(&err)
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, w := range writes {
@@ -154,7 +155,7 @@ func (s *store) close() error {
 	default:
 	}
 	<-s.stopped
-	return s.db.Close()
+	return closeDB(s.db)
 }
 
 // loaded is everything the store held when it was opened.
@@ -397,4 +398,9 @@ func (d *decoder) err() error {
 		return errCorruptRecord
 	}
 	return nil
+}
+
+func closeDB(db *pebble.DB) (err error) {
+	defer pebblestore.Guard(&err)
+	return db.Close()
 }

@@ -33,21 +33,26 @@ const (
 )
 
 // Open opens or creates the store in dir on fs (nil: the operating
-// system's filesystem).
-func Open(fs fsx.FS, dir string, logger *slog.Logger) (*Store, error) {
-	db, err := pebble.Open(dir, pebblestore.Options(fs, "meta", logger))
+// system's filesystem). onFatal (may be nil) is told when the store fails
+// for good (see internal/pebblestore); the failing call returns an error.
+func Open(fs fsx.FS, dir string, logger *slog.Logger, onFatal func(error)) (*Store, error) {
+	db, err := pebblestore.Open(dir, pebblestore.Config{Name: "metadata", FS: fs, Logger: logger, OnFatal: onFatal})
 	if err != nil {
-		return nil, fmt.Errorf("open metadata store %s: %w", dir, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() (err error) {
+	defer pebblestore.Guard(&err)
+	return s.db.Close()
+}
 
 // ClusterID returns the cluster id, creating and persisting a random one on
 // first use (a 22-character base64url string, as Kafka's).
-func (s *Store) ClusterID() (string, error) {
+func (s *Store) ClusterID() (_ string, err error) {
+	defer pebblestore.Guard(&err)
 	v, closer, err := s.db.Get([]byte(clusterIDKey))
 	if err == nil {
 		id := string(v)
@@ -65,7 +70,8 @@ func (s *Store) ClusterID() (string, error) {
 }
 
 // PutTopic creates or replaces a topic.
-func (s *Store) PutTopic(t Topic) error {
+func (s *Store) PutTopic(t Topic) (err error) {
+	defer pebblestore.Guard(&err)
 	b, err := json.Marshal(t)
 	if err != nil {
 		return err
@@ -74,12 +80,14 @@ func (s *Store) PutTopic(t Topic) error {
 }
 
 // DeleteTopic removes a topic.
-func (s *Store) DeleteTopic(name string) error {
+func (s *Store) DeleteTopic(name string) (err error) {
+	defer pebblestore.Guard(&err)
 	return s.db.Delete([]byte(topicPrefix+name), pebble.Sync)
 }
 
 // Topics lists every topic.
-func (s *Store) Topics() ([]Topic, error) {
+func (s *Store) Topics() (_ []Topic, err error) {
+	defer pebblestore.Guard(&err)
 	it, err := s.db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte(topicPrefix),
 		UpperBound: []byte(topicPrefix[:len(topicPrefix)-1] + string(rune(topicPrefix[len(topicPrefix)-1]+1))),
@@ -141,6 +149,7 @@ type Features struct {
 // Features returns the stored feature levels; ok is false if none were
 // ever stored.
 func (s *Store) Features() (f Features, ok bool, err error) {
+	defer pebblestore.Guard(&err)
 	v, closer, err := s.db.Get([]byte(featuresKey))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Features{}, false, nil
@@ -156,7 +165,8 @@ func (s *Store) Features() (f Features, ok bool, err error) {
 }
 
 // PutFeatures stores feature levels.
-func (s *Store) PutFeatures(f Features) error {
+func (s *Store) PutFeatures(f Features) (err error) {
+	defer pebblestore.Guard(&err)
 	b, err := json.Marshal(f)
 	if err != nil {
 		return err

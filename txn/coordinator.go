@@ -67,6 +67,9 @@ type Config struct {
 	// FS is the filesystem of the store (nil: the operating system's;
 	// tests inject faults and crashes through it).
 	FS fsx.FS
+	// OnStoreFatal (may be nil) is told when the store fails for good
+	// (internal/pebblestore); the failing request gets an error code.
+	OnStoreFatal func(error)
 }
 
 // Stats counts outcomes for metrics.
@@ -124,9 +127,9 @@ func Open(cfg Config, nextPID func() (int64, error), parts Partitions, groups Gr
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	db, err := pebble.Open(cfg.Dir, pebblestore.Options(cfg.FS, "transactions", cfg.Logger))
+	db, err := pebblestore.Open(cfg.Dir, pebblestore.Config{Name: "transactions", FS: cfg.FS, Logger: cfg.Logger, OnFatal: cfg.OnStoreFatal})
 	if err != nil {
-		return nil, fmt.Errorf("open transaction store: %w", err)
+		return nil, err
 	}
 	c := &Coordinator{cfg: cfg, db: db, nextPID: nextPID, parts: parts, groups: groups, exists: exists, stats: stats,
 		txns: map[string]*entry{}, stop: make(chan struct{}), stopped: make(chan struct{})}
@@ -302,7 +305,11 @@ const (
 //   - a lost AddPartitions: reconcile adopts or aborts the partition;
 //   - a lost Complete*: the transaction is found prepared and completed
 //     again, and a partition writes no second marker for it (WriteMarker).
-func (c *Coordinator) persist(r *record, opts *pebble.WriteOptions) error {
+//
+// A store failure (internal/pebblestore) comes back as an error; the caller
+// answers COORDINATOR_NOT_AVAILABLE.
+func (c *Coordinator) persist(r *record, opts *pebble.WriteOptions) (err error) {
+	defer pebblestore.Guard(&err)
 	r.UpdatedMs = c.cfg.Now().UnixMilli()
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -947,7 +954,7 @@ func (c *Coordinator) ExpireIDs() int {
 		r := &e.rec
 		idle := r.Status == Empty || r.Status == CompleteCommit || r.Status == CompleteAbort
 		if idle && r.Unsynced == nil && r.UpdatedMs < cutoff {
-			if err := c.db.Delete([]byte(keyPrefix+id), pebble.NoSync); err != nil {
+			if err := c.deleteRecord(id); err != nil {
 				c.cfg.Logger.Error("expiring a transactional id failed", "transactional_id", id, "err", err)
 			} else {
 				delete(c.txns, id)
@@ -1013,4 +1020,11 @@ func (c *Coordinator) Ongoing() int {
 		e.mu.Unlock()
 	}
 	return n
+}
+
+// deleteRecord removes a transactional id's record (not synced: a lost
+// delete only means the id is expired again after a restart).
+func (c *Coordinator) deleteRecord(id string) (err error) {
+	defer pebblestore.Guard(&err)
+	return c.db.Delete([]byte(keyPrefix+id), pebble.NoSync)
 }
