@@ -79,7 +79,7 @@ type Broker struct {
 // Open starts a broker on cfg.DataDir, recovering every partition.
 func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	cfg.FS = fsx.Or(cfg.FS)
-	if err := cfg.FS.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := fsx.MkdirAll(cfg.FS, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	start := time.Now()
@@ -671,4 +671,19 @@ func (b *Broker) StoreErr() error {
 	default:
 		return nil
 	}
+}
+
+// OfflinePartitions describes the partitions a storage failure took offline
+// ("topic-partition: error"), for readiness; empty when all are online.
+// Each recovers by itself once the fault is gone (partition/storage.go).
+func (b *Broker) OfflinePartitions() []string {
+	var out []string
+	for _, t := range b.Topics() {
+		for _, p := range t.Partitions {
+			if err := p.StorageError(); err != nil {
+				out = append(out, fmt.Sprintf("%s-%d: %v", t.Name, p.Index, err))
+			}
+		}
+	}
+	return out
 }

@@ -32,6 +32,8 @@ var (
 		"Transactions begun and not yet committed or aborted.", nil, nil)
 	groupMembersDesc = prometheus.NewDesc("oncelog_consumer_group_members",
 		"Members of a consumer group.", []string{"group"}, nil)
+	offlineDesc = prometheus.NewDesc("oncelog_partition_offline",
+		"1 while a storage failure (failed write or fsync, full disk) keeps the partition offline; it recovers by itself once the fault is gone.", partitionLabels, nil)
 	groupLagDesc = prometheus.NewDesc("oncelog_consumer_group_lag",
 		"High watermark minus the group's committed offset (0 if the commit is ahead).", []string{"group", "topic", "partition"}, nil)
 )
@@ -42,7 +44,7 @@ type scrapeCollector struct{ b *Broker }
 func (scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		logSizeDesc, logEndOffsetDesc, highWatermarkDesc, lastStableOffsetDesc, dirtyRatioDesc,
-		producerIDsDesc, transactionsOngoingDesc, groupMembersDesc, groupLagDesc,
+		producerIDsDesc, transactionsOngoingDesc, groupMembersDesc, groupLagDesc, offlineDesc,
 	} {
 		ch <- d
 	}
@@ -60,6 +62,11 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(logEndOffsetDesc, p.LogEndOffset(), t.Name, index)
 			gauge(highWatermarkDesc, p.HighWatermark(), t.Name, index)
 			gauge(lastStableOffsetDesc, p.LastStableOffset(), t.Name, index)
+			offline := int64(0)
+			if p.StorageError() != nil {
+				offline = 1
+			}
+			gauge(offlineDesc, offline, t.Name, index)
 			if b.cleaner != nil {
 				if r, ok := b.cleaner.DirtyRatio(p); ok {
 					ch <- prometheus.MustNewConstMetric(dirtyRatioDesc, prometheus.GaugeValue, r, t.Name, index)

@@ -257,12 +257,13 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	// says 503 while recovery runs.
 	var ready atomic.Bool
 	var stats atomic.Pointer[broker.Stats]
+	var brk atomic.Pointer[broker.Broker]
 	if o.adminListen != "" {
 		adminLn, err := net.Listen("tcp", o.adminListen)
 		if err != nil {
 			return fmt.Errorf("admin listener on %s: %w (is another oncelog running? use --admin-listen)", o.adminListen, err)
 		}
-		srv := &http.Server{Handler: adminHandler(&ready, &stats), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: adminHandler(&ready, &stats, &brk), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(adminLn)
 		defer srv.Close()
 	}
@@ -272,6 +273,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		return fmt.Errorf("start broker: %w", err)
 	}
 	stats.Store(b.Stats)
+	brk.Store(b)
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		b.Close()

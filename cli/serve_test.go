@@ -362,7 +362,8 @@ func TestExampleConfigListsEveryFlag(t *testing.T) {
 func TestAdminHandler(t *testing.T) {
 	var ready atomic.Bool
 	var stats atomic.Pointer[broker.Stats]
-	srv := httptest.NewServer(adminHandler(&ready, &stats))
+	var brk atomic.Pointer[broker.Broker]
+	srv := httptest.NewServer(adminHandler(&ready, &stats, &brk))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		t.Helper()

@@ -150,3 +150,7 @@ func fillerBatch(from, to, nowMs int64) []byte {
 	binary.BigEndian.PutUint32(b[17:], batch.ComputeCRC(b))
 	return b
 }
+
+// StorageError is why the partition is offline (a failed write or fsync
+// its recovery has not repaired yet), or nil while it is online.
+func (p *Partition) StorageError() error { return p.sync.failure() }

@@ -121,16 +121,36 @@ func SyncDir(fs FS, dir string) error {
 	return nil
 }
 
-// MkdirAll creates dir (and missing parents) if it does not exist and makes
-// its entry durable in its parent.
+// MkdirAll creates dir and any missing parents, making each new entry
+// durable in its parent (a directory created but not fsynced into its
+// parent can vanish with everything below it at a power loss).
 func MkdirAll(fs FS, dir string) error {
 	if _, err := fs.Stat(dir); err == nil {
 		return nil
 	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		return err
+	var missing []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+		parent := fs.PathDir(d)
+		if parent == d {
+			break
+		}
+		d = parent
 	}
-	return SyncDir(fs, fs.PathDir(dir))
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := fs.MkdirAll(missing[i], 0o755); err != nil {
+			return err
+		}
+		if parent := fs.PathDir(missing[i]); parent != missing[i] {
+			if err := SyncDir(fs, parent); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ReadFile reads a whole file.

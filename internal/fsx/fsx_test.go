@@ -128,3 +128,16 @@ func TestIsNoSpace(t *testing.T) {
 		t.Fatalf("IsNoSpace(%v) wrong", err)
 	}
 }
+
+// Every directory MkdirAll creates survives power loss (each new entry is
+// fsynced into its parent).
+func TestMkdirAllSurvivesCrash(t *testing.T) {
+	mem := vfs.NewCrashableMem()
+	if err := MkdirAll(mem, "/a/b/c"); err != nil {
+		t.Fatal(err)
+	}
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
+	if _, err := crashed.Stat("/a/b/c"); err != nil {
+		t.Fatalf("after crash: %v", err)
+	}
+}

@@ -70,6 +70,11 @@ var ErrNoSpaceAtOpen = errors.New("no space left on the device to recover the st
 // succeeds).
 func Open(dir string, cfg Config) (*pebble.DB, error) {
 	opts := Options(cfg)
+	// pebble fsyncs the store's own directory, not its entry in the data
+	// directory.
+	if err := fsx.MkdirAll(opts.FS, dir); err != nil {
+		return nil, fmt.Errorf("open %s store %s: %w", cfg.Name, dir, err)
+	}
 	noSpace := make(chan error, 1)
 	var opening atomic.Bool
 	opening.Store(true)
