@@ -49,9 +49,11 @@
 //
 // A failed fdatasync leaves the page cache in an unknown state (dirty pages
 // may have been dropped and marked clean), so it makes the Log unusable until
-// reopened, which runs recovery; so does a failed write (the file may hold
-// part of it). Retrying the fsync instead could report as durable data the
-// kernel has already thrown away.
+// reopened (Recover, or a restart), which runs recovery; so does a failed
+// write (the file may hold part of it). Retrying the fsync instead could
+// report as durable data the kernel has already thrown away, and so could
+// trusting a re-scan of bytes past the last successful Sync: Recover cuts
+// them off first.
 //
 // All file access goes through an fsx.FS (see internal/fsx), so tests can
 // inject I/O errors and simulate power loss.
