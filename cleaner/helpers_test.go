@@ -89,9 +89,8 @@ type kv struct {
 	Value *string
 }
 
-func put(k, v string) kv   { return kv{Key: k, Value: &v} }
-func tomb(k string) kv     { return kv{Key: k} }
-func str(s string) *string { return &s }
+func put(k, v string) kv { return kv{Key: k, Value: &v} }
+func tomb(k string) kv   { return kv{Key: k} }
 
 type produceOpts struct {
 	codec         int8
