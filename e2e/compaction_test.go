@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -202,6 +204,22 @@ func TestCompactionWithIdempotentProducer(t *testing.T) {
 		if got[off] != produced[off] {
 			t.Fatalf("newest record of %s (offset %d, %q) missing", key, off, produced[off])
 		}
+	}
+	// The cleaner's metrics say it ran.
+	resp, err := http.Get("http://" + b.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"oncelog_log_cleaner_runs_total ", "oncelog_log_cleaner_bytes_read_total ", "oncelog_log_cleaner_bytes_written_total ",
+		"oncelog_log_cleaner_seconds_total ", "oncelog_log_cleaner_errors_total 0", `oncelog_partition_cleaner_dirty_ratio{partition="0",topic="changelog"}`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(string(metrics), "oncelog_log_cleaner_runs_total 0\n") {
+		t.Error("oncelog_log_cleaner_runs_total is 0 after a clean")
 	}
 	// The same idempotent producer goes on: no UNKNOWN_PRODUCER_ID or
 	// OUT_OF_ORDER_SEQUENCE_NUMBER after its old batches were compacted.
