@@ -109,6 +109,19 @@ type options struct {
 	now      time.Time
 	offsets  *offsetMap
 	throttle *throttle
+	stop     <-chan struct{} // closed at shutdown: the clean is abandoned (Kafka's checkDone)
+}
+
+// errStopped abandons a clean at shutdown; the old segments stay.
+var errStopped = errors.New("cleaner: stopped")
+
+func (o options) stopped() error {
+	select {
+	case <-o.stop:
+		return errStopped
+	default:
+		return nil
+	}
 }
 
 // clean compacts the closed segments of p below pl.cleanEnd (Kafka's
@@ -150,6 +163,9 @@ func clean(p *partition.Partition, pl plan, o options) (Result, error) {
 		err := l.ScanClosedSegment(s.BaseOffset, func(h batch.Header, b []byte) error {
 			if h.LastOffset() < pl.firstDirty {
 				return nil
+			}
+			if err := o.stopped(); err != nil {
+				return err
 			}
 			res.BytesRead += int64(len(b))
 			o.throttle.wait(len(b))
@@ -242,6 +258,9 @@ func cleanGroup(l *segment.Log, p *partition.Partition, g []segment.ClosedSegmen
 		bases[i] = s.BaseOffset
 		before += s.Size
 		err := l.ScanClosedSegment(s.BaseOffset, func(h batch.Header, b []byte) error {
+			if err := o.stopped(); err != nil {
+				return err
+			}
 			r.res.BytesRead += int64(len(b))
 			o.throttle.wait(len(b))
 			out, err := r.filter(h, b)

@@ -103,6 +103,7 @@ type logState struct {
 	nextHorizon int64   // earliest delete horizon kept by the last clean
 	ratio       float64 // dirty ratio at the last look
 	checkpoint  int64   // first dirty offset, -1 until read from the file
+	retryAfter  int64   // after a failed clean: not picked before this (Unix ms)
 }
 
 // New returns a cleaner over the partitions the function lists (called on
@@ -215,7 +216,7 @@ func (c *Cleaner) cleanOnce(m *offsetMap) bool {
 	if m == nil {
 		m = newOffsetMap(c.cfg.DedupeBufferSize / int64(c.cfg.Threads))
 	}
-	res, err := clean(p, pl, options{now: now, offsets: m, throttle: c.throttle})
+	res, err := clean(p, pl, options{now: now, offsets: m, throttle: c.throttle, stop: c.stop})
 	name := fmt.Sprintf("%s-%d", p.Topic, p.Index)
 	if err == nil {
 		err = writeCheckpoint(p, res.NextDirty)
@@ -229,15 +230,18 @@ func (c *Cleaner) cleanOnce(m *offsetMap) bool {
 	st := c.stateLocked(p)
 	if err == nil {
 		st.nextHorizon, st.checkpoint = res.NextHorizon, res.NextDirty
-	} else {
-		// Do not pick it again at once on a horizon alone.
-		st.nextHorizon = now.Add(c.cfg.Backoff).UnixMilli()
+	} else if !errors.Is(err, errStopped) {
+		// Not again before a backoff: a failing partition must not spin
+		// the thread or starve the others.
+		st.retryAfter = now.Add(c.cfg.Backoff).UnixMilli()
 	}
-	if !errors.Is(err, segment.ErrCleanAborted) && !errors.Is(err, segment.ErrClosed) {
+	if !errors.Is(err, segment.ErrCleanAborted) && !errors.Is(err, segment.ErrClosed) && !errors.Is(err, errStopped) {
 		c.lastErr = err
 	}
 	c.mu.Unlock()
 	switch {
+	case errors.Is(err, errStopped):
+		c.logger.Info("log clean abandoned at shutdown; the old segments stay", "partition", name)
 	case errors.Is(err, segment.ErrCleanAborted), errors.Is(err, segment.ErrClosed):
 		c.logger.Info("log clean abandoned: the log changed under it", "partition", name, "err", err)
 	case err != nil:
@@ -292,6 +296,9 @@ func (c *Cleaner) pick(now time.Time) (*partition.Partition, plan) {
 			continue
 		}
 		st := c.stateLocked(p)
+		if st.retryAfter > now.UnixMilli() {
+			continue
+		}
 		if st.checkpoint < 0 {
 			st.checkpoint = readCheckpoint(p)
 		}

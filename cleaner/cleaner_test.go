@@ -2,6 +2,7 @@ package cleaner
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -270,5 +271,42 @@ func TestDuplicateWindowSurvivesCleaning(t *testing.T) {
 		if res.ErrorCode != 0 || !res.Duplicate || res.BaseOffset != int64(i) {
 			t.Fatalf("retry of batch %d after cleaning: %+v", i, res)
 		}
+	}
+}
+
+// A partition whose clean fails is not picked again before the backoff, so
+// a broken log cannot spin a cleaner thread or starve the others; a stop
+// abandons a clean without changing the log.
+func TestFailedCleanBacksOffAndStopAbandons(t *testing.T) {
+	e := newEnv(t, nil, t.TempDir(), compactConfig(60_000))
+	defer e.close()
+	e.c.cfg.DedupeBufferSize = 1 // 3686 keys: less than one batch below
+	kvs := make([]kv, 4000)
+	for i := range kvs {
+		kvs[i] = put(fmt.Sprint(i), "v")
+	}
+	e.produce(produceOpts{}, kvs...)
+	e.produce(produceOpts{}, kvs...) // rolls: the first batch is in a closed segment
+	if !e.c.CleanOnce() || !errors.Is(e.c.LastError(), errBufferTooSmall) {
+		t.Fatalf("first clean: %v, want the buffer-too-small error", e.c.LastError())
+	}
+	if e.c.CleanOnce() {
+		t.Fatal("the failed partition was picked again at once")
+	}
+	e.clock = e.clock.Add(16 * time.Second)
+	if !e.c.CleanOnce() {
+		t.Fatal("the failed partition was not retried after the backoff")
+	}
+
+	e.c.cfg.DedupeBufferSize = 1 << 20
+	e.clock = e.clock.Add(16 * time.Second)
+	before := rawBatches(t, e)
+	close(e.c.stop)
+	e.c.CleanOnce()
+	if err := e.c.LastError(); !errors.Is(err, errBufferTooSmall) {
+		t.Fatalf("a stopped clean reported %v", err)
+	}
+	if after := rawBatches(t, e); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("a stopped clean changed the log")
 	}
 }
