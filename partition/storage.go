@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -21,8 +22,11 @@ import (
 // log, which truncates it back to the end of the last successful fsync and
 // re-verifies it (segment.Log.Recover), rebuilds the producer state and the
 // aborted-transaction index from what is left, and brings the partition
-// back. While the fault lasts (ENOSPC until space is freed) recovery itself
-// fails and is retried with exponential backoff, up to maxRecoveryDelay.
+// back. Before that it checks that a batch of max.message.bytes can be
+// written and synced (fsx.ProbeWrite): while the fault lasts (ENOSPC until
+// space is freed) the probe or the recovery fails and is retried with
+// exponential backoff, up to maxRecoveryDelay, and the partition stays
+// offline instead of flapping.
 //
 // Offsets handed out after the durable end are never handed out again: a
 // producer whose append got one may still be about to wait for it, and a
@@ -40,6 +44,9 @@ const (
 	// for one older than the oldest kept is long over (request timeouts
 	// are far shorter than this many recoveries with backoff).
 	maxDroppedRanges = 64
+	// maxProbeBytes caps the free-space probe (max.message.bytes is the
+	// size probed otherwise).
+	maxProbeBytes = 8 << 20
 )
 
 // errDropped answers a durable wait for a write that recovery dropped.
@@ -97,6 +104,12 @@ func (p *Partition) recoverStorage() error {
 	cause := p.sync.failure()
 	if cause == nil {
 		return nil
+	}
+	// A disk that is still full (or failing) would take the partition
+	// offline again at its next append: check first that one batch of the
+	// largest size fits.
+	if err := fsx.ProbeWrite(p.fs, p.dir, int(min(p.cfg.Load().MaxMessageBytes, maxProbeBytes))); err != nil {
+		return fmt.Errorf("no room to write yet: %w", err)
 	}
 	p.lostEnd = max(p.lostEnd, p.log.NextOffset())
 	if _, err := p.log.Recover(); err != nil {

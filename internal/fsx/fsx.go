@@ -282,3 +282,20 @@ func MapFile(fs FS, path string) (data []byte, release func() error, err error) 
 	}
 	return data, noop, nil
 }
+
+// ProbeName is the file ProbeWrite writes; owners ignore it in listings.
+const ProbeName = "storage-probe" + TempSuffix
+
+// ProbeWrite checks that dir can take size more bytes durably: it writes
+// and fdatasyncs a file of that size and removes it. Recovering from a
+// storage failure without it would bring a partition back on a disk that is
+// still full, only for the next append to fail again.
+func ProbeWrite(fs FS, dir string, size int) error {
+	path := fs.PathJoin(dir, ProbeName)
+	_ = fs.Remove(path)
+	err := WriteFileSync(fs, path, make([]byte, size))
+	if rerr := fs.Remove(path); err == nil && rerr != nil && !IsNotExist(rerr) {
+		err = rerr
+	}
+	return err
+}
