@@ -252,7 +252,7 @@ func (c *Cleaner) cleanOnce(m *offsetMap) bool {
 	default:
 		c.logger.Info("log cleaned", "partition", name,
 			"bytes_before", res.BytesBefore, "bytes_after", res.BytesAfter, "segments", res.Segments,
-			"rewritten", res.Swapped, "records_removed", res.RecordsRemoved, "next_dirty_offset", res.NextDirty,
+			"rewritten", res.Swapped, "records_removed", res.RecordsRemoved, "markers_removed", res.MarkersRemoved, "next_dirty_offset", res.NextDirty,
 			"took", res.Took.Round(time.Microsecond).String())
 		if c.cfg.Stats.Cleaned != nil {
 			c.cfg.Stats.Cleaned(res)
