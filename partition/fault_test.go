@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -215,5 +217,41 @@ func TestWaitForDroppedWriteFails(t *testing.T) {
 	}
 	if records != 12 {
 		t.Fatalf("%d records in the log, want 12 (the dropped 3 are gone)", records)
+	}
+}
+
+// A failed write of the aborted-transaction index takes the partition
+// offline (the ABORT marker is in the log, its index entry may be torn on
+// disk); recovery rebuilds the index from the log, so read_committed
+// readers still learn of the aborted transaction.
+func TestAbortedIndexWriteFailure(t *testing.T) {
+	ffs := fsxtest.New(vfs.NewCrashableMem())
+	p, err := Open(ffs, "/t-0", "t", 0, testConfig(), producer.NewLimits(1000, nil), Hooks{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	res := p.Append(batchtest.Build(batchtest.Spec{Records: 2, ProducerID: 9, ProducerEpoch: 0, BaseSequence: 0, Transactional: true, Timestamp: time.Now().UnixMilli()}), time.Now())
+	if res.ErrorCode != 0 {
+		t.Fatalf("append: %+v", res)
+	}
+	ffs.Inject(func(op errorfs.Op) error {
+		if strings.HasSuffix(op.Path, abortedIndexFile) && op.Kind == errorfs.OpFileWriteAt {
+			return syscall.EIO
+		}
+		return nil
+	})
+	if _, err := p.WriteMarker(9, 0, false, math.MaxInt64, time.Now()); err == nil {
+		t.Fatal("marker succeeded although its index write failed")
+	}
+	if p.StorageError() == nil {
+		t.Fatal("partition not offline after the index write failed")
+	}
+	ffs.Inject(nil)
+	waitOnline(t, p)
+	end := p.LogEndOffset()
+	waitDurable(t, p, end)
+	if got := p.AbortedTxnsIn(0, end); len(got) != 1 || got[0].ProducerID != 9 {
+		t.Fatalf("aborted transactions after recovery: %+v, want producer 9's", got)
 	}
 }

@@ -270,6 +270,11 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 		return 0, fmt.Errorf("marker rejected after append: %w", kerr.ErrorForCode(code))
 	}
 	if err := p.recordCompleted(completed); err != nil {
+		// The marker is in the log but its aborted-index entry may be
+		// torn on disk: offline, so that recovery rebuilds the index
+		// from the log (storage.go).
+		p.sync.fail(err)
+		p.logger.Error("writing the aborted-transaction index failed; partition is offline", "err", err)
 		return 0, err
 	}
 	if completed != nil {
