@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -74,6 +75,24 @@ type Broker struct {
 	closing  bool
 	closeErr error
 	closed   sync.Once
+
+	// dirLock is held on the data dir's lock file from Open to Close, so
+	// a second oncelog on the same directory fails at once.
+	dirLock io.Closer
+}
+
+// lockFileName is the data dir's lock file (Kafka's name for a log dir's).
+const lockFileName = ".lock"
+
+// lockDataDir takes the data dir's lock: an exclusive POSIX lock on its
+// lock file, released by the kernel if the process dies, held by another
+// process or by another broker in this process.
+func lockDataDir(fs fsx.FS, dir string) (io.Closer, error) {
+	l, err := fs.Lock(filepath.Join(dir, lockFileName))
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s is in use by another oncelog (lock held): %w", dir, err)
+	}
+	return l, nil
 }
 
 // Open starts a broker on cfg.DataDir, recovering every partition.
@@ -82,6 +101,16 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	if err := fsx.MkdirAll(cfg.FS, cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	dirLock, err := lockDataDir(cfg.FS, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	opened := false
+	defer func() {
+		if !opened {
+			dirLock.Close()
+		}
+	}()
 	start := time.Now()
 	b := &Broker{
 		cfg:         cfg,
@@ -92,7 +121,6 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		storeFailed: make(chan struct{}),
 		Stats:       newStats(),
 	}
-	var err error
 	if b.meta, err = meta.Open(cfg.FS, filepath.Join(cfg.DataDir, "meta"), logger, b.storeFatal("metadata")); err != nil {
 		return nil, err
 	}
@@ -196,6 +224,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	b.removeLeftoverTombstones()
 	b.stopped.Add(1)
 	go b.maintain()
+	b.dirLock, opened = dirLock, true
 	return b, nil
 }
 
@@ -637,6 +666,9 @@ func (b *Broker) Close() error {
 			errs = append(errs, b.Groups.Close())
 		}
 		errs = append(errs, b.meta.Close())
+		if b.dirLock != nil {
+			errs = append(errs, b.dirLock.Close())
+		}
 		b.closeErr = errors.Join(errs...)
 	})
 	return b.closeErr
