@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -268,9 +269,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		defer srv.Close()
 	}
 
-	b, err := broker.Open(o.cfg, logger)
+	b, err := openBroker(ctx, o.cfg, logger)
 	if err != nil {
-		return fmt.Errorf("start broker: %w", err)
+		return err
 	}
 	stats.Store(b.Stats)
 	brk.Store(b)
@@ -309,4 +310,31 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	logger.Info("shutdown complete")
 	return err
+}
+
+// openBroker runs broker.Open, which recovers every log and store and cannot
+// be interrupted, but gives up waiting for it on SIGTERM/SIGINT: a signal
+// during a long (or, on a broken disk, endless) recovery then ends the
+// process as it asked instead of being swallowed. Stopping mid-recovery is
+// as safe as a crash, which is what recovery is for.
+func openBroker(ctx context.Context, cfg broker.Config, logger *slog.Logger) (*broker.Broker, error) {
+	type opened struct {
+		b   *broker.Broker
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		b, err := broker.Open(cfg, logger)
+		done <- opened{b, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("start broker: %w", r.err)
+		}
+		return r.b, nil
+	case <-ctx.Done():
+		logger.Warn("signal during recovery: exiting without waiting for it; the next start recovers again")
+		return nil, errors.New("stopped by a signal during recovery")
+	}
 }
