@@ -59,6 +59,14 @@ type Broker struct {
 	mu     sync.RWMutex
 	topics map[string]*Topic
 	byID   map[[16]byte]*Topic
+	// busy names topics being created or grown: their files are opened
+	// without mu held, and the channel is closed when that is over.
+	busy map[string]chan struct{}
+	// partitionCount is the partitions of topics (internal ones hold
+	// none), reserved those of creates under way: --max-partitions bounds
+	// their sum.
+	partitionCount int
+	reserved       int
 
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -117,6 +125,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		logger:      logger,
 		topics:      map[string]*Topic{},
 		byID:        map[[16]byte]*Topic{},
+		busy:        map[string]chan struct{}{},
 		stop:        make(chan struct{}),
 		storeFailed: make(chan struct{}),
 		Stats:       newStats(),
@@ -174,6 +183,10 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		}
 		b.topics[t.Name] = t
 		b.byID[t.ID] = t
+		b.partitionCount += len(t.Partitions)
+	}
+	if b.partitionCount > cfg.MaxPartitions {
+		logger.Warn("the stored topics hold more partitions than --max-partitions; no partition can be created until some are deleted", "partitions", b.partitionCount, "max_partitions", cfg.MaxPartitions)
 	}
 	b.Txns, err = txn.Open(txn.Config{
 		Dir:          filepath.Join(cfg.DataDir, "transactions"),
@@ -333,8 +346,107 @@ func ValidTopicName(name string) error {
 	return nil
 }
 
+// MaxPartitionsPerRequest bounds the partitions one CreateTopics or
+// CreatePartitions request may create, counting each new topic as one more
+// (Kafka 4.0's controller: MAX_RECORDS_PER_USER_OP, 10,000 records per
+// request, one per topic and one per partition). A request beyond it is
+// refused whole with POLICY_VIOLATION, before any file is opened.
+const MaxPartitionsPerRequest = 10000
+
+// ExcessivePartitionsMessage is Kafka's message for a request beyond
+// MaxPartitionsPerRequest.
+const ExcessivePartitionsMessage = "Excessively large number of partitions per request."
+
+// reserveLocked marks name busy (being created or grown) and reserves n
+// partitions against --max-partitions. Call under b.mu; the returned
+// function (call without b.mu) ends the reservation, after commit ran under
+// b.mu if the operation succeeded.
+func (b *Broker) reserveLocked(name string, n int) (done func(commit func())) {
+	ch := make(chan struct{})
+	b.busy[name] = ch
+	b.reserved += n
+	return func(commit func()) {
+		b.mu.Lock()
+		if commit != nil {
+			commit()
+		}
+		delete(b.busy, name)
+		b.reserved -= n
+		b.mu.Unlock()
+		close(ch)
+	}
+}
+
+// waitIdleLocked waits, dropping b.mu meanwhile, until no create or grow of
+// name is under way. Call under b.mu; it returns with b.mu held.
+func (b *Broker) waitIdleLocked(name string) {
+	for {
+		ch, ok := b.busy[name]
+		if !ok {
+			return
+		}
+		b.mu.Unlock()
+		<-ch
+		b.mu.Lock()
+	}
+}
+
+// partitionBudgetLocked refuses n more partitions beyond --max-partitions.
+func (b *Broker) partitionBudgetLocked(n int) *TopicError {
+	if have := b.partitionCount + b.reserved; have+n > b.cfg.MaxPartitions {
+		return topicErr(kerr.PolicyViolation.Code, "the broker holds %d partitions (and %d being created); %d more would exceed --max-partitions %d", b.partitionCount, b.reserved, n, b.cfg.MaxPartitions)
+	}
+	return nil
+}
+
+// openNewPartitions opens partitions [from, to) of t for a create or grow,
+// after removing whatever a crash between opening and persisting an earlier
+// attempt left in their directories (deleted partitions are tombstoned away,
+// so such a directory belongs to no live partition). On failure it closes
+// and removes what it opened.
+func (b *Broker) openNewPartitions(t *Topic, from, to int32) error {
+	for i := from; i < to; i++ {
+		if err := b.cfg.FS.RemoveAll(b.partitionDir(t.Name, i)); err != nil {
+			return fmt.Errorf("clear old partition dir: %w", err)
+		}
+	}
+	if err := b.openPartitions(t, from, to); err != nil {
+		b.discardPartitions(t, from)
+		return err
+	}
+	return nil
+}
+
+// discardPartitions closes t's partitions from index from on, removes their
+// directories and drops them from t: a create or grow that failed before
+// its metadata was persisted leaves nothing behind.
+func (b *Broker) discardPartitions(t *Topic, from int32) {
+	for _, p := range t.Partitions[from:] {
+		if err := p.Close(); err != nil {
+			b.logger.Warn("closing a partition of a failed create", "topic", t.Name, "partition", p.Index, "err", err)
+		}
+	}
+	t.Partitions = t.Partitions[:from]
+	for i := from; ; i++ {
+		dir := b.partitionDir(t.Name, i)
+		if _, err := b.cfg.FS.Stat(dir); err != nil {
+			break
+		}
+		if err := b.cfg.FS.RemoveAll(dir); err != nil {
+			b.logger.Warn("removing a partition of a failed create; removed again at its next create", "dir", dir, "err", err)
+		}
+	}
+}
+
 // CreateTopic creates a topic. partitions <= 0 means the broker default;
 // replicationFactor must be -1 or 1 on a single node.
+//
+// The partitions are opened first and the topic persisted last, so a
+// failure on the way (file descriptors or disk space running out) leaves
+// no topic in the metadata store whose partitions cannot open: the broker
+// still restarts. The name is reserved under the broker lock but the files
+// are opened without it, so serving goes on meanwhile; a concurrent create
+// of the same name gets TOPIC_ALREADY_EXISTS and an auto-create waits.
 func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool) (*Topic, *TopicError) {
 	if err := ValidTopicName(name); err != nil {
 		return nil, topicErr(kerr.InvalidTopicException.Code, "%v", err)
@@ -345,8 +457,11 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 	if partitions == -1 || partitions == 0 {
 		partitions = b.cfg.DefaultPartitions
 	}
-	if partitions < 0 || partitions > 100000 {
-		return nil, topicErr(kerr.InvalidPartitions.Code, "number of partitions must be between 1 and 100000, got %d", partitions)
+	if partitions < 0 {
+		return nil, topicErr(kerr.InvalidPartitions.Code, "number of partitions must be at least 1, got %d", partitions)
+	}
+	if partitions > MaxPartitionsPerRequest-1 {
+		return nil, topicErr(kerr.PolicyViolation.Code, "%s", ExcessivePartitionsMessage)
 	}
 	if replicationFactor != -1 && replicationFactor != 1 {
 		return nil, topicErr(kerr.InvalidReplicationFactor.Code, "replication factor %d is impossible on a single-node oncelog; use 1 (or -1 for the default)", replicationFactor)
@@ -355,35 +470,46 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 		return nil, topicErr(code, "%s", msg)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if _, ok := b.topics[name]; ok {
+		b.mu.Unlock()
 		return nil, topicErr(kerr.TopicAlreadyExists.Code, "topic %q already exists", name)
 	}
+	if _, ok := b.busy[name]; ok {
+		b.mu.Unlock()
+		return nil, topicErr(kerr.TopicAlreadyExists.Code, "topic %q is being created", name)
+	}
+	if terr := b.partitionBudgetLocked(int(partitions)); terr != nil {
+		b.mu.Unlock()
+		return nil, terr
+	}
 	if validateOnly {
+		b.mu.Unlock()
 		return &Topic{Name: name}, nil
 	}
+	done := b.reserveLocked(name, int(partitions))
+	b.mu.Unlock()
+
 	t := &Topic{Name: name, ID: meta.NewUUID(), Configs: configs}
-	// A leftover directory of an earlier topic with this name (deleted
-	// while its files were still being removed) must not leak into the
-	// new topic.
-	for i := int32(0); i < partitions; i++ {
-		if err := b.cfg.FS.RemoveAll(b.partitionDir(name, i)); err != nil {
-			return nil, topicErr(kerr.KafkaStorageError.Code, "clear old partition dir: %v", err)
-		}
-	}
-	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: partitions, Configs: configs}); err != nil {
-		return nil, topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
-	}
-	if err := b.openPartitions(t, 0, partitions); err != nil {
+	if err := b.openNewPartitions(t, 0, partitions); err != nil {
+		done(nil)
 		return nil, topicErr(kerr.KafkaStorageError.Code, "create partitions: %v", err)
 	}
-	b.topics[name] = t
-	b.byID[t.ID] = t
+	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: partitions, Configs: configs}); err != nil {
+		b.discardPartitions(t, 0)
+		done(nil)
+		return nil, topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
+	}
+	done(func() {
+		b.topics[name] = t
+		b.byID[t.ID] = t
+		b.partitionCount += int(partitions)
+	})
 	b.logger.Info("topic created", "topic", name, "partitions", partitions)
 	return t, nil
 }
 
 // AutoCreate creates a topic with default settings if auto-creation is on.
+// A create of the same name already under way is waited for.
 func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
 	if t := b.Topic(name); t != nil {
 		return t, nil
@@ -394,11 +520,20 @@ func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
 	if !b.cfg.AutoCreateTopics {
 		return nil, topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist and auto-creation is off", name)
 	}
-	t, terr := b.CreateTopic(name, -1, -1, nil, false)
-	if terr != nil && terr.Code == kerr.TopicAlreadyExists.Code {
-		return b.Topic(name), nil
+	for {
+		t, terr := b.CreateTopic(name, -1, -1, nil, false)
+		if terr == nil || terr.Code != kerr.TopicAlreadyExists.Code {
+			return t, terr
+		}
+		b.mu.Lock()
+		b.waitIdleLocked(name)
+		t = b.topics[name]
+		b.mu.Unlock()
+		if t != nil {
+			return t, nil
+		}
+		// The other create failed: try again.
 	}
-	return t, terr
 }
 
 // DeleteTopic removes a topic and its data.
@@ -407,6 +542,7 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 		return internalTopicErr(name, "delete")
 	}
 	b.mu.Lock()
+	b.waitIdleLocked(name)
 	t, ok := b.topics[name]
 	if !ok {
 		b.mu.Unlock()
@@ -418,6 +554,7 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 	}
 	delete(b.topics, name)
 	delete(b.byID, t.ID)
+	b.partitionCount -= len(t.Partitions)
 	// Each partition is closed and its directory renamed to a tombstone
 	// before the name is free again: a topic re-created with this name
 	// (say, auto-created by a producer racing the deletion) gets a fresh
@@ -478,36 +615,55 @@ func (b *Broker) removeLeftoverTombstones() {
 	b.removeTombstones(tombs)
 }
 
-// CreatePartitions grows a topic to count partitions.
+// CreatePartitions grows a topic to count partitions: like CreateTopic, the
+// new partitions are opened first (without the broker lock) and the new
+// count persisted last, so a failure leaves the topic as it was.
 func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *TopicError {
 	if IsInternalTopic(name) {
 		return internalTopicErr(name, "add partitions to")
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.waitIdleLocked(name)
 	t, ok := b.topics[name]
 	if !ok {
+		b.mu.Unlock()
 		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)
 	}
 	have := int32(len(t.Partitions))
 	if count <= have {
+		b.mu.Unlock()
 		return topicErr(kerr.InvalidPartitions.Code, "topic %q has %d partitions; the new count must be larger", name, have)
 	}
-	if count > 100000 {
-		return topicErr(kerr.InvalidPartitions.Code, "at most 100000 partitions")
+	if count-have > MaxPartitionsPerRequest {
+		b.mu.Unlock()
+		return topicErr(kerr.PolicyViolation.Code, "%s", ExcessivePartitionsMessage)
+	}
+	if terr := b.partitionBudgetLocked(int(count - have)); terr != nil {
+		b.mu.Unlock()
+		return terr
 	}
 	if validateOnly {
+		b.mu.Unlock()
 		return nil
 	}
-	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: count, Configs: t.Configs}); err != nil {
-		return topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
-	}
+	done := b.reserveLocked(name, int(count-have))
+	b.mu.Unlock()
+
 	nt := &Topic{Name: t.Name, ID: t.ID, Configs: t.Configs, Partitions: append([]*partition.Partition(nil), t.Partitions...)}
-	if err := b.openPartitions(nt, have, count); err != nil {
+	if err := b.openNewPartitions(nt, have, count); err != nil {
+		done(nil)
 		return topicErr(kerr.KafkaStorageError.Code, "create partitions: %v", err)
 	}
-	b.topics[name] = nt
-	b.byID[nt.ID] = nt
+	if err := b.meta.PutTopic(meta.Topic{Name: name, ID: t.ID, Partitions: count, Configs: t.Configs}); err != nil {
+		b.discardPartitions(nt, have)
+		done(nil)
+		return topicErr(kerr.KafkaStorageError.Code, "persist topic: %v", err)
+	}
+	done(func() {
+		b.topics[name] = nt
+		b.byID[nt.ID] = nt
+		b.partitionCount += int(count - have)
+	})
 	b.logger.Info("partitions added", "topic", name, "partitions", count)
 	return nil
 }
@@ -523,6 +679,8 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// A grow under way persists the configs it started with: wait for it.
+	b.waitIdleLocked(name)
 	t, ok := b.topics[name]
 	if !ok {
 		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)

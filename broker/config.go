@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,11 @@ type Config struct {
 	AdvertisedPort    int32
 	AutoCreateTopics  bool
 	DefaultPartitions int32
+	// MaxPartitions bounds the partitions of all topics together
+	// (--max-partitions; Kafka has no such limit, KIP-578 proposed one):
+	// every partition holds open files and memory, so a client creating
+	// topics can no longer run the broker out of file descriptors.
+	MaxPartitions int
 
 	// Topic defaults (Kafka's log.* broker settings).
 	SegmentBytes    int64
@@ -86,6 +92,14 @@ type Config struct {
 	GroupMaxSize int
 }
 
+// DefaultMaxPartitions is --max-partitions' default. Each partition keeps
+// two files open (its active segment and its aborted-transaction index), so
+// 10,000 need about 20,000 descriptors besides the segment file cache and
+// the connections: well inside the limit most systems raise to (the
+// broker raises its soft limit to the hard one at start), and 2.5 times
+// Kafka's long-standing advice of 4,000 partitions per broker.
+const DefaultMaxPartitions = 10000
+
 // DefaultConfig returns Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
@@ -95,6 +109,7 @@ func DefaultConfig() Config {
 		AdvertisedPort:    9092,
 		AutoCreateTopics:  true,
 		DefaultPartitions: 1,
+		MaxPartitions:     DefaultMaxPartitions,
 		SegmentBytes:      1 << 30,
 		SegmentMs:         7 * 24 * 3600 * 1000,
 		RetentionMs:       7 * 24 * 3600 * 1000,
@@ -168,6 +183,43 @@ func longValue(min int64) func(string) error {
 	}
 }
 
+// MinSegmentMs is segment.ms' (and log.roll.ms') floor: Kafka 4.x still
+// accepts 1 ms (KIP-1030 raises it to one minute only in 5.0).
+const MinSegmentMs = 1
+
+// minSegmentBytes is segment.bytes' (and log.segment.bytes') floor: 1 MiB
+// since Kafka 4.0 (KIP-1030; it was 14 bytes), so no client can make the
+// broker roll a segment per batch by size. Tests that need many segments
+// lower it: in-process by assigning it, in a broker subprocess through
+// testMinSegmentBytesEnv, never through the protocol (Kafka's tests use
+// its internal.segment.bytes the same way).
+var minSegmentBytes int64 = loadMinSegmentBytes()
+
+// testMinSegmentBytesEnv, set in a broker's environment, lowers
+// minSegmentBytes; for tests only, hence undocumented for operators.
+const testMinSegmentBytesEnv = "ONCELOG_TEST_MIN_SEGMENT_BYTES"
+
+func loadMinSegmentBytes() int64 {
+	if v, err := strconv.ParseInt(os.Getenv(testMinSegmentBytesEnv), 10, 64); err == nil && v >= 14 {
+		return v
+	}
+	return 1 << 20
+}
+
+// ValidateSegmentBytes checks a segment.bytes value: Kafka's INT type (at
+// most 2^31-1, which the segment indexes' 32-bit positions also need) and
+// at least 1 MiB.
+func ValidateSegmentBytes(v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	if n < minSegmentBytes || n > math.MaxInt32 {
+		return fmt.Errorf("must be between %d and %d", minSegmentBytes, math.MaxInt32)
+	}
+	return nil
+}
+
 func oneOf(values ...string) func(string) error {
 	return func(v string) error {
 		for _, ok := range values {
@@ -232,8 +284,8 @@ var topicConfigKeys = []topicConfigKey{
 	{"min.insync.replicas", 3, "Single node: always 1.", func(Config) string { return "1" }, oneOf("1"), ""},
 	{"retention.bytes", 5, "Delete old segments when a partition exceeds this (-1: no limit).", func(c Config) string { return itoa(c.RetentionBytes) }, longValue(-1), "log.retention.bytes"},
 	{"retention.ms", 5, "Delete segments older than this (-1: keep forever).", func(c Config) string { return itoa(c.RetentionMs) }, longValue(-1), "log.retention.ms"},
-	{"segment.bytes", 3, "Roll a new segment at this size.", func(c Config) string { return itoa(c.SegmentBytes) }, longValue(14), "log.segment.bytes"},
-	{"segment.ms", 5, "Roll a new segment after this long.", func(c Config) string { return itoa(c.SegmentMs) }, longValue(1), "log.roll.ms"},
+	{"segment.bytes", 3, "Roll a new segment at this size.", func(c Config) string { return itoa(c.SegmentBytes) }, ValidateSegmentBytes, "log.segment.bytes"},
+	{"segment.ms", 5, "Roll a new segment after this long.", func(c Config) string { return itoa(c.SegmentMs) }, longValue(MinSegmentMs), "log.roll.ms"},
 	{"index.interval.bytes", 3, "Bytes between offset index entries.", func(Config) string { return "4096" }, longValue(0), ""},
 }
 

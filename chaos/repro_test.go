@@ -28,7 +28,10 @@ func TestReproDedupWindowAfterRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a broker")
 	}
-	b := testbroker.Start(t, testbroker.Options{ExtraArgs: []string{"--log-segment-bytes", "1000"}})
+	b := testbroker.Start(t, testbroker.Options{
+		ExtraArgs: []string{"--log-segment-bytes", "1000"},
+		Env:       []string{"ONCELOG_TEST_MIN_SEGMENT_BYTES=14"}, // below Kafka's 1 MiB minimum
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Produce v12: the raw requests name the topic (v13 carries ids).

@@ -111,6 +111,7 @@ docs/operations.md.`,
 	f.Int64Var(&o.idleMs, "connections-max-idle-ms", o.wire.ConnectionsMaxIdle.Milliseconds(), "close a connection that has no request in flight and has sent and received nothing for this many milliseconds (connections.max.idle.ms)")
 	f.Int64Var(&o.requestReadTimeoutMs, "request-read-timeout-ms", o.wire.RequestReadTimeout.Milliseconds(), "close a connection whose request has not fully arrived this many milliseconds after its first byte (slow senders); not a Kafka setting")
 	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
+	f.IntVar(&c.MaxPartitions, "max-partitions", c.MaxPartitions, "most partitions of all topics together; a CreateTopics or CreatePartitions beyond it gets POLICY_VIOLATION (each partition holds two open files)")
 	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
 	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete closed segments whose newest record is older than this many milliseconds; -1 keeps them forever (log.retention.ms; topic override retention.ms)")
 	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "delete a partition's oldest segments while it is larger than this many bytes; -1 for no limit (log.retention.bytes; topic override retention.bytes)")
@@ -153,6 +154,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 	}
 	o.logger = logger
 	c := &o.cfg
+	segErr := broker.ValidateSegmentBytes(strconv.FormatInt(c.SegmentBytes, 10))
 	for _, check := range []struct {
 		bad bool
 		msg string
@@ -169,8 +171,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{o.wire.MaxConnectionsPerIP < 0, "--max-connections-per-ip must be 0 (no limit) or more"},
 		{o.idleMs < 1, "--connections-max-idle-ms must be positive"},
 		{o.requestReadTimeoutMs < 1, "--request-read-timeout-ms must be positive"},
-		{c.SegmentBytes < 14, "--log-segment-bytes must be at least 14"},
-		{c.SegmentMs < 1, "--log-segment-ms must be at least 1"},
+		{segErr != nil, fmt.Sprintf("--log-segment-bytes %d: %v (log.segment.bytes; 1 MiB is Kafka 4.0's minimum)", c.SegmentBytes, segErr)},
+		{c.SegmentMs < broker.MinSegmentMs, "--log-segment-ms must be at least 1"},
+		{c.MaxPartitions < 1, "--max-partitions must be at least 1"},
 		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
 		{c.RetentionBytes < -1, "--log-retention-bytes must be -1 (no limit) or more"},
 		{c.RetentionCheckInterval <= 0, "--log-retention-check-interval must be positive"},

@@ -74,7 +74,7 @@ func TestServeSettingPrecedence(t *testing.T) {
 	file := writeFile(t, "oncelog.yaml", `
 data-dir: /from/file
 node-id: 7
-log-segment-bytes: 4096
+log-segment-bytes: 2097152
 group-initial-rebalance-delay: 250ms
 auto-create-topics: false
 `)
@@ -111,7 +111,7 @@ auto-create-topics: false
 			// (or the default when there is no file).
 			wantSegment, wantDelay, wantAutoCreate := defaults.SegmentBytes, defaults.GroupInitialRebalanceDelay, defaults.AutoCreateTopics
 			if tc.name != "default" {
-				wantSegment, wantDelay, wantAutoCreate = 4096, 250*time.Millisecond, false
+				wantSegment, wantDelay, wantAutoCreate = 2097152, 250*time.Millisecond, false
 			}
 			if o.cfg.SegmentBytes != wantSegment || o.cfg.GroupInitialRebalanceDelay != wantDelay || o.cfg.AutoCreateTopics != wantAutoCreate {
 				t.Errorf("segment bytes %d, rebalance delay %v, auto-create %v; want %d %v %v",
@@ -170,6 +170,7 @@ func TestServeConfigErrorsExitTwo(t *testing.T) {
 		{name: "not a mapping", file: "- data-dir\n", want: "is not a YAML mapping"},
 		{name: "not YAML", file: "data-dir: [\n", want: "is not a YAML mapping"},
 		{name: "bad env value", env: map[string]string{"ONCELOG_LOG_SEGMENT_BYTES": "1GB"}, want: `ONCELOG_LOG_SEGMENT_BYTES="1GB": not a valid int64 for --log-segment-bytes`},
+		{name: "segment bytes below Kafka's minimum", args: []string{"--log-segment-bytes", "4096"}, want: `--log-segment-bytes 4096: must be between 1048576 and 2147483647`},
 		{name: "bad env bool", env: map[string]string{"ONCELOG_AUTO_CREATE_TOPICS": "yes please"}, want: `ONCELOG_AUTO_CREATE_TOPICS="yes please": not a valid bool`},
 		{name: "bad env log level", env: map[string]string{"ONCELOG_LOG_LEVEL": "verbose"}, want: `--log-level "verbose": use debug, info, warn or error`},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, want: `--log-format "xml": use text or json`},

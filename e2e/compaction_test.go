@@ -166,7 +166,7 @@ func view(recs []*kgo.Record) map[int64]string {
 // every key at its original offset; the same producer keeps producing (its
 // sequence survives the clean); kcat reads the compacted topic too.
 func TestCompactionWithIdempotentProducer(t *testing.T) {
-	b := startBroker(t, "--log-cleaner-backoff-ms", "100", "--log-level", "info")
+	b := startSmallSegmentBroker(t, "--log-cleaner-backoff-ms", "100", "--log-level", "info")
 	ctx := testCtx(t, 2*time.Minute)
 	const topic = "changelog"
 	createTopic(t, b.Addr(), topic, 1, map[string]*string{
@@ -258,7 +258,7 @@ func TestCompactionWithIdempotentProducer(t *testing.T) {
 // read_committed sees the same records before and after cleaning, and the
 // aborted records are gone from read_uncommitted afterwards.
 func TestCompactionWithTransactions(t *testing.T) {
-	b := startBroker(t, "--log-cleaner-backoff-ms", "100", "--log-level", "info")
+	b := startSmallSegmentBroker(t, "--log-cleaner-backoff-ms", "100", "--log-level", "info")
 	ctx := testCtx(t, 2*time.Minute)
 	const topic = "txn-changelog"
 	createTopic(t, b.Addr(), topic, 1, map[string]*string{
@@ -371,7 +371,7 @@ func TestCompactionWithTransactions(t *testing.T) {
 // every key is there. A crash can leave old or cleaned segments, never a
 // mix that loses or changes a record.
 func TestCompactionSurvivesKill9(t *testing.T) {
-	b := startBroker(t, "--log-cleaner-backoff-ms", "1", "--log-level", "info")
+	b := startSmallSegmentBroker(t, "--log-cleaner-backoff-ms", "1", "--log-level", "info")
 	ctx := testCtx(t, 3*time.Minute)
 	const topic = "crashy"
 	createTopic(t, b.Addr(), topic, 1, map[string]*string{

@@ -22,6 +22,13 @@ func startBroker(t *testing.T, extra ...string) *testbroker.Broker {
 	return testbroker.Start(t, testbroker.Options{ExtraArgs: extra})
 }
 
+// startSmallSegmentBroker starts a broker that accepts segment.bytes below
+// Kafka's 1 MiB minimum, for tests that need many segments from few records.
+func startSmallSegmentBroker(t *testing.T, extra ...string) *testbroker.Broker {
+	t.Helper()
+	return testbroker.Start(t, testbroker.Options{ExtraArgs: extra, Env: []string{"ONCELOG_TEST_MIN_SEGMENT_BYTES=14"}})
+}
+
 func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)

@@ -20,9 +20,21 @@ func handleCreateTopics(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	seen := map[string]int{}
+	total := 0
 	for _, rt := range req.Topics {
 		seen[rt.Topic]++
+		switch {
+		case len(rt.ReplicaAssignment) > 0:
+			total += len(rt.ReplicaAssignment)
+		case rt.NumPartitions == -1:
+			total += int(b.Config().DefaultPartitions)
+		case rt.NumPartitions > 0:
+			total += int(rt.NumPartitions)
+		}
 	}
+	// Kafka's controller refuses such a request whole, before any topic
+	// is created (ReplicationControlManager.validateTotalNumberOfPartitions).
+	tooMany := total > broker.MaxPartitionsPerRequest-len(req.Topics)
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreateTopicsResponseTopic()
 		st.Topic = rt.Topic
@@ -36,6 +48,10 @@ func handleCreateTopics(c *conn, r *request) respond {
 		}
 		if seen[rt.Topic] > 1 {
 			fail(kerr.InvalidRequest.Code, "topic named more than once in the request")
+			continue
+		}
+		if tooMany {
+			fail(kerr.PolicyViolation.Code, broker.ExcessivePartitionsMessage)
 			continue
 		}
 		partitions, rf := rt.NumPartitions, rt.ReplicationFactor
@@ -146,9 +162,20 @@ func handleCreatePartitions(c *conn, r *request) respond {
 	b := c.s.b
 	req := r.kreq.(*kmsg.CreatePartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	added := 0
+	for _, rt := range req.Topics {
+		if t := b.Topic(rt.Topic); t != nil && int(rt.Count) > len(t.Partitions) {
+			added += int(rt.Count) - len(t.Partitions)
+		}
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
+		if added > broker.MaxPartitionsPerRequest {
+			st.ErrorCode, st.ErrorMessage = kerr.PolicyViolation.Code, strPtr(broker.ExcessivePartitionsMessage)
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		if terr := b.CreatePartitions(rt.Topic, rt.Count, req.ValidateOnly); terr != nil {
 			st.ErrorCode = terr.Code
 			st.ErrorMessage = strPtr(terr.Message)
