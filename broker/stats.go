@@ -3,6 +3,8 @@ package broker
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/oncelog/oncelog/internal/buildinfo"
 )
 
 // Stats holds the broker's Prometheus metrics in a registry of its own, so
@@ -60,6 +62,16 @@ func newStats() *Stats {
 		return h
 	}
 	s := &Stats{Registry: r}
+
+	// Which binary is running, as Prometheus' *_build_info convention has
+	// it: constant 1, the facts in labels (join on them in queries).
+	bi := buildinfo.Get()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "oncelog_build_info",
+		Help: "Always 1; labels say which oncelog build runs: module version, VCS commit (unknown without VCS stamping) and Go version.",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(bi.Version, bi.Commit, bi.GoVersion).Set(1)
+	r.MustRegister(buildInfo)
 
 	// The api label is the Kafka API name (kmsg.NameForKey): a few dozen values at most.
 	s.Requests = prometheus.NewCounterVec(prometheus.CounterOpts{

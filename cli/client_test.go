@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oncelog/oncelog/internal/buildinfo"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -533,5 +534,30 @@ func TestHelpHasExamples(t *testing.T) {
 				t.Errorf("%v: no --%s flag", path, flag)
 			}
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	info := buildinfo.Info{Version: "v0.4.0", Commit: "b8f9b7bfed81f0ceb61235782e89d4a18b90fe61", CommitTime: "2026-12-01T23:07:20Z", GoVersion: "go1.26.0", Platform: "linux/amd64"}
+	var out strings.Builder
+	if err := runVersion(&out, "text", info); err != nil {
+		t.Fatal(err)
+	}
+	if want := "oncelog v0.4.0 (commit b8f9b7bfed81, 2026-12-01T23:07:20Z, go1.26.0, linux/amd64)\n"; out.String() != want {
+		t.Errorf("version = %q, want %q", out.String(), want)
+	}
+	// Tests run without VCS stamping, like go run: the output says so.
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		stdout, _, err := runCLI(nil, args...)
+		if err != nil || !strings.HasPrefix(stdout, "oncelog ") || !strings.Contains(stdout, "no VCS information") {
+			t.Errorf("oncelog %v = %q, %v", args, stdout, err)
+		}
+	}
+	stdout, _, err := runCLI(nil, "version", "--output", "json")
+	if got := decodeJSON[buildinfo.Info](t, stdout); err != nil || got.GoVersion == "" || got.Commit != "unknown" {
+		t.Errorf("version --output json = %q, %v", stdout, err)
+	}
+	if _, _, err := runCLI(nil, "version", "--output", "yaml"); exitCode(err) != 2 {
+		t.Errorf("version --output yaml: %v, want exit 2", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/oncelog/oncelog/internal/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +34,11 @@ Use any Kafka client (franz-go, sarama, librdkafka/kcat, Java) against it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd())
+	// --version prints the same line as `oncelog version`.
+	root.Version = buildinfo.Get().Version
+	root.SetVersionTemplate("{{versionLine}}\n")
+	cobra.AddTemplateFunc("versionLine", func() string { return versionLine(buildinfo.Get()) })
+	root.AddCommand(newServeCmd(), newVersionCmd())
 	addClientCommands(root)
 	return root
 }

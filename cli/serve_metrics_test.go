@@ -5,12 +5,14 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oncelog/oncelog/internal/batchtest"
+	"github.com/oncelog/oncelog/internal/buildinfo"
 	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -197,6 +199,17 @@ func TestMetricsOfARealBroker(t *testing.T) {
 		if _, ok := got[series]; !ok {
 			t.Errorf("%s missing", series)
 		}
+	}
+	// oncelog_build_info names the running binary exactly as its
+	// `oncelog version --output json` does.
+	versionOut, err := exec.Command(testbroker.BinaryPath(t), "version", "--output", "json").Output()
+	if err != nil {
+		t.Fatalf("oncelog version: %v", err)
+	}
+	bi := decodeJSON[buildinfo.Info](t, string(versionOut))
+	buildSeries := `oncelog_build_info{commit="` + bi.Commit + `",goversion="` + bi.GoVersion + `",version="` + bi.Version + `"}`
+	if v, ok := got[buildSeries]; !ok || v != 1 {
+		t.Errorf("%s = %v (present %v), want 1", buildSeries, v, ok)
 	}
 	if got[`oncelog_request_duration_seconds_count{api="Produce"}`] != 5 {
 		t.Errorf("Produce latency observations: %v, want 5", got[`oncelog_request_duration_seconds_count{api="Produce"}`])
