@@ -35,6 +35,7 @@ func addClientCommands(root *cobra.Command) {
 		newConsumeCmd(),
 		newGroupCmd(),
 		newProducersCmd(),
+		newTxnCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
