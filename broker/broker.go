@@ -62,6 +62,8 @@ type Broker struct {
 	// busy names topics being created or grown: their files are opened
 	// without mu held, and the channel is closed when that is over.
 	busy map[string]chan struct{}
+	// shutdown is set by Close: no admin operation starts after it.
+	shutdown bool
 	// partitionCount is the partitions of topics (internal ones hold
 	// none), reserved those of creates under way: --max-partitions bounds
 	// their sum.
@@ -377,6 +379,11 @@ func (b *Broker) reserveLocked(name string, n int) (done func(commit func())) {
 	}
 }
 
+// errShuttingDown answers admin operations that arrive after Close began.
+func errShuttingDown() *TopicError {
+	return topicErr(kerr.KafkaStorageError.Code, "the broker is shutting down")
+}
+
 // waitIdleLocked waits, dropping b.mu meanwhile, until no create or grow of
 // name is under way. Call under b.mu; it returns with b.mu held.
 func (b *Broker) waitIdleLocked(name string) {
@@ -478,6 +485,10 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 		b.mu.Unlock()
 		return nil, topicErr(kerr.TopicAlreadyExists.Code, "topic %q is being created", name)
 	}
+	if b.shutdown {
+		b.mu.Unlock()
+		return nil, errShuttingDown()
+	}
 	if terr := b.partitionBudgetLocked(int(partitions)); terr != nil {
 		b.mu.Unlock()
 		return nil, terr
@@ -543,6 +554,10 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 	}
 	b.mu.Lock()
 	b.waitIdleLocked(name)
+	if b.shutdown {
+		b.mu.Unlock()
+		return errShuttingDown()
+	}
 	t, ok := b.topics[name]
 	if !ok {
 		b.mu.Unlock()
@@ -624,6 +639,10 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *
 	}
 	b.mu.Lock()
 	b.waitIdleLocked(name)
+	if b.shutdown {
+		b.mu.Unlock()
+		return errShuttingDown()
+	}
 	t, ok := b.topics[name]
 	if !ok {
 		b.mu.Unlock()
@@ -681,6 +700,9 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 	defer b.mu.Unlock()
 	// A grow under way persists the configs it started with: wait for it.
 	b.waitIdleLocked(name)
+	if b.shutdown {
+		return errShuttingDown()
+	}
 	t, ok := b.topics[name]
 	if !ok {
 		return topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist", name)
@@ -813,6 +835,16 @@ func (b *Broker) Close() error {
 			errs = append(errs, b.Txns.Close())
 		}
 		b.mu.Lock()
+		// Creates and grows under way finish first (publishing or
+		// discarding what they opened) while the metadata store is still
+		// open; none starts after this.
+		b.shutdown = true
+		for len(b.busy) > 0 {
+			for name := range b.busy {
+				b.waitIdleLocked(name)
+				break
+			}
+		}
 		for _, t := range b.topics {
 			for _, p := range t.Partitions {
 				errs = append(errs, p.Close())
