@@ -319,34 +319,71 @@ func TestParseTopicPartitions(t *testing.T) {
 }
 
 func TestResetTarget(t *testing.T) {
+	// A partition holding [10, 20), 14 committed, the first record at or
+	// after the --to-datetime time at 17.
+	pos := partitionPosition{logStart: 10, logEnd: 20, committed: 14, atTime: 17}
 	for _, tc := range []struct {
-		earliest, latest, offsetSet bool
-		offset                      int64
-		want                        int64 // new offset for a partition holding [10, 20)
+		flags resetFlags
+		want  int64
 	}{
-		{earliest: true, want: 10},
-		{latest: true, want: 20},
-		{offsetSet: true, offset: 15, want: 15},
-		{offsetSet: true, offset: 0, want: 10},
-		{offsetSet: true, offset: 25, want: 20},
+		{resetFlags{earliest: true}, 10},
+		{resetFlags{latest: true}, 20},
+		{resetFlags{toOffsetSet: true, toOffset: 15}, 15},
+		{resetFlags{toOffsetSet: true, toOffset: 0}, 10},
+		{resetFlags{toOffsetSet: true, toOffset: 25}, 20},
+		{resetFlags{shiftBySet: true, shiftBy: -2}, 12},
+		{resetFlags{shiftBySet: true, shiftBy: 3}, 17},
+		{resetFlags{shiftBySet: true, shiftBy: -100}, 10},
+		{resetFlags{shiftBySet: true, shiftBy: 100}, 20},
+		{resetFlags{datetime: "2026-12-01T09:00:00Z"}, 17},
 	} {
-		target, err := parseResetTarget(tc.earliest, tc.latest, tc.offset, tc.offsetSet)
+		target, err := parseResetTarget(tc.flags)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := target.newOffset(10, 20); got != tc.want {
-			t.Errorf("%+v: new offset %d, want %d", tc, got, tc.want)
+		if got, err := target.newOffset(pos); err != nil || got != tc.want {
+			t.Errorf("%+v: new offset %d, %v, want %d", tc.flags, got, err, tc.want)
 		}
 	}
-	for _, tc := range []struct{ earliest, latest, offsetSet bool }{
-		{}, {true, true, false}, {true, false, true},
+	// Nothing committed: a shift has no starting point, as in Kafka's tool.
+	shift, _ := parseResetTarget(resetFlags{shiftBySet: true, shiftBy: 1})
+	if _, err := shift.newOffset(partitionPosition{logStart: 10, logEnd: 20, committed: -1, atTime: -1}); err == nil {
+		t.Error("shift without a committed offset accepted")
+	}
+	// No record that late: the end offset.
+	dt, _ := parseResetTarget(resetFlags{datetime: "@1"})
+	if got, _ := dt.newOffset(partitionPosition{logStart: 10, logEnd: 20, committed: -1, atTime: -1}); got != 20 {
+		t.Errorf("--to-datetime past every record: %d, want the end offset 20", got)
+	}
+	for _, f := range []resetFlags{
+		{}, {earliest: true, latest: true}, {earliest: true, toOffsetSet: true}, {shiftBySet: true, datetime: "@5"},
+		{toOffsetSet: true, toOffset: -1}, {datetime: "yesterday"},
 	} {
-		if _, err := parseResetTarget(tc.earliest, tc.latest, 1, tc.offsetSet); err == nil {
-			t.Errorf("%+v accepted", tc)
+		if _, err := parseResetTarget(f); err == nil {
+			t.Errorf("%+v accepted", f)
 		}
 	}
-	if _, err := parseResetTarget(false, false, -1, true); err == nil {
-		t.Error("negative --to-offset accepted")
+}
+
+func TestParseDatetime(t *testing.T) {
+	plus2 := time.FixedZone("plus2", 2*3600)
+	for in, want := range map[string]int64{
+		"2026-12-01T09:00:00Z":         time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixMilli(),
+		"2026-12-01T09:00:00.250Z":     time.Date(2026, 12, 1, 9, 0, 0, 250e6, time.UTC).UnixMilli(),
+		"2026-12-01T09:00:00+01:00":    time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC).UnixMilli(),
+		"2026-12-01T09:00:00.000+0100": time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC).UnixMilli(),
+		"2026-12-01T09:00:00":          time.Date(2026, 12, 1, 7, 0, 0, 0, time.UTC).UnixMilli(), // in loc
+		"2026-12-01T09:00:00.500":      time.Date(2026, 12, 1, 7, 0, 0, 500e6, time.UTC).UnixMilli(),
+		"@1764579600000":               1764579600000,
+	} {
+		if got, err := parseDatetime(in, plus2); err != nil || got != want {
+			t.Errorf("parseDatetime(%q) = %d, %v, want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "2026-12-01", "@-1", "@x", "09:00"} {
+		if _, err := parseDatetime(in, plus2); err == nil {
+			t.Errorf("parseDatetime(%q) accepted", in)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -17,7 +18,7 @@ import (
 
 func newGroupCmd() *cobra.Command {
 	o := &clientOptions{}
-	cmd := newParentCmd("group", "List, describe and reset consumer groups",
+	cmd := newParentCmd("group", "List, describe, reset and delete consumer groups",
 		`Inspect consumer groups and move their committed offsets, on any
 Kafka-compatible broker.
 
@@ -28,6 +29,7 @@ and --output json for scripts.`)
 		newGroupListCmd(o),
 		newGroupDescribeCmd(o),
 		newGroupResetOffsetsCmd(o),
+		newGroupDeleteCmd(o),
 	)
 	return cmd
 }
@@ -265,44 +267,118 @@ func offsetOrDash(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// resetKind says how `group reset-offsets` picks each partition's new offset.
+type resetKind int
+
+const (
+	resetToEarliest resetKind = iota
+	resetToLatest
+	resetToOffset   // n: the offset
+	resetShiftBy    // n: added to the committed offset
+	resetToDatetime // n: unix ms; the first record at or after it
+)
+
 // resetTarget is where `group reset-offsets` moves offsets.
 type resetTarget struct {
-	kind   startKind // startBeginning, startEnd or startOffset
-	offset int64
+	kind resetKind
+	n    int64
 }
 
-// newOffset returns the offset to commit for a partition spanning
-// [logStart, logEnd); offsets outside it are clamped into it, as Kafka's tool does.
-func (t resetTarget) newOffset(logStart, logEnd int64) int64 {
+// partitionPosition is what a reset needs to know about one partition.
+type partitionPosition struct {
+	logStart, logEnd int64 // the records span [logStart, logEnd)
+	committed        int64 // the group's committed offset, -1 for none
+	atTime           int64 // for --to-datetime: the listed offset (the end when no record is that late)
+}
+
+// newOffset returns the offset to commit for a partition; offsets outside
+// it are clamped into it, as Kafka's tool does.
+func (t resetTarget) newOffset(p partitionPosition) (int64, error) {
+	var at int64
 	switch t.kind {
-	case startBeginning:
-		return logStart
-	case startEnd:
-		return logEnd
+	case resetToEarliest:
+		return p.logStart, nil
+	case resetToLatest:
+		return p.logEnd, nil
+	case resetToOffset:
+		at = t.n
+	case resetShiftBy:
+		if p.committed < 0 {
+			// As kafka-consumer-groups.sh: a shift needs a starting point.
+			return 0, errors.New("nothing committed to shift from: use --to-earliest, --to-latest, --to-offset or --to-datetime")
+		}
+		at = p.committed + t.n
+	case resetToDatetime:
+		at = p.atTime
+		if at < 0 {
+			at = p.logEnd
+		}
 	}
-	return max(logStart, min(t.offset, logEnd))
+	return max(p.logStart, min(at, p.logEnd)), nil
 }
 
-// parseResetTarget picks exactly one of --to-earliest, --to-latest and --to-offset.
-func parseResetTarget(earliest, latest bool, offset int64, offsetSet bool) (resetTarget, error) {
+// resetFlags are the mutually exclusive targets of `group reset-offsets`.
+type resetFlags struct {
+	earliest, latest bool
+	toOffset         int64
+	toOffsetSet      bool
+	shiftBy          int64
+	shiftBySet       bool
+	datetime         string // --to-datetime, "" when not given
+}
+
+// parseResetTarget picks exactly one of the reset targets.
+func parseResetTarget(f resetFlags) (resetTarget, error) {
 	n := 0
 	var t resetTarget
-	if earliest {
-		n, t = n+1, resetTarget{kind: startBeginning}
+	if f.earliest {
+		n, t = n+1, resetTarget{kind: resetToEarliest}
 	}
-	if latest {
-		n, t = n+1, resetTarget{kind: startEnd}
+	if f.latest {
+		n, t = n+1, resetTarget{kind: resetToLatest}
 	}
-	if offsetSet {
-		if offset < 0 {
-			return resetTarget{}, fmt.Errorf("--to-offset must not be negative, got %d", offset)
+	if f.toOffsetSet {
+		if f.toOffset < 0 {
+			return resetTarget{}, fmt.Errorf("--to-offset must not be negative, got %d", f.toOffset)
 		}
-		n, t = n+1, resetTarget{kind: startOffset, offset: offset}
+		n, t = n+1, resetTarget{kind: resetToOffset, n: f.toOffset}
+	}
+	if f.shiftBySet {
+		n, t = n+1, resetTarget{kind: resetShiftBy, n: f.shiftBy}
+	}
+	if f.datetime != "" {
+		ms, err := parseDatetime(f.datetime, time.Local)
+		if err != nil {
+			return resetTarget{}, err
+		}
+		n, t = n+1, resetTarget{kind: resetToDatetime, n: ms}
 	}
 	if n != 1 {
-		return resetTarget{}, errors.New("give exactly one of --to-earliest, --to-latest or --to-offset N")
+		return resetTarget{}, errors.New("give exactly one of --to-earliest, --to-latest, --to-offset N, --shift-by N or --to-datetime TIME")
 	}
 	return t, nil
+}
+
+// parseDatetime parses --to-datetime: Kafka's YYYY-MM-DDTHH:mm:SS[.sss]
+// with an optional zone (Z, +01:00), in loc (local time, as Kafka's tool)
+// when it has none; or @<unix-ms> like consume --from.
+func parseDatetime(s string, loc *time.Location) (int64, error) {
+	s = strings.TrimSpace(s)
+	if ms, ok := strings.CutPrefix(s, "@"); ok {
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"} {
+		if ts, err := time.Parse(layout, s); err == nil {
+			return ts.UnixMilli(), nil
+		}
+	}
+	if ts, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, loc); err == nil {
+		return ts.UnixMilli(), nil
+	}
+	return 0, fmt.Errorf("--to-datetime %q: use YYYY-MM-DDTHH:mm:SS[.sss] with an optional zone (Z, +01:00; local time without one), or @<unix-ms>", s)
 }
 
 // parseTopicPartitions parses a --topic value: "orders" (all partitions) or
@@ -331,30 +407,47 @@ func parseTopicPartitions(s string) (topic string, partitions []int32, err error
 
 func newGroupResetOffsetsCmd(o *clientOptions) *cobra.Command {
 	var (
-		topics           []string
-		earliest, latest bool
-		toOffset         int64
-		execute          bool
+		topics  []string
+		rf      resetFlags
+		execute bool
 	)
 	cmd := &cobra.Command{
-		Use:   "reset-offsets <group> --topic <topic>[:<partitions>] (--to-earliest | --to-latest | --to-offset N) [--execute]",
+		Use:   "reset-offsets <group> --topic <topic>[:<partitions>] (--to-earliest | --to-latest | --to-offset N | --shift-by N | --to-datetime TIME) [--execute]",
 		Short: "Move a group's committed offsets (dry run unless --execute)",
 		Long: `Move a consumer group's committed offsets, like Kafka's
 kafka-consumer-groups.sh --reset-offsets. Without --execute it only prints
-the plan: current and new offset per partition. Offsets past either end of a
-partition are clamped to it.
+the plan: current and new offset per partition. The new offset is chosen per
+partition:
+
+  --to-earliest       the partition's start offset
+  --to-latest         its end offset (skip everything)
+  --to-offset N       offset N
+  --shift-by N        the committed offset plus N (negative: back); a
+                      partition with nothing committed is an error
+  --to-datetime TIME  the first record with a timestamp at or after TIME
+                      (YYYY-MM-DDTHH:mm:SS[.sss], zone optional, local time
+                      without one; or @<unix-ms>); the end offset when none
+
+Offsets past either end of a partition are clamped to it.
 
 The group must have no active members (state Empty, or not yet existing):
 stop its consumers first.`,
 		Example: `  oncelog group reset-offsets billing --topic orders --to-earliest
   oncelog group reset-offsets billing --topic orders --to-earliest --execute
-  oncelog group reset-offsets billing --topic orders:0,1 --to-offset 1200 --execute`,
+  oncelog group reset-offsets billing --topic orders:0,1 --to-offset 1200 --execute
+  oncelog group reset-offsets billing --topic orders --shift-by -100 --execute
+  oncelog group reset-offsets billing --topic orders --to-datetime 2026-12-01T09:00:00Z --execute`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			target, err := parseResetTarget(earliest, latest, toOffset, cmd.Flags().Changed("to-offset"))
+			rf.toOffsetSet = cmd.Flags().Changed("to-offset")
+			rf.shiftBySet = cmd.Flags().Changed("shift-by")
+			if cmd.Flags().Changed("to-datetime") && rf.datetime == "" {
+				return usageErrorf("--to-datetime is empty")
+			}
+			target, err := parseResetTarget(rf)
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
@@ -376,9 +469,11 @@ stop its consumers first.`,
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&topics, "topic", nil, "topic to reset, all partitions or topic:0,1 (repeatable)")
-	f.BoolVar(&earliest, "to-earliest", false, "reset to each partition's start offset")
-	f.BoolVar(&latest, "to-latest", false, "reset to each partition's end offset (skip everything)")
-	f.Int64Var(&toOffset, "to-offset", 0, "reset to this offset")
+	f.BoolVar(&rf.earliest, "to-earliest", false, "reset to each partition's start offset")
+	f.BoolVar(&rf.latest, "to-latest", false, "reset to each partition's end offset (skip everything)")
+	f.Int64Var(&rf.toOffset, "to-offset", 0, "reset to this offset")
+	f.Int64Var(&rf.shiftBy, "shift-by", 0, "move each committed offset by N (negative: back)")
+	f.StringVar(&rf.datetime, "to-datetime", "", "reset to the first record at or after this time: YYYY-MM-DDTHH:mm:SS[.sss][zone] or @<unix-ms>")
 	f.BoolVar(&execute, "execute", false, "commit the new offsets (default: only show them)")
 	return cmd
 }
@@ -447,8 +542,18 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 		return o.explain(fmt.Errorf("fetch committed offsets of group %q: %w", group, err), "")
 	}
 
+	var atTime kadm.ListedOffsets
+	if target.kind == resetToDatetime {
+		if atTime, err = adm.ListOffsetsAfterMilli(ctx, target.n, topics...); err != nil {
+			return o.explain(err, "")
+		}
+	}
+
 	result := offsetReset{Group: group, Offsets: []resetOffset{}}
 	commit := kadm.Offsets{}
+	// Partitions without a new offset: nothing is committed then, like
+	// kafka-consumer-groups.sh, which refuses the whole reset.
+	var unplanned []error
 	for _, t := range topics {
 		for _, p := range selection[t] {
 			logStart, err := listedOffset(starts, t, p, nil)
@@ -459,16 +564,32 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 			if err != nil {
 				return o.explain(fmt.Errorf("end offset of %s/%d: %w", t, p, err), t)
 			}
-			ro := resetOffset{Topic: t, Partition: p, CurrentOffset: -1, NewOffset: target.newOffset(logStart, logEnd)}
+			pos := partitionPosition{logStart: logStart, logEnd: logEnd, committed: -1, atTime: -1}
 			if c, ok := current.Lookup(t, p); ok && c.Err == nil {
-				ro.CurrentOffset = c.At
+				pos.committed = c.At
+			}
+			if target.kind == resetToDatetime {
+				if pos.atTime, err = listedOffset(atTime, t, p, nil); err != nil {
+					return o.explain(fmt.Errorf("offset of %s/%d at %s: %w", t, p, formatMillis(target.n), err), t)
+				}
+			}
+			ro := resetOffset{Topic: t, Partition: p, CurrentOffset: pos.committed}
+			if ro.NewOffset, err = target.newOffset(pos); err != nil {
+				ro.NewOffset = -1
+				ro.Error = err.Error()
+				unplanned = append(unplanned, fmt.Errorf("%s/%d: %w", t, p, err))
+			} else {
+				commit.AddOffset(t, p, ro.NewOffset, -1)
 			}
 			result.Offsets = append(result.Offsets, ro)
-			commit.AddOffset(t, p, ro.NewOffset, -1)
 		}
 	}
 
 	var failed []error
+	if len(unplanned) > 0 {
+		execute = false
+		failed = append(failed, fmt.Errorf("no new offset for %d partition(s), nothing was committed: %w", len(unplanned), errors.Join(unplanned...)))
+	}
 	if execute {
 		resps, err := adm.CommitOffsets(ctx, group, commit)
 		if err != nil {
@@ -502,13 +623,13 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 		tw := newTable(out)
 		fmt.Fprintln(tw, "TOPIC\tPARTITION\tCURRENT-OFFSET\tNEW-OFFSET\tERROR")
 		for _, ro := range result.Offsets {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", ro.Topic, ro.Partition, offsetOrDash(ro.CurrentOffset), ro.NewOffset, ro.Error)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", ro.Topic, ro.Partition, offsetOrDash(ro.CurrentOffset), offsetOrDash(ro.NewOffset), ro.Error)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
 	}
-	if !execute {
+	if !execute && len(unplanned) == 0 {
 		fmt.Fprintln(errOut, "dry run: nothing was changed; add --execute to commit these offsets")
 	}
 	return errors.Join(failed...)

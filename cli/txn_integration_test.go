@@ -15,7 +15,7 @@ func TestIntegrationTxnCommands(t *testing.T) {
 	topic := createTopic(t, 2)
 	cli(t, "before\n", "produce", topic, "-p", "0")
 	txnID := uniqueName(t, "txn")
-	txn, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(testBrokers(t), ",")...), kgo.TransactionalID(txnID))
+	txn, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(testBrokers(t), ",")...), kgo.TransactionalID(txnID), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
