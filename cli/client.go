@@ -36,6 +36,7 @@ func addClientCommands(root *cobra.Command) {
 		newGroupCmd(),
 		newProducersCmd(),
 		newTxnCmd(),
+		newClusterCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

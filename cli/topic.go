@@ -27,6 +27,7 @@ and --output json for scripts.`)
 		newTopicDescribeCmd(o),
 		newTopicDeleteCmd(o),
 		newTopicAlterConfigCmd(o),
+		newTopicAddPartitionsCmd(o),
 	)
 	return cmd
 }
