@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +19,8 @@ import (
 // polling the admin /readyz endpoint.
 
 const (
-	readyTimeout  = 60 * time.Second
-	readyInterval = 25 * time.Millisecond
-	exitTimeout   = 30 * time.Second
+	readyTimeout = 60 * time.Second
+	exitTimeout  = 30 * time.Second
 )
 
 const mainPackage = "github.com/oncelog/oncelog/cmd/oncelog"
@@ -71,38 +69,10 @@ func (b *brokerProcess) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", b.Binary, err)
 	}
-	if err := b.waitReady(ctx, exited); err != nil {
+	if err := b.WaitReadyz(ctx, exited, readyTimeout); err != nil {
 		return fmt.Errorf("broker on %s not ready: %w; output tail:\n%s", b.Addr, err, b.Tail())
 	}
 	return nil
-}
-
-func (b *brokerProcess) waitReady(ctx context.Context, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	url := "http://" + b.AdminAddr + "/readyz"
-	ticker := time.NewTicker(readyInterval)
-	defer ticker.Stop()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited before it was ready: %v", b.ExitErr())
-		case <-ctx.Done():
-			return fmt.Errorf("not ready within %v: %w", readyTimeout, ctx.Err())
-		case <-ticker.C:
-		}
-	}
 }
 
 // kill sends SIGKILL and waits until the process is reaped.

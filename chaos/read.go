@@ -70,14 +70,16 @@ func readTopic(ctx context.Context, seeds, topic string, ends map[int32]int64, c
 	return nil
 }
 
-// readInput reads the input topic into an InputRead.
-func readInput(ctx context.Context, seeds, name string, ends map[int32]int64, committed bool, logger *slog.Logger) (InputRead, error) {
+// ReadInput reads a topic of EncodeInput records (the chaos input topic, or
+// the soak's) from offset 0 up to ends into an InputRead named name, for
+// Check. Records that do not decode are kept as Bad (phantoms).
+func ReadInput(ctx context.Context, seeds, topic, name string, ends map[int32]int64, committed bool, logger *slog.Logger) (InputRead, error) {
 	read := InputRead{Name: name, Records: make(map[int32][]InputRecord)}
-	err := readTopic(ctx, seeds, inputTopic, ends, committed, logger, func(r *kgo.Record) {
+	err := readTopic(ctx, seeds, topic, ends, committed, logger, func(r *kgo.Record) {
 		if r.Attrs.IsControl() {
 			return
 		}
-		id, err := decodeInput(r.Value)
+		id, err := DecodeInput(r.Value)
 		read.Records[r.Partition] = append(read.Records[r.Partition], InputRecord{Offset: r.Offset, ID: id, Bad: err != nil})
 	})
 	return read, err
@@ -105,9 +107,9 @@ func readOutput(ctx context.Context, seeds, name string, ends map[int32]int64, c
 	return read, err
 }
 
-// endOffsets lists a topic's high watermarks (committed false) or last
+// EndOffsets lists a topic's high watermarks (committed false) or last
 // stable offsets (committed true).
-func endOffsets(ctx context.Context, adm *kadm.Client, topic string, committed bool) (map[int32]int64, error) {
+func EndOffsets(ctx context.Context, adm *kadm.Client, topic string, committed bool) (map[int32]int64, error) {
 	list := adm.ListEndOffsets
 	if committed {
 		list = adm.ListCommittedOffsets

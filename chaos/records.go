@@ -32,7 +32,9 @@ type RecordID struct {
 
 func (id RecordID) String() string { return fmt.Sprintf("p%d#%d", id.Producer, id.Seq) }
 
-func encodeInput(id RecordID) []byte {
+// EncodeInput is the value of the input record id: who wrote it and its
+// per-producer sequence number, so a read names every record.
+func EncodeInput(id RecordID) []byte {
 	b := make([]byte, inputValueSize)
 	b[0] = inputMagic
 	binary.BigEndian.PutUint16(b[1:], id.Producer)
@@ -40,7 +42,8 @@ func encodeInput(id RecordID) []byte {
 	return b
 }
 
-func decodeInput(b []byte) (RecordID, error) {
+// DecodeInput is the inverse of EncodeInput.
+func DecodeInput(b []byte) (RecordID, error) {
 	if len(b) != inputValueSize || b[0] != inputMagic {
 		return RecordID{}, errBadValue
 	}
@@ -72,14 +75,14 @@ func encodeOutput(v OutputValue) []byte {
 	b = binary.BigEndian.AppendUint64(b, v.Txn.Seq)
 	b = binary.BigEndian.AppendUint32(b, uint32(v.InputPartition))
 	b = binary.BigEndian.AppendUint64(b, uint64(v.InputOffset))
-	return append(b, encodeInput(v.Input)...)
+	return append(b, EncodeInput(v.Input)...)
 }
 
 func decodeOutput(b []byte) (OutputValue, error) {
 	if len(b) != outputValueSize || b[0] != outputMagic {
 		return OutputValue{}, errBadValue
 	}
-	in, err := decodeInput(b[23:])
+	in, err := DecodeInput(b[23:])
 	if err != nil {
 		return OutputValue{}, err
 	}

@@ -404,7 +404,7 @@ func (r *runner) settleTransform(ctx context.Context) (map[int32]int64, error) {
 	var ends map[int32]int64
 	for {
 		var err error
-		ends, err = endOffsets(ctx, r.adm, inputTopic, false)
+		ends, err = EndOffsets(ctx, r.adm, inputTopic, false)
 		if err == nil {
 			var committed map[int32]int64
 			committed, err = groupOffsets(ctx, r.adm)
@@ -459,7 +459,7 @@ func (r *runner) readBack(ctx context.Context, h *History, inputEnd map[int32]in
 		var err error
 		h.FinalGroupOffsets, err = groupOffsets(ctx, r.adm)
 		if err == nil && inputEnd == nil {
-			inputEnd, err = endOffsets(ctx, r.adm, inputTopic, false)
+			inputEnd, err = EndOffsets(ctx, r.adm, inputTopic, false)
 		}
 		return err
 	}); err != nil {
@@ -476,7 +476,7 @@ func (r *runner) readBack(ctx context.Context, h *History, inputEnd map[int32]in
 	var input [2]InputRead
 	var output [2]OutputRead
 	read("input read_uncommitted", func(ctx context.Context) (err error) {
-		input[0], err = readInput(ctx, seeds, "input read_uncommitted", inputEnd, false, r.logger)
+		input[0], err = ReadInput(ctx, seeds, inputTopic, "input read_uncommitted", inputEnd, false, r.logger)
 		return err
 	})
 	read("output read_uncommitted", func(ctx context.Context) (err error) {
@@ -497,13 +497,13 @@ func (r *runner) readBack(ctx context.Context, h *History, inputEnd map[int32]in
 	committedEnd := outputEnd
 	if err := withTimeout(func(ctx context.Context) error {
 		var err error
-		committedEnd, err = endOffsets(ctx, r.adm, outputTopic, true)
+		committedEnd, err = EndOffsets(ctx, r.adm, outputTopic, true)
 		return err
 	}); err != nil {
 		problem("listing last stable offsets: %v", err)
 	}
 	read("input read_committed after restart", func(ctx context.Context) (err error) {
-		input[1], err = readInput(ctx, seeds, "input read_committed after restart", inputEnd, true, r.logger)
+		input[1], err = ReadInput(ctx, seeds, inputTopic, "input read_committed after restart", inputEnd, true, r.logger)
 		return err
 	})
 	read("output read_uncommitted after restart", func(ctx context.Context) (err error) {
@@ -528,11 +528,11 @@ func (r *runner) waitStable(ctx context.Context, ends *map[int32]int64) error {
 	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 	for {
-		hw, err := endOffsets(ctx, r.adm, outputTopic, false)
+		hw, err := EndOffsets(ctx, r.adm, outputTopic, false)
 		if err == nil {
 			*ends = hw
 			var lso map[int32]int64
-			if lso, err = endOffsets(ctx, r.adm, outputTopic, true); err == nil {
+			if lso, err = EndOffsets(ctx, r.adm, outputTopic, true); err == nil {
 				stable := true
 				for p, end := range hw {
 					stable = stable && lso[p] == end

@@ -130,7 +130,7 @@ func (p *producer) send(ctx context.Context) {
 	partition := int32((seq + int(p.id)) % int(p.partitions))
 	p.sends = append(p.sends, Send{Partition: partition, Status: SendPending, Call: p.clock.now()})
 	p.mu.Unlock()
-	record := &kgo.Record{Partition: partition, Value: encodeInput(RecordID{Producer: p.id, Seq: uint64(seq)})}
+	record := &kgo.Record{Partition: partition, Value: EncodeInput(RecordID{Producer: p.id, Seq: uint64(seq)})}
 	p.cl.Produce(ctx, record, func(r *kgo.Record, err error) {
 		now := p.clock.now()
 		p.mu.Lock()
@@ -312,7 +312,7 @@ func (t *transformer) transact(ctx context.Context, sess *kgo.GroupTransactSessi
 	defer cancel()
 	promise := kgo.AbortingFirstErrPromise(sess.Client())
 	for _, r := range records {
-		id, err := decodeInput(r.Value)
+		id, err := DecodeInput(r.Value)
 		if err != nil {
 			// Not ours; carry it as input 0 so the checker flags it.
 			id = RecordID{}

@@ -274,6 +274,12 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 		h.MaxTimestamp = nowMs
 	}
 	if err := p.log.Append(b); err != nil {
+		if errors.Is(err, segment.ErrClosed) {
+			// Deleted (or the broker is stopping) since the request
+			// found the partition: not a storage failure.
+			p.mu.Unlock()
+			return p.reject(res, kerr.UnknownTopicOrPartition.Code, ErrClosed.Error())
+		}
 		p.sync.fail(err)
 		p.mu.Unlock()
 		p.logger.Error("append failed; partition is offline", "err", err)

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,5 +221,13 @@ func (s *syncer) stop() {
 type stoppedError struct{}
 
 func (stoppedError) Error() string { return "partition closed" }
+
+// Is makes a stopped wait an ErrClosed.
+func (stoppedError) Is(target error) bool { return target == ErrClosed }
+
+// ErrClosed is returned by waits and appends that a Close or Delete cut
+// short: the partition is gone (deleted, or the broker is stopping), which
+// Kafka answers with UNKNOWN_TOPIC_OR_PARTITION, not a storage error.
+var ErrClosed = errors.New("partition closed (deleted, or the broker is stopping)")
 
 var errStopped error = stoppedError{}

@@ -159,9 +159,13 @@ func handleProduce(c *conn, r *request) respond {
 				rp := &resp.Topics[w.topic].Partitions[w.pi]
 				rp.BaseOffset = -1
 				rp.LogAppendTime = -1
-				if errors.Is(err, context.DeadlineExceeded) {
+				switch {
+				case errors.Is(err, context.DeadlineExceeded):
 					rp.ErrorCode = kerr.RequestTimedOut.Code
-				} else {
+				case errors.Is(err, partition.ErrClosed):
+					// Deleted while the write waited for its fsync.
+					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				default:
 					rp.ErrorCode = kerr.KafkaStorageError.Code
 				}
 			}
