@@ -5,6 +5,7 @@ package broker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -627,7 +628,58 @@ func (b *Broker) removeLeftoverTombstones() {
 	if len(tombs) > 0 {
 		b.logger.Info("removing partitions deleted before the last stop", "count", len(tombs))
 	}
+	tombs = append(tombs, b.tombstoneOrphans(dir, names)...)
 	b.removeTombstones(tombs)
+}
+
+// tombstoneOrphans renames partition directories that no stored topic owns
+// to tombstones and returns them. A create or grow opens its partitions
+// before it persists the topic, so a crash in between leaves such
+// directories (never acknowledged). They are renamed here, before any
+// client can re-create the name, so the background removal can never touch
+// a directory a new partition owns; a re-creation would clear them anyway,
+// but a name never used again would keep its files forever.
+func (b *Broker) tombstoneOrphans(dir string, names []string) []string {
+	stored, err := b.meta.Topics()
+	if err != nil {
+		b.logger.Warn("not looking for orphan partition directories", "err", err)
+		return nil
+	}
+	owned := make(map[string]int32, len(stored))
+	for _, mt := range stored {
+		owned[mt.Name] = mt.Partitions // internal-named ones too: left in place
+	}
+	var tombs []string
+	renamed := false
+	for _, n := range names {
+		i := strings.LastIndexByte(n, '-')
+		if i <= 0 || strings.HasSuffix(n, segment.DeleteSuffix) {
+			continue
+		}
+		index, err := strconv.ParseInt(n[i+1:], 10, 32)
+		if err != nil || index < 0 || ValidTopicName(n[:i]) != nil {
+			continue // not a partition directory
+		}
+		if have, ok := owned[n[:i]]; ok && int32(index) < have {
+			continue
+		}
+		id := meta.NewUUID()
+		path := filepath.Join(dir, n)
+		tomb := path + "." + hex.EncodeToString(id[:]) + segment.DeleteSuffix
+		if err := b.cfg.FS.Rename(path, tomb); err != nil {
+			b.logger.Error("moving aside a partition directory no stored topic owns failed", "dir", path, "err", err)
+			continue
+		}
+		b.logger.Warn("removing a partition directory no stored topic owns (a create interrupted by a crash)", "dir", path)
+		tombs = append(tombs, tomb)
+		renamed = true
+	}
+	if renamed {
+		if err := fsx.SyncDir(b.cfg.FS, dir); err != nil {
+			b.logger.Warn("syncing the topics directory after moving orphans aside", "err", err)
+		}
+	}
+	return tombs
 }
 
 // CreatePartitions grows a topic to count partitions: like CreateTopic, the
