@@ -37,6 +37,7 @@ func addClientCommands(root *cobra.Command) {
 		newProducersCmd(),
 		newTxnCmd(),
 		newClusterCmd(),
+		newVerifyCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
