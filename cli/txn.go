@@ -514,7 +514,7 @@ func runTxnAbort(ctx context.Context, o *clientOptions, adm *kadm.Client, out io
 	}
 	if v, ok := versions[target.Leader]; ok && v.Err == nil {
 		if _, _, served := v.KeyVersions(writeTxnMarkersKey); !served {
-			return fmt.Errorf("broker %d, the leader of %s/%d, does not serve WriteTxnMarkers (API 27), which aborting a transaction from outside needs; nothing was changed. On oncelog a transaction its coordinator tracks is aborted when its transaction.timeout.ms passes; restart the producer with the same transactional.id to abort it sooner", target.Leader, target.Topic, target.Partition)
+			return fmt.Errorf("broker %d, the leader of %s/%d, does not serve WriteTxnMarkers (API 27), which aborting a transaction from outside needs; nothing was changed. A transaction its coordinator tracks is aborted when its transaction.timeout.ms passes; restarting the producer with the same transactional.id aborts it sooner", target.Leader, target.Topic, target.Partition)
 		}
 	}
 

@@ -76,9 +76,9 @@ func TestIntegrationTxnCommands(t *testing.T) {
 		t.Errorf("abort without --start-offset: %v, want exit 2", err)
 	}
 
-	// Abort it by its start offset (1). oncelog does not serve
-	// WriteTxnMarkers: the command says so and changes nothing; a Kafka
-	// broker aborts it and read_committed readers move past it.
+	// Abort it by its start offset (1): the broker writes the ABORT marker
+	// and read_committed readers move past it. A broker without
+	// WriteTxnMarkers makes the command say so and change nothing.
 	adm := kadm.NewClient(txn)
 	versions, err := adm.ApiVersions(ctx)
 	if err != nil {
@@ -105,6 +105,25 @@ func TestIntegrationTxnCommands(t *testing.T) {
 	}
 	if a := decodeJSON[abortedTxn](t, out); a.ProducerID != listed.ProducerID {
 		t.Errorf("txn abort: %s", out)
+	}
+	// The partition no longer holds it open: the last stable offset
+	// passed the ABORT marker and the record is gone for read_committed.
+	out, _ = cli(t, "", "producers", topic, "--output", "json")
+	for _, p := range decodeJSON[topicProducers](t, out).Partitions {
+		for _, d := range p.Producers {
+			if d.CurrentTxnStartOffset >= 0 {
+				t.Errorf("partition %d still holds a transaction open after abort: %+v", p.Partition, d)
+			}
+		}
+	}
+	cli(t, "after\n", "produce", topic, "-p", "0")
+	if got := values(consumeJSON(t, topic, "-p", "0", "--read-committed")); strings.Join(got, ",") != "before,after" {
+		t.Errorf("read_committed after abort: %q, want before,after", got)
+	}
+	// A second abort finds nothing open at that offset.
+	_, _, err = cliErr(t, nil, "txn", "abort", "--topic", topic, "--partition", "0", "--start-offset", "1")
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "no open transaction starts at offset 1") {
+		t.Errorf("second abort: %v", err)
 	}
 }
 

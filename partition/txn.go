@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -247,12 +248,29 @@ func (p *Partition) abortedIn(from int64, data []byte) []AbortedTxn {
 // marker appended earlier but not yet durable. Zombie writes at the old
 // epoch need no marker to be fenced: KIP-890 verification refuses them.
 func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int64, now time.Time) (int64, error) {
+	// oncelog's one in-process coordinator never changes epoch: 0.
+	return p.writeMarker(pid, epoch, 0, commit, before, now)
+}
+
+// WriteRequestedMarker writes a marker a WriteTxnMarkers request asks for
+// (an admin closing a hanging transaction, as kafka-transactions.sh abort
+// does) with the request's coordinator epoch, which fences it as Kafka
+// does: an older epoch than the partition recorded for the producer is
+// TRANSACTION_COORDINATOR_FENCED, an older producer epoch
+// INVALID_PRODUCER_EPOCH. It ends whatever transaction the producer has
+// open here; with none open nothing is appended (Kafka would append a
+// marker that changes nothing). The returned offset is as WriteMarker's.
+func (p *Partition) WriteRequestedMarker(pid int64, epoch int16, coordinatorEpoch int32, commit bool, now time.Time) (int64, error) {
+	return p.writeMarker(pid, epoch, coordinatorEpoch, commit, math.MaxInt64, now)
+}
+
+func (p *Partition) writeMarker(pid int64, epoch int16, coordinatorEpoch int32, commit bool, before int64, now time.Time) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.sync.failure(); err != nil {
 		return 0, err
 	}
-	if code := p.producers.CheckMarker(pid, epoch, 0); code != 0 {
+	if code := p.producers.CheckMarker(pid, epoch, coordinatorEpoch); code != 0 {
 		return 0, kerr.ErrorForCode(code)
 	}
 	if e, ok := p.producers.Entry(pid); !ok || e.CurrentTxnStartOffset < 0 || e.CurrentTxnStartOffset >= before {
@@ -260,12 +278,12 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 		return p.log.NextOffset(), nil
 	}
 	off := p.log.NextOffset()
-	b := batch.ControlBatch(pid, epoch, commit, 0, off, now.UnixMilli())
+	b := batch.ControlBatch(pid, epoch, commit, coordinatorEpoch, off, now.UnixMilli())
 	if err := p.log.Append(b); err != nil {
 		p.sync.fail(err)
 		return 0, err
 	}
-	completed, code := p.producers.ApplyMarker(pid, epoch, commit, 0, off, now.UnixMilli())
+	completed, code := p.producers.ApplyMarker(pid, epoch, commit, coordinatorEpoch, off, now.UnixMilli())
 	if code != 0 {
 		return 0, fmt.Errorf("marker rejected after append: %w", kerr.ErrorForCode(code))
 	}
