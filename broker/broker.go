@@ -122,6 +122,9 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 			dirLock.Close()
 		}
 	}()
+	if cfg.MaxOpenSegmentFiles > 0 {
+		segment.SetMaxOpenFiles(cfg.MaxOpenSegmentFiles)
+	}
 	start := time.Now()
 	b := &Broker{
 		cfg:         cfg,
@@ -286,6 +289,14 @@ func (b *Broker) partitionHooks() partition.Hooks {
 			}
 		},
 	}
+}
+
+// PartitionCount is the number of partitions of all topics (internal topics
+// hold none).
+func (b *Broker) PartitionCount() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.partitionCount
 }
 
 // Topic returns a topic by name.

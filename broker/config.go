@@ -33,6 +33,10 @@ type Config struct {
 	// every partition holds open files and memory, so a client creating
 	// topics can no longer run the broker out of file descriptors.
 	MaxPartitions int
+	// MaxOpenSegmentFiles bounds the closed segments that keep their file
+	// open, over all partitions (--max-open-segment-files; Kafka keeps
+	// every segment open). See segment.SetMaxOpenFiles.
+	MaxOpenSegmentFiles int
 
 	// Topic defaults (Kafka's log.* broker settings).
 	SegmentBytes    int64
@@ -103,18 +107,19 @@ const DefaultMaxPartitions = 10000
 // DefaultConfig returns Kafka's defaults where Kafka has one.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:            1,
-		DataDir:           "./data",
-		AdvertisedHost:    "127.0.0.1",
-		AdvertisedPort:    9092,
-		AutoCreateTopics:  true,
-		DefaultPartitions: 1,
-		MaxPartitions:     DefaultMaxPartitions,
-		SegmentBytes:      1 << 30,
-		SegmentMs:         7 * 24 * 3600 * 1000,
-		RetentionMs:       7 * 24 * 3600 * 1000,
-		RetentionBytes:    -1,
-		MaxMessageBytes:   1048588,
+		NodeID:              1,
+		DataDir:             "./data",
+		AdvertisedHost:      "127.0.0.1",
+		AdvertisedPort:      9092,
+		AutoCreateTopics:    true,
+		DefaultPartitions:   1,
+		MaxPartitions:       DefaultMaxPartitions,
+		MaxOpenSegmentFiles: segment.DefaultMaxOpenFiles,
+		SegmentBytes:        1 << 30,
+		SegmentMs:           7 * 24 * 3600 * 1000,
+		RetentionMs:         7 * 24 * 3600 * 1000,
+		RetentionBytes:      -1,
+		MaxMessageBytes:     1048588,
 		// Kafka 4.0's defaults (KIP-937, KIP-1030): any age, at most an
 		// hour in the future.
 		MessageTimestampBeforeMaxMs: math.MaxInt64,

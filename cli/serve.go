@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
+	"github.com/oncelog/oncelog/internal/fdlimit"
 	"github.com/oncelog/oncelog/wire"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -112,6 +113,7 @@ docs/operations.md.`,
 	f.Int64Var(&o.requestReadTimeoutMs, "request-read-timeout-ms", o.wire.RequestReadTimeout.Milliseconds(), "close a connection whose request has not fully arrived this many milliseconds after its first byte (slow senders); not a Kafka setting")
 	f.Int64Var(&c.SegmentBytes, "log-segment-bytes", c.SegmentBytes, "roll a partition's active segment file at this size, in bytes (log.segment.bytes; topic override segment.bytes)")
 	f.IntVar(&c.MaxPartitions, "max-partitions", c.MaxPartitions, "most partitions of all topics together; a CreateTopics or CreatePartitions beyond it gets POLICY_VIOLATION (each partition holds two open files)")
+	f.IntVar(&c.MaxOpenSegmentFiles, "max-open-segment-files", c.MaxOpenSegmentFiles, "most closed segment files kept open, over all partitions; colder ones are closed and reopened when read (the active segments are always open and not counted)")
 	f.Int64Var(&c.SegmentMs, "log-segment-ms", c.SegmentMs, "roll the active segment this many milliseconds after its first append (log.roll.ms; topic override segment.ms)")
 	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete closed segments whose newest record is older than this many milliseconds; -1 keeps them forever (log.retention.ms; topic override retention.ms)")
 	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "delete a partition's oldest segments while it is larger than this many bytes; -1 for no limit (log.retention.bytes; topic override retention.bytes)")
@@ -174,6 +176,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{segErr != nil, fmt.Sprintf("--log-segment-bytes %d: %v (log.segment.bytes; 1 MiB is Kafka 4.0's minimum)", c.SegmentBytes, segErr)},
 		{c.SegmentMs < broker.MinSegmentMs, "--log-segment-ms must be at least 1"},
 		{c.MaxPartitions < 1, "--max-partitions must be at least 1"},
+		{c.MaxOpenSegmentFiles < 1, "--max-open-segment-files must be at least 1"},
 		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
 		{c.RetentionBytes < -1, "--log-retention-bytes must be -1 (no limit) or more"},
 		{c.RetentionCheckInterval <= 0, "--log-retention-check-interval must be positive"},
@@ -272,10 +275,12 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		defer srv.Close()
 	}
 
+	soft, hard, limErr := fdlimit.Raise()
 	b, err := openBroker(ctx, o.cfg, logger)
 	if err != nil {
 		return err
 	}
+	logFDLimit(logger, soft, hard, limErr, o, b.PartitionCount())
 	stats.Store(b.Stats)
 	brk.Store(b)
 	ln, err := net.Listen("tcp", o.listen)
@@ -313,6 +318,26 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	logger.Info("shutdown complete")
 	return err
+}
+
+// logFDLimit logs the file-descriptor limit and warns when it is low for
+// what the settings allow: --max-partitions, --max-open-segment-files and
+// --max-connections together. Running out of descriptors fails creates,
+// rolls and accepts (each with an error, not a crash), so the warning says
+// which number to raise.
+func logFDLimit(logger *slog.Logger, soft, hard uint64, err error, o *serveOptions, partitions int) {
+	if err != nil {
+		logger.Warn("cannot read the file-descriptor limit (RLIMIT_NOFILE)", "err", err)
+		return
+	}
+	need := fdlimit.Needed(o.cfg.MaxPartitions, o.cfg.MaxOpenSegmentFiles, o.wire.MaxConnections)
+	attrs := []any{"limit", soft, "hard_limit", hard, "partitions", partitions, "needed_at_the_limits", need,
+		"max_partitions", o.cfg.MaxPartitions, "max_open_segment_files", o.cfg.MaxOpenSegmentFiles, "max_connections", o.wire.MaxConnections}
+	if soft < need {
+		logger.Warn("the file-descriptor limit is low for --max-partitions, --max-open-segment-files and --max-connections; raise it (LimitNOFILE= in a systemd unit, ulimit -n) or lower those", attrs...)
+		return
+	}
+	logger.Info("file-descriptor limit", attrs...)
 }
 
 // openBroker runs broker.Open, which recovers every log and store and cannot

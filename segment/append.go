@@ -136,6 +136,7 @@ func (l *Log) roll() error {
 	old.build = nil // readers map the index files from now on
 	l.segs = append(slices.Clip(l.segs), seg)
 	l.mu.Unlock()
+	files.add(old) // closed now: its file may be closed while cold
 	// The old segment was fdatasynced whole and the new one is durably
 	// empty.
 	l.markDurable(seg.base, 0, seg.base)
@@ -166,7 +167,10 @@ func (l *Log) Sync() (durableOffset int64, err error) {
 		return l.durable.Load(), ErrClosed
 	}
 	l.mu.RUnlock()
-	err = fsx.SyncData(seg.file, seg.logPath())
+	f, err := seg.readFile() // rolled meanwhile: perhaps cold already
+	if err == nil {
+		err = fsx.SyncData(f, seg.logPath())
+	}
 	seg.release()
 	if err != nil {
 		return l.durable.Load(), l.fail(err)

@@ -133,7 +133,11 @@ func (l *Log) FirstBatchTimestamp(base int64) (int64, error) {
 	if size == 0 {
 		return -1, nil
 	}
-	h, err := readHeaderAt(s.file, 0, size)
+	f, err := s.readFile()
+	if err != nil {
+		return -1, err
+	}
+	h, err := readHeaderAt(f, 0, size)
 	if err != nil {
 		return -1, err
 	}
@@ -321,6 +325,7 @@ func (l *Log) ReplaceWithCleaned(c *CleanedSegment, replaced []int64) (err error
 	}
 	l.totalSize += seg.size
 	l.mu.Unlock()
+	files.add(seg)
 
 	for _, s := range olds {
 		if err := s.remove(); err != nil {

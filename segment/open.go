@@ -253,6 +253,7 @@ func (l *Log) openClosedSegment(base, nextBase int64, info *RecoveryInfo) (*segm
 		if ts, rel, ok := tail.lastTime(); ok {
 			seg.maxTs, seg.maxTsRel = ts, rel
 		}
+		files.add(seg) // may close it (or others) until a reader needs it
 		return seg, nil
 	}
 	l.logger.Warn("rebuilding segment indexes", "segment", seg.logPath(), "reason", err)
@@ -278,6 +279,7 @@ func (l *Log) openClosedSegment(base, nextBase int64, info *RecoveryInfo) (*segm
 	}
 	seg.maxTs, seg.maxTsRel = res.build.maxTs, res.build.maxTsRel
 	seg.loaded.Store(&loadedIndex{view: v})
+	files.add(seg)
 	return seg, nil
 }
 

@@ -140,7 +140,7 @@ func (l *Log) readSegment(sn segSnap, offset int64, maxBytes int, upTo int64, in
 	// One chunk usually covers the walk from the index entry to the wanted
 	// batch (about one index interval) plus the answer.
 	chunk := min(max(int64(maxBytes)+2*int64(interval), minReadChunk), maxReadChunk)
-	r := newChunkReader(sn.seg.file.ReadAt, sn.size, int(chunk))
+	r := newChunkReader(sn.seg.readAt, sn.size, int(chunk))
 	var h batch.Header
 	for {
 		if pos >= sn.size {
@@ -240,7 +240,7 @@ func (l *Log) findTimestamp(sn segSnap, ts, minOffset int64, interval int) (int6
 	if pos >= sn.size {
 		pos = 0
 	}
-	r := newChunkReader(sn.seg.file.ReadAt, sn.size, 64<<10)
+	r := newChunkReader(sn.seg.readAt, sn.size, 64<<10)
 	for pos < sn.size {
 		h, err := r.header(pos)
 		if err != nil {
@@ -369,7 +369,7 @@ func scanRange(seg *segment, pos, limit, from int64, buf []byte, fn func(batch.H
 			return 0, fmt.Errorf("segment %s deleted during the scan: %w", seg.logPath(), ErrOffsetOutOfRange)
 		}
 		defer seg.release()
-		return seg.file.ReadAt(p, off)
+		return seg.readAt(p, off)
 	}, limit, scanChunk)
 	r.buf = buf
 	for pos < limit {

@@ -54,7 +54,7 @@ func segmentNewest(s *segment) int64 {
 	if s.maxTs >= 0 {
 		return s.maxTs
 	}
-	if st, err := s.file.Stat(); err == nil {
+	if st, err := s.fs.Stat(s.logPath()); err == nil {
 		return st.ModTime().UnixMilli()
 	}
 	return math.MaxInt64 // keep what we cannot date

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"container/list"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +61,12 @@ type segment struct {
 	// retention waits for readers instead of pulling a file from under them.
 	refMu  sync.RWMutex
 	closed bool // guarded by refMu
+
+	// A closed segment's file may be closed while it is cold (file nil,
+	// see fileCache): readers reopen it with readFile, under fileMu.
+	fileMu sync.Mutex
+	used   atomic.Bool   // read since the cache last looked
+	elem   *list.Element // in the file cache; guarded by files.mu
 }
 
 type loadedIndex struct {
@@ -104,7 +111,11 @@ func (s *segment) close() error {
 	if li := s.loaded.Swap(nil); li != nil && li.release != nil {
 		errs = append(errs, li.release())
 	}
-	errs = append(errs, s.file.Close())
+	if s.file != nil {
+		errs = append(errs, s.file.Close())
+		s.file = nil
+	}
+	files.remove(s)
 	return errors.Join(errs...)
 }
 
@@ -151,7 +162,7 @@ func (s *segment) loadIndex(size, next int64, interval int, logger *slog.Logger)
 	}
 	if err != nil {
 		logger.Warn("segment index unusable, rebuilding it from the log", "segment", s.logPath(), "reason", err)
-		res, serr := scanSegment(s.file.ReadAt, s.base, size, interval, true)
+		res, serr := scanSegment(s.readAt, s.base, size, interval, true)
 		if serr != nil {
 			return indexView{}, serr
 		}

@@ -27,6 +27,9 @@ type Options struct {
 	ExtraArgs []string
 	// Env entries ("KEY=value") are added to the test process's environment.
 	Env []string
+	// Binary is run instead of the oncelog built for the tests: say, a
+	// script that lowers a limit and then execs BinaryPath's binary.
+	Binary string
 }
 
 // Broker is a running (or stopped) oncelog subprocess.
@@ -39,7 +42,10 @@ type Broker struct {
 // answers. The broker is killed when the test ends.
 func Start(t testing.TB, opts Options) *Broker {
 	t.Helper()
-	binary := BinaryPath(t)
+	binary := opts.Binary
+	if binary == "" {
+		binary = BinaryPath(t)
+	}
 	if opts.DataDir == "" {
 		opts.DataDir = t.TempDir()
 	}
