@@ -96,7 +96,7 @@ func (h *hostile) kinds() []kind {
 		{name: "produce vs delete", workers: 1, pause: 10 * time.Millisecond, attempt: h.churnProduce, needsAnswer: true,
 			expect: fmt.Sprintf("Produce by name to %s (auto-created by the write) while it is being deleted: NONE or UNKNOWN_TOPIC_OR_PARTITION", churnTopic)},
 		{name: "create huge partition counts", workers: 1, pause: 50 * time.Millisecond, attempt: h.createHuge, needsAnswer: true,
-			expect: "CreateTopics with 100,001 / 1,000,000 / 2^31-1 partitions: INVALID_PARTITIONS or POLICY_VIOLATION"},
+			expect: fmt.Sprintf("CreateTopics with 9,999 (over --max-partitions) / 100,001 / 1,000,000 / 2^31-1 partitions, and of %d topics at once: INVALID_PARTITIONS or POLICY_VIOLATION", manyTopics)},
 	}
 	return ks
 }
@@ -453,7 +453,7 @@ func (h *hostile) fetchBomb(ctx context.Context) []outcome {
 	if records == 0 {
 		return []outcome{unexpected("empty", "fetch of a prefilled partition returned no records")}
 	}
-	return []outcome{{label: fmt.Sprintf("answered, <= %d MiB", (bound+1<<20-1)>>20), answered: true, expected: true}}
+	return []outcome{{label: fmt.Sprintf("answered, <= %d MiB", (bound+1<<20-1)>>20), answered: true, expected: true, bytes: size}}
 }
 
 // fetchBound is the largest acceptable fetch answer: fetch.max.bytes, one
@@ -519,7 +519,9 @@ func (h *hostile) joinFlood(ctx context.Context) []outcome {
 			if jr.ErrorCode == kerr.GroupMaxSizeReached.Code {
 				full++
 			}
-			outs = append(outs, answeredCode(jr.ErrorCode, 0, kerr.GroupMaxSizeReached.Code, kerr.RebalanceInProgress.Code, kerr.UnknownMemberID.Code))
+			o := answeredCode(jr.ErrorCode, 0, kerr.GroupMaxSizeReached.Code, kerr.RebalanceInProgress.Code, kerr.UnknownMemberID.Code)
+			o.bytes = size
+			outs = append(outs, o)
 			if jr.ErrorCode == 0 {
 				members = append(members, joined{c, jr.MemberID})
 			} else {
@@ -660,9 +662,15 @@ func (h *hostile) churnProduce(ctx context.Context) []outcome {
 	return outs
 }
 
-// hugeCounts are the partition counts createHuge asks for: just over the
-// broker's hard cap of 100,000, a million, and the int32 maximum.
-var hugeCounts = []int32{100_001, 1_000_000, math.MaxInt32}
+// hugeCounts are the partition counts createHuge asks for: 9,999 (within
+// Kafka 4.0's per-request bound of 10,000 topics plus partitions, but with
+// the soak's own topics over --max-partitions' default of 10,000), just
+// over the per-topic cap of 100,000, a million, and the int32 maximum.
+var hugeCounts = []int32{9_999, 100_001, 1_000_000, math.MaxInt32}
+
+// manyTopics is how many one-partition topics createHuge asks for in one
+// request (the 100,000 topics exhausted file descriptors).
+const manyTopics = 20_000
 
 func (h *hostile) createHuge(ctx context.Context) []outcome {
 	c, err := dialRaw(ctx, h.addr)
@@ -691,7 +699,31 @@ func (h *hostile) createHuge(ctx context.Context) []outcome {
 		}
 		outs = append(outs, answeredCode(cr.Topics[0].ErrorCode, kerr.InvalidPartitions.Code, kerr.PolicyViolation.Code))
 	}
-	return outs
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.Version = 5
+	req.TimeoutMillis = 10000
+	for i := range manyTopics {
+		t := kmsg.NewCreateTopicsRequestTopic()
+		t.Topic = fmt.Sprintf("soak-huge-many-%d", i)
+		t.NumPartitions = 1
+		t.ReplicationFactor = 1
+		req.Topics = append(req.Topics, t)
+	}
+	resp, _, err := c.roundTrip(req, 32<<20)
+	if err != nil {
+		return append(outs, connOutcome(err))
+	}
+	cr := resp.(*kmsg.CreateTopicsResponse)
+	if len(cr.Topics) != manyTopics {
+		return append(outs, unexpected("malformed", "CreateTopics of %d topics answered for %d", manyTopics, len(cr.Topics)))
+	}
+	// One outcome for the request: the first topic not refused, if any.
+	for _, t := range cr.Topics {
+		if t.ErrorCode != kerr.PolicyViolation.Code && t.ErrorCode != kerr.InvalidPartitions.Code {
+			return append(outs, answeredCode(t.ErrorCode, kerr.PolicyViolation.Code, kerr.InvalidPartitions.Code))
+		}
+	}
+	return append(outs, answeredCode(cr.Topics[0].ErrorCode, kerr.PolicyViolation.Code, kerr.InvalidPartitions.Code))
 }
 
 func randomBytes(n int) []byte {

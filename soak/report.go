@@ -129,7 +129,7 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "broker peak RSS: %s (bound %s)\n\n", mib(r.PeakRSS), mib(r.Config.MaxRSSBytes))
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOSTILE KIND\tOUTCOMES\tUNEXPECTED\tBY ANSWER")
+	fmt.Fprintln(tw, "HOSTILE KIND\tOUTCOMES\tUNEXPECTED\tLARGEST ANSWER\tBY ANSWER")
 	for _, k := range r.Hostile {
 		var parts []string
 		for _, l := range slices.Sorted(maps.Keys(k.Labels)) {
@@ -139,7 +139,11 @@ func (r *Report) String() string {
 		if !k.OK() {
 			mark = "  <- FAIL"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s%s\n", k.Kind, k.Attempts, k.Unexpected, strings.Join(parts, ", "), mark)
+		largest := "-"
+		if k.MaxAnswer > 0 {
+			largest = fmt.Sprintf("%.1f MiB", float64(k.MaxAnswer)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s%s\n", k.Kind, k.Attempts, k.Unexpected, largest, strings.Join(parts, ", "), mark)
 	}
 	tw.Flush()
 	for _, k := range r.Hostile {

@@ -19,6 +19,7 @@ type outcome struct {
 	// a closed connection); kinds that need an answer require at least one.
 	answered bool
 	detail   string // for unexpected outcomes: what happened
+	bytes    int    // size of the response frame, if one was read
 }
 
 func answeredCode(code int16, expected ...int16) outcome {
@@ -66,6 +67,7 @@ type KindResult struct {
 	Labels      map[string]int // outcomes by label
 	Answered    int            // outcomes that were Kafka responses
 	Unexpected  int
+	MaxAnswer   int      // largest response frame read, in bytes
 	Examples    []string // the first unexpected outcomes
 	NeedsAnswer bool     // the kind requires at least one Kafka response
 }
@@ -101,6 +103,7 @@ func (t *tally) add(kind string, o outcome) {
 	if o.answered {
 		k.Answered++
 	}
+	k.MaxAnswer = max(k.MaxAnswer, o.bytes)
 	if !o.expected {
 		k.Unexpected++
 		if len(k.Examples) < maxExamples {
