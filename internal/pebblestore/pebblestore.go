@@ -42,6 +42,9 @@ type Config struct {
 	// goroutine) when pebble reports the store cannot continue. The broker
 	// stops cleanly on it.
 	OnFatal func(error)
+	// Tune, if set, adjusts the options before the store opens (a bloom
+	// filter for a store read mostly by point lookups, say).
+	Tune func(*pebble.Options)
 }
 
 // Options returns pebble options for the store.
@@ -52,7 +55,11 @@ func Options(cfg Config) *pebble.Options {
 	}
 	l := Logger{Log: logger.With("component", "pebble", "store", cfg.Name), OnFatal: cfg.OnFatal}
 	el := pebble.MakeLoggingEventListener(l)
-	return &pebble.Options{FS: fsx.Or(cfg.FS), Logger: l, EventListener: &el}
+	opts := &pebble.Options{FS: fsx.Or(cfg.FS), Logger: l, EventListener: &el}
+	if cfg.Tune != nil {
+		cfg.Tune(opts)
+	}
+	return opts
 }
 
 // ErrNoSpaceAtOpen is returned by Open when the store could not be opened

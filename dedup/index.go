@@ -1,0 +1,483 @@
+// Package dedup is the durable index of the idempotency-key window: for each
+// topic, across all its partitions, which keys were written within the
+// topic's oncelog.dedup.window.ms, where (partition, offset), when, and a
+// digest of what was written with them. The produce path (not wired yet, see
+// docs/key-window.md) looks a record's key up before appending it and
+// inserts it after the append is durable.
+//
+// The index lives in its own pebble store (internal/pebblestore, on the
+// broker's fsx filesystem). Keys are grouped in time buckets: a bucket holds
+// the keys indexed during one stretch of time (an eighth of the window), and
+// expiry deletes a whole bucket with one range deletion once everything in
+// it is older than the window. So memory stays bounded however many keys
+// the window holds: in memory there are only the buckets' start times (about
+// nine per topic), pebble's memtable and block cache; the keys are on disk.
+//
+// Layout (topics are length-prefixed so that one topic's ranges never
+// contain another's):
+//
+//	k | len16 topic | bucket start ms (8, BE) | key -> entry (60 bytes)
+//	m | len16 topic | bucket start ms (8, BE)       -> bucket width ms (8)
+//	w | len16 topic | partition (4, BE)             -> next offset to index (8)
+package dedup
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/oncelog/oncelog/internal/fsx"
+	"github.com/oncelog/oncelog/internal/pebblestore"
+)
+
+// bucketsPerWindow is how many buckets a window spans. A key is held from
+// one window to one window plus one bucket width (1/8 more) on disk; lookups
+// ignore it once it is older than the window, so the overshoot costs disk
+// only. More buckets mean less overshoot but more point lookups per key.
+const bucketsPerWindow = 8
+
+// entryLen is the encoded size of an Entry.
+const entryLen = 4 + 8 + 8 + 8 + sha256.Size
+
+// ErrFailed is returned by every call after the store failed (a write that
+// pebble could not make durable, such as ENOSPC): what it holds in memory may
+// not be on disk, so it must not answer again until the broker restarts and
+// reopens it from disk.
+var ErrFailed = errors.New("dedup index failed; restart the broker to recover it")
+
+// Entry is what the index holds for a key.
+type Entry struct {
+	Partition int32
+	Offset    int64
+	// Timestamp is the record's timestamp (unix ms), as the log holds it.
+	Timestamp int64
+	// IndexedAt is when the key entered the window (unix ms, the broker's
+	// clock); the key leaves it one window later.
+	IndexedAt int64
+	// Digest is Digest() of the record's value and other headers.
+	Digest [sha256.Size]byte
+}
+
+// Header is a record header, as Digest takes it.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Digest identifies what was written with a key: the value and every header
+// except the one named skipHeader (the key itself, for header:<name> keys;
+// "" to include all). Fields are length-prefixed, so no two different
+// records share an encoding; a nil value differs from an empty one.
+func Digest(value []byte, headers []Header, skipHeader string) [sha256.Size]byte {
+	h := sha256.New()
+	var n [9]byte
+	put := func(b []byte, null bool) {
+		if null {
+			h.Write([]byte{0})
+			return
+		}
+		n[0] = 1
+		binary.BigEndian.PutUint64(n[1:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	put(value, value == nil)
+	for _, hd := range headers {
+		if skipHeader != "" && hd.Key == skipHeader {
+			continue
+		}
+		put([]byte(hd.Key), false)
+		put(hd.Value, hd.Value == nil)
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Config says where the index lives.
+type Config struct {
+	Dir    string
+	FS     fsx.FS
+	Logger *slog.Logger
+	// OnFatal is told when the store cannot continue (pebblestore.Config).
+	OnFatal func(error)
+	// Now is the clock (nil: time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Index is the durable key window of every dedup-enabled topic.
+type Index struct {
+	db  *pebble.DB
+	now func() time.Time
+
+	mu     sync.Mutex
+	failed error
+	// buckets holds each topic's live buckets, oldest first.
+	buckets map[string][]bucket
+	stats   Stats
+}
+
+type bucket struct {
+	start, width int64 // unix ms
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Lookups, Hits, Inserted, BucketsExpired int64
+}
+
+// Open opens (or creates) the index and loads the bucket list.
+func Open(cfg Config) (*Index, error) {
+	db, err := pebblestore.Open(cfg.Dir, pebblestore.Config{Name: "dedup", FS: cfg.FS, Logger: cfg.Logger, OnFatal: cfg.OnFatal,
+		Tune: func(o *pebble.Options) {
+			// Most lookups are for keys that are not in a given
+			// bucket: a bloom filter answers them without reading
+			// a block.
+			for i := range o.Levels {
+				o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	ix := &Index{db: db, now: cfg.Now, buckets: map[string][]bucket{}}
+	if ix.now == nil {
+		ix.now = time.Now
+	}
+	if err := ix.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+func (ix *Index) load() (err error) {
+	defer pebblestore.Guard(&err)
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'m'}, UpperBound: []byte{'n'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		topic, rest, ok := splitTopic(it.Key()[1:])
+		if !ok || len(rest) != 8 || len(it.Value()) != 8 {
+			return fmt.Errorf("dedup index: malformed bucket record %x", it.Key())
+		}
+		b := bucket{start: int64(binary.BigEndian.Uint64(rest)), width: int64(binary.BigEndian.Uint64(it.Value()))}
+		ix.buckets[topic] = append(ix.buckets[topic], b) // keys are in start order
+	}
+	return it.Error()
+}
+
+// Close closes the store.
+func (ix *Index) Close() (err error) {
+	defer pebblestore.Guard(&err)
+	return ix.db.Close()
+}
+
+// Lookup returns the entry of key in topic if it entered the window less
+// than window ago.
+func (ix *Index) Lookup(topic string, key []byte, window time.Duration) (e Entry, found bool, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return Entry{}, false, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	ix.stats.Lookups++
+	e, found, err = ix.lookupLocked(topic, key, window, ix.now().UnixMilli())
+	if found {
+		ix.stats.Hits++
+	}
+	return e, found, err
+}
+
+func (ix *Index) lookupLocked(topic string, key []byte, window time.Duration, now int64) (Entry, bool, error) {
+	bs := ix.buckets[topic]
+	for i := len(bs) - 1; i >= 0; i-- { // newest first: a re-inserted key is newest
+		b := bs[i]
+		if b.start+b.width+window.Milliseconds() <= now {
+			break // this bucket and older ones hold only expired keys
+		}
+		v, closer, err := ix.db.Get(keyKey(topic, b.start, key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Entry{}, false, err
+		}
+		e, derr := decodeEntry(v)
+		closer.Close()
+		if derr != nil {
+			return Entry{}, false, derr
+		}
+		if now-e.IndexedAt >= window.Milliseconds() {
+			return Entry{}, false, nil // expired; its bucket goes later
+		}
+		return e, true, nil
+	}
+	return Entry{}, false, nil
+}
+
+// Insert is one key for InsertBatch.
+type Insert struct {
+	Key   []byte
+	Entry Entry
+}
+
+// InsertBatch indexes keys of records just appended to one partition of
+// topic, all or nothing, durably, and advances the partition's watermark
+// (the next offset to index, for reconciling from the log at recovery) to
+// next. Entry.IndexedAt is set to now. The caller looked the keys up first
+// and holds the topic's produce order, so they are new.
+func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, window time.Duration, next int64) (err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	now := ix.now().UnixMilli()
+	b, fresh := ix.currentBucket(topic, window, now)
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	if fresh {
+		_ = batch.Set(markerKey(topic, b.start), be64(b.width), nil)
+	}
+	for _, in := range inserts {
+		e := in.Entry
+		e.IndexedAt = now
+		_ = batch.Set(keyKey(topic, b.start, in.Key), encodeEntry(e), nil)
+	}
+	_ = batch.Set(watermarkKey(topic, partition), be64(next), nil)
+	if err := batch.Commit(pebble.Sync); err != nil {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		return ix.failed
+	}
+	if fresh {
+		ix.buckets[topic] = append(ix.buckets[topic], b)
+	}
+	ix.stats.Inserted += int64(len(inserts))
+	return nil
+}
+
+// currentBucket returns the bucket keys indexed at now go to, and whether it
+// is new. A bucket is an eighth of the window wide (at least 1 ms), aligned
+// to its width; a window changed by AlterConfigs takes effect with the next
+// new bucket.
+func (ix *Index) currentBucket(topic string, window time.Duration, now int64) (bucket, bool) {
+	width := max(window.Milliseconds()/bucketsPerWindow, 1)
+	if bs := ix.buckets[topic]; len(bs) > 0 {
+		if last := bs[len(bs)-1]; now >= last.start && now < last.start+last.width {
+			return last, false
+		}
+	}
+	start := now - now%width
+	if bs := ix.buckets[topic]; len(bs) > 0 {
+		// After a shrink of the width, never start before the last
+		// bucket ends: buckets stay in order and disjoint.
+		start = max(start, bs[len(bs)-1].start+bs[len(bs)-1].width)
+	}
+	return bucket{start: start, width: width}, true
+}
+
+// Watermark returns the next offset of partition to index (0 when none was).
+func (ix *Index) Watermark(topic string, partition int32) (off int64, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return 0, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	v, closer, err := ix.db.Get(watermarkKey(topic, partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("dedup index: malformed watermark of %s/%d", topic, partition)
+	}
+	return int64(binary.BigEndian.Uint64(v)), nil
+}
+
+// Expire deletes, by range, every bucket whose keys are all older than
+// their topic's window, and every key of topics windowOf does not know
+// (deleted, or dedup turned off). It returns the number of buckets removed.
+func (ix *Index) Expire(windowOf func(topic string) (time.Duration, bool)) (removed int, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return 0, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	now := ix.now().UnixMilli()
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	keep := map[string][]bucket{}
+	for topic, bs := range ix.buckets {
+		window, ok := windowOf(topic)
+		if !ok {
+			deleteTopic(batch, topic)
+			removed += len(bs)
+			continue
+		}
+		i := 0
+		for ; i < len(bs) && bs[i].start+bs[i].width+window.Milliseconds() <= now; i++ {
+			b := bs[i]
+			_ = batch.DeleteRange(keyKey(topic, b.start, nil), keyKey(topic, b.start+1, nil), nil)
+			_ = batch.Delete(markerKey(topic, b.start), nil)
+		}
+		removed += i
+		if i < len(bs) {
+			keep[topic] = slices.Clone(bs[i:])
+		}
+	}
+	if batch.Empty() {
+		return 0, nil
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		return 0, ix.failed
+	}
+	ix.buckets = keep
+	ix.stats.BucketsExpired += int64(removed)
+	return removed, nil
+}
+
+// DeleteTopic removes every key and watermark of topic (DeleteTopics, or
+// oncelog.dedup.key set back to none).
+func (ix *Index) DeleteTopic(topic string) (err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	deleteTopic(batch, topic)
+	if err := batch.Commit(pebble.Sync); err != nil {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		return ix.failed
+	}
+	delete(ix.buckets, topic)
+	return nil
+}
+
+func deleteTopic(batch *pebble.Batch, topic string) {
+	for _, kind := range []byte{'k', 'm', 'w'} {
+		p := topicPrefix(kind, topic)
+		_ = batch.DeleteRange(p, prefixEnd(p), nil)
+	}
+}
+
+// Stats returns the counters and the bytes the store holds on disk.
+func (ix *Index) Stats() (Stats, uint64) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.stats, ix.db.Metrics().DiskSpaceUsage()
+}
+
+// Buckets returns the number of live buckets of topic (for tests and
+// metrics).
+func (ix *Index) Buckets(topic string) int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.buckets[topic])
+}
+
+// failOnFatal, deferred before pebblestore.Guard (so it runs after it),
+// turns a pebble fatal error into ErrFailed for this and every later call.
+func (ix *Index) failOnFatal(err *error) {
+	var fe *pebblestore.FatalError
+	if errors.As(*err, &fe) {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, fe)
+		*err = ix.failed
+	}
+}
+
+func topicPrefix(kind byte, topic string) []byte {
+	p := make([]byte, 0, 3+len(topic)+12)
+	p = append(p, kind)
+	p = binary.BigEndian.AppendUint16(p, uint16(len(topic)))
+	return append(p, topic...)
+}
+
+func keyKey(topic string, bucketStart int64, key []byte) []byte {
+	p := topicPrefix('k', topic)
+	p = binary.BigEndian.AppendUint64(p, uint64(bucketStart))
+	return append(p, key...)
+}
+
+func markerKey(topic string, bucketStart int64) []byte {
+	return binary.BigEndian.AppendUint64(topicPrefix('m', topic), uint64(bucketStart))
+}
+
+func watermarkKey(topic string, partition int32) []byte {
+	return binary.BigEndian.AppendUint32(topicPrefix('w', topic), uint32(partition))
+}
+
+// splitTopic splits len16|topic|rest.
+func splitTopic(b []byte) (topic string, rest []byte, ok bool) {
+	if len(b) < 2 {
+		return "", nil, false
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	if len(b) < 2+n {
+		return "", nil, false
+	}
+	return string(b[2 : 2+n]), b[2+n:], true
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+func be64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
+
+func encodeEntry(e Entry) []byte {
+	b := make([]byte, 0, entryLen)
+	b = binary.BigEndian.AppendUint32(b, uint32(e.Partition))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Offset))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
+	b = binary.BigEndian.AppendUint64(b, uint64(e.IndexedAt))
+	return append(b, e.Digest[:]...)
+}
+
+func decodeEntry(b []byte) (Entry, error) {
+	if len(b) != entryLen {
+		return Entry{}, fmt.Errorf("dedup index: malformed entry of %d bytes", len(b))
+	}
+	e := Entry{
+		Partition: int32(binary.BigEndian.Uint32(b)),
+		Offset:    int64(binary.BigEndian.Uint64(b[4:])),
+		Timestamp: int64(binary.BigEndian.Uint64(b[12:])),
+		IndexedAt: int64(binary.BigEndian.Uint64(b[20:])),
+	}
+	copy(e.Digest[:], b[28:])
+	return e, nil
+}
