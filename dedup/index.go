@@ -314,6 +314,61 @@ func (ix *Index) Watermark(topic string, partition int32) (off int64, err error)
 	return int64(binary.BigEndian.Uint64(v)), nil
 }
 
+// TruncatePartition makes the index agree with a partition log that ends at
+// logEnd after recovery (a torn or unsynced tail cut off): every key indexed
+// for an offset at or past logEnd in that partition is removed and the
+// watermark set back to logEnd. It scans the topic's keys, so it is for
+// recovery, where the watermark says whether it is needed at all; it
+// returns the number of keys removed.
+func (ix *Index) TruncatePartition(topic string, partition int32, logEnd int64) (removed int, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return 0, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	v, closer, err := ix.db.Get(watermarkKey(topic, partition))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	mark := int64(binary.BigEndian.Uint64(v))
+	closer.Close()
+	if mark <= logEnd {
+		return 0, nil // the index is not ahead of the log
+	}
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	p := topicPrefix('k', topic)
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		e, derr := decodeEntry(it.Value())
+		if derr != nil {
+			it.Close()
+			return 0, derr
+		}
+		if e.Partition == partition && e.Offset >= logEnd {
+			_ = batch.Delete(it.Key(), nil)
+			removed++
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, err
+	}
+	_ = batch.Set(watermarkKey(topic, partition), be64(logEnd), nil)
+	if err := batch.Commit(pebble.Sync); err != nil {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		return 0, ix.failed
+	}
+	return removed, nil
+}
+
 // Expire deletes, by range, every bucket whose keys are all older than
 // their topic's window, and every key of topics windowOf does not know
 // (deleted, or dedup turned off). It returns the number of buckets removed.

@@ -260,3 +260,46 @@ func TestNoSpaceOnInsertIndexesNothing(t *testing.T) {
 		t.Fatalf("watermark after the failed batch: %d %v, want 1", w, err)
 	}
 }
+
+// After a crash cut a partition's log back, the index forgets the keys of
+// the records that are gone, in that partition only, and its watermark
+// follows the log.
+func TestTruncatePartitionFollowsTheLog(t *testing.T) {
+	c := &clock{}
+	c.set(0)
+	ix := open(t, vfs.NewMem(), c)
+	defer ix.Close()
+	var p0, p1 []Insert
+	for i := range 10 {
+		p0 = append(p0, Insert{fmt.Appendf(nil, "a%d", i), entry(0, int64(i), "v")})
+		p1 = append(p1, Insert{fmt.Appendf(nil, "b%d", i), entry(1, int64(i), "v")})
+	}
+	for _, b := range []struct {
+		p   int32
+		ins []Insert
+	}{{0, p0[:5]}, {1, p1}, {0, p0[5:]}} {
+		if err := ix.InsertBatch("t", b.p, b.ins, week, int64(b.ins[len(b.ins)-1].Entry.Offset+1)); err != nil {
+			t.Fatal(err)
+		}
+		c.set(2 * week / bucketsPerWindow) // the later batch lands in a newer bucket
+	}
+	if n, err := ix.TruncatePartition("t", 0, 10); err != nil || n != 0 {
+		t.Fatalf("log not behind the index: removed %d, %v", n, err)
+	}
+	n, err := ix.TruncatePartition("t", 0, 3)
+	if err != nil || n != 7 {
+		t.Fatalf("truncate to 3: removed %d, %v, want 7", n, err)
+	}
+	for i := range 10 {
+		_, ok := mustLookup(t, ix, "t", fmt.Sprintf("a%d", i), week)
+		if ok != (i < 3) {
+			t.Errorf("a%d found %v after truncating partition 0 to 3", i, ok)
+		}
+		if _, ok := mustLookup(t, ix, "t", fmt.Sprintf("b%d", i), week); !ok {
+			t.Errorf("b%d of partition 1 lost", i)
+		}
+	}
+	if w, err := ix.Watermark("t", 0); err != nil || w != 3 {
+		t.Fatalf("watermark %d %v, want 3", w, err)
+	}
+}
