@@ -1,0 +1,140 @@
+package io.oncelog.e2e;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.common.Uuid;
+
+/**
+ * Apache Kafka (the version of kafka_2.13 in the pom) as a single KRaft node (broker and
+ * controller in one process) on loopback, in a child JVM whose classpath is this module's
+ * test classpath: kafka-storage format, then kafka.Kafka. Its logs stay under
+ * target/brokers/kafka-* for after-the-fact reading.
+ */
+public final class KafkaBroker extends Broker {
+  private final Path dir;
+  private final Path log;
+  private final int port;
+  private Path props;
+  private Process proc;
+
+  private KafkaBroker(Path dir, int port) {
+    this.dir = dir;
+    this.log = dir.resolve("kafka.log");
+    this.port = port;
+  }
+
+  public static KafkaBroker start() throws Exception {
+    Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "kafka-");
+    KafkaBroker b = new KafkaBroker(dir, freePort());
+    int controllerPort = freePort();
+    Path props = dir.resolve("server.properties");
+    b.props = props;
+    Files.writeString(props, String.join("\n",
+        "process.roles=broker,controller",
+        "node.id=1",
+        "controller.quorum.bootstrap.servers=127.0.0.1:" + controllerPort,
+        "listeners=PLAINTEXT://127.0.0.1:" + b.port + ",CONTROLLER://127.0.0.1:" + controllerPort,
+        "advertised.listeners=PLAINTEXT://127.0.0.1:" + b.port,
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs=" + dir.resolve("data"),
+        "num.partitions=1",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=3",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=3",
+        "group.initial.rebalance.delay.ms=0",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "") );
+    String clusterId = Uuid.randomUuid().toString();
+    Process fmt = b.java("kafka.tools.StorageTool", "format", "-t", clusterId, "-c", props.toString(), "--standalone")
+        .redirectOutput(dir.resolve("format.log").toFile()).start();
+    if (!fmt.waitFor(3, TimeUnit.MINUTES) || fmt.exitValue() != 0) {
+      throw new IllegalStateException("kafka-storage format failed: " + Files.readString(dir.resolve("format.log")));
+    }
+    b.launch();
+    return b;
+  }
+
+  private void launch() throws Exception {
+    proc = java("kafka.Kafka", props.toString())
+        .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
+    try {
+      awaitReady(bootstrap(), proc, Duration.ofMinutes(3), log);
+    } catch (Exception e) {
+      proc.destroyForcibly();
+      throw e;
+    }
+  }
+
+  @Override
+  public boolean canKill() {
+    return true;
+  }
+
+  /** SIGKILL the broker JVM, then start kafka.Kafka again on the same log.dirs and ports. */
+  @Override
+  public void killAndRestart() throws Exception {
+    proc.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+    launch();
+  }
+
+  /** The test classpath: the file maven-dependency-plugin wrote, else this JVM's own. */
+  static String classpath() throws Exception {
+    String f = System.getProperty("kafka.classpath.file");
+    if (f != null && Files.exists(Path.of(f))) {
+      return Files.readString(Path.of(f)).trim();
+    }
+    return System.getProperty("java.class.path");
+  }
+
+  /** A child JVM running mainClass with Kafka's jars. */
+  ProcessBuilder java(String mainClass, String... args) throws Exception {
+    List<String> cmd = new ArrayList<>(List.of(
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+        "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+        "-Dlog4j2.configurationFile=" + writeLog4j(),
+        "-cp", classpath(), mainClass));
+    cmd.addAll(List.of(args));
+    return new ProcessBuilder(cmd).redirectErrorStream(true);
+  }
+
+  private String writeLog4j() throws Exception {
+    Path p = dir.resolve("log4j2.properties");
+    if (!Files.exists(p)) {
+      Files.writeString(p, String.join("\n",
+          "appender.out.type=Console",
+          "appender.out.name=out",
+          "appender.out.layout.type=PatternLayout",
+          "appender.out.layout.pattern=[%d] %p %m (%c)%n",
+          "rootLogger.level=INFO",
+          "rootLogger.appenderRef.out.ref=out",
+          ""));
+    }
+    return p.toString();
+  }
+
+  @Override
+  public String name() {
+    return "kafka";
+  }
+
+  @Override
+  public String bootstrap() {
+    return "127.0.0.1:" + port;
+  }
+
+  /** Stops the broker cleanly (SIGTERM, SIGKILL after 20 s). */
+  @Override
+  public void close() throws Exception {
+    stop(proc);
+  }
+}

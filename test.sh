@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command: the Go suite, then the JVM suite (e2e/jvm), which
+# runs every Java-client test against oncelog built from this checkout AND
+# against a real Apache Kafka started from the Maven Central jars.
+# Outside CI, a machine without mvn or java skips the JVM part with a message;
+# in CI (CI set) a missing mvn or java is an error.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+go test -p 1 -timeout 30m "$@" ./...
+
+if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
+  if [ -n "${CI:-}" ]; then
+    echo "test.sh: mvn and java are required in CI for the JVM suite (e2e/jvm)" >&2
+    exit 1
+  fi
+  echo "test.sh: SKIPPING the JVM suite (e2e/jvm): mvn or java not found; install Java 17+ and Maven to run it" >&2
+  exit 0
+fi
+mvn -B -f e2e/jvm verify
