@@ -37,7 +37,6 @@ Use any Kafka client (franz-go, sarama, librdkafka/kcat, Java) against it.`,
 	// --version prints the same line as `oncelog version`.
 	root.Version = buildinfo.Get().Version
 	root.SetVersionTemplate("{{versionLine}}\n")
-	cobra.AddTemplateFunc("versionLine", func() string { return versionLine(buildinfo.Get()) })
 	root.AddCommand(newServeCmd(), newVersionCmd())
 	addClientCommands(root)
 	return root
@@ -60,4 +59,11 @@ func Execute() int {
 		return 1
 	}
 	return 0
+}
+
+// cobra's template functions are one process-wide map, so the function the
+// --version template uses is registered once, not by every NewRootCmd (tests
+// build root commands concurrently).
+func init() {
+	cobra.AddTemplateFunc("versionLine", func() string { return versionLine(buildinfo.Get()) })
 }
