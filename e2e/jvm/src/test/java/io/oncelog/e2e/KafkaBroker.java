@@ -98,16 +98,21 @@ public final class KafkaBroker extends Broker {
 
   /** A child JVM running mainClass with Kafka's jars. */
   ProcessBuilder java(String mainClass, String... args) throws Exception {
+    return javaIn(dir, mainClass, args);
+  }
+
+  /** A child JVM running mainClass with Kafka's jars, logging (log4j2) to stdout, config in dir. */
+  static ProcessBuilder javaIn(Path dir, String mainClass, String... args) throws Exception {
     List<String> cmd = new ArrayList<>(List.of(
         Path.of(System.getProperty("java.home"), "bin", "java").toString(),
         "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-        "-Dlog4j2.configurationFile=" + writeLog4j(),
+        "-Dlog4j2.configurationFile=" + writeLog4j(dir),
         "-cp", classpath(), mainClass));
     cmd.addAll(List.of(args));
     return new ProcessBuilder(cmd).redirectErrorStream(true);
   }
 
-  private String writeLog4j() throws Exception {
+  private static String writeLog4j(Path dir) throws Exception {
     Path p = dir.resolve("log4j2.properties");
     if (!Files.exists(p)) {
       Files.writeString(p, String.join("\n",
