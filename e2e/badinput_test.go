@@ -56,29 +56,11 @@ func framed(body []byte) []byte {
 	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
 }
 
-// produceRaw sends a ProduceRequest v9 whose only partition carries records.
+// produceRaw sends a ProduceRequest v9 whose only partition carries records
+// and returns the partition's error code.
 func produceRaw(t *testing.T, addr, topic string, records []byte) int16 {
 	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Version = 9
-	req.Acks = -1
-	req.TimeoutMillis = 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = records
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	body, err := rawRequest(t, addr, kmsg.NewRequestFormatter().AppendRequest(nil, req, 1))
-	if err != nil {
-		t.Fatalf("produce: connection closed: %v", err)
-	}
-	resp := kmsg.NewPtrProduceResponse()
-	resp.Version = 9
-	if err := resp.ReadFrom(body[5:]); err != nil { // correlation id + header tags
-		t.Fatal(err)
-	}
-	return resp.Topics[0].Partitions[0].ErrorCode
+	return producePartition(t, addr, topic, records).ErrorCode
 }
 
 // TestBadInputGetsErrorsNotCorruption sends what a broken or hostile client
