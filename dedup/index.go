@@ -300,6 +300,12 @@ func (ix *Index) Watermark(topic string, partition int32) (off int64, err error)
 	}
 	defer ix.failOnFatal(&err)
 	defer pebblestore.Guard(&err)
+	return ix.watermarkLocked(topic, partition)
+}
+
+// watermarkLocked reads partition's watermark, 0 when none was stored;
+// ix.mu is held.
+func (ix *Index) watermarkLocked(topic string, partition int32) (int64, error) {
 	v, closer, err := ix.db.Get(watermarkKey(topic, partition))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
@@ -328,15 +334,10 @@ func (ix *Index) TruncatePartition(topic string, partition int32, logEnd int64) 
 	}
 	defer ix.failOnFatal(&err)
 	defer pebblestore.Guard(&err)
-	v, closer, err := ix.db.Get(watermarkKey(topic, partition))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
+	mark, err := ix.watermarkLocked(topic, partition)
 	if err != nil {
 		return 0, err
 	}
-	mark := int64(binary.BigEndian.Uint64(v))
-	closer.Close()
 	if mark <= logEnd {
 		return 0, nil // the index is not ahead of the log
 	}
