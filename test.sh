@@ -7,7 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-go test -p 1 -timeout 30m "$@" ./...
+# gotestsum (pinned in go.mod as a tool) runs `go test -json` and ends with a
+# list of every skipped test and its reason, so a client missing on this
+# machine shows without -v; failures print their output as usual.
+go tool gotestsum --format pkgname-and-test-fails --format-hide-empty-pkg \
+  --hide-summary output -- -p 1 -timeout 30m "$@" ./...
 
 if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   if [ -n "${CI:-}" ]; then
