@@ -2,13 +2,10 @@ package wire
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/broker"
-	"github.com/oncelog/oncelog/partition"
-	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -19,9 +16,10 @@ import (
 // UNKNOWN_TOPIC_ID and never auto-creates a topic.
 func init() { register(0, 3, 13, handleProduce) }
 
-// handleProduce appends synchronously, in request order, and defers only the
-// wait for durability (acks=-1) to the writer goroutine; so the next
-// pipelined request's appends join the same group commit.
+// handleProduce is the Kafka adapter of broker.Produce, which decides each
+// partition's batch. It appends synchronously, in request order, and defers
+// only the wait for durability (acks=-1) to the writer goroutine; so the
+// next pipelined request's appends join the same group commit.
 func handleProduce(c *conn, r *request) respond {
 	b := c.s.b
 	req := r.kreq.(*kmsg.ProduceRequest)
@@ -29,13 +27,14 @@ func handleProduce(c *conn, r *request) respond {
 	now := time.Now()
 
 	type durableWait struct {
-		p         *partition.Partition
-		offset    int64
+		res       *broker.ProduceResult
 		topic, pi int
 	}
 	var waits []durableWait
 	anyError := false
 
+	// Kafka fails the whole request when any batch is transactional and
+	// the request has no transactional id.
 	txnBatchWithoutID := false
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
@@ -44,6 +43,10 @@ func handleProduce(c *conn, r *request) respond {
 			}
 		}
 	}
+	txnID := ""
+	if req.TransactionID != nil {
+		txnID = *req.TransactionID
+	}
 
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for ti, t := range req.Topics {
@@ -51,20 +54,15 @@ func handleProduce(c *conn, r *request) respond {
 		*rt = kmsg.NewProduceResponseTopic()
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
-		var topic *broker.Topic
+		name := t.Topic
 		unknownID := false
 		if req.Version >= 13 {
-			if topic = b.TopicByID(t.TopicID); topic != nil {
-				t.Topic = topic.Name
+			if topic := b.TopicByID(t.TopicID); topic != nil {
+				name = topic.Name
 			} else if it := b.InternalTopicByID(t.TopicID); it != nil {
-				t.Topic = it.Name
+				name = it.Name
 			} else {
 				unknownID = true
-			}
-		} else {
-			topic = b.Topic(t.Topic)
-			if topic == nil && b.Config().AutoCreateTopics && !broker.IsInternalTopic(t.Topic) {
-				topic, _ = b.AutoCreate(t.Topic)
 			}
 		}
 		for pi, p := range t.Partitions {
@@ -86,35 +84,16 @@ func handleProduce(c *conn, r *request) respond {
 				setErr(kerr.UnknownTopicID.Code, "")
 				continue
 			}
-			if broker.IsInternalTopic(t.Topic) {
-				// Kafka's ReplicaManager: clients may not append to
-				// internal topics.
-				setErr(kerr.InvalidTopicException.Code, "cannot append to internal topic "+t.Topic)
-				continue
-			}
-			if topic == nil {
-				if err := broker.ValidTopicName(t.Topic); err != nil {
-					setErr(kerr.InvalidTopicException.Code, err.Error())
-					continue
-				}
-			}
-			if topic == nil || p.Partition < 0 || int(p.Partition) >= len(topic.Partitions) {
-				setErr(kerr.UnknownTopicOrPartition.Code, "")
-				continue
-			}
-			part := topic.Partitions[p.Partition]
-			// Kafka requires exactly one batch per partition from v3.
-			h, _, rest, err := batch.Next(p.Records)
-			if len(p.Records) == 0 || err != nil || len(rest) != 0 {
-				if errors.Is(err, batch.ErrMagic) || err == nil || len(p.Records) == 0 {
-					setErr(kerr.InvalidRecord.Code, "a produce request must carry exactly one record batch v2 per partition")
-				} else {
-					setErr(kerr.CorruptMessage.Code, err.Error())
-				}
-				continue
-			}
-			res := appendBatch(b, req, part, h, p.Records, now)
-			rp.LogStartOffset = part.LogStartOffset()
+			res := b.Produce(broker.ProduceRequest{
+				Topic:           name,
+				Partition:       p.Partition,
+				TransactionalID: txnID,
+				Records:         p.Records,
+				Version:         req.Version,
+				NoAutoCreate:    req.Version >= 13,
+				Now:             now,
+			})
+			rp.LogStartOffset = res.LogStartOffset
 			if res.ErrorCode != 0 {
 				setErr(res.ErrorCode, res.ErrorMessage)
 				if req.Version >= 8 {
@@ -131,7 +110,7 @@ func handleProduce(c *conn, r *request) respond {
 			rp.BaseOffset = res.BaseOffset
 			rp.LogAppendTime = res.LogAppendTime
 			if req.Acks == -1 {
-				waits = append(waits, durableWait{part, res.DurableAt, ti, pi})
+				waits = append(waits, durableWait{&res, ti, pi})
 			}
 		}
 	}
@@ -155,46 +134,13 @@ func handleProduce(c *conn, r *request) respond {
 			defer cancel()
 		}
 		for _, w := range waits {
-			if err := w.p.WaitDurable(ctx, w.offset); err != nil {
+			if !w.res.WaitDurable(ctx) {
 				rp := &resp.Topics[w.topic].Partitions[w.pi]
 				rp.BaseOffset = -1
 				rp.LogAppendTime = -1
-				switch {
-				case errors.Is(err, context.DeadlineExceeded):
-					rp.ErrorCode = kerr.RequestTimedOut.Code
-				case errors.Is(err, partition.ErrClosed):
-					// Deleted while the write waited for its fsync.
-					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-				default:
-					rp.ErrorCode = kerr.KafkaStorageError.Code
-				}
+				rp.ErrorCode = w.res.ErrorCode
 			}
 		}
 		return resp
 	}
-}
-
-// appendBatch appends one validated-shape batch; a transactional batch is
-// first verified against the ongoing transaction (KIP-890 part 1), under the
-// transaction's lock so that a concurrent EndTxn cannot interleave.
-func appendBatch(b *broker.Broker, req *kmsg.ProduceRequest, part *partition.Partition, h batch.Header, records []byte, now time.Time) partition.AppendResult {
-	if !h.IsTransactional() {
-		return part.Append(records, now)
-	}
-	notInTxn := kerr.InvalidTxnState.Code
-	if req.Version >= 11 {
-		notInTxn = kerr.TransactionAbortable.Code
-	}
-	tp := txn.TopicPartition{Topic: part.Topic, Partition: part.Index}
-	reject := func(code int16) partition.AppendResult {
-		return partition.AppendResult{ErrorCode: code, BaseOffset: -1, LogAppendTime: -1}
-	}
-	if req.Version >= 12 {
-		// Only transaction version 2 clients send v12 to a
-		// transactional producer: they skip AddPartitionsToTxn.
-		return txn.AddAndAppend(b.Txns, *req.TransactionID, h.ProducerID, h.ProducerEpoch, tp, reject,
-			func() partition.AppendResult { return part.Append(records, now) })
-	}
-	return txn.VerifyAndAppend(b.Txns, *req.TransactionID, h.ProducerID, h.ProducerEpoch, tp, notInTxn, reject,
-		func() partition.AppendResult { return part.Append(records, now) })
 }
