@@ -88,6 +88,7 @@ func (p *oncelogProcess) Start(ctx context.Context) (time.Duration, error) {
 	cmd := exec.Command(p.binary, "serve",
 		"--listen", p.addr,
 		"--admin-listen", p.adminAddr,
+		"--http-listen", "",
 		"--data-dir", p.dataDir,
 		"--log-level", "warn",
 	)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/broker"
+	"github.com/oncelog/oncelog/httpapi"
 	"github.com/oncelog/oncelog/internal/fdlimit"
 	"github.com/oncelog/oncelog/wire"
 	"github.com/spf13/cobra"
@@ -24,6 +25,9 @@ import (
 
 type serveOptions struct {
 	listen, advertise, adminListen string
+	httpListen                     string
+	http                           httpapi.Config
+	httpRequestTimeoutMs           int64
 	configFile                     string
 	logLevel, logFormat            string
 	cfg                            broker.Config
@@ -35,12 +39,16 @@ type serveOptions struct {
 	settings []any // slog attributes: the settings that differ from their defaults
 }
 
+// httpDrainTimeout bounds how long shutdown waits for HTTP ingest requests
+// in flight.
+const httpDrainTimeout = 5 * time.Second
+
 func newServeCmd() *cobra.Command { return newServeCommand(runServe) }
 
 // newServeCommand builds `oncelog serve`; run is called with the resolved
 // options (tests pass a stub to check configuration without starting a broker).
 func newServeCommand(run func(context.Context, *serveOptions) error) *cobra.Command {
-	o := &serveOptions{cfg: broker.DefaultConfig(), wire: wire.DefaultConfig()}
+	o := &serveOptions{cfg: broker.DefaultConfig(), wire: wire.DefaultConfig(), http: httpapi.DefaultConfig()}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the broker",
@@ -93,6 +101,9 @@ docs/operations.md.`,
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "host:port the Kafka protocol listener binds; 0.0.0.0:9092 for all interfaces")
 	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (advertised.listeners); set it when clients reach the broker by another name (default: the --listen address)")
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "host:port of the HTTP listener for /metrics, /healthz and /readyz; empty turns it off")
+	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8082", "host:port of the HTTP ingest listener (POST /v1/topics/{topic}/records with Idempotency-Key, GET /v1/topics/{topic}/keys/{key}; docs/http.md); empty turns it off")
+	f.IntVar(&o.http.MaxConcurrentRequests, "http-max-concurrent-requests", o.http.MaxConcurrentRequests, "most HTTP ingest requests served at once; one more is answered 503 with Retry-After at once")
+	f.Int64Var(&o.httpRequestTimeoutMs, "http-request-timeout-ms", o.http.RequestTimeout.Milliseconds(), "bound on reading an HTTP ingest request and on waiting for its record to be fsynced, in milliseconds (as the producer's request.timeout.ms); idle keep-alive connections close after --connections-max-idle-ms")
 	f.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for partition logs, producer state, consumer offsets and metadata; created if missing")
 	f.Int32Var(&c.NodeID, "node-id", c.NodeID, "broker id reported to clients (node.id)")
 	f.StringVar(&o.logLevel, "log-level", "info", "least severe log level written: debug, info, warn or error")
@@ -173,6 +184,8 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{o.wire.MaxConnectionsPerIP < 0, "--max-connections-per-ip must be 0 (no limit) or more"},
 		{o.idleMs < 1, "--connections-max-idle-ms must be positive"},
 		{o.requestReadTimeoutMs < 1, "--request-read-timeout-ms must be positive"},
+		{o.http.MaxConcurrentRequests < 1, "--http-max-concurrent-requests must be at least 1"},
+		{o.httpRequestTimeoutMs < 1, "--http-request-timeout-ms must be positive"},
 		{segErr != nil, fmt.Sprintf("--log-segment-bytes %d: %v (log.segment.bytes; 1 MiB is Kafka 4.0's minimum)", c.SegmentBytes, segErr)},
 		{c.SegmentMs < broker.MinSegmentMs, "--log-segment-ms must be at least 1"},
 		{c.MaxPartitions < 1, "--max-partitions must be at least 1"},
@@ -208,6 +221,8 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 
 	o.wire.ConnectionsMaxIdle = time.Duration(o.idleMs) * time.Millisecond
 	o.wire.RequestReadTimeout = time.Duration(o.requestReadTimeoutMs) * time.Millisecond
+	o.http.RequestTimeout = time.Duration(o.httpRequestTimeoutMs) * time.Millisecond
+	o.http.IdleTimeout = o.wire.ConnectionsMaxIdle
 
 	advertise := o.advertise
 	if advertise == "" {
@@ -288,13 +303,32 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		b.Close()
 		return fmt.Errorf("listen on %s: %w (is another broker running? use --listen)", o.listen, err)
 	}
+	var ingest *httpapi.Server
+	var ingestLn net.Listener
+	if o.httpListen != "" {
+		if ingestLn, err = net.Listen("tcp", o.httpListen); err != nil {
+			ln.Close()
+			b.Close()
+			return fmt.Errorf("HTTP ingest listener on %s: %w (is another oncelog running? use --http-listen, empty to turn it off)", o.httpListen, err)
+		}
+		hc := o.http
+		hc.Registerer, hc.Logger = b.Stats.Registry, logger
+		ingest = httpapi.New(httpapi.ForBroker(b), hc)
+	}
 	server := wire.NewServer(b, o.wire, logger)
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- server.Serve(ln) }()
+	if ingest != nil {
+		go func() {
+			if err := ingest.Serve(ingestLn); err != nil {
+				serveErr <- err
+			}
+		}()
+	}
 	ready.Store(true)
 	logger.Info("oncelog ready", "listen", ln.Addr().String(),
 		"advertise", net.JoinHostPort(o.cfg.AdvertisedHost, strconv.Itoa(int(o.cfg.AdvertisedPort))),
-		"data_dir", o.cfg.DataDir, "admin", o.adminListen)
+		"data_dir", o.cfg.DataDir, "admin", o.adminListen, "http", o.httpListen)
 
 	select {
 	case <-ctx.Done():
@@ -311,6 +345,14 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		logger.Error("stopping: a metadata store failed", "err", err)
 	}
 	ready.Store(false)
+	if ingest != nil {
+		// Let posts in flight be answered (their records are appended and
+		// waiting for the fsync) before the broker closes under them; a
+		// few seconds, so a stuck client cannot hold up the shutdown.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), httpDrainTimeout)
+		ingest.Close(shutdownCtx)
+		cancel()
+	}
 	server.Close()
 	if cerr := b.Close(); cerr != nil {
 		logger.Error("clean shutdown incomplete; the next start will run recovery", "err", cerr)

@@ -24,7 +24,7 @@ func TestSecondProcessOnSameDataDirFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testbroker.BinaryPath(t), "serve",
-		"--data-dir", b.DataDir(), "--listen", freeAddr(t), "--admin-listen", freeAddr(t))
+		"--data-dir", b.DataDir(), "--listen", freeAddr(t), "--admin-listen", freeAddr(t), "--http-listen", "")
 	out, err := cmd.CombinedOutput()
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("second broker: err %v, ctx %v; output:\n%s", err, ctx.Err(), out)

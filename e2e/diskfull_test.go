@@ -149,7 +149,7 @@ func TestFullDiskRealFilesystem(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, testbroker.BinaryPath(t), "serve", "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:9092", "--admin-listen", "", "--data-dir", data)
+	cmd := exec.CommandContext(ctx, testbroker.BinaryPath(t), "serve", "--listen", "127.0.0.1:0", "--advertise", "127.0.0.1:9092", "--admin-listen", "", "--http-listen", "", "--data-dir", data)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	if ctx.Err() != nil {

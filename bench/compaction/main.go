@@ -148,7 +148,7 @@ func produceComparison(dir string, keys, valueSize, producers int, d time.Durati
 	}
 	addr, admin := freeAddr(), freeAddr()
 	logf, _ := os.Create(filepath.Join(dir, "oncelog.log"))
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--admin-listen", admin, "--data-dir", filepath.Join(dir, "data"),
+	cmd := exec.Command(bin, "serve", "--listen", addr, "--admin-listen", admin, "--http-listen", "", "--data-dir", filepath.Join(dir, "data"),
 		"--log-level", "info", "--log-cleaner-backoff-ms", "200")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

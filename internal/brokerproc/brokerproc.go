@@ -33,6 +33,7 @@ type Process struct {
 	DataDir   string
 	Addr      string // Kafka listener
 	AdminAddr string // /metrics, /healthz, /readyz
+	HTTPAddr  string // HTTP ingest (httpapi)
 	Advertise string
 	ExtraArgs []string // appended to the serve command line
 	Env       []string // added to this process's environment
@@ -45,10 +46,10 @@ type Process struct {
 	waitErr error         // its exit status, set before exited closes
 }
 
-// New prepares a broker on two free loopback ports; advertise "" means the
-// listen address.
+// New prepares a broker on three free loopback ports (Kafka, admin, HTTP
+// ingest); advertise "" means the listen address.
 func New(binary, dataDir, advertise string, extraArgs, env []string) (*Process, error) {
-	ports, err := PickFreePorts(2)
+	ports, err := PickFreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -57,6 +58,7 @@ func New(binary, dataDir, advertise string, extraArgs, env []string) (*Process, 
 		DataDir:   dataDir,
 		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		AdminAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
+		HTTPAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[2])),
 		Advertise: advertise,
 		ExtraArgs: extraArgs,
 		Env:       env,
@@ -76,6 +78,7 @@ func (p *Process) Launch() (exited <-chan struct{}, err error) {
 		"--advertise", p.Advertise,
 		"--data-dir", p.DataDir,
 		"--admin-listen", p.AdminAddr,
+		"--http-listen", p.HTTPAddr,
 		"--log-level", "warn",
 	}, p.ExtraArgs...)
 	cmd := exec.Command(p.Binary, args...)

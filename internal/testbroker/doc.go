@@ -17,11 +17,12 @@
 //
 // Start builds the binary once per test process (go build of
 // github.com/oncelog/oncelog/cmd/oncelog, in the module found by
-// `go env GOMOD`), picks two free loopback ports (Kafka listener and admin
-// listener) that the broker keeps across restarts, and runs
+// `go env GOMOD`), picks three free loopback ports (Kafka listener, admin
+// listener, HTTP ingest listener) that the broker keeps across restarts, and
+// runs
 //
 //	oncelog serve --listen 127.0.0.1:P --advertise A --data-dir D \
-//	    --admin-listen 127.0.0.1:P2 --log-level warn [Options.ExtraArgs...]
+//	    --admin-listen 127.0.0.1:P2 --http-listen 127.0.0.1:P3 --log-level warn [Options.ExtraArgs...]
 //
 // It then waits (up to 30 s) until the broker answers an ApiVersions request,
 // failing the test with the broker's output if it does not. t.Cleanup kills

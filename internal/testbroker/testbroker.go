@@ -71,6 +71,9 @@ func (b *Broker) Addr() string { return b.proc.Addr }
 // AdminAddr is the admin listener address (host:port).
 func (b *Broker) AdminAddr() string { return b.proc.AdminAddr }
 
+// HTTPAddr is the HTTP ingest listener address (host:port).
+func (b *Broker) HTTPAddr() string { return b.proc.HTTPAddr }
+
 // Pid is the broker's process id, or 0 if it is not running (it exited or
 // was never started). Tests use it to inspect or limit the process, e.g.
 // lower its RLIMIT_NOFILE with prlimit.

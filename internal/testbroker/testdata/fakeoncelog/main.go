@@ -29,6 +29,7 @@ func main() {
 	advertise := flags.String("advertise", "", "")
 	dataDir := flags.String("data-dir", "", "")
 	adminListen := flags.String("admin-listen", "", "")
+	flags.String("http-listen", "", "")
 	logLevel := flags.String("log-level", "", "")
 	// mode selects a misbehaviour: "crash" exits before listening,
 	// "unclean-stop" exits 1 on SIGTERM.

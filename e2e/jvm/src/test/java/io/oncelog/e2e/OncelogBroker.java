@@ -57,6 +57,7 @@ public final class OncelogBroker extends Broker {
     List<String> cmd = List.of(binary().toString(), "serve",
         "--listen", "127.0.0.1:" + port,
         "--admin-listen", "127.0.0.1:" + adminPort,
+        "--http-listen", "",
         "--data-dir", dataDir.toString(),
         "--auto-create-topics=false");
     proc = new ProcessBuilder(cmd).redirectErrorStream(true)
