@@ -2,11 +2,8 @@ package httpapi
 
 import (
 	"context"
-	"errors"
-	"time"
 
 	"github.com/oncelog/oncelog/broker"
-	"github.com/oncelog/oncelog/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -34,24 +31,17 @@ func (bb brokerBackend) Topic(name string) (TopicInfo, *Error) {
 	return TopicInfo{Partitions: len(t.Partitions), MaxMessageBytes: int(t.Partitions[0].Config().MaxMessageBytes)}, nil
 }
 
+// Produce goes through broker.Produce, the entry point the Kafka Produce
+// handler uses too: the same validation, key window and durability rules.
 func (bb brokerBackend) Produce(ctx context.Context, topic string, p int32, records []byte) (Produced, *Error) {
-	part := bb.b.Partition(topic, p)
-	if part == nil {
-		return Produced{}, &Error{Code: kerr.UnknownTopicOrPartition.Code, Message: "topic " + topic + " has no partition"}
-	}
-	res := part.Append(records, time.Now())
-	if res.ErrorCode != 0 {
+	res := bb.b.Produce(broker.ProduceRequest{Topic: topic, Partition: p, Records: records, Version: broker.ProduceVersionLatest})
+	if !res.WaitDurable(ctx) {
 		return Produced{}, &Error{Code: res.ErrorCode, Message: res.ErrorMessage}
 	}
-	if err := part.WaitDurable(ctx, res.DurableAt); err != nil {
-		code := kerr.KafkaStorageError.Code
-		switch {
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			code = kerr.RequestTimedOut.Code
-		case errors.Is(err, partition.ErrClosed):
-			code = kerr.UnknownTopicOrPartition.Code
+	for _, d := range res.Duplicates {
+		if d.Index == 0 { // the batch's one record
+			return Produced{Partition: d.Partition, Offset: d.Offset, Duplicate: true}, nil
 		}
-		return Produced{}, &Error{Code: code, Message: err.Error()}
 	}
 	return Produced{Partition: p, Offset: res.BaseOffset}, nil
 }
