@@ -38,6 +38,7 @@ func addClientCommands(root *cobra.Command) {
 		newTxnCmd(),
 		newClusterCmd(),
 		newVerifyCmd(),
+		newKeyCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
