@@ -660,7 +660,8 @@ func (c *Coordinator) prepareLocked(e *entry, pid int64, epoch int16, commit boo
 //   - the producer's current epoch may end an Ongoing transaction, and
 //     abort from Empty or Complete* too (a client that saw every produce
 //     fail aborts what the leaders may have added implicitly);
-//   - a retry, at the epoch before the bump (or, after the bump exhausted
+//   - a retry, at the epoch before the bump (any bump, the coordinator's
+//     abort of a timed-out transaction too) (or, after the bump exhausted
 //     the epoch, as the previous producer id at the last epoch), is
 //     answered NONE from the matching Complete* state with the new epoch,
 //     CONCURRENT_TRANSACTIONS from the matching Prepare* state;
@@ -670,7 +671,11 @@ func (c *Coordinator) prepareTV2Locked(e *entry, pid int64, epoch int16, commit 
 	r := &e.rec
 	prepared := r.Status == PrepareCommit || r.Status == PrepareAbort
 	completed := r.Status == CompleteCommit || r.Status == CompleteAbort
-	retryOnBump := pid == r.ProducerID && r.LastEpoch >= 0 && epoch == r.LastEpoch && r.Epoch == epoch+1 && (prepared || completed)
+	// Kafka takes any request one epoch below a Prepare*/Complete* entry for
+	// a retry (retryOnEpochBump), whoever bumped it: also the coordinator's
+	// own abort of a timed-out transaction. So the timed-out producer's late
+	// commit is INVALID_TXN_STATE and its abort NONE at the new epoch.
+	retryOnBump := pid == r.ProducerID && r.Epoch == epoch+1 && (prepared || completed)
 	retryOnOverflow := pid == r.PrevProducerID && pid != r.ProducerID && epoch == epochExhausted && r.Epoch == 0 && completed
 	retry := retryOnBump || retryOnOverflow
 	switch {

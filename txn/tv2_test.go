@@ -255,9 +255,12 @@ func TestTV2RecoveryOfPreparedTransaction(t *testing.T) {
 }
 
 // TestTV2TimedOutTransactionFencesItsProducer: the coordinator's abort of
-// a timed-out transaction bumps the epoch once, like a TV2 EndTxn, but it
-// is not the producer's: the producer's EndTxn at its epoch is not taken
-// for a retry (PRODUCER_FENCED), and its late writes get 47.
+// a timed-out transaction bumps the epoch once, like a TV2 EndTxn. As in
+// Kafka (TransactionCoordinator.endTransaction: retryOnEpochBump does not
+// ask who bumped), the producer's EndTxn at its old epoch is taken for a
+// retry: its commit is INVALID_TXN_STATE (what the Java client shows as
+// InvalidTxnStateException against Kafka 4.4, e2e/jvm), its abort NONE at
+// the bumped epoch. Its late writes get 47.
 func TestTV2TimedOutTransactionFencesItsProducer(t *testing.T) {
 	f := newFixture(t, t.TempDir())
 	defer f.c.Close()
@@ -272,10 +275,14 @@ func TestTV2TimedOutTransactionFencesItsProducer(t *testing.T) {
 	if m := f.markers.written[len(f.markers.written)-1]; m.commit || m.epoch != epoch+1 {
 		t.Fatalf("timeout marker %+v", m)
 	}
-	for _, commit := range []bool{true, false} {
-		if res := f.c.EndTxn("a", pid, epoch, commit, 5); res.Code != kerr.ProducerFenced.Code {
-			t.Fatalf("EndTxn(commit=%v) of the timed-out transaction: %+v, want 90", commit, res)
-		}
+	if res := f.c.EndTxn("a", pid, epoch, true, 5); res.Code != kerr.InvalidTxnState.Code {
+		t.Fatalf("EndTxn(commit) of the timed-out transaction: %+v, want 48", res)
+	}
+	if res := f.c.EndTxn("a", pid, epoch, false, 5); res.Code != 0 || res.ProducerID != pid || res.Epoch != epoch+1 {
+		t.Fatalf("EndTxn(abort) of the timed-out transaction: %+v, want NONE at epoch %d", res, epoch+1)
+	}
+	if info := waitIdle(f.c, "a"); info.Status != CompleteAbort || info.Epoch != epoch+1 {
+		t.Fatalf("after the retried abort: %+v, want CompleteAbort at epoch %d", info, epoch+1)
 	}
 	if code, ok := produceTV2(f.c, "a", pid, epoch, tp0); code != kerr.InvalidProducerEpoch.Code || ok {
 		t.Fatalf("late write: %d %v, want 47", code, ok)

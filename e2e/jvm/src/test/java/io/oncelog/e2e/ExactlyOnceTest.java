@@ -1,10 +1,12 @@
 package io.oncelog.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Future;
@@ -21,6 +23,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -39,16 +42,56 @@ class ExactlyOnceTest {
   void idempotentProducerAcrossKill9(Broker b) throws Exception {
     String t = Clients.topic("kill9");
     Clients.createTopic(b, t, 1, Map.of());
-    int n = 2000;
+    List<String> want = produceAcrossKill(b, t, 2000, Map.of());
+    assertEquals(want, Clients.readAll(b, t, "read_uncommitted"));
+  }
+
+  static Stream<String> kinds() {
+    return Stream.of("oncelog", "kafka");
+  }
+
+  /**
+   * The same producer (acks=all, max.in.flight 5, small batches so there are many
+   * Produce requests) through the fault proxy, which loses 5 % of Produce responses
+   * and closes the connection each time (a lost ack), and across a kill -9 of the
+   * broker behind it: every record once and in order, and the proxy did drop acks.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("kinds")
+  void idempotentProducerThroughLostAcksAndKill9(String kind) throws Exception {
+    Broker b = kind.equals("oncelog") ? OncelogBroker.startBehindProxy(0.05, 7) : KafkaBroker.startBehindProxy(0.05, 7);
+    FaultProxy proxy = b instanceof OncelogBroker o ? o.proxy() : ((KafkaBroker) b).proxy();
+    try {
+      String t = Clients.topic("lostacks");
+      Clients.createTopic(b, t, 1, Map.of());
+      List<String> want = produceAcrossKill(b, t, 3000, Map.of(
+          ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 5,
+          ProducerConfig.BATCH_SIZE_CONFIG, 256,
+          ProducerConfig.LINGER_MS_CONFIG, 1));
+      assertEquals(want, Clients.readAll(b, t, "read_uncommitted"));
+    } finally {
+      b.close();
+    }
+    System.out.println("idempotentProducerThroughLostAcksAndKill9 " + kind + ": proxy dropped " + proxy.dropped() + " Produce responses");
+    assertTrue(proxy.dropped() > 0, "the proxy dropped no Produce response: the test tested nothing");
+  }
+
+  /**
+   * Sends n records with an idempotent producer, killing (-9) and restarting the broker
+   * at n/2, and waits for every acknowledgement; returns the values in send order.
+   */
+  private static List<String> produceAcrossKill(Broker b, String t, int n, Map<String, Object> extra) throws Exception {
     List<String> want = new ArrayList<>();
     List<Future<RecordMetadata>> fs = new ArrayList<>();
-    try (KafkaProducer<String, String> p = Clients.producer(b, Map.of(
+    Map<String, Object> cfg = new HashMap<>(Map.of(
         ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 180000,
         ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10000,
         ProducerConfig.MAX_BLOCK_MS_CONFIG, 120000,
         ProducerConfig.LINGER_MS_CONFIG, 5,
         ProducerConfig.RETRY_BACKOFF_MS_CONFIG, 100,
-        ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, 1000))) {
+        ProducerConfig.RECONNECT_BACKOFF_MAX_MS_CONFIG, 1000));
+    cfg.putAll(extra);
+    try (KafkaProducer<String, String> p = Clients.producer(b, cfg)) {
       for (int i = 0; i < n; i++) {
         if (i == n / 2) {
           b.killAndRestart();
@@ -64,7 +107,7 @@ class ExactlyOnceTest {
         f.get(3, TimeUnit.MINUTES);
       }
     }
-    assertEquals(want, Clients.readAll(b, t, "read_uncommitted"));
+    return want;
   }
 
   /**
@@ -121,5 +164,61 @@ class ExactlyOnceTest {
           a.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS);
       assertEquals(n, committed.get(new TopicPartition(in, 0)).offset());
     }
+  }
+
+  /**
+   * A transactional producer that stalls inside a transaction (writes, then neither
+   * commits nor aborts) past its transaction.timeout.ms: the broker aborts the
+   * transaction, so read_committed readers move past the record without returning it,
+   * the stalled producer's late commit fails, and a new producer with the same
+   * transactional.id initialises and commits without waiting. Both brokers must refuse
+   * the late commit with the same exception class.
+   */
+  @Test
+  void transactionTimeoutAbortsStalledProducer() throws Exception {
+    Map<String, String> seen = new LinkedHashMap<>();
+    for (Broker b : Brokers.get()) {
+      seen.put(b.name(), stalledScenario(b));
+    }
+    System.out.println("transactionTimeoutAbortsStalledProducer: late commit of the stalled producer failed with " + seen);
+    assertEquals(seen.get("kafka"), seen.get("oncelog"), "oncelog must refuse a timed-out producer's commit as Kafka does");
+  }
+
+  private static String stalledScenario(Broker b) throws Exception {
+    String t = Clients.topic("stalled");
+    Clients.createTopic(b, t, 1, Map.of());
+    String txid = Clients.topic("stalled-tx");
+    TopicPartition tp = new TopicPartition(t, 0);
+    String late;
+    try (KafkaProducer<String, String> stalled = Clients.producer(b, Map.of(
+        ProducerConfig.TRANSACTIONAL_ID_CONFIG, txid, ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, 3000))) {
+      stalled.initTransactions();
+      stalled.beginTransaction();
+      stalled.send(new ProducerRecord<>(t, "stalled")).get();
+      long start = System.nanoTime();
+      // The abort marker moves the last stable offset past the record: end offsets as
+      // read_committed sees them reach 2 (record + marker). No abort: fail after 60 s.
+      try (KafkaConsumer<String, String> c = Clients.consumer(b, Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (c.endOffsets(List.of(tp)).get(tp) < 2 && System.nanoTime() < deadline) {
+          Thread.sleep(200);
+        }
+        assertEquals(2, c.endOffsets(List.of(tp)).get(tp), b + ": the stalled transaction was not aborted");
+      }
+      System.out.println("transactionTimeoutAbortsStalledProducer " + b + ": aborted after "
+          + Duration.ofNanos(System.nanoTime() - start).toMillis() + " ms (timeout 3000 ms)");
+      assertEquals(List.of(), Clients.readAll(b, t, "read_committed"), b.name());
+      assertEquals(List.of("stalled"), Clients.readAll(b, t, "read_uncommitted"), b.name());
+      Exception e = org.junit.jupiter.api.Assertions.assertThrows(Exception.class, stalled::commitTransaction);
+      late = e.getClass().getName();
+    }
+    try (KafkaProducer<String, String> next = Clients.producer(b, Map.of(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txid))) {
+      next.initTransactions();
+      next.beginTransaction();
+      next.send(new ProducerRecord<>(t, "next"));
+      next.commitTransaction();
+    }
+    assertEquals(List.of("next"), Clients.readAll(b, t, "read_committed"), b.name());
+    return late;
   }
 }

@@ -20,6 +20,7 @@ public final class KafkaBroker extends Broker {
   private final int port;
   private Path props;
   private Process proc;
+  private FaultProxy proxy;
 
   private KafkaBroker(Path dir, int port) {
     this.dir = dir;
@@ -28,8 +29,25 @@ public final class KafkaBroker extends Broker {
   }
 
   public static KafkaBroker start() throws Exception {
+    return start(-1, 0);
+  }
+
+  /**
+   * Kafka behind a {@link FaultProxy} that drops Produce responses with probability
+   * dropProduceProb; advertised.listeners names the proxy, so {@link #bootstrap()} is the proxy.
+   */
+  public static KafkaBroker startBehindProxy(double dropProduceProb, long seed) throws Exception {
+    return start(dropProduceProb, seed);
+  }
+
+  private static KafkaBroker start(double dropProduceProb, long seed) throws Exception {
     Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "kafka-");
     KafkaBroker b = new KafkaBroker(dir, freePort());
+    String advertised = "127.0.0.1:" + b.port;
+    if (dropProduceProb >= 0) {
+      b.proxy = FaultProxy.start(advertised, 0, dropProduceProb, seed, dir);
+      advertised = b.proxy.addr();
+    }
     int controllerPort = freePort();
     Path props = dir.resolve("server.properties");
     b.props = props;
@@ -38,7 +56,7 @@ public final class KafkaBroker extends Broker {
         "node.id=1",
         "controller.quorum.bootstrap.servers=127.0.0.1:" + controllerPort,
         "listeners=PLAINTEXT://127.0.0.1:" + b.port + ",CONTROLLER://127.0.0.1:" + controllerPort,
-        "advertised.listeners=PLAINTEXT://127.0.0.1:" + b.port,
+        "advertised.listeners=PLAINTEXT://" + advertised,
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -51,6 +69,8 @@ public final class KafkaBroker extends Broker {
         "transaction.state.log.min.isr=1",
         "transaction.state.log.num.partitions=3",
         "group.initial.rebalance.delay.ms=0",
+        // Abort a transaction past its transaction.timeout.ms within a second (default 10 s).
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
         "") );
@@ -134,12 +154,19 @@ public final class KafkaBroker extends Broker {
 
   @Override
   public String bootstrap() {
-    return "127.0.0.1:" + port;
+    return proxy != null ? proxy.addr() : "127.0.0.1:" + port;
+  }
+
+  FaultProxy proxy() {
+    return proxy;
   }
 
   /** Stops the broker cleanly (SIGTERM, SIGKILL after 20 s). */
   @Override
   public void close() throws Exception {
     stop(proc);
+    if (proxy != null) {
+      proxy.close();
+    }
   }
 }

@@ -4,6 +4,7 @@ import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
@@ -17,6 +18,7 @@ public final class OncelogBroker extends Broker {
   private final int port;
   private final int adminPort;
   private Process proc;
+  private FaultProxy proxy;
 
   private OncelogBroker(Path dir) throws Exception {
     this.dir = dir;
@@ -34,6 +36,22 @@ public final class OncelogBroker extends Broker {
     return b;
   }
 
+  /**
+   * oncelog behind a {@link FaultProxy} that drops Produce responses with probability
+   * dropProduceProb; oncelog advertises the proxy, so {@link #bootstrap()} is the proxy.
+   */
+  public static OncelogBroker startBehindProxy(double dropProduceProb, long seed) throws Exception {
+    Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "oncelog-proxied-");
+    OncelogBroker b = new OncelogBroker(dir);
+    b.proxy = FaultProxy.start("127.0.0.1:" + b.port, 0, dropProduceProb, seed, dir);
+    b.launch();
+    return b;
+  }
+
+  FaultProxy proxy() {
+    return proxy;
+  }
+
   private static synchronized Path binary() throws Exception {
     if (binary != null) {
       return binary;
@@ -42,24 +60,35 @@ public final class OncelogBroker extends Broker {
     if (override != null && !override.isEmpty()) {
       return binary = Path.of(override);
     }
+    return binary = goBuild("./cmd/oncelog", "oncelog");
+  }
+
+  /** go build of pkg (a main package of this checkout) into target/name. */
+  static Path goBuild(String pkg, String name) throws Exception {
     Path repo = Path.of(System.getProperty("oncelog.repo", "../..")).toAbsolutePath().normalize();
-    Path out = targetDir().resolve("oncelog");
-    Path buildLog = targetDir().resolve("go-build.log");
-    Process p = new ProcessBuilder("go", "build", "-o", out.toString(), "./cmd/oncelog")
+    Path out = targetDir().resolve(name);
+    Path buildLog = targetDir().resolve("go-build-" + name + ".log");
+    Process p = new ProcessBuilder("go", "build", "-o", out.toString(), pkg)
         .directory(repo.toFile()).redirectErrorStream(true).redirectOutput(buildLog.toFile()).start();
     if (!p.waitFor(10, TimeUnit.MINUTES) || p.exitValue() != 0) {
-      throw new IllegalStateException("go build ./cmd/oncelog failed; see " + buildLog + ":\n" + Files.readString(buildLog));
+      throw new IllegalStateException("go build " + pkg + " failed; see " + buildLog + ":\n" + Files.readString(buildLog));
     }
-    return binary = out;
+    return out;
   }
 
   private void launch() throws Exception {
-    List<String> cmd = List.of(binary().toString(), "serve",
+    List<String> cmd = new ArrayList<>(List.of(binary().toString(), "serve",
         "--listen", "127.0.0.1:" + port,
         "--admin-listen", "127.0.0.1:" + adminPort,
         "--http-listen", "",
         "--data-dir", dataDir.toString(),
-        "--auto-create-topics=false");
+        "--auto-create-topics=false",
+        // As the Kafka fixture's transaction.abort.timed.out.transaction.cleanup.interval.ms:
+        // a transaction past its transaction.timeout.ms is aborted within a second.
+        "--transaction-timeout-check-interval=1s"));
+    if (proxy != null) {
+      cmd.addAll(List.of("--advertise", proxy.addr()));
+    }
     proc = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
     awaitReady(bootstrap(), proc, Duration.ofSeconds(60), log);
@@ -72,7 +101,7 @@ public final class OncelogBroker extends Broker {
 
   @Override
   public String bootstrap() {
-    return "127.0.0.1:" + port;
+    return proxy != null ? proxy.addr() : "127.0.0.1:" + port;
   }
 
   @Override
@@ -91,6 +120,9 @@ public final class OncelogBroker extends Broker {
   @Override
   public void close() throws Exception {
     stop(proc);
+    if (proxy != null) {
+      proxy.close();
+    }
   }
 
   File logFile() {

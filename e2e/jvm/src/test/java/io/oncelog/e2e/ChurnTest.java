@@ -1,0 +1,253 @@
+package io.oncelog.e2e;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.Stream;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * KIP-447 consume-transform-produce under churn: two group members, each with its own
+ * transactional producer, process a 4-partition input while the second member joins
+ * late and leaves mid-way and the broker is killed with SIGKILL and restarted. The
+ * read_committed output holds every input exactly once.
+ */
+class ChurnTest {
+  static Stream<Broker> brokers() throws Exception {
+    return Brokers.stream();
+  }
+
+  /** The size of the run; the soak profile (-Psoak) raises it. */
+  static int inputs() {
+    return Integer.getInteger("e2e.churn.inputs", 1500);
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("brokers")
+  void consumeTransformProduceAcrossKill9AndMemberChurn(Broker b) throws Exception {
+    String in = Clients.topic("churn-in");
+    String out = Clients.topic("churn-out");
+    Clients.createTopic(b, in, 4, Map.of());
+    Clients.createTopic(b, out, 1, Map.of());
+    int n = inputs();
+    List<String> want = new ArrayList<>();
+    try (KafkaProducer<String, String> p = Clients.producer(b, Map.of())) {
+      for (int i = 0; i < n; i++) {
+        p.send(new ProducerRecord<>(in, i % 4, null, "in" + i));
+        want.add("IN" + i);
+      }
+      p.flush();
+    }
+    String group = Clients.topic("churn-group");
+    Worker w1 = new Worker(b, group, in, out, "w1");
+    Worker w2 = new Worker(b, group, in, out, "w2");
+    w1.start();
+    long deadline = System.nanoTime() + Duration.ofMinutes(5).toNanos();
+    boolean joined = false;
+    boolean killed = false;
+    boolean left = false;
+    long done = 0;
+    try (Admin a = b.admin()) {
+      while (done < n && System.nanoTime() < deadline && w1.failure == null && w2.failure == null) {
+        done = committed(a, group, in);
+        if (!joined && done >= n / 10) {
+          w2.start(); // a second member joins: the group rebalances
+          joined = true;
+        } else if (joined && !killed && done >= n / 3) {
+          b.killAndRestart(); // transactions are in flight on both members
+          killed = true;
+        } else if (killed && !left && done >= 2 * n / 3) {
+          w2.shutdown(); // the second member leaves: its partitions move to w1
+          left = true;
+        }
+        Thread.sleep(50);
+      }
+    } finally {
+      w1.shutdown();
+      w2.shutdown();
+    }
+    System.out.println("consumeTransformProduceAcrossKill9AndMemberChurn " + b + ": committed " + done + " of " + n
+        + "; transactions committed w1=" + w1.commits.get() + " w2=" + w2.commits.get()
+        + ", aborted or lost w1=" + w1.aborts.get() + " w2=" + w2.aborts.get());
+    assertEquals(null, w1.failure, "w1");
+    assertEquals(null, w2.failure, "w2");
+    assertEquals(n, done, "committed input offsets");
+    assertTrue(joined && killed && left, "joined " + joined + " killed " + killed + " left " + left);
+    assertTrue(w2.commits.get() > 0, "the second member committed no transaction");
+    List<String> got = new ArrayList<>(Clients.readAll(b, out, "read_committed"));
+    Collections.sort(got);
+    Collections.sort(want);
+    assertEquals(want.size(), got.size(), "read_committed output size (duplicates or losses)");
+    assertEquals(want, got);
+  }
+
+  private static long committed(Admin a, String group, String in) {
+    try {
+      long sum = 0;
+      for (Map.Entry<TopicPartition, OffsetAndMetadata> e
+          : a.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS).entrySet()) {
+        if (e.getKey().topic().equals(in) && e.getValue() != null) {
+          sum += e.getValue().offset();
+        }
+      }
+      return sum;
+    } catch (Exception e) {
+      return 0; // the broker is down or the coordinator moving: ask again
+    }
+  }
+
+  /**
+   * One group member and its transactional producer. On any error inside a transaction it
+   * aborts (or, when the producer cannot abort, replaces the producer: initTransactions
+   * with the same transactional.id ends the old one's transaction), then rewinds to the
+   * group's committed offsets, so nothing is skipped and nothing is written twice.
+   */
+  static final class Worker extends Thread {
+    final Broker b;
+    final String group;
+    final String in;
+    final String out;
+    final String txid;
+    final AtomicInteger commits = new AtomicInteger();
+    final AtomicInteger aborts = new AtomicInteger();
+    volatile boolean stop;
+    volatile Throwable failure;
+
+    Worker(Broker b, String group, String in, String out, String name) {
+      super(name);
+      this.b = b;
+      this.group = group;
+      this.in = in;
+      this.out = out;
+      this.txid = group + "-" + name;
+    }
+
+    void shutdown() throws InterruptedException {
+      stop = true;
+      if (isAlive()) {
+        join(120_000);
+      }
+    }
+
+    @Override
+    public void run() {
+      try (KafkaConsumer<String, String> c = Clients.consumer(b, Map.of(
+          ConsumerConfig.GROUP_ID_CONFIG, group,
+          ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed",
+          ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 10,
+          ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 45000,
+          ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000))) {
+        KafkaProducer<String, String> p = newProducer();
+        try {
+          c.subscribe(List.of(in));
+          while (!stop) {
+            ConsumerRecords<String, String> recs;
+            try {
+              recs = c.poll(Duration.ofMillis(200));
+            } catch (Exception e) {
+              continue; // the broker is restarting
+            }
+            if (recs.isEmpty()) {
+              continue;
+            }
+            try {
+              p.beginTransaction();
+              Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
+              for (ConsumerRecord<String, String> r : recs) {
+                p.send(new ProducerRecord<>(out, r.value().toUpperCase()));
+                offsets.put(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1));
+              }
+              Thread.sleep(20); // the "transform": keeps transactions open long enough to be hit
+              p.sendOffsetsToTransaction(offsets, c.groupMetadata());
+              p.commitTransaction();
+              commits.incrementAndGet();
+            } catch (Exception e) {
+              aborts.incrementAndGet();
+              try {
+                p.abortTransaction();
+              } catch (Exception abortFailed) {
+                p.close(Duration.ZERO);
+                p = newProducer();
+              }
+              rewind(c);
+            }
+          }
+        } finally {
+          p.close(Duration.ofSeconds(5));
+        }
+      } catch (Throwable t) {
+        failure = t;
+      }
+    }
+
+    /** A transactional producer, initialised: retried while the broker is down. */
+    private KafkaProducer<String, String> newProducer() throws InterruptedException {
+      long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+      while (true) {
+        KafkaProducer<String, String> p = Clients.producer(b, Map.of(
+            ProducerConfig.TRANSACTIONAL_ID_CONFIG, txid,
+            ProducerConfig.MAX_BLOCK_MS_CONFIG, 15000,
+            ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10000,
+            ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, 30000));
+        try {
+          p.initTransactions();
+          return p;
+        } catch (Exception e) {
+          p.close(Duration.ZERO);
+          if (System.nanoTime() > deadline) {
+            throw e;
+          }
+          Thread.sleep(500);
+        }
+      }
+    }
+
+    /** Seeks every assigned partition back to the group's committed offset. */
+    private static void rewind(KafkaConsumer<String, String> c) {
+      long deadline = System.nanoTime() + Duration.ofMinutes(2).toNanos();
+      while (System.nanoTime() < deadline) {
+        try {
+          Set<TopicPartition> assigned = c.assignment();
+          Map<TopicPartition, OffsetAndMetadata> committed = c.committed(assigned);
+          for (TopicPartition tp : assigned) {
+            OffsetAndMetadata o = committed.get(tp);
+            if (o != null) {
+              c.seek(tp, o.offset());
+            } else {
+              c.seekToBeginning(List.of(tp));
+            }
+          }
+          return;
+        } catch (Exception e) {
+          try {
+            Thread.sleep(500);
+          } catch (InterruptedException ie) {
+            Thread.currentThread().interrupt();
+            return;
+          }
+        }
+      }
+      throw new IllegalStateException("could not read the committed offsets to rewind to");
+    }
+  }
+}
