@@ -33,10 +33,12 @@ type bench struct {
 	oncelogErrors int
 	// only, when not empty, names the steps to run.
 	only []string
+	// workDir holds the workloads' directories.
+	workDir string
 }
 
 // stepNames are the workloads in the order they run, as --only names them.
-var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart"}
+var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keyindex"}
 
 func newBench(p profile, progress io.Writer) *bench {
 	return &bench{
@@ -105,6 +107,7 @@ func (b *bench) run(ctx context.Context) {
 		"consume":     b.consume,
 		"latency":     b.latency,
 		"restart":     b.restart,
+		"keyindex":    b.keyIndex,
 	}
 	for _, name := range stepNames {
 		if ctx.Err() != nil {

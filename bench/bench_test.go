@@ -42,13 +42,14 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 	for _, want := range []string{
 		"produce acks=all, idempotent", "plain vs idempotent", "compressed produce", "transactions",
 		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
+		"key window index (oncelog only)",
 	} {
 		if !sections[want] {
 			t.Errorf("no rows in section %q", want)
 		}
 	}
-	if len(rep.Checks) != 8 {
-		t.Errorf("%d checks, want 8", len(rep.Checks))
+	if len(rep.Checks) != 9 {
+		t.Errorf("%d checks, want 9", len(rep.Checks))
 	}
 	for _, c := range rep.Checks {
 		if c.Missed {
@@ -121,4 +122,13 @@ func TestShareSplitsEvenly(t *testing.T) {
 	if total != 100 {
 		t.Errorf("parts add up to %d, want 100", total)
 	}
+}
+
+// TestMain lets the test binary be the key-index child the keyindex
+// workload re-executes.
+func TestMain(m *testing.M) {
+	if child, code := keyIndexChildMain(); child {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
 }

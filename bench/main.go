@@ -29,6 +29,9 @@ import (
 )
 
 func main() {
+	if child, code := keyIndexChildMain(); child {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -63,6 +66,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.oncelogBin, "oncelog-binary", "", "run this oncelog binary instead of building ../cmd/oncelog")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for data directories (default: a new temporary directory)")
 	fs.BoolVar(&o.keepWorkDir, "keep", false, "keep the data directories and the broker log afterwards")
+	indexKeys := fs.Int64("index-keys", 0, "keys the keyindex workload indexes (default: the profile's: quick 200k, default 1M, full 10M)")
 	only := fs.String("only", "", "run only these workloads, comma-separated, from "+strings.Join(stepNames, ", ")+
 		" (consume reads what headline and txn wrote; latency paces at the rate matrix measured)")
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +84,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		o.profile = fullProfile()
 	default:
 		o.profile = defaultProfile()
+	}
+	if *indexKeys < 0 {
+		return o, fmt.Errorf("--index-keys must not be negative")
+	} else if *indexKeys > 0 {
+		o.profile.KeyIndexKeys = *indexKeys
 	}
 	for name := range strings.SplitSeq(*only, ",") {
 		if name = strings.TrimSpace(name); name == "" {
@@ -148,6 +157,7 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 
 	b := newBench(opts.profile, progress)
 	b.only = opts.only
+	b.workDir = workDir
 	b.report.Generated = time.Now()
 	b.report.Machine = describeMachine(workDir)
 

@@ -77,6 +77,9 @@ type profile struct {
 	LatencyFixedRate float64
 
 	Restart restartSpec
+
+	// KeyIndexKeys is how many keys the key-index workload indexes.
+	KeyIndexKeys int64
 }
 
 var (
@@ -129,6 +132,7 @@ func defaultProfile() profile {
 		LatencyLoad:      0.5,
 		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 512 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12},
+		KeyIndexKeys:     1_000_000,
 	}
 }
 
@@ -153,6 +157,7 @@ func quickProfile() profile {
 		LatencyLoad:      0.5,
 		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 32 << 20, LogPartitions: 4, ProducerIDs: 5_000, PIDPartitions: 12},
+		KeyIndexKeys:     200_000,
 	}
 }
 
@@ -168,6 +173,7 @@ func fullProfile() profile {
 	p.LatencyDuration = 10 * time.Second
 	p.ConsumeRepeats = 5
 	p.Restart = restartSpec{LogBytes: 1536 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12}
+	p.KeyIndexKeys = 10_000_000
 	return p
 }
 
@@ -193,5 +199,6 @@ func smokeProfile() profile {
 		LatencyLoad:      0.5,
 		LatencyFixedRate: 10_000,
 		Restart:          restartSpec{LogBytes: 4 << 20, LogPartitions: 2, ProducerIDs: 200, PIDPartitions: 2},
+		KeyIndexKeys:     20_000,
 	}
 }

@@ -36,11 +36,13 @@ type row struct {
 // check is one of the issue's targets, checked on oncelog; Others holds the
 // same figure on the other Kafka-protocol targets, for context.
 type check struct {
-	Name   string             `json:"name"`
-	Value  float64            `json:"value"`
-	Goal   float64            `json:"goal"`
-	Unit   string             `json:"unit"`
-	Pass   bool               `json:"pass"`
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Goal  float64 `json:"goal"`
+	Unit  string  `json:"unit"`
+	Pass  bool    `json:"pass"`
+	// AtMost: the goal is an upper bound (value <= goal), not a floor.
+	AtMost bool               `json:"at_most,omitempty"`
 	Missed bool               `json:"missed,omitempty"` // not measured (an error or n/a)
 	Others map[string]float64 `json:"others,omitempty"`
 }
@@ -133,6 +135,14 @@ func (c *check) valueText(v float64) string {
 	return fmt.Sprintf("%s %s", humanCount(v), c.Unit)
 }
 
+// goalText is the goal with its direction.
+func (c *check) goalText() string {
+	if c.AtMost {
+		return "<= " + c.valueText(c.Goal)
+	}
+	return ">= " + c.valueText(c.Goal)
+}
+
 func (c *check) verdict() string {
 	switch {
 	case c.Missed:
@@ -184,7 +194,7 @@ func (r *report) writeText(w io.Writer) {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "target check\toncelog\tgoal\tmet\tother targets")
 	for _, c := range r.Checks {
-		fmt.Fprintf(tw, "%s\t%s\t>= %s\t%s\t%s\n", c.Name, c.valueText(c.Value), c.valueText(c.Goal), c.verdict(), c.othersText(r.peers()))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, c.valueText(c.Value), c.goalText(), c.verdict(), c.othersText(r.peers()))
 	}
 	tw.Flush()
 	for _, n := range r.Notes {
@@ -240,7 +250,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	fmt.Fprintln(w, "| target check | oncelog | goal | met | other targets |")
 	fmt.Fprintln(w, "|---|---:|---:|---|---|")
 	for _, c := range r.Checks {
-		fmt.Fprintf(w, "| %s | %s | >= %s | %s | %s |\n", c.Name, c.valueText(c.Value), c.valueText(c.Goal), c.verdict(), c.othersText(r.peers()))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", c.Name, c.valueText(c.Value), c.goalText(), c.verdict(), c.othersText(r.peers()))
 	}
 	if len(r.Notes) > 0 {
 		fmt.Fprintln(w)
