@@ -42,7 +42,9 @@ type Broker struct {
 	logger    *slog.Logger
 	ClusterID string
 
-	meta   *meta.Store
+	meta *meta.Store
+	// Users are the SCRAM credentials SASL authenticates against.
+	Users  *Users
 	limits *producer.Limits
 	PIDs   *producer.IDAllocator
 	Groups *group.Coordinator
@@ -143,6 +145,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.meta.Close()
 		return nil, err
 	}
+	b.Users = &Users{meta: b.meta}
 	b.internal = newInternalTopics(b.ClusterID)
 	if err := b.loadFeatures(); err != nil {
 		b.meta.Close()

@@ -46,6 +46,12 @@ type Stats struct {
 	ConnectionsTimedOut *prometheus.CounterVec // by reason: idle, request_read
 	ReadsThrottled      *prometheus.CounterVec // by budget: queued_max_request_bytes, connection
 	QueuedRequestBytes  prometheus.Gauge
+
+	// Authentication (SASL, TLS), by listener name and mechanism. Not
+	// by user: user names come from the client and unknown ones would
+	// grow the label set without bound (the log names them, rate-limited).
+	Authentications      *prometheus.CounterVec
+	AuthenticationFailed *prometheus.CounterVec
 }
 
 func newStats() *Stats {
@@ -104,6 +110,15 @@ func newStats() *Stats {
 	}, []string{"budget"})
 	s.QueuedRequestBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "oncelog_queued_request_bytes", Help: "Bytes of requests being read or waiting to be processed, counted against --queued-max-request-bytes."})
 	r.MustRegister(s.ConnectionsRejected, s.ConnectionsTimedOut, s.ReadsThrottled, s.QueuedRequestBytes)
+	s.Authentications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_authentications_total",
+		Help: "Successful SASL authentications and re-authentications, by listener and mechanism.",
+	}, []string{"listener", "mechanism"})
+	s.AuthenticationFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oncelog_authentication_failures_total",
+		Help: "Failed SASL authentications (wrong password, unknown user, malformed exchange, unsupported mechanism) and TLS handshakes, by listener and mechanism (TLS for handshakes, none when no mechanism was chosen).",
+	}, []string{"listener", "mechanism"})
+	r.MustRegister(s.Authentications, s.AuthenticationFailed)
 	for _, reason := range []string{"max_connections", "max_connections_per_ip"} {
 		s.ConnectionsRejected.WithLabelValues(reason) // listed at 0, for rate()
 	}

@@ -33,6 +33,7 @@ type serveOptions struct {
 	cfg                            broker.Config
 	wire                           wire.Config
 	idleMs, requestReadTimeoutMs   int64
+	sec                            securityOptions
 
 	// Set by resolve.
 	logger   *slog.Logger
@@ -100,6 +101,7 @@ docs/operations.md.`,
 	f.StringVar(&o.configFile, "config", "", "YAML file of settings whose keys are these flag names (env ONCELOG_CONFIG; default: none)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9092", "host:port the Kafka protocol listener binds; 0.0.0.0:9092 for all interfaces")
 	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (advertised.listeners); set it when clients reach the broker by another name (default: the --listen address)")
+	addSecurityFlags(f, o)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "host:port of the HTTP listener for /metrics, /healthz and /readyz; empty turns it off")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8082", "host:port of the HTTP ingest listener (POST /v1/topics/{topic}/records with Idempotency-Key, GET /v1/topics/{topic}/keys/{key}; docs/http.md); empty turns it off")
 	f.IntVar(&o.http.MaxConcurrentRequests, "http-max-concurrent-requests", o.http.MaxConcurrentRequests, "most HTTP ingest requests served at once; one more is answered 503 with Retry-After at once")
@@ -224,23 +226,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 	o.http.RequestTimeout = time.Duration(o.httpRequestTimeoutMs) * time.Millisecond
 	o.http.IdleTimeout = o.wire.ConnectionsMaxIdle
 
-	advertise := o.advertise
-	if advertise == "" {
-		advertise = o.listen
+	if err := o.resolveListeners(fs, logger); err != nil {
+		return err
 	}
-	host, portStr, err := net.SplitHostPort(advertise)
-	if err != nil {
-		return fmt.Errorf("--advertise %q must be host:port: %w", advertise, err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil || port <= 0 || port > 65535 {
-		return fmt.Errorf("--advertise %q: the port must be 1-65535", advertise)
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-		logger.Warn("listening on all interfaces but advertising 127.0.0.1; set --advertise to an address clients can reach")
-	}
-	c.AdvertisedHost, c.AdvertisedPort = host, int32(port)
 
 	o.settings = nil
 	fs.VisitAll(func(f *pflag.Flag) {
@@ -298,27 +286,43 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	logFDLimit(logger, soft, hard, limErr, o, b.PartitionCount())
 	stats.Store(b.Stats)
 	brk.Store(b)
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		b.Close()
-		return fmt.Errorf("listen on %s: %w (is another broker running? use --listen)", o.listen, err)
+	server := wire.NewServer(b, o.wire, logger)
+	serveErr := make(chan error, len(o.sec.resolved)+1)
+	var bound []any
+	var kafkaLns []net.Listener
+	var firstAddr string
+	closeKafka := func() {
+		server.Close()
+		for _, ln := range kafkaLns {
+			ln.Close()
+		}
+	}
+	for _, l := range o.sec.resolved {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			closeKafka()
+			b.Close()
+			return fmt.Errorf("listen on %s (listener %s): %w (is another broker running? use --listen or --listeners)", l.addr, l.Name, err)
+		}
+		kafkaLns = append(kafkaLns, ln)
+		if firstAddr == "" {
+			firstAddr = ln.Addr().String()
+		}
+		go func() { serveErr <- server.ServeListener(ln, l.Listener) }()
+		bound = append(bound, slog.Group(l.Name, "listen", ln.Addr().String(), "protocol", string(l.Protocol),
+			"advertise", net.JoinHostPort(l.AdvertisedHost, strconv.Itoa(int(l.AdvertisedPort)))))
 	}
 	var ingest *httpapi.Server
-	var ingestLn net.Listener
 	if o.httpListen != "" {
-		if ingestLn, err = net.Listen("tcp", o.httpListen); err != nil {
-			ln.Close()
+		ingestLn, err := net.Listen("tcp", o.httpListen)
+		if err != nil {
+			closeKafka()
 			b.Close()
 			return fmt.Errorf("HTTP ingest listener on %s: %w (is another oncelog running? use --http-listen, empty to turn it off)", o.httpListen, err)
 		}
 		hc := o.http
 		hc.Registerer, hc.Logger = b.Stats.Registry, logger
 		ingest = httpapi.New(httpapi.ForBroker(b), hc)
-	}
-	server := wire.NewServer(b, o.wire, logger)
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- server.Serve(ln) }()
-	if ingest != nil {
 		go func() {
 			if err := ingest.Serve(ingestLn); err != nil {
 				serveErr <- err
@@ -326,9 +330,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		}()
 	}
 	ready.Store(true)
-	logger.Info("oncelog ready", "listen", ln.Addr().String(),
+	logger.Info("oncelog ready", append([]any{"listen", firstAddr,
 		"advertise", net.JoinHostPort(o.cfg.AdvertisedHost, strconv.Itoa(int(o.cfg.AdvertisedPort))),
-		"data_dir", o.cfg.DataDir, "admin", o.adminListen, "http", o.httpListen)
+		"data_dir", o.cfg.DataDir, "admin", o.adminListen, "http", o.httpListen}, bound...)...)
 
 	select {
 	case <-ctx.Done():

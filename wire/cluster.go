@@ -20,7 +20,8 @@ func handleDescribeCluster(c *conn, r *request) respond {
 	resp.ControllerID = cfg.NodeID
 	resp.EndpointType = 1
 	br := kmsg.NewDescribeClusterResponseBroker()
-	br.NodeID, br.Host, br.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
+	br.NodeID = cfg.NodeID
+	br.Host, br.Port = c.advertised()
 	resp.Brokers = append(resp.Brokers, br)
 	return ready(resp)
 }
@@ -72,7 +73,8 @@ func handleFindCoordinator(c *conn, r *request) respond {
 	if req.Version <= 3 {
 		resp.ErrorCode, resp.ErrorMessage = answer(req.CoordinatorKey)
 		if resp.ErrorCode == 0 {
-			resp.NodeID, resp.Host, resp.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
+			resp.NodeID = cfg.NodeID
+			resp.Host, resp.Port = c.advertised()
 		} else {
 			resp.NodeID, resp.Port = -1, -1
 		}
@@ -83,7 +85,8 @@ func handleFindCoordinator(c *conn, r *request) respond {
 		sc.Key = key
 		sc.ErrorCode, sc.ErrorMessage = answer(key)
 		if sc.ErrorCode == 0 {
-			sc.NodeID, sc.Host, sc.Port = cfg.NodeID, cfg.AdvertisedHost, cfg.AdvertisedPort
+			sc.NodeID = cfg.NodeID
+			sc.Host, sc.Port = c.advertised()
 		} else {
 			sc.NodeID, sc.Port = -1, -1
 		}

@@ -14,7 +14,7 @@ func handleMetadata(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	resp.Brokers = []kmsg.MetadataResponseBroker{advertisedBroker(cfg)}
+	resp.Brokers = []kmsg.MetadataResponseBroker{c.advertisedBroker()}
 	clusterID := b.ClusterID
 	resp.ClusterID = &clusterID
 	resp.ControllerID = cfg.NodeID
@@ -118,10 +118,10 @@ func handleMetadata(c *conn, r *request) respond {
 // authorizer every operation is allowed (READ..DESCRIBE_CONFIGS, ALTER_CONFIGS).
 const allTopicOperations = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
 
-func advertisedBroker(cfg broker.Config) kmsg.MetadataResponseBroker {
+// advertisedBroker is this broker as the client's listener advertises it.
+func (c *conn) advertisedBroker() kmsg.MetadataResponseBroker {
 	br := kmsg.NewMetadataResponseBroker()
-	br.NodeID = cfg.NodeID
-	br.Host = cfg.AdvertisedHost
-	br.Port = cfg.AdvertisedPort
+	br.NodeID = c.s.b.Config().NodeID
+	br.Host, br.Port = c.advertised()
 	return br
 }

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oncelog/oncelog/auth"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -48,6 +49,22 @@ type Config struct {
 	// has arrived (not counting waits for QueuedMaxRequestBytes): a client
 	// that declares a frame and trickles it (slowloris) is cut off.
 	RequestReadTimeout time.Duration
+
+	// SASLMechanisms are sasl.enabled.mechanisms of the SASL listeners.
+	SASLMechanisms []string
+	// SASLPlainAllowUnencrypted lets PLAIN, which sends the password
+	// itself, be used on SASL_PLAINTEXT listeners (off: SASL_SSL only).
+	SASLPlainAllowUnencrypted bool
+	// SASLServerMaxReceiveSize is sasl.server.max.receive.size: the
+	// largest frame before authentication. <= 0 means the default.
+	SASLServerMaxReceiveSize int32
+	// ConnectionsMaxReauth is connections.max.reauth.ms (KIP-368): a SASL
+	// session lasts this long; the client must re-authenticate before, or
+	// its connection is closed. 0: sessions do not expire.
+	ConnectionsMaxReauth time.Duration
+	// FailedAuthenticationDelay is
+	// connection.failed.authentication.delay.ms.
+	FailedAuthenticationDelay time.Duration
 }
 
 // Defaults. Kafka's where they are bounded; where Kafka's default is
@@ -84,6 +101,10 @@ func DefaultConfig() Config {
 		MaxConnections:        DefaultMaxConnections,
 		ConnectionsMaxIdle:    DefaultConnectionsMaxIdle,
 		RequestReadTimeout:    DefaultRequestReadTimeout,
+
+		SASLMechanisms:            []string{auth.MechanismSCRAM256, auth.MechanismSCRAM512},
+		SASLServerMaxReceiveSize:  DefaultSASLServerMaxReceiveSize,
+		FailedAuthenticationDelay: DefaultFailedAuthenticationDelay,
 	}
 }
 
@@ -96,7 +117,7 @@ type Server struct {
 	warn   logLimiter
 
 	mu     sync.Mutex
-	ln     net.Listener
+	lns    []net.Listener
 	conns  map[*conn]struct{}
 	perIP  map[string]int
 	closed bool
@@ -108,6 +129,9 @@ type Server struct {
 func NewServer(b *broker.Broker, cfg Config, logger *slog.Logger) *Server {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.SASLServerMaxReceiveSize <= 0 {
+		cfg.SASLServerMaxReceiveSize = DefaultSASLServerMaxReceiveSize
 	}
 	s := &Server{b: b, logger: logger, cfg: cfg, conns: map[*conn]struct{}{}, perIP: map[string]int{}, done: make(chan struct{})}
 	s.budget = newRequestBudget(cfg.QueuedMaxRequestBytes, func(delta int64) { b.Stats.QueuedRequestBytes.Add(float64(delta)) })
@@ -134,14 +158,21 @@ func temporaryAcceptError(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Serve accepts connections on ln until Close.
-func (s *Server) Serve(ln net.Listener) error {
+// Serve accepts PLAINTEXT connections on ln until Close.
+func (s *Server) Serve(ln net.Listener) error { return s.ServeListener(ln, PlaintextListener) }
+
+// ServeListener accepts connections on ln, secured as l says, until Close.
+// A server may serve several listeners at once.
+func (s *Server) ServeListener(ln net.Listener, l Listener) error {
+	if l.Protocol.TLS() && l.TLS == nil {
+		return fmt.Errorf("listener %s: %s needs a TLS configuration", l.Name, l.Protocol)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return net.ErrClosed
 	}
-	s.ln = ln
+	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {
@@ -171,7 +202,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := newConn(s, nc)
+		c := newConn(s, nc, &l)
 		if reject := s.admit(c); reject != "" {
 			nc.Close()
 			if reject == errServerClosed {
@@ -228,8 +259,8 @@ func (s *Server) Close() error {
 		s.closed = true
 		close(s.done)
 	}
-	if s.ln != nil {
-		s.ln.Close()
+	for _, ln := range s.lns {
+		ln.Close()
 	}
 	for c := range s.conns {
 		c.close()
@@ -322,6 +353,45 @@ type conn struct {
 	// nanoseconds). Together they say whether it is idle.
 	inFlight   atomic.Int32
 	lastActive atomic.Int64
+
+	listener   *Listener
+	clientHost string
+	// principal is the Kafka principal, set once authenticated (nil:
+	// auth.Anonymous); read from any goroutine.
+	principal atomic.Pointer[string]
+	sasl      saslState
+	// readAny: the reader has read the first bytes of the connection (a
+	// TLS ClientHello there is recognised as such).
+	readAny bool
+}
+
+// Principal is the connection's Kafka principal: "User:ANONYMOUS" until
+// it authenticates (always, on a PLAINTEXT listener), then "User:<name>".
+// The authorizer checks it.
+func (c *conn) Principal() string {
+	if p := c.principal.Load(); p != nil {
+		return *p
+	}
+	return auth.Anonymous
+}
+
+func (c *conn) setPrincipal(p string) { c.principal.Store(&p) }
+
+// ClientHost is the client's IP address (no port), what Kafka ACLs match
+// their host against.
+func (c *conn) ClientHost() string { return c.clientHost }
+
+// ListenerName is the name of the listener the client connected to.
+func (c *conn) ListenerName() string { return c.listener.Name }
+
+// advertised is the broker address this connection's client is told:
+// its listener's advertised address, or the broker config's.
+func (c *conn) advertised() (string, int32) {
+	if c.listener.AdvertisedHost != "" {
+		return c.listener.AdvertisedHost, c.listener.AdvertisedPort
+	}
+	cfg := c.s.b.Config()
+	return cfg.AdvertisedHost, cfg.AdvertisedPort
 }
 
 type pending struct {
@@ -330,17 +400,22 @@ type pending struct {
 	// Held until the response is ready: released by the writer.
 	reserved  *frameReservation
 	pipelined int64
+	// rawToken: the answer is a bare SASL token (after a v0 handshake),
+	// written with only its size prefix.
+	rawToken bool
+	raw      []byte
 }
 
 // maxPipelined bounds the requests a connection may have in flight; the
 // reader stops reading while the writer catches up (back pressure).
 const maxPipelined = 32
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(s *Server, nc net.Conn, l *Listener) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+	c := &conn{s: s, nc: nc, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, listener: l,
 		readerDone: make(chan struct{}), queue: make(chan pending, maxPipelined),
 		pipelined: semaphore.NewWeighted(int64(s.cfg.MaxRequestBytes))}
+	c.clientHost = c.remoteIP()
 	c.touch()
 	return c
 }
@@ -386,6 +461,15 @@ func (c *conn) serve() {
 		if ok, suppressed := c.s.warn.allow("request_read"); ok {
 			c.s.logger.Warn("closing client connection: request not received in time", "remote", c.remote,
 				"timeout", c.s.cfg.RequestReadTimeout, "suppressed", suppressed)
+		}
+	case errors.Is(err, errSASLFailed):
+		// Counted and logged where it failed.
+	case errors.Is(err, errTLSOnPlaintext), errors.Is(err, errUnexpectedBeforeAu), errors.Is(err, errSessionExpired):
+		if errors.Is(err, errTLSOnPlaintext) || errors.Is(err, errUnexpectedBeforeAu) {
+			c.s.b.Stats.AuthenticationFailed.WithLabelValues(c.listener.Name, "none").Inc()
+		}
+		if ok, suppressed := c.s.warn.allow("auth_close"); ok {
+			c.s.logger.Warn("closing client connection", "remote", c.remote, "listener", c.listener.Name, "reason", err, "suppressed", suppressed)
 		}
 	case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil:
 		var ne net.Error
@@ -511,8 +595,19 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		if size < 8 || size > c.s.cfg.MaxRequestBytes {
-			return fmt.Errorf("request size %d outside [8, %d] (socket.request.max.bytes)", size, c.s.cfg.MaxRequestBytes)
+		first := !c.readAny
+		c.readAny = true
+		if limit := c.maxFrame(); size < 8 || size > limit {
+			if first && looksLikeTLS(uint32(size)) {
+				return errTLSOnPlaintext
+			}
+			if c.sasl.raw && size >= 0 && size <= limit {
+				// A raw SASL token (v0 handshake) may be short.
+			} else if limit < c.s.cfg.MaxRequestBytes {
+				return fmt.Errorf("request size %d outside [8, %d] before SASL authentication (sasl.server.max.receive.size)", size, limit)
+			} else {
+				return fmt.Errorf("request size %d outside [8, %d] (socket.request.max.bytes)", size, limit)
+			}
 		}
 		// This connection's earlier requests first: a second large
 		// request waits until the first is answered.
@@ -540,16 +635,32 @@ func (c *conn) readLoop() error {
 		c.inFlight.Add(1)
 		c.s.b.Stats.BytesIn.Add(float64(size) + 4)
 		p := pending{reserved: res, pipelined: int64(size)}
-		req, resp, err := c.decode(body)
-		if err != nil {
-			c.finish(p)
-			return err
-		}
-		p.req = req
-		if resp != nil { // answered by the decoder (ApiVersions fallback)
-			p.respond = func(context.Context) kmsg.Response { return resp }
+		if c.sasl.raw {
+			// After a v0 SaslHandshake the frame is the token itself.
+			p.req = &request{key: saslAuthenticateKey, received: time.Now()}
+			p.raw, err = c.saslStep(body)
+			if err != nil {
+				// Kafka closes at once: v0 has no way to say why.
+				c.finish(p)
+				return errSASLFailed
+			}
+			p.rawToken = true
+			p.respond = func(context.Context) kmsg.Response { return nil }
 		} else {
-			p.respond = c.dispatch(req)
+			req, resp, err := c.decode(body)
+			if err == nil {
+				err = c.gate(req)
+			}
+			if err != nil {
+				c.finish(p)
+				return err
+			}
+			p.req = req
+			if resp != nil { // answered by the decoder (ApiVersions fallback)
+				p.respond = func(context.Context) kmsg.Response { return resp }
+			} else {
+				p.respond = c.dispatch(req)
+			}
 		}
 		select {
 		case c.queue <- p:
@@ -557,7 +668,21 @@ func (c *conn) readLoop() error {
 			c.finish(p)
 			return nil
 		}
+		if c.sasl.failed {
+			// The failure is answered, then the connection closes.
+			return errSASLFailed
+		}
 	}
+}
+
+// errTLSOnPlaintext: a client started a TLS handshake on a listener
+// without TLS (its ClientHello's first bytes read as a ~370 MB frame).
+var errTLSOnPlaintext = errors.New("TLS handshake received on a listener without TLS: the client uses TLS (security.protocol SSL or SASL_SSL) but this listener is not an SSL or SASL_SSL one")
+
+// looksLikeTLS reports whether a connection's first four bytes are a TLS
+// record header of a handshake: content type 22, version 3.x.
+func looksLikeTLS(first4 uint32) bool {
+	return first4>>24 == 0x16 && first4>>16&0xff == 0x03 && first4>>8&0xff <= 0x04
 }
 
 // finish gives back what a request held once its response is ready.
@@ -624,6 +749,16 @@ func (c *conn) writeLoop() {
 		api := kmsg.NameForKey(p.req.key)
 		c.s.b.Stats.Requests.WithLabelValues(api).Inc()
 		c.s.b.Stats.RequestSeconds.WithLabelValues(api).Observe(time.Since(p.req.received).Seconds())
+		if p.rawToken {
+			if c.ctx.Err() == nil {
+				buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(p.raw)))
+				buf = append(buf, p.raw...)
+				if err := c.write(buf); err != nil {
+					continue
+				}
+			}
+			continue
+		}
 		if resp == nil {
 			continue
 		}
@@ -649,23 +784,31 @@ func (c *conn) writeLoop() {
 		}
 		buf = resp.AppendTo(buf)
 		binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
-		// A client that reads nothing for connections.max.idle.ms is as
-		// idle as one that sends nothing.
-		if err := c.nc.SetWriteDeadline(deadline(c.s.cfg.ConnectionsMaxIdle)); err != nil {
-			c.close()
+		if err := c.write(buf); err != nil {
 			continue
 		}
-		if _, err := c.nc.Write(buf); err != nil {
-			if isTimeout(err) {
-				c.s.b.Stats.ConnectionsTimedOut.WithLabelValues("idle").Inc()
-			}
-			c.close()
-			continue
-		}
-		c.touch()
-		c.s.b.Stats.BytesOut.Add(float64(len(buf)))
 		if cap(buf) > 8<<20 {
 			buf = make([]byte, 0, 64*1024)
 		}
 	}
+}
+
+// write sends one framed response; a failure closes the connection.
+func (c *conn) write(buf []byte) error {
+	// A client that reads nothing for connections.max.idle.ms is as
+	// idle as one that sends nothing.
+	if err := c.nc.SetWriteDeadline(deadline(c.s.cfg.ConnectionsMaxIdle)); err != nil {
+		c.close()
+		return err
+	}
+	if _, err := c.nc.Write(buf); err != nil {
+		if isTimeout(err) {
+			c.s.b.Stats.ConnectionsTimedOut.WithLabelValues("idle").Inc()
+		}
+		c.close()
+		return err
+	}
+	c.touch()
+	c.s.b.Stats.BytesOut.Add(float64(len(buf)))
+	return nil
 }

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oncelog/oncelog/auth"
+	"github.com/oncelog/oncelog/wire"
+	"github.com/spf13/pflag"
+)
+
+// securityOptions are serve's listener and authentication settings.
+type securityOptions struct {
+	listeners           string
+	advertisedListeners string
+	protocolMap         string
+	saslMechanisms      string
+	reauthMs            int64
+	failedAuthDelayMs   int64
+
+	// Set by resolveListeners: what runServe binds, in order.
+	resolved []boundListener
+}
+
+// boundListener is a listener to bind: its address and how it is served.
+type boundListener struct {
+	addr string
+	wire.Listener
+}
+
+func addSecurityFlags(f *pflag.FlagSet, o *serveOptions) {
+	s := &o.sec
+	f.StringVar(&s.listeners, "listeners", "", "Kafka listeners to bind, NAME://host:port comma-separated, NAME a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL) or a name of --listener-security-protocol-map, e.g. 'PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094' (listeners); replaces --listen and --advertise (default: the one PLAINTEXT listener of --listen)")
+	f.StringVar(&s.advertisedListeners, "advertised-listeners", "", "what clients of each listener are told to connect to, NAME://host:port comma-separated (advertised.listeners); a listener not named advertises its own address (default: --listeners)")
+	f.StringVar(&s.protocolMap, "listener-security-protocol-map", "", "security protocol of custom listener names, NAME:PROTOCOL comma-separated, e.g. 'INTERNAL:SASL_PLAINTEXT,EXTERNAL:SASL_SSL' (listener.security.protocol.map; default: listener names are protocols)")
+	f.StringVar(&s.saslMechanisms, "sasl-mechanisms", auth.DefaultMechanisms, "SASL mechanisms of SASL_PLAINTEXT and SASL_SSL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, checked against the users of `oncelog user` (sasl.enabled.mechanisms)")
+	f.BoolVar(&o.wire.SASLPlainAllowUnencrypted, "sasl-plain-allow-unencrypted", false, "allow SASL PLAIN, which sends the password itself, on SASL_PLAINTEXT listeners too (default: PLAIN only over SASL_SSL)")
+	f.Int64Var(&s.reauthMs, "connections-max-reauth-ms", 0, "SASL session lifetime in milliseconds: clients must re-authenticate within it or their connection is closed at its next request (connections.max.reauth.ms, KIP-368; default 0: sessions do not expire)")
+	f.Int32Var(&o.wire.SASLServerMaxReceiveSize, "sasl-server-max-receive-size", wire.DefaultSASLServerMaxReceiveSize, "largest request, in bytes, a SASL connection may send before it has authenticated (sasl.server.max.receive.size)")
+	f.Int64Var(&s.failedAuthDelayMs, "connection-failed-authentication-delay-ms", wire.DefaultFailedAuthenticationDelay.Milliseconds(), "delay, in milliseconds, before a failed authentication is answered and its connection closed; slows password guessing (connection.failed.authentication.delay.ms)")
+}
+
+// resolveListeners checks the listener and SASL settings and decides what
+// to bind. The first listener's advertised address is the broker config's.
+func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) error {
+	s := &o.sec
+	mechs, err := auth.ParseMechanisms(s.saslMechanisms)
+	if err != nil {
+		return fmt.Errorf("--sasl-mechanisms: %w", err)
+	}
+	o.wire.SASLMechanisms = mechs
+	if s.reauthMs < 0 {
+		return fmt.Errorf("--connections-max-reauth-ms must be 0 (no expiry) or positive")
+	}
+	if s.failedAuthDelayMs < 0 {
+		return fmt.Errorf("--connection-failed-authentication-delay-ms must not be negative")
+	}
+	if o.wire.SASLServerMaxReceiveSize < 8 {
+		return fmt.Errorf("--sasl-server-max-receive-size must be at least 8")
+	}
+	o.wire.ConnectionsMaxReauth = time.Duration(s.reauthMs) * time.Millisecond
+	o.wire.FailedAuthenticationDelay = time.Duration(s.failedAuthDelayMs) * time.Millisecond
+
+	if s.listeners == "" {
+		if s.advertisedListeners != "" {
+			return fmt.Errorf("--advertised-listeners needs --listeners; with --listen, use --advertise")
+		}
+		listen, advertise := o.listen, o.advertise
+		if advertise == "" {
+			advertise = listen
+		}
+		host, port, err := splitAdvertise("--advertise", advertise, logger)
+		if err != nil {
+			return err
+		}
+		o.cfg.AdvertisedHost, o.cfg.AdvertisedPort = host, port
+		l := wire.PlaintextListener
+		l.AdvertisedHost, l.AdvertisedPort = host, port
+		s.resolved = []boundListener{{addr: listen, Listener: l}}
+		return nil
+	}
+	if fs.Changed("listen") || fs.Changed("advertise") || o.listen != fs.Lookup("listen").DefValue || o.advertise != "" {
+		return fmt.Errorf("--listen and --advertise are the shorthand for one PLAINTEXT listener: with --listeners, put every listener in --listeners (e.g. PLAINTEXT://%s) and their addresses for clients in --advertised-listeners", o.listen)
+	}
+	protocols := map[string]wire.SecurityProtocol{}
+	if s.protocolMap != "" {
+		for _, item := range strings.Split(s.protocolMap, ",") {
+			name, proto, ok := strings.Cut(strings.TrimSpace(item), ":")
+			if !ok || name == "" {
+				return fmt.Errorf("--listener-security-protocol-map: %q is not NAME:PROTOCOL", item)
+			}
+			p, err := wire.ParseSecurityProtocol(proto)
+			if err != nil {
+				return fmt.Errorf("--listener-security-protocol-map: %w", err)
+			}
+			protocols[strings.ToUpper(name)] = p
+		}
+	}
+	specs, err := wire.ParseListeners("--listeners", s.listeners, true)
+	if err != nil {
+		return err
+	}
+	advertised := map[string]wire.ListenerSpec{}
+	if s.advertisedListeners != "" {
+		adv, err := wire.ParseListeners("--advertised-listeners", s.advertisedListeners, false)
+		if err != nil {
+			return err
+		}
+		for _, a := range adv {
+			advertised[a.Name] = a
+		}
+	}
+	s.resolved = nil
+	for _, spec := range specs {
+		proto, ok := protocols[spec.Name]
+		if !ok {
+			if proto, err = wire.ParseSecurityProtocol(spec.Name); err != nil {
+				return fmt.Errorf("--listeners: listener %s: not a security protocol and not in --listener-security-protocol-map", spec.Name)
+			}
+		}
+		if proto.TLS() {
+			return fmt.Errorf("--listeners: listener %s: %s listeners are not supported by this build yet", spec.Name, proto)
+		}
+		adv, ok := advertised[spec.Name]
+		if !ok {
+			adv = spec
+		}
+		delete(advertised, spec.Name)
+		if adv.Port == 0 {
+			return fmt.Errorf("--listeners: listener %s binds port 0 (any); name its address in --advertised-listeners", spec.Name)
+		}
+		host, port, err := splitAdvertise("--advertised-listeners "+spec.Name, adv.Addr(), logger)
+		if err != nil {
+			return err
+		}
+		s.resolved = append(s.resolved, boundListener{addr: spec.Addr(), Listener: wire.Listener{
+			Name: spec.Name, Protocol: proto, AdvertisedHost: host, AdvertisedPort: port,
+		}})
+	}
+	for name := range advertised {
+		return fmt.Errorf("--advertised-listeners: %s is not a listener of --listeners", name)
+	}
+	first := s.resolved[0]
+	o.cfg.AdvertisedHost, o.cfg.AdvertisedPort = first.AdvertisedHost, first.AdvertisedPort
+	return nil
+}
+
+// splitAdvertise parses an advertised host:port; an all-interfaces host is
+// advertised as 127.0.0.1, with a warning.
+func splitAdvertise(flag, addr string, logger *slog.Logger) (string, int32, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q must be host:port: %w", flag, addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%s %q: the port must be 1-65535", flag, addr)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+		logger.Warn("listening on all interfaces but advertising 127.0.0.1; set --advertise (or --advertised-listeners) to an address clients can reach", "listener_address", addr)
+	}
+	return host, int32(port), nil
+}

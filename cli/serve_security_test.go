@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/oncelog/oncelog/wire"
+)
+
+func TestServeListeners(t *testing.T) {
+	clearServeEnv(t)
+	o, _, err := resolveServe(t, "--listeners", "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://0.0.0.0:9093,INTERNAL://127.0.0.1:9095",
+		"--advertised-listeners", "SASL_PLAINTEXT://broker1.example:19093",
+		"--listener-security-protocol-map", "INTERNAL:SASL_PLAINTEXT",
+		"--sasl-mechanisms", "SCRAM-SHA-512,PLAIN", "--connections-max-reauth-ms", "60000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := o.sec.resolved
+	want := []boundListener{
+		{addr: "127.0.0.1:9092", Listener: wire.Listener{Name: "PLAINTEXT", Protocol: wire.Plaintext, AdvertisedHost: "127.0.0.1", AdvertisedPort: 9092}},
+		{addr: "0.0.0.0:9093", Listener: wire.Listener{Name: "SASL_PLAINTEXT", Protocol: wire.SASLPlaintext, AdvertisedHost: "broker1.example", AdvertisedPort: 19093}},
+		{addr: "127.0.0.1:9095", Listener: wire.Listener{Name: "INTERNAL", Protocol: wire.SASLPlaintext, AdvertisedHost: "127.0.0.1", AdvertisedPort: 9095}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("listeners %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("listener %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if o.cfg.AdvertisedHost != "127.0.0.1" || o.cfg.AdvertisedPort != 9092 {
+		t.Errorf("broker advertises %s:%d", o.cfg.AdvertisedHost, o.cfg.AdvertisedPort)
+	}
+	if strings.Join(o.wire.SASLMechanisms, ",") != "SCRAM-SHA-512,PLAIN" || o.wire.ConnectionsMaxReauth.Milliseconds() != 60000 {
+		t.Errorf("sasl %v reauth %v", o.wire.SASLMechanisms, o.wire.ConnectionsMaxReauth)
+	}
+
+	// The shorthand is one PLAINTEXT listener.
+	o, _, err = resolveServe(t, "--listen", "127.0.0.1:9999")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.sec.resolved) != 1 || o.sec.resolved[0].addr != "127.0.0.1:9999" || o.sec.resolved[0].Protocol != wire.Plaintext {
+		t.Fatalf("shorthand: %+v", o.sec.resolved)
+	}
+}
+
+func TestServeListenersErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listeners", "SASL_PLAINTEXT://127.0.0.1:9093", "--listen", "127.0.0.1:9092"}, "--listen and --advertise are the shorthand for one PLAINTEXT listener"},
+		{[]string{"--listeners", "SASL_PLAINTEXT://127.0.0.1:9093", "--advertise", "h:1"}, "--listen and --advertise are the shorthand"},
+		{[]string{"--advertised-listeners", "PLAINTEXT://h:1"}, "--advertised-listeners needs --listeners"},
+		{[]string{"--listeners", "FOO://127.0.0.1:9093"}, "listener FOO: not a security protocol"},
+		{[]string{"--listeners", "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2"}, "appears twice"},
+		{[]string{"--listeners", "127.0.0.1:9092"}, "is not NAME://host:port"},
+		{[]string{"--listeners", "PLAINTEXT://127.0.0.1:9092", "--advertised-listeners", "SASL_SSL://h:1"}, "SASL_SSL is not a listener of --listeners"},
+		{[]string{"--sasl-mechanisms", "GSSAPI"}, `unknown SASL mechanism "GSSAPI"`},
+		{[]string{"--listener-security-protocol-map", "A:TLS", "--listeners", "A://127.0.0.1:1"}, `unknown security protocol "TLS"`},
+	} {
+		clearServeEnv(t)
+		_, _, err := resolveServe(t, tc.args...)
+		if code := exitCode(err); code != 2 {
+			t.Fatalf("%v: exit code %d (%v), want 2", tc.args, code, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %q does not say %q", tc.args, err, tc.want)
+		}
+	}
+}
