@@ -24,6 +24,7 @@ import (
 	"github.com/oncelog/oncelog/partition"
 	"github.com/oncelog/oncelog/producer"
 	"github.com/oncelog/oncelog/segment"
+	"github.com/oncelog/oncelog/share"
 	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -48,6 +49,8 @@ type Broker struct {
 	limits *producer.Limits
 	PIDs   *producer.IDAllocator
 	Groups *group.Coordinator
+	// Shares is the share-group coordinator (KIP-932).
+	Shares *share.Coordinator
 	Txns   *txn.Coordinator
 	Stats  *Stats
 
@@ -196,6 +199,26 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	if b.partitionCount > cfg.MaxPartitions {
 		logger.Warn("the stored topics hold more partitions than --max-partitions; no partition can be created until some are deleted", "partitions", b.partitionCount, "max_partitions", cfg.MaxPartitions)
+	}
+	b.Shares, err = share.Open(share.Config{
+		Dir:                     filepath.Join(cfg.DataDir, "share-groups"),
+		FS:                      cfg.FS,
+		Logger:                  logger.With("component", "share-groups"),
+		OnStoreFatal:            b.storeFatal("share groups"),
+		SessionTimeout:          cfg.ShareSessionTimeout,
+		HeartbeatInterval:       cfg.ShareHeartbeatInterval,
+		MaxSize:                 cfg.ShareMaxSize,
+		RecordLockDuration:      cfg.ShareRecordLockDuration,
+		DeliveryCountLimit:      cfg.ShareDeliveryCountLimit,
+		PartitionMaxRecordLocks: cfg.SharePartitionMaxRecordLocks,
+		MaxShareSessions:        cfg.ShareMaxShareSessions,
+		FetchMaxBytes:           int(cfg.FetchMaxBytes),
+		Topics:                  shareTopics{b},
+		ClassicGroup:            b.Groups.Exists,
+	})
+	if err != nil {
+		b.Close()
+		return nil, err
 	}
 	b.Txns, err = txn.Open(txn.Config{
 		Dir:          filepath.Join(cfg.DataDir, "transactions"),
@@ -899,6 +922,9 @@ func (b *Broker) Close() error {
 		// written, which needs the partitions open.
 		if b.Txns != nil {
 			errs = append(errs, b.Txns.Close())
+		}
+		if b.Shares != nil {
+			errs = append(errs, b.Shares.Close())
 		}
 		b.mu.Lock()
 		// Creates and grows under way finish first (publishing or

@@ -94,6 +94,15 @@ type Config struct {
 	GroupMaxSessionTimeout     time.Duration
 	// GroupMaxSize is group.max.size.
 	GroupMaxSize int
+
+	// Share groups (KIP-932), Kafka's group.share.* settings.
+	ShareSessionTimeout          time.Duration // group.share.session.timeout.ms
+	ShareHeartbeatInterval       time.Duration // group.share.heartbeat.interval.ms
+	ShareMaxSize                 int           // group.share.max.size
+	ShareRecordLockDuration      time.Duration // group.share.record.lock.duration.ms
+	ShareDeliveryCountLimit      int           // group.share.delivery.count.limit
+	SharePartitionMaxRecordLocks int           // group.share.partition.max.record.locks
+	ShareMaxShareSessions        int           // group.share.max.share.sessions
 }
 
 // DefaultMaxPartitions is --max-partitions' default. Each partition keeps
@@ -152,6 +161,14 @@ func DefaultConfig() Config {
 		// group holds (with the coordinator's 100 MiB bound on members'
 		// metadata) while leaving room for the largest groups in practice.
 		GroupMaxSize: 1000,
+		// Kafka 4.4's share-group defaults.
+		ShareSessionTimeout:          45 * time.Second,
+		ShareHeartbeatInterval:       5 * time.Second,
+		ShareMaxSize:                 200,
+		ShareRecordLockDuration:      30 * time.Second,
+		ShareDeliveryCountLimit:      5,
+		SharePartitionMaxRecordLocks: 2000,
+		ShareMaxShareSessions:        2000,
 	}
 }
 

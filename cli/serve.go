@@ -156,6 +156,14 @@ docs/operations.md.`,
 	f.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest consumer session timeout accepted (group.min.session.timeout.ms)")
 	f.DurationVar(&c.GroupMaxSessionTimeout, "group-max-session-timeout", c.GroupMaxSessionTimeout, "largest consumer session timeout accepted (group.max.session.timeout.ms)")
 	f.IntVar(&c.GroupMaxSize, "group-max-size", c.GroupMaxSize, "most members of one consumer group; a JoinGroup beyond it gets GROUP_MAX_SIZE_REACHED (group.max.size; Kafka's default is unlimited)")
+
+	f.DurationVar(&c.ShareSessionTimeout, "group-share-session-timeout", c.ShareSessionTimeout, "a share-group member that sends no ShareGroupHeartbeat for this long is removed and its record locks released (group.share.session.timeout.ms; a group's share.session.timeout.ms overrides it)")
+	f.DurationVar(&c.ShareHeartbeatInterval, "group-share-heartbeat-interval", c.ShareHeartbeatInterval, "how often share-group members are told to heartbeat (group.share.heartbeat.interval.ms)")
+	f.IntVar(&c.ShareMaxSize, "group-share-max-size", c.ShareMaxSize, "most members of one share group; a join beyond it gets GROUP_MAX_SIZE_REACHED (group.share.max.size)")
+	f.DurationVar(&c.ShareRecordLockDuration, "group-share-record-lock-duration", c.ShareRecordLockDuration, "how long a share consumer holds a record it fetched before it is delivered to another (group.share.record.lock.duration.ms; a group's share.record.lock.duration.ms overrides it)")
+	f.IntVar(&c.ShareDeliveryCountLimit, "group-share-delivery-count-limit", c.ShareDeliveryCountLimit, "deliveries of one record to a share group before it is archived and never delivered again (group.share.delivery.count.limit)")
+	f.IntVar(&c.SharePartitionMaxRecordLocks, "group-share-partition-max-record-locks", c.SharePartitionMaxRecordLocks, "most records in flight (fetched, not yet acknowledged) per share-group partition; fetches get nothing new past it (group.share.partition.max.record.locks)")
+	f.IntVar(&c.ShareMaxShareSessions, "group-share-max-share-sessions", c.ShareMaxShareSessions, "most share sessions the broker holds; a ShareFetch opening one more gets SHARE_SESSION_LIMIT_REACHED (group.share.max.share.sessions)")
 	return cmd
 }
 
@@ -213,6 +221,10 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.TransactionVersion < 0 || c.TransactionVersion > 2, "--transaction-version must be 0, 1 or 2"},
 		{c.GroupInitialRebalanceDelay < 0, "--group-initial-rebalance-delay must not be negative"},
 		{c.GroupMaxSize < 1, "--group-max-size must be at least 1"},
+		{c.ShareSessionTimeout <= 0 || c.ShareHeartbeatInterval <= 0 || c.ShareRecordLockDuration <= 0, "--group-share-session-timeout, --group-share-heartbeat-interval and --group-share-record-lock-duration must be positive"},
+		{c.ShareHeartbeatInterval >= c.ShareSessionTimeout, "--group-share-heartbeat-interval must be less than --group-share-session-timeout"},
+		{c.ShareMaxSize < 1 || c.SharePartitionMaxRecordLocks < 1 || c.ShareMaxShareSessions < 1, "--group-share-max-size, --group-share-partition-max-record-locks and --group-share-max-share-sessions must be at least 1"},
+		{c.ShareDeliveryCountLimit < 2 || c.ShareDeliveryCountLimit > 10, "--group-share-delivery-count-limit must be between 2 and 10 (as Kafka)"},
 		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
 		{c.DataDir == "", "--data-dir must not be empty"},
 	} {

@@ -18,6 +18,7 @@ func init() {
 const (
 	resourceTopic  = 2
 	resourceBroker = 4
+	resourceGroup  = 32 // group configs (KIP-848, KIP-932)
 )
 
 func handleDescribeConfigs(c *conn, r *request) respond {
@@ -52,6 +53,8 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 				continue
 			}
 			entries, readOnly = brokerConfigEntries(cfg), true
+		case resourceGroup:
+			entries = shareGroupConfigEntries(b, rr.ResourceName)
 		default:
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = strPtr("unsupported resource type")
@@ -159,6 +162,15 @@ func handleIncrementalAlterConfigs(c *conn, r *request) respond {
 		fail := func(code int16, msg string) {
 			sr.ErrorCode, sr.ErrorMessage = code, strPtr(msg)
 			resp.Resources = append(resp.Resources, sr)
+		}
+		if rr.ResourceType == resourceGroup {
+			code, msg := alterShareGroupConfigs(b, rr, req.ValidateOnly)
+			if code != 0 {
+				fail(code, msg)
+				continue
+			}
+			resp.Resources = append(resp.Resources, sr)
+			continue
 		}
 		if rr.ResourceType != resourceTopic {
 			fail(kerr.InvalidRequest.Code, "broker settings are static: set them with `oncelog serve` flags or its config file")

@@ -41,13 +41,14 @@ func init() {
 		return b.Groups.SyncGroup(ctx, req.(*kmsg.SyncGroupRequest))
 	})
 	forward(15, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.DescribeGroups(ctx, req.(*kmsg.DescribeGroupsRequest))
+		return describeGroupsShare(b, b.Groups.DescribeGroups(ctx, req.(*kmsg.DescribeGroupsRequest)))
 	})
 	forward(16, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.ListGroups(ctx, req.(*kmsg.ListGroupsRequest))
+		lreq := req.(*kmsg.ListGroupsRequest)
+		return withShareGroups(b, lreq, b.Groups.ListGroups(ctx, lreq))
 	})
 	forward(42, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.DeleteGroups(ctx, req.(*kmsg.DeleteGroupsRequest))
+		return deleteGroupsShare(b, ctx, req.(*kmsg.DeleteGroupsRequest))
 	})
 	forward(47, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
 		return offsetDelete(b, ctx, req.(*kmsg.OffsetDeleteRequest))

@@ -1,0 +1,264 @@
+package share
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/oncelog/oncelog/internal/fsx"
+	"github.com/oncelog/oncelog/internal/pebblestore"
+)
+
+// The store keeps two kinds of records in pebble (Kafka keeps them in
+// __consumer_offsets and __share_group_state):
+//
+//	'g' group                       -> group epoch, group configs
+//	's' group, topic id, partition  -> share-partition state (state.go)
+//
+// The group id is length-prefixed (uvarint) so any id sorts and splits
+// unambiguously.
+const (
+	prefixGroup     = 'g'
+	prefixPartition = 's'
+	groupVersion    = 1
+)
+
+type writeOp struct {
+	key, value []byte
+	del        bool
+}
+
+type queuedWrite struct {
+	ops  []writeOp
+	done chan error
+}
+
+// store applies queued changes in the order the coordinator queued them
+// (under its lock), everything queued so far as one synced batch: group
+// commit, and a later snapshot of a partition never overtaken by an older.
+type store struct {
+	db *pebble.DB
+
+	mu      sync.Mutex
+	queue   []*queuedWrite
+	kick    chan struct{}
+	closing bool
+	stopped chan struct{}
+}
+
+var errStoreClosed = errors.New("share group store closed")
+
+func openStore(dir string, fs fsx.FS, log *slog.Logger, onFatal func(error)) (*store, error) {
+	db, err := pebblestore.Open(dir, pebblestore.Config{Name: "share-groups", FS: fs, Logger: log, OnFatal: onFatal})
+	if err != nil {
+		return nil, err
+	}
+	s := &store{db: db, kick: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go s.writer()
+	return s, nil
+}
+
+func (s *store) enqueue(ops []writeOp) <-chan error {
+	w := &queuedWrite{ops: ops, done: make(chan error, 1)}
+	if len(ops) == 0 {
+		w.done <- nil
+		return w.done
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		w.done <- errStoreClosed
+		return w.done
+	}
+	s.queue = append(s.queue, w)
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return w.done
+}
+
+func (s *store) writer() {
+	defer close(s.stopped)
+	for {
+		s.mu.Lock()
+		q := s.queue
+		s.queue = nil
+		closing := s.closing
+		s.mu.Unlock()
+		if len(q) > 0 {
+			err := s.apply(q)
+			for _, w := range q {
+				w.done <- err
+			}
+			continue
+		}
+		if closing {
+			return
+		}
+		<-s.kick
+	}
+}
+
+func (s *store) apply(q []*queuedWrite) (err error) {
+	defer pebblestore.Guard(&err)
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, w := range q {
+		for _, op := range w.ops {
+			if op.del {
+				err = b.Delete(op.key, nil)
+			} else {
+				err = b.Set(op.key, op.value, nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return b.Commit(pebble.Sync)
+}
+
+func (s *store) close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	<-s.stopped
+	return s.db.Close()
+}
+
+func groupKey(group string) []byte {
+	k := []byte{prefixGroup}
+	k = binary.AppendUvarint(k, uint64(len(group)))
+	return append(k, group...)
+}
+
+func partitionKey(group string, id [16]byte, p int32) []byte {
+	k := []byte{prefixPartition}
+	k = binary.AppendUvarint(k, uint64(len(group)))
+	k = append(k, group...)
+	k = append(k, id[:]...)
+	return binary.BigEndian.AppendUint32(k, uint32(p))
+}
+
+// partitionPrefix is the key prefix of every share-partition of group.
+func partitionPrefix(group string) []byte {
+	k := []byte{prefixPartition}
+	k = binary.AppendUvarint(k, uint64(len(group)))
+	return append(k, group...)
+}
+
+func splitGroup(k []byte) (group string, rest []byte, ok bool) {
+	n, w := binary.Uvarint(k[1:])
+	if w <= 0 || uint64(len(k)-1-w) < n {
+		return "", nil, false
+	}
+	return string(k[1+w : 1+w+int(n)]), k[1+w+int(n):], true
+}
+
+type storedGroup struct {
+	epoch   int32
+	configs map[string]string
+}
+
+func encodeGroup(g storedGroup) []byte {
+	b := []byte{groupVersion}
+	b = binary.BigEndian.AppendUint32(b, uint32(g.epoch))
+	b = binary.AppendUvarint(b, uint64(len(g.configs)))
+	for k, v := range g.configs {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	return b
+}
+
+func decodeGroup(b []byte) (storedGroup, error) {
+	g := storedGroup{configs: map[string]string{}}
+	if len(b) < 5 || b[0] != groupVersion {
+		return g, errCorrupt
+	}
+	g.epoch = int32(binary.BigEndian.Uint32(b[1:]))
+	b = b[5:]
+	n, w := binary.Uvarint(b)
+	if w <= 0 {
+		return g, errCorrupt
+	}
+	b = b[w:]
+	str := func() (string, bool) {
+		l, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < l {
+			return "", false
+		}
+		s := string(b[w : w+int(l)])
+		b = b[w+int(l):]
+		return s, true
+	}
+	for range n {
+		k, ok1 := str()
+		v, ok2 := str()
+		if !ok1 || !ok2 {
+			return g, errCorrupt
+		}
+		g.configs[k] = v
+	}
+	return g, nil
+}
+
+type storedPartition struct {
+	group string
+	id    [16]byte
+	part  int32
+	sp    *sharePartition
+}
+
+// load reads everything stored.
+func (s *store) load() (groups map[string]storedGroup, parts []storedPartition, err error) {
+	defer pebblestore.Guard(&err)
+	groups = map[string]storedGroup{}
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) < 2 {
+			return nil, nil, errCorrupt
+		}
+		group, rest, ok := splitGroup(k)
+		if !ok {
+			return nil, nil, errCorrupt
+		}
+		switch k[0] {
+		case prefixGroup:
+			g, err := decodeGroup(it.Value())
+			if err != nil {
+				return nil, nil, err
+			}
+			groups[group] = g
+		case prefixPartition:
+			if len(rest) != 20 {
+				return nil, nil, errCorrupt
+			}
+			sp, err := decodeSharePartition(it.Value())
+			if err != nil {
+				return nil, nil, err
+			}
+			p := storedPartition{group: group, part: int32(binary.BigEndian.Uint32(rest[16:])), sp: sp}
+			copy(p.id[:], rest[:16])
+			parts = append(parts, p)
+		default:
+			return nil, nil, errCorrupt
+		}
+	}
+	return groups, parts, it.Error()
+}
