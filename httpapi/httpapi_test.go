@@ -1,15 +1,19 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/dedup"
@@ -349,4 +353,38 @@ func requestCount(t *testing.T, reg *prometheus.Registry, route, code string) fl
 		}
 	}
 	return 0
+}
+
+// TestSlowBodyIs408: a body that stops arriving is cut off by the request
+// timeout and answered 408, not held open.
+func TestSlowBodyIs408(t *testing.T) {
+	f := newFake()
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = 300 * time.Millisecond
+	s := New(f, cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Close(context.Background())
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 3 of the 10 bytes promised, then nothing.
+	fmt.Fprintf(c, "POST /v1/topics/orders/records HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("stalled body: %d, want 408", resp.StatusCode)
+	}
+	for _, l := range f.logs["orders"] {
+		if len(l) != 0 {
+			t.Fatalf("a stalled post stored a record")
+		}
+	}
 }
