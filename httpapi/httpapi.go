@@ -84,6 +84,10 @@ type Config struct {
 	// IdleTimeout closes a keep-alive connection with no request for this
 	// long (connections.max.idle.ms).
 	IdleTimeout time.Duration
+	// Wrap, when set, wraps every route (inside the concurrency limit and
+	// the metrics): the listener security's hook, e.g. an authentication
+	// middleware answering 401 before the handler runs.
+	Wrap func(http.Handler) http.Handler
 	// Registerer receives the HTTP metrics (nil: none).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -160,13 +164,17 @@ func (s *Server) Handler() http.Handler {
 
 // route wraps a handler with the concurrency limit and the metrics.
 func (s *Server) route(name string, h http.HandlerFunc) http.Handler {
+	var inner http.Handler = h
+	if s.cfg.Wrap != nil {
+		inner = s.cfg.Wrap(h)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		select {
 		case s.slots <- struct{}{}:
 			defer func() { <-s.slots }()
-			h(sw, r)
+			inner.ServeHTTP(sw, r)
 		default:
 			sw.Header().Set("Retry-After", "1")
 			writeError(sw, http.StatusServiceUnavailable, "too many concurrent requests (--http-max-concurrent-requests "+strconv.Itoa(cap(s.slots))+"); retry")

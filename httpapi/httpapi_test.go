@@ -388,3 +388,30 @@ func TestSlowBodyIs408(t *testing.T) {
 		}
 	}
 }
+
+// TestWrap: the security hook runs before every route and can refuse.
+func TestWrap(t *testing.T) {
+	f := newFake()
+	cfg := DefaultConfig()
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	cfg.Wrap = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer good" {
+				writeError(w, http.StatusUnauthorized, "no")
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	srv := start(t, f, cfg)
+	if a := do(t, srv, "POST", "/v1/topics/orders/records", strings.NewReader("v"), nil); a.status != 401 {
+		t.Fatalf("without a token: %d %v", a.status, a.body)
+	}
+	if a := do(t, srv, "POST", "/v1/topics/orders/records", strings.NewReader("v"), map[string]string{"Authorization": "Bearer good"}); a.status != 201 {
+		t.Fatalf("with the token: %d %v", a.status, a.body)
+	}
+	if got := requestCount(t, reg, "produce", "401"); got != 1 {
+		t.Errorf("401s counted: %v", got)
+	}
+}
