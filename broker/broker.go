@@ -493,6 +493,13 @@ func (b *Broker) discardPartitions(t *Topic, from int32) {
 // are opened without it, so serving goes on meanwhile; a concurrent create
 // of the same name gets TOPIC_ALREADY_EXISTS and an auto-create waits.
 func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool) (*Topic, *TopicError) {
+	return b.createTopic(name, partitions, replicationFactor, configs, validateOnly, "request")
+}
+
+// createTopic is CreateTopic; by says in the log line what created the
+// topic: a CreateTopics request, or auto-creation for a client that named a
+// topic that did not exist (a typo in a producer's topic shows up here).
+func (b *Broker) createTopic(name string, partitions int32, replicationFactor int16, configs map[string]string, validateOnly bool, by string) (*Topic, *TopicError) {
 	if err := ValidTopicName(name); err != nil {
 		return nil, topicErr(kerr.InvalidTopicException.Code, "%v", err)
 	}
@@ -553,7 +560,7 @@ func (b *Broker) CreateTopic(name string, partitions int32, replicationFactor in
 		b.byID[t.ID] = t
 		b.partitionCount += int(partitions)
 	})
-	b.logger.Info("topic created", "topic", name, "partitions", partitions)
+	b.logger.Info("topic created", "topic", name, "partitions", partitions, "by", by)
 	return t, nil
 }
 
@@ -570,7 +577,7 @@ func (b *Broker) AutoCreate(name string) (*Topic, *TopicError) {
 		return nil, topicErr(kerr.UnknownTopicOrPartition.Code, "topic %q does not exist and auto-creation is off", name)
 	}
 	for {
-		t, terr := b.CreateTopic(name, -1, -1, nil, false)
+		t, terr := b.createTopic(name, -1, -1, nil, false, "auto-create (auto.create.topics.enable)")
 		if terr == nil || terr.Code != kerr.TopicAlreadyExists.Code {
 			return t, terr
 		}

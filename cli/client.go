@@ -225,11 +225,29 @@ func newParentCmd(use, short, long string) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Long:  long,
-		Args:  usageArgs(cobra.NoArgs),
+		// cobra defaults the distance for the root only.
+		SuggestionsMinimumDistance: 2,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return unknownSubcommand(cmd, args[0])
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
 	}
+}
+
+// unknownSubcommand is the usage error for `oncelog group reset`: the
+// parent's subcommands closest to the mistyped name, as cobra suggests for
+// the root command only.
+func unknownSubcommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if suggestions := cmd.SuggestionsFor(name); len(suggestions) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(suggestions, "\n\t")
+	}
+	return usageErrorf("%s\nsee `%s --help`", msg, cmd.CommandPath())
 }
 
 // writeJSON writes v as indented JSON, the --output json form of a command's result.

@@ -3,10 +3,12 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -87,8 +89,12 @@ func consumeJSON(t *testing.T, args ...string) []jsonRecord {
 	out, _ := cli(t, "", append([]string{"consume", "--format", "json"}, args...)...)
 	var recs []jsonRecord
 	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 16<<20) // records of several MB are one line each
 	for sc.Scan() {
 		recs = append(recs, decodeJSON[jsonRecord](t, sc.Text()))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read consume output: %v", err)
 	}
 	return recs
 }
@@ -465,5 +471,42 @@ func TestIntegrationInjectedClient(t *testing.T) {
 	}
 	if got := values(consumeJSON(t, topic)); strings.Join(got, ",") != "one,two" {
 		t.Errorf("consumed %q", got)
+	}
+}
+
+// TestIntegrationProduceLargeRecord: a record above the client's default
+// 1 MiB limit fails with an error naming --max-message-bytes, and goes
+// through with the flag raised when the topic allows it.
+func TestIntegrationProduceLargeRecord(t *testing.T) {
+	topic := uniqueName(t, "big")
+	cli(t, "", "topic", "create", topic, "-c", "max.message.bytes=3000000")
+	t.Cleanup(func() { runCLI(nil, "topic", "delete", topic, "--brokers", testBrokers(t)) })
+	raw := make([]byte, 1_900_000)
+	rand.NewChaCha8([32]byte{1}).Read(raw)          // incompressible, like real payloads
+	value := base64.StdEncoding.EncodeToString(raw) // ~2.5 MB, one line
+
+	_, _, err := cliErr(t, strings.NewReader(value+"\n"), "produce", topic)
+	if exitCode(err) != 1 || !strings.Contains(err.Error(), "--max-message-bytes") || !strings.Contains(err.Error(), "max.message.bytes") {
+		t.Fatalf("a 2.5 MB record with the default limit: %v, want an error naming --max-message-bytes and max.message.bytes", err)
+	}
+	cli(t, value+"\n", "produce", topic, "--max-message-bytes", "2900000")
+	recs := consumeJSON(t, topic)
+	if len(recs) != 1 || recs[0].Value == nil || *recs[0].Value != value {
+		t.Fatalf("consumed %d records, want the one 2.5 MB record back intact", len(recs))
+	}
+}
+
+// TestIntegrationProduceSaysAutoCreated: producing to a topic that does not
+// exist on a broker that auto-creates says so, so a typo does not go unseen.
+func TestIntegrationProduceSaysAutoCreated(t *testing.T) {
+	topic := uniqueName(t, "ordres")
+	t.Cleanup(func() { runCLI(nil, "topic", "delete", topic, "--brokers", testBrokers(t)) })
+	_, stderr := cli(t, "one\n", "produce", topic)
+	if !strings.Contains(stderr, fmt.Sprintf("created topic %q", topic)) || !strings.Contains(stderr, "auto.create.topics.enable") {
+		t.Errorf("first produce to a new topic: stderr %q does not say the topic was auto-created", stderr)
+	}
+	_, stderr = cli(t, "two\n", "produce", topic)
+	if strings.Contains(stderr, "created topic") {
+		t.Errorf("second produce: stderr %q says the existing topic was created", stderr)
 	}
 }

@@ -458,7 +458,7 @@ const cliTimeout = 60 * time.Second
 func runCLI(stdin io.Reader, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
-	root := NewRootCmd()
+	root, mistake := newRootCmd()
 	var out, errOut bytes.Buffer
 	root.SetArgs(args)
 	if stdin == nil {
@@ -468,6 +468,9 @@ func runCLI(stdin io.Reader, args ...string) (stdout, stderr string, err error) 
 	root.SetOut(&out)
 	root.SetErr(&errOut)
 	err = root.ExecuteContext(ctx)
+	if err == nil {
+		err = mistake.err
+	}
 	if ctx.Err() != nil {
 		err = errors.Join(err, fmt.Errorf("oncelog %s: still running after %s", strings.Join(args, " "), cliTimeout))
 	}
@@ -488,6 +491,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"consume", "t", "--group", "g", "--partition", "1"},
 		{"consume", "t", "-n", "-1"},
 		{"topic", "nosuchcommand"},
+		{"group", "reset", "--help"},
 		{"topic", "create"},
 		{"topic", "create", "t", "-p", "0"},
 		{"topic", "create", "t", "-c", "novalue"},
@@ -503,6 +507,41 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		_, _, err := runCLI(nil, args...)
 		if code := exitCode(err); code != 2 {
 			t.Errorf("oncelog %s: exit code %d (%v), want 2", strings.Join(args, " "), code, err)
+		}
+	}
+}
+
+// TestMistypedSubcommandSuggests: a parent command names the subcommands
+// closest to a typo, with --help too (cobra answers --help before it checks
+// arguments, and suggests only for the root command).
+func TestMistypedSubcommandSuggests(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		suggest string
+	}{
+		{[]string{"group", "reset"}, "reset-offsets"},
+		{[]string{"group", "reset", "--help"}, "reset-offsets"},
+		{[]string{"group", "--brokers", "127.0.0.1:1", "reset", "-h"}, "reset-offsets"},
+		{[]string{"topic", "descibe", "orders"}, "describe"},
+		{[]string{"txn", "lst"}, "list"},
+	} {
+		stdout, _, err := runCLI(nil, tc.args...)
+		if code := exitCode(err); code != 2 {
+			t.Errorf("oncelog %s: exit code %d (%v), want 2", strings.Join(tc.args, " "), code, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "Did you mean this?\n\t"+tc.suggest) {
+			t.Errorf("oncelog %s: %q does not suggest %q", strings.Join(tc.args, " "), err, tc.suggest)
+		}
+		if stdout != "" {
+			t.Errorf("oncelog %s printed help as if the command existed:\n%s", strings.Join(tc.args, " "), stdout)
+		}
+	}
+	// Real subcommands still get their own help.
+	for _, args := range [][]string{{"group", "reset-offsets", "--help"}, {"group", "--help"}, {"help", "topic"}} {
+		stdout, _, err := runCLI(nil, args...)
+		if err != nil || !strings.Contains(stdout, "Usage:") {
+			t.Errorf("oncelog %s: err %v, help %q", strings.Join(args, " "), err, stdout)
 		}
 	}
 }

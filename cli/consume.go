@@ -683,7 +683,7 @@ func (c *consumeRun) poll(ctx, pollCtx context.Context, cl *kgo.Client, tracker 
 // summary tells a person at a terminal how much was read.
 func (c *consumeRun) summary(printed int) {
 	if isTerminal(c.stderr) {
-		fmt.Fprintf(c.stderr, "consumed %d records from %q\n", printed, c.topic)
+		fmt.Fprintf(c.stderr, "consumed %s from %q\n", counted(printed, "record", "records"), c.topic)
 	}
 }
 

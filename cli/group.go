@@ -503,7 +503,7 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 			return o.explain(fmt.Errorf("describe group %q: %w", group, d.Err), "")
 		}
 		if d.Err == nil && d.State != "Empty" && d.State != "Dead" && d.State != "" {
-			return fmt.Errorf("group %q is %s with %d members: stop its consumers first, offsets can only be reset while the group is empty", group, d.State, len(d.Members))
+			return fmt.Errorf("group %q is %s with %s: stop its consumers first, offsets can only be reset while the group is empty", group, d.State, counted(len(d.Members), "member", "members"))
 		}
 	}
 

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 type produceOptions struct {
@@ -28,7 +30,13 @@ type produceOptions struct {
 	partition          int32
 	transactionalID    string
 	transactionTimeout time.Duration
+	maxMessageBytes    int32
 }
+
+// defaultMaxMessageBytes is the client's limit on one record batch, as the
+// Java producer's max.request.size and franz-go's ProducerBatchMaxBytes
+// default to (1 MiB): a record needs a larger limit here AND on the topic.
+const defaultMaxMessageBytes = 1 << 20
 
 func newProduceCmd() *cobra.Command {
 	o := &produceOptions{}
@@ -95,6 +103,10 @@ When stderr is a terminal a progress line is shown. At the end a summary
 			if errors.Is(err, errInterrupted) {
 				return &exitError{code: 130, err: err}
 			}
+			if errors.Is(err, kerr.MessageTooLarge) {
+				return fmt.Errorf("a record is too large for --max-message-bytes (%d bytes) or for the topic's max.message.bytes: raise --max-message-bytes, and the topic's limit with `oncelog topic alter-config %s -c max.message.bytes=N` if the broker refused it (%w)",
+					o.maxMessageBytes, args[0], err)
+			}
 			return o.explain(err, args[0])
 		},
 	}
@@ -107,6 +119,7 @@ When stderr is a terminal a progress line is shown. At the end a summary
 	f.Int32VarP(&o.partition, "partition", "p", -1, "write every record to this partition (-1: by key, or spread)")
 	f.StringVar(&o.transactionalID, "transactional-id", "", "write all records in one transaction with this id")
 	f.DurationVar(&o.transactionTimeout, "transaction-timeout", time.Minute, "abort the transaction if the input takes longer than this (with --transactional-id)")
+	f.Int32Var(&o.maxMessageBytes, "max-message-bytes", defaultMaxMessageBytes, "largest record batch the client sends, in bytes (max.request.size); the topic's max.message.bytes must allow it too")
 	return cmd
 }
 
@@ -120,6 +133,7 @@ func (o *produceOptions) producerOpts() []kgo.Opt {
 		// Like Kafka's console producer: a broker that auto-creates
 		// topics creates the topic on first write.
 		kgo.AllowAutoTopicCreation(),
+		kgo.ProducerBatchMaxBytes(o.maxMessageBytes),
 	}
 	if o.partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -141,6 +155,9 @@ func (o *produceOptions) recordBuilder(topic string, keySet bool) (*recordBuilde
 	}
 	if o.transactionTimeout <= 0 {
 		return nil, usageErrorf("--transaction-timeout must be positive, got %s", o.transactionTimeout)
+	}
+	if o.maxMessageBytes < 1024 {
+		return nil, usageErrorf("--max-message-bytes must be at least 1024, got %d", o.maxMessageBytes)
 	}
 	headers, err := parseHeaders(o.headers)
 	if err != nil {
@@ -334,6 +351,7 @@ func (p *produceRun) run(ctx context.Context, in io.Reader, out, errOut io.Write
 		}
 	}
 
+	missing := p.topicMissing(ctx)
 	sendErr := p.send(ctx, in, tally)
 	// Flush even after an interrupt so that the summary counts every
 	// record that was handed to the client; a short grace period bounds it.
@@ -371,12 +389,17 @@ func (p *produceRun) run(ctx context.Context, in io.Reader, out, errOut io.Write
 	}
 	if sendErr != nil {
 		if p.transactionalID == "" {
-			fmt.Fprintf(errOut, "%d records were written before the error\n", summary.Records)
+			fmt.Fprintf(errOut, "%s written before the error\n", counted(summary.Records, "record was", "records were"))
 		}
 		if strings.Contains(sendErr.Error(), "invalid record partitioning choice") {
 			return fmt.Errorf("--partition %d is not a partition of topic %q (%w)", p.builder.partition, p.builder.topic, sendErr)
 		}
 		return sendErr
+	}
+	if missing && summary.Records > 0 {
+		// A misspelt topic name silently becomes a new topic on brokers
+		// with auto.create.topics.enable; say so where the user looks.
+		fmt.Fprintf(errOut, "created topic %q: it did not exist and the broker auto-created it (auto.create.topics.enable) with its default settings\n", summary.Topic)
 	}
 	if p.json {
 		return writeJSON(out, summary)
@@ -385,14 +408,29 @@ func (p *produceRun) run(ctx context.Context, in io.Reader, out, errOut io.Write
 	if p.transactionalID != "" {
 		txn = fmt.Sprintf(" in committed transaction %q", p.transactionalID)
 	}
-	fmt.Fprintf(errOut, "produced %d records (%s) to %q%s in %s (%.0f records/s, %s/s)\n",
-		summary.Records, formatBytes(summary.Bytes), summary.Topic, txn, elapsed.Round(time.Millisecond),
+	fmt.Fprintf(errOut, "produced %s (%s) to %q%s in %s (%.0f records/s, %s/s)\n",
+		counted(summary.Records, "record", "records"), formatBytes(summary.Bytes), summary.Topic, txn, elapsed.Round(time.Millisecond),
 		summary.RecordsPerSecond, formatBytes(int64(float64(summary.Bytes)/max(elapsed.Seconds(), 1e-9))))
 	return nil
 }
 
 // send hands every input line to the client until the input ends, a record
 // fails or ctx is cancelled.
+// topicMissing asks, without creating it, whether the topic exists yet. An
+// error answers false: the note it feeds is a courtesy, not a check.
+func (p *produceRun) topicMissing(ctx context.Context) bool {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(p.builder.topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = false
+	resp, err := req.RequestWith(ctx, p.client)
+	if err != nil || len(resp.Topics) != 1 {
+		return false
+	}
+	return resp.Topics[0].ErrorCode == kerr.UnknownTopicOrPartition.Code
+}
+
 func (p *produceRun) send(ctx context.Context, in io.Reader, tally *produceTally) error {
 	lines := make(chan []byte, 1024)
 	readErr := make(chan error, 1)
@@ -448,8 +486,8 @@ func (p *produceRun) showProgress(errOut io.Writer, tally *produceTally, start t
 			case <-ticker.C:
 				records, bytes := tally.counts()
 				secs := max(time.Since(start).Seconds(), 1e-9)
-				fmt.Fprintf(errOut, "\r\033[K%d records, %s, %.0f records/s, %s/s",
-					records, formatBytes(bytes), float64(records)/secs, formatBytes(int64(float64(bytes)/secs)))
+				fmt.Fprintf(errOut, "\r\033[K%s, %s, %.0f records/s, %s/s",
+					counted(records, "record", "records"), formatBytes(bytes), float64(records)/secs, formatBytes(int64(float64(bytes)/secs)))
 			}
 		}
 	}()

@@ -10,18 +10,32 @@ import (
 
 	"github.com/oncelog/oncelog/internal/buildinfo"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // exitError carries a specific process exit code.
 type exitError struct {
 	code int
 	err  error
+	// reported: the error was already written (as serve's last JSON log
+	// line), so Execute does not print it again.
+	reported bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
 
 // NewRootCmd builds the command tree.
 func NewRootCmd() *cobra.Command {
+	root, _ := newRootCmd()
+	return root
+}
+
+// helpMistake remembers a usage error found while printing help: cobra
+// answers `--help` before it validates arguments, so `oncelog group reset
+// --help` would print the group's help and exit 0 as if "reset" existed.
+type helpMistake struct{ err error }
+
+func newRootCmd() (*cobra.Command, *helpMistake) {
 	root := &cobra.Command{
 		Use:   "oncelog",
 		Short: "A Kafka-compatible event broker that never stores a retried write twice",
@@ -39,16 +53,78 @@ Use any Kafka client (franz-go, sarama, librdkafka/kcat, Java) against it.`,
 	root.SetVersionTemplate("{{versionLine}}\n")
 	root.AddCommand(newServeCmd(), newVersionCmd())
 	addClientCommands(root)
-	return root
+	mistake := &helpMistake{}
+	defaultHelp := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if name := mistypedSubcommand(c, args); name != "" {
+			mistake.err = unknownSubcommand(c, name)
+			return
+		}
+		defaultHelp(c, args)
+	})
+	return root, mistake
+}
+
+// mistypedSubcommand returns the word after c's path in args (the whole
+// command line) when c groups subcommands and that word names none of them.
+func mistypedSubcommand(c *cobra.Command, args []string) string {
+	if !c.HasSubCommands() {
+		return ""
+	}
+	depth := len(strings.Fields(c.CommandPath())) - 1 // words after "oncelog"
+	var words []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if strings.HasPrefix(a, "-") {
+			// A flag's separate value ("--brokers h:9092") is not a word.
+			if !strings.Contains(a, "=") && flagTakesValue(c, a) {
+				i++
+			}
+			continue
+		}
+		words = append(words, a)
+	}
+	if len(words) <= depth {
+		return ""
+	}
+	name := words[depth]
+	for _, sub := range c.Commands() {
+		if sub.Name() == name || sub.HasAlias(name) {
+			return ""
+		}
+	}
+	if name == "help" {
+		return ""
+	}
+	return name
+}
+
+func flagTakesValue(c *cobra.Command, arg string) bool {
+	var f *pflag.Flag
+	if name, ok := strings.CutPrefix(arg, "--"); ok {
+		f = c.Flags().Lookup(name)
+	} else if len(arg) == 2 {
+		f = c.Flags().ShorthandLookup(arg[1:])
+	}
+	return f != nil && f.NoOptDefVal == ""
 }
 
 // Execute runs the CLI and returns the process exit code.
 func Execute() int {
-	root := NewRootCmd()
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+	root, mistake := newRootCmd()
+	err := root.Execute()
+	if err == nil {
+		err = mistake.err
+	}
+	if err != nil {
 		var ee *exitError
-		if errors.As(err, &ee) {
+		if !errors.As(err, &ee) || !ee.reported {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		if ee != nil {
 			return ee.code
 		}
 		// cobra's own usage errors are untyped; they are bad usage too.

@@ -86,9 +86,9 @@ docs/operations.md.`,
 				return &exitError{code: 2, err: err}
 			}
 			if err := o.resolve(cmd.Flags(), cmd.ErrOrStderr()); err != nil {
-				return &exitError{code: 2, err: err}
+				return o.logFinalError(&exitError{code: 2, err: err})
 			}
-			return run(cmd.Context(), o)
+			return o.logFinalError(run(cmd.Context(), o))
 		},
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -266,6 +266,23 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
+// logFinalError writes the error that ends `serve` as the last log line, so
+// that with --log-format json every line on stderr is JSON (a log shipper
+// otherwise drops or mangles the one line that says why the broker
+// stopped). The error is then marked reported: Execute only sets the exit code.
+func (o *serveOptions) logFinalError(err error) error {
+	if err == nil || o.logger == nil || o.logFormat != "json" {
+		return err
+	}
+	o.logger.Error("oncelog serve stopped", "err", err.Error())
+	code := 1
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	return &exitError{code: code, err: err, reported: true}
+}
+
 func runServe(ctx context.Context, o *serveOptions) error {
 	logger := o.logger
 	if len(o.settings) > 0 {
@@ -290,9 +307,36 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		defer srv.Close()
 	}
 
+	// Bind every port before recovery, which can take a while: a port in
+	// use is reported at once, not after the log has been scanned.
+	// Connections wait in the backlog until the broker serves them.
+	var kafkaLns []net.Listener
+	closeLns := func() {
+		for _, ln := range kafkaLns {
+			ln.Close()
+		}
+	}
+	for _, l := range o.sec.resolved {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			closeLns()
+			return fmt.Errorf("listen on %s (listener %s): %w (is another broker running? use --listen or --listeners)", l.addr, l.Name, err)
+		}
+		kafkaLns = append(kafkaLns, ln)
+	}
+	var ingestLn net.Listener
+	if o.httpListen != "" {
+		var err error
+		if ingestLn, err = net.Listen("tcp", o.httpListen); err != nil {
+			closeLns()
+			return fmt.Errorf("HTTP ingest listener on %s: %w (is another oncelog running? use --http-listen, empty to turn it off)", o.httpListen, err)
+		}
+		defer ingestLn.Close()
+	}
 	soft, hard, limErr := fdlimit.Raise()
 	b, err := openBroker(ctx, o.cfg, logger)
 	if err != nil {
+		closeLns()
 		return err
 	}
 	logFDLimit(logger, soft, hard, limErr, o, b.PartitionCount())
@@ -301,22 +345,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	server := wire.NewServer(b, o.wire, logger)
 	serveErr := make(chan error, len(o.sec.resolved)+1)
 	var bound []any
-	var kafkaLns []net.Listener
 	var firstAddr string
-	closeKafka := func() {
-		server.Close()
-		for _, ln := range kafkaLns {
-			ln.Close()
-		}
-	}
-	for _, l := range o.sec.resolved {
-		ln, err := net.Listen("tcp", l.addr)
-		if err != nil {
-			closeKafka()
-			b.Close()
-			return fmt.Errorf("listen on %s (listener %s): %w (is another broker running? use --listen or --listeners)", l.addr, l.Name, err)
-		}
-		kafkaLns = append(kafkaLns, ln)
+	for i, l := range o.sec.resolved {
+		ln := kafkaLns[i]
 		if firstAddr == "" {
 			firstAddr = ln.Addr().String()
 		}
@@ -325,13 +356,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 			"advertise", net.JoinHostPort(l.AdvertisedHost, strconv.Itoa(int(l.AdvertisedPort)))))
 	}
 	var ingest *httpapi.Server
-	if o.httpListen != "" {
-		ingestLn, err := net.Listen("tcp", o.httpListen)
-		if err != nil {
-			closeKafka()
-			b.Close()
-			return fmt.Errorf("HTTP ingest listener on %s: %w (is another oncelog running? use --http-listen, empty to turn it off)", o.httpListen, err)
-		}
+	if ingestLn != nil {
 		hc := o.http
 		hc.Registerer, hc.Logger = b.Stats.Registry, logger
 		ingest = httpapi.New(httpapi.ForBroker(b), hc)

@@ -69,11 +69,16 @@ func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) 
 		if s.advertisedListeners != "" {
 			return fmt.Errorf("--advertised-listeners needs --listeners; with --listen, use --advertise")
 		}
-		listen, advertise := o.listen, o.advertise
-		if advertise == "" {
-			advertise = listen
+		// --listen first: --advertise defaults to the --listen address,
+		// and a mistake there must be blamed on --listen.
+		listen, advertise, advertiseFlag := o.listen, o.advertise, "--advertise"
+		if _, _, err := net.SplitHostPort(listen); err != nil {
+			return fmt.Errorf("--listen %q must be host:port: %w", listen, err)
 		}
-		host, port, err := splitAdvertise("--advertise", advertise, logger)
+		if advertise == "" {
+			advertise, advertiseFlag = listen, "--listen"
+		}
+		host, port, err := splitAdvertise(advertiseFlag, advertise, logger)
 		if err != nil {
 			return err
 		}

@@ -3,9 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -180,6 +182,9 @@ func TestServeConfigErrorsExitTwo(t *testing.T) {
 		{name: "out of range", args: []string{"--log-retention-check-interval", "0s"}, want: "--log-retention-check-interval must be positive"},
 		{name: "inconsistent", env: map[string]string{"ONCELOG_GROUP_MIN_SESSION_TIMEOUT": "1h"}, want: "--group-min-session-timeout must not exceed --group-max-session-timeout"},
 		{name: "bad advertise", args: []string{"--advertise", "broker1"}, want: `--advertise "broker1" must be host:port`},
+		{name: "bad listen is blamed on --listen", args: []string{"--listen", "nope"}, want: `--listen "nope" must be host:port`},
+		{name: "bad listen port", args: []string{"--listen", "127.0.0.1:99999"}, want: `--listen "127.0.0.1:99999": the port must be 1-65535`},
+		{name: "advertised port 0", args: []string{"--advertise", "broker1:0"}, want: `--advertise "broker1:0": the port must be 1-65535`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearServeEnv(t)
@@ -404,4 +409,40 @@ func TestAdminHandler(t *testing.T) {
 	expect("/readyz", 503, "shutting down")
 	expect("/healthz", 200, "ok")
 	expect("/nothing", 404, "")
+}
+
+// TestServeBinaryPortInUse: a Kafka port already taken is reported before
+// recovery (the data directory is not even opened), and with
+// --log-format json the error that ends the process is a JSON line too.
+func TestServeBinaryPortInUse(t *testing.T) {
+	clearServeEnv(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cmd := exec.Command(testbroker.BinaryPath(t), "serve", "--listen", taken.Addr().String(),
+		"--data-dir", dataDir, "--admin-listen", "", "--log-format", "json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data dir was opened before the port was checked (stat: %v)", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	for _, line := range lines {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("stderr line is not JSON: %q", line)
+		}
+	}
+	last := lines[len(lines)-1]
+	if !strings.Contains(last, `"level":"ERROR"`) || !strings.Contains(last, "address already in use") || !strings.Contains(last, "--listen") {
+		t.Errorf("last line %q is not the JSON error naming the port in use and --listen", last)
+	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -102,10 +103,10 @@ func runTopicCreate(ctx context.Context, o *clientOptions, adm *kadm.Client, out
 		return writeJSON(out, result)
 	}
 	if result.AlreadyExisted {
-		_, err = fmt.Fprintf(out, "topic %q already exists (%d partitions)\n", topic, result.Partitions)
+		_, err = fmt.Fprintf(out, "topic %q already exists (%s)\n", topic, counted(result.Partitions, "partition", "partitions"))
 		return err
 	}
-	_, err = fmt.Fprintf(out, "created topic %q (%d partitions, replication factor %d)\n", topic, result.Partitions, result.ReplicationFactor)
+	_, err = fmt.Fprintf(out, "created topic %q (%s, replication factor %d)\n", topic, counted(result.Partitions, "partition", "partitions"), result.ReplicationFactor)
 	return err
 }
 
@@ -563,12 +564,15 @@ func replicationFactor(d kadm.TopicDetail) int {
 	return rf
 }
 
-// topicIDString renders a topic ID, or "" for brokers that have none.
+// topicIDString renders a topic ID as Kafka's tools print it (Uuid.toString:
+// URL-safe base64 without padding, 22 characters), or "" for brokers that
+// have none. kadm's String is standard base64 with padding, which matches
+// nothing kafka-topics.sh shows.
 func topicIDString(id kadm.TopicID) string {
 	if id == (kadm.TopicID{}) {
 		return ""
 	}
-	return id.String()
+	return base64.RawURLEncoding.EncodeToString(id[:])
 }
 
 // nonNil keeps JSON arrays as [] rather than null.

@@ -70,7 +70,7 @@ func runTopicAddPartitions(ctx context.Context, o *clientOptions, adm *kadm.Clie
 	before := len(d.Partitions)
 	if add == 0 {
 		if total <= before {
-			return usageErrorf("--total %d: topic %q already has %d partitions, and partitions can only be added", total, topic, before)
+			return usageErrorf("--total %d: topic %q already has %s, and partitions can only be added", total, topic, counted(before, "partition", "partitions"))
 		}
 		add = total - before
 	}
@@ -83,7 +83,7 @@ func runTopicAddPartitions(ctx context.Context, o *clientOptions, adm *kadm.Clie
 	case !ok:
 		return errors.New("add partitions: missing from the broker's response")
 	case errors.Is(r.Err, kerr.InvalidPartitions):
-		return fmt.Errorf("add %d partitions to %q (now %d): %w", add, topic, before, withMessage(r.Err, r.ErrMessage))
+		return fmt.Errorf("add %s to %q (now %d): %w", counted(add, "partition", "partitions"), topic, before, withMessage(r.Err, r.ErrMessage))
 	case r.Err != nil:
 		return o.explain(fmt.Errorf("add partitions to %q: %w", topic, withMessage(r.Err, r.ErrMessage)), topic)
 	}

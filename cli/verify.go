@@ -260,8 +260,9 @@ func runVerify(ctx context.Context, o *verifyOptions, out, errOut io.Writer, top
 		return err
 	}
 	if !v.report.OK {
-		return &exitError{code: 1, err: fmt.Errorf("topic %q is not exactly-once: %d duplicate copies of %d keys, %d sequence repeats",
-			topic, v.report.DuplicateCopies, v.report.DuplicatedKeys, v.report.SequenceRepeats)}
+		return &exitError{code: 1, err: fmt.Errorf("topic %q is not exactly-once: %s of %s, %s",
+			topic, counted(v.report.DuplicateCopies, "duplicate copy", "duplicate copies"), counted(v.report.DuplicatedKeys, "key", "keys"),
+			counted(v.report.SequenceRepeats, "sequence repeat", "sequence repeats"))}
 	}
 	return nil
 }
@@ -543,7 +544,7 @@ func (v *verifier) writeText(out io.Writer) error {
 	if !r.OK {
 		verdict = "DUPLICATES FOUND"
 	}
-	fmt.Fprintf(out, "topic %s (%d partitions), key %s: %s\n", r.Topic, r.Partitions, r.Key, verdict)
+	fmt.Fprintf(out, "topic %s (%s), key %s: %s\n", r.Topic, counted(r.Partitions, "partition", "partitions"), r.Key, verdict)
 	fmt.Fprintf(out, "records %d, distinct keys %d, unkeyed records %d\n", r.Records, r.DistinctKeys, r.Unkeyed)
 	fmt.Fprintf(out, "duplicate copies %d of %d keys\n", r.DuplicateCopies, r.DuplicatedKeys)
 	for _, d := range r.Duplicates {

@@ -7,8 +7,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	flag "github.com/spf13/pflag"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -36,7 +36,7 @@ func run() int {
 	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", 1<<20, "broker --log-segment-bytes (small, so that segments roll during the run)")
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "broker data directory, kept afterwards (default: a temporary one, removed)")
 	flag.DurationVar(&cfg.SettleTimeout, "settle-timeout", 3*time.Minute, "bound on each wait after the faults stop")
-	verbose := flag.Bool("v", false, "log details")
+	verbose := flag.BoolP("verbose", "v", false, "log details")
 	printTimeline := flag.Bool("timeline", false, "print every fault and client symptom after the report")
 	flag.Parse()
 

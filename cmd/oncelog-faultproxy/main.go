@@ -12,8 +12,8 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
+	flag "github.com/spf13/pflag"
 	"os"
 	"os/signal"
 	"syscall"

@@ -53,7 +53,9 @@ func Options(cfg Config) *pebble.Options {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	l := Logger{Log: logger.With("component", "pebble", "store", cfg.Name), OnFatal: cfg.OnFatal}
+	// "store", not "component": the owner's logger (group, transactions)
+	// already carries a component, and JSON logs must not repeat a key.
+	l := Logger{Log: logger.With("store", cfg.Name, "engine", "pebble"), OnFatal: cfg.OnFatal}
 	el := pebble.MakeLoggingEventListener(l)
 	opts := &pebble.Options{FS: fsx.Or(cfg.FS), Logger: l, EventListener: &el}
 	if cfg.Tune != nil {
