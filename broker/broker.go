@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oncelog/oncelog/cleaner"
@@ -75,6 +76,9 @@ type Broker struct {
 	// their sum.
 	partitionCount int
 	reserved       int
+	// topicsGen moves whenever a topic is created or deleted or gains
+	// partitions: consumer groups re-resolve their subscriptions then.
+	topicsGen atomic.Uint64
 
 	stop    chan struct{}
 	stopped sync.WaitGroup
@@ -169,8 +173,15 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		MinSessionTimeout:     cfg.GroupMinSessionTimeout,
 		MaxSessionTimeout:     cfg.GroupMaxSessionTimeout,
 		MaxSize:               cfg.GroupMaxSize,
-		Logger:                logger,
-		OnStoreFatal:          b.storeFatal("groups"),
+		// KIP-848 consumer groups.
+		ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
+		ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,
+		ConsumerMaxSize:           cfg.GroupConsumerMaxSize,
+		ConsumerAssignors:         cfg.GroupConsumerAssignors,
+		Topics:                    b.consumerGroupTopics,
+		TopicsGeneration:          b.topicsGen.Load,
+		Logger:                    logger,
+		OnStoreFatal:              b.storeFatal("groups"),
 	})
 	if err != nil {
 		b.meta.Close()
@@ -559,6 +570,7 @@ func (b *Broker) createTopic(name string, partitions int32, replicationFactor in
 		b.topics[name] = t
 		b.byID[t.ID] = t
 		b.partitionCount += int(partitions)
+		b.topicsGen.Add(1)
 	})
 	b.logger.Info("topic created", "topic", name, "partitions", partitions, "by", by)
 	return t, nil
@@ -615,6 +627,7 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 	delete(b.topics, name)
 	delete(b.byID, t.ID)
 	b.partitionCount -= len(t.Partitions)
+	b.topicsGen.Add(1)
 	// Each partition is closed and its directory renamed to a tombstone
 	// before the name is free again: a topic re-created with this name
 	// (say, auto-created by a producer racing the deletion) gets a fresh
@@ -778,6 +791,7 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) *
 		b.topics[name] = nt
 		b.byID[nt.ID] = nt
 		b.partitionCount += int(count - have)
+		b.topicsGen.Add(1)
 	})
 	b.logger.Info("partitions added", "topic", name, "partitions", count)
 	return nil

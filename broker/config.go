@@ -103,6 +103,14 @@ type Config struct {
 	ShareDeliveryCountLimit      int           // group.share.delivery.count.limit
 	SharePartitionMaxRecordLocks int           // group.share.partition.max.record.locks
 	ShareMaxShareSessions        int           // group.share.max.share.sessions
+
+	// KIP-848 consumer groups: group.consumer.session.timeout.ms,
+	// group.consumer.heartbeat.interval.ms, group.consumer.max.size (0:
+	// no limit) and group.consumer.assignors (nil: uniform, range).
+	GroupConsumerSessionTimeout    time.Duration
+	GroupConsumerHeartbeatInterval time.Duration
+	GroupConsumerMaxSize           int
+	GroupConsumerAssignors         []string
 }
 
 // DefaultMaxPartitions is --max-partitions' default. Each partition keeps

@@ -9,8 +9,36 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// groupType is the only group type served: KIP-848 consumer groups are not.
-const groupType = "classic"
+// Group types as ListGroups v5 names them (KIP-848).
+const (
+	classicGroupType  = "classic"
+	consumerGroupType = "consumer"
+)
+
+// typeName is the group's type: "consumer" for KIP-848 groups.
+func (g *group) typeName() string {
+	if g.consumer != nil {
+		return consumerGroupType
+	}
+	return classicGroupType
+}
+
+// stateName is the group's state as ListGroups reports it: a consumer
+// group's states are Kafka's ConsumerGroupState.
+func (g *group) stateName() string {
+	if g.consumer != nil {
+		return g.consumer.state()
+	}
+	return g.state.String()
+}
+
+// isEmpty reports whether the group has no members of either protocol.
+func (g *group) isEmpty() bool {
+	if g.consumer != nil {
+		return len(g.consumer.members) == 0
+	}
+	return g.state == stateEmpty
+}
 
 // allGroupOperations is the DescribeGroups authorized-operations bitfield
 // with no authorizer: every operation a group supports (READ, DELETE,
@@ -29,9 +57,6 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 	if req.Version >= 5 {
 		types = req.TypesFilter
 	}
-	if !typeMatches(types) {
-		return resp
-	}
 
 	c.lock()
 	defer c.unlock()
@@ -41,7 +66,7 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 	}
 	for _, name := range sortedKeys(c.groups) {
 		g := c.groups[name]
-		if !stateMatches(states, g.state) {
+		if !stateMatches(states, g.stateName()) || !typeMatches(types, g.typeName()) {
 			continue
 		}
 		if !resp.IsFlexible() && (len(g.name) > maxStringLen || len(g.protocolType) > maxStringLen) {
@@ -52,19 +77,19 @@ func (c *Coordinator) ListGroups(_ context.Context, req *kmsg.ListGroupsRequest)
 		lg := kmsg.NewListGroupsResponseGroup()
 		lg.Group = g.name
 		lg.ProtocolType = g.protocolType
-		lg.GroupState = g.state.String()
-		lg.GroupType = groupType
+		lg.GroupState = g.stateName()
+		lg.GroupType = g.typeName()
 		resp.Groups = append(resp.Groups, lg)
 	}
 	return resp
 }
 
-func typeMatches(filter []string) bool {
+func typeMatches(filter []string, typ string) bool {
 	if len(filter) == 0 {
 		return true
 	}
 	for _, t := range filter {
-		if strings.EqualFold(strings.TrimSpace(t), groupType) {
+		if strings.EqualFold(strings.TrimSpace(t), typ) {
 			return true
 		}
 	}
@@ -73,7 +98,8 @@ func typeMatches(filter []string) bool {
 
 // DescribeGroups handles a DescribeGroups request. Member metadata and
 // assignments are shown only for Stable groups, as in Kafka. An unknown
-// group is described as Dead, with GROUP_ID_NOT_FOUND from v6 (KIP-1043).
+// group, or a consumer group (KIP-848: not a classic group), is described
+// as Dead, with GROUP_ID_NOT_FOUND from v6 (KIP-1043).
 func (c *Coordinator) DescribeGroups(_ context.Context, req *kmsg.DescribeGroupsRequest) *kmsg.DescribeGroupsResponse {
 	resp := kmsg.NewPtrDescribeGroupsResponse()
 	resp.Version = req.Version
@@ -92,6 +118,13 @@ func (c *Coordinator) DescribeGroups(_ context.Context, req *kmsg.DescribeGroups
 			if req.Version >= 6 {
 				dg.ErrorCode = kerr.GroupIDNotFound.Code
 				msg := fmt.Sprintf("Group %s not found.", name)
+				dg.ErrorMessage = &msg
+			}
+		case g.consumer != nil:
+			dg.State = stateDead.String()
+			if req.Version >= 6 {
+				dg.ErrorCode = kerr.GroupIDNotFound.Code
+				msg := fmt.Sprintf("Group %s is not a classic group.", name)
 				dg.ErrorMessage = &msg
 			}
 		default:
@@ -140,7 +173,7 @@ func (c *Coordinator) DeleteGroups(_ context.Context, req *kmsg.DeleteGroupsRequ
 			dg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case g == nil || g.state == stateDead:
 			dg.ErrorCode = kerr.GroupIDNotFound.Code
-		case g.state != stateEmpty:
+		case !g.isEmpty():
 			dg.ErrorCode = kerr.NonEmptyGroup.Code
 		default:
 			ops = c.deleteGroupLocked(g, ops)
@@ -180,5 +213,8 @@ func (c *Coordinator) deleteGroupLocked(g *group, ops []writeOp) []writeOp {
 	}
 	g.transitionTo(stateDead, c.now())
 	delete(c.groups, g.name)
+	if g.consumer != nil {
+		ops = append(ops, writeOp{key: consumerGroupKey(g.name), del: true})
+	}
 	return append(ops, writeOp{key: groupKey(g.name), del: true})
 }

@@ -29,7 +29,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -55,6 +57,8 @@ var Versions = map[int16][2]int16{
 	16: {0, 5}, // ListGroups
 	42: {0, 2}, // DeleteGroups
 	47: {0, 0}, // OffsetDelete
+	68: {0, 1}, // ConsumerGroupHeartbeat (KIP-848)
+	69: {0, 1}, // ConsumerGroupDescribe (KIP-848)
 }
 
 // Kafka's defaults for the settings below.
@@ -95,7 +99,28 @@ type Config struct {
 	// JoinGroup that would exceed it is answered GROUP_MAX_SIZE_REACHED.
 	// Zero or negative means no limit (Kafka's default, Int.MaxValue).
 	MaxSize int
-	Logger  *slog.Logger
+
+	// ConsumerSessionTimeout is group.consumer.session.timeout.ms: a
+	// consumer group (KIP-848) member without a heartbeat for this long
+	// is fenced.
+	ConsumerSessionTimeout time.Duration
+	// ConsumerHeartbeatInterval is group.consumer.heartbeat.interval.ms,
+	// told to every member in each heartbeat answer.
+	ConsumerHeartbeatInterval time.Duration
+	// ConsumerMaxSize is group.consumer.max.size (zero or negative: no
+	// limit, Kafka's Int.MaxValue).
+	ConsumerMaxSize int
+	// ConsumerAssignors is group.consumer.assignors as short names
+	// (AssignorByName); the first is the default. Empty: uniform, range.
+	ConsumerAssignors []string
+	// Topics lists the topics consumer groups may subscribe to (internal
+	// topics excluded), and TopicsGeneration changes whenever that list
+	// or a partition count does, so that the list is read again only
+	// then (nil: read it at every heartbeat).
+	Topics           func() []TopicInfo
+	TopicsGeneration func() uint64
+
+	Logger *slog.Logger
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time
 
@@ -121,6 +146,9 @@ type Coordinator struct {
 	lastSeq uint64
 	timers  *timers
 	closed  bool
+	// topicCache and regexes serve consumer group subscriptions.
+	topicCache topicCache
+	regexes    map[string]*regexp.Regexp
 	// changed, when not nil, is closed at the end of the next locked
 	// operation; tests wait on it instead of sleeping.
 	changed chan struct{}
@@ -155,6 +183,26 @@ func Open(cfg Config) (*Coordinator, error) {
 	if cfg.OffsetsRetention <= 0 {
 		cfg.OffsetsRetention = DefaultOffsetsRetention
 	}
+	if cfg.ConsumerSessionTimeout <= 0 {
+		cfg.ConsumerSessionTimeout = DefaultConsumerSessionTimeout
+	}
+	if cfg.ConsumerHeartbeatInterval <= 0 {
+		cfg.ConsumerHeartbeatInterval = DefaultConsumerHeartbeatInterval
+	}
+	if len(cfg.ConsumerAssignors) == 0 {
+		cfg.ConsumerAssignors = DefaultConsumerAssignors
+	}
+	assignors := make([]string, 0, len(cfg.ConsumerAssignors))
+	for _, a := range cfg.ConsumerAssignors {
+		short := AssignorByName(strings.TrimSpace(a))
+		if short == "" {
+			return nil, fmt.Errorf("group: unknown consumer group assignor %q (have %s)", a, strings.Join(DefaultConsumerAssignors, ", "))
+		}
+		if !slices.Contains(assignors, short) {
+			assignors = append(assignors, short)
+		}
+	}
+	cfg.ConsumerAssignors = assignors
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -174,6 +222,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		groups:  make(map[string]*group),
 		pending: make(map[int64]*pendingTxn),
 		timers:  newTimers(),
+		regexes: make(map[string]*regexp.Regexp),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -205,6 +254,7 @@ func (c *Coordinator) restore() error {
 		g.computeSubscribedTopics()
 		c.groups[name] = g
 	}
+	c.restoreConsumerGroups(l, now)
 	// Offsets without a group record belong to simple groups (commit-only
 	// consumers); Kafka recreates those the same way.
 	getGroup := func(name string) *group {
@@ -444,11 +494,22 @@ func (c *Coordinator) Groups() []GroupInfo {
 	for _, g := range c.groups {
 		gi := GroupInfo{
 			Group:        g.name,
-			State:        g.state.String(),
+			State:        g.stateName(),
 			ProtocolType: g.protocolType,
 			Protocol:     g.protocol,
 			Generation:   g.generation,
 			Leader:       g.leader,
+		}
+		if cg := g.consumer; cg != nil {
+			gi.Generation = cg.epoch
+			for _, id := range cg.sortedMemberIDs() {
+				m := cg.members[id]
+				mi := MemberInfo{MemberID: m.id, ClientID: m.clientID, ClientHost: m.clientHost}
+				if m.instanceID != nil {
+					mi.InstanceID = *m.instanceID
+				}
+				gi.Members = append(gi.Members, mi)
+			}
 		}
 		for _, m := range g.orderedMembers() {
 			mi := MemberInfo{MemberID: m.id, ClientID: m.clientID, ClientHost: m.clientHost}

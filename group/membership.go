@@ -180,6 +180,15 @@ func (c *Coordinator) joinLocked(jc *joinCall) *kmsg.JoinGroupResponse {
 		// whatever the answer to it.
 		defer c.persistGroup(g)
 	}
+	if g.consumer != nil {
+		if len(g.consumer.members) > 0 {
+			// Kafka (group.consumer.migration.policy) would serve a
+			// classic member inside the consumer group; that online
+			// migration is not implemented, so the protocols conflict.
+			return jc.fail(kerr.InconsistentGroupProtocol.Code, jc.req.MemberID)
+		}
+		c.downgradeEmptyConsumerGroup(g)
+	}
 	if !c.acceptJoiningMember(g, jc) {
 		// As Kafka: the member (if it was one) leaves, and is told to
 		// start over with no member id.

@@ -41,6 +41,12 @@ func (c *Coordinator) validateOffsetCommitLocked(groupID string, id commitIdenti
 	if g.state == stateDead {
 		return nil, kerr.CoordinatorNotAvailable.Code
 	}
+	if g.consumer != nil {
+		if code := validateConsumerCommit(g.consumer, id, transactional, version); code != 0 {
+			return nil, code
+		}
+		return g, 0
+	}
 	if id.generation < 0 && g.state == stateEmpty {
 		// An admin client or a consumer without group management.
 		return g, 0
@@ -133,6 +139,10 @@ func (c *Coordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommitRequ
 				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 				continue
 			}
+			if code := c.consumerPartitionCommitCheck(g, id, topic, p.Partition); code != 0 {
+				rp.ErrorCode = code
+				continue
+			}
 			v := offsetValue{
 				offset:      p.Offset,
 				leaderEpoch: -1,
@@ -179,6 +189,10 @@ type fetchRequest struct {
 	group  string
 	all    bool // Topics was null: every committed partition
 	topics []fetchTopic
+	// memberID and memberEpoch (v9+) identify a consumer group member,
+	// whose epoch is checked (KIP-848); nil and -1 for anyone else.
+	memberID    *string
+	memberEpoch int32
 }
 
 type fetchTopic struct {
@@ -197,14 +211,17 @@ func (c *Coordinator) OffsetFetch(_ context.Context, req *kmsg.OffsetFetchReques
 
 	var fetches []fetchRequest
 	if req.Version <= 7 {
-		f := fetchRequest{group: req.Group, all: req.Version >= 2 && req.Topics == nil}
+		f := fetchRequest{group: req.Group, all: req.Version >= 2 && req.Topics == nil, memberEpoch: -1}
 		for _, t := range req.Topics {
 			f.topics = append(f.topics, fetchTopic{t.Topic, t.Partitions})
 		}
 		fetches = append(fetches, f)
 	} else {
 		for _, rg := range req.Groups {
-			f := fetchRequest{group: rg.Group, all: rg.Topics == nil}
+			f := fetchRequest{group: rg.Group, all: rg.Topics == nil, memberEpoch: -1}
+			if req.Version >= 9 {
+				f.memberID, f.memberEpoch = rg.MemberID, rg.MemberEpoch
+			}
 			for _, t := range rg.Topics {
 				f.topics = append(f.topics, fetchTopic{t.Topic, t.Partitions})
 			}
@@ -281,6 +298,12 @@ func (c *Coordinator) fetchLocked(f fetchRequest, requireStable bool) kmsg.Offse
 		return out
 	}
 	g := c.groups[f.group]
+	if g != nil && g.consumer != nil {
+		if code := validateConsumerFetch(g.consumer, f.memberID, f.memberEpoch); code != 0 {
+			out.ErrorCode = code
+			return out
+		}
+	}
 	if f.all {
 		if g == nil {
 			return out
@@ -491,6 +514,10 @@ func (c *Coordinator) TxnOffsetCommit(_ context.Context, req *kmsg.TxnOffsetComm
 				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
 				continue
 			}
+			if code := c.consumerPartitionCommitCheck(g, id, topic, p.Partition); code != 0 {
+				rp.ErrorCode = code
+				continue
+			}
 			v := offsetValue{
 				offset:      p.Offset,
 				leaderEpoch: -1,
@@ -591,7 +618,7 @@ func (c *Coordinator) expireOffsetsLocked() {
 		g := c.groups[name]
 		var allExpired bool
 		ops, allExpired = c.expireGroupOffsets(g, now, ops)
-		if allExpired && g.state == stateEmpty {
+		if allExpired && g.isEmpty() {
 			c.log.Info("deleting empty group without offsets", "group", g.name)
 			ops = c.deleteGroupLocked(g, ops)
 		}
@@ -636,6 +663,14 @@ func (c *Coordinator) expireGroupOffsets(g *group, now time.Time, ops []writeOp)
 // expirationBase returns the time an offset's retention counts from, or
 // nil if the group's offsets do not expire in its current state.
 func (g *group) expirationBase() func(offsetValue) int64 {
+	if g.consumer != nil {
+		if len(g.consumer.members) == 0 {
+			emptySince := g.stateSince.UnixMilli()
+			return func(offsetValue) int64 { return emptySince }
+		}
+		// Only offsets of topics no member subscribes to.
+		return func(v offsetValue) int64 { return v.commitMs }
+	}
 	if g.protocolType == "" {
 		// Simple group: retention runs from each commit.
 		return func(v offsetValue) int64 { return v.commitMs }
@@ -658,4 +693,72 @@ func sortedKeys[K interface{ ~string | ~int32 | ~int64 }, V any](m map[K]V) []K 
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// validateConsumerCommit is Kafka's ConsumerGroup.validateOffsetCommit: an
+// admin (epoch < 0) may commit to an empty group, a transactional commit
+// without member fields is accepted, anyone else must be a member using
+// OffsetCommit v9+ (for the member epoch) whose epoch is not ahead of the
+// group's idea of it. An older epoch is checked per partition
+// (consumerPartitionCommitCheck, KIP-1251).
+func validateConsumerCommit(cg *consumerGroup, id commitIdentity, transactional bool, version int16) int16 {
+	if id.generation < 0 && len(cg.members) == 0 {
+		return 0
+	}
+	if transactional && id.generation < 0 && id.memberID == "" && id.instanceID == nil {
+		return 0
+	}
+	m := cg.members[id.memberID]
+	if m == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	if !transactional && version < 9 {
+		return kerr.UnsupportedVersion.Code
+	}
+	if id.generation > m.epoch || id.generation < 0 {
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
+}
+
+// consumerPartitionCommitCheck accepts a member's commit made with an
+// epoch older than its current one only for a partition it was assigned
+// at or before that epoch and still holds (KIP-1251, Kafka 4.3): such a
+// commit raced an epoch bump that did not take the partition away.
+func (c *Coordinator) consumerPartitionCommitCheck(g *group, id commitIdentity, topic string, partition int32) int16 {
+	if g.consumer == nil {
+		return 0
+	}
+	m := g.consumer.members[id.memberID]
+	if m == nil || id.generation < 0 || id.generation >= m.epoch {
+		return 0
+	}
+	t, ok := c.topics().byName[topic]
+	if !ok {
+		return kerr.StaleMemberEpoch.Code
+	}
+	if at, ok := m.assignedAt[t.ID][partition]; ok && at <= id.generation {
+		return 0
+	}
+	return kerr.StaleMemberEpoch.Code
+}
+
+// validateConsumerFetch is Kafka's ConsumerGroup.validateOffsetFetch: a
+// fetch naming no member (epoch < 0) is anyone's; a member's must carry
+// its current epoch.
+func validateConsumerFetch(cg *consumerGroup, memberID *string, epoch int32) int16 {
+	if memberID == nil && epoch < 0 {
+		return 0
+	}
+	var m *consumerMember
+	if memberID != nil {
+		m = cg.members[*memberID]
+	}
+	if m == nil {
+		return kerr.UnknownMemberID.Code
+	}
+	if epoch != m.epoch {
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
 }

@@ -163,6 +163,10 @@ type group struct {
 	subscribed      map[string]bool
 	subscribedKnown bool
 
+	// consumer is set while the group is a KIP-848 consumer group; the
+	// classic fields above then stay Empty.
+	consumer *consumerGroup
+
 	offsets map[string]map[int32]offsetValue // topic -> partition
 	// openTxns are producer ids with pending transactional offsets here.
 	openTxns map[int64]bool
@@ -425,6 +429,9 @@ func (g *group) computeSubscribedTopics() {
 // isSubscribedToTopic reports whether the group's consumers subscribe to
 // topic; when unknown, a consumer group counts as subscribed to everything.
 func (g *group) isSubscribedToTopic(topic string) bool {
+	if g.consumer != nil {
+		return g.consumer.subscribedTopicNames()[topic]
+	}
 	if g.subscribedKnown {
 		return g.subscribed[topic]
 	}
@@ -502,11 +509,11 @@ func newSyncResponse(version int16) *kmsg.SyncGroupResponse {
 }
 
 // stateMatches implements ListGroups' case-insensitive state filter.
-func stateMatches(filter []string, s groupState) bool {
+func stateMatches(filter []string, state string) bool {
 	if len(filter) == 0 {
 		return true
 	}
-	want := strings.ToLower(s.String())
+	want := strings.ToLower(state)
 	for _, f := range filter {
 		if strings.ToLower(strings.TrimSpace(f)) == want {
 			return true

@@ -18,6 +18,8 @@ import (
 //	'g' group                                   -> groupRecord
 //	'o' group, topic, partition                 -> offsetValue
 //	'p' producer id, group, topic, partition    -> pendingValue (transactional)
+//	'c' group                                   -> consumer group (KIP-848) record
+//	'm' group, member id                        -> consumer group member
 //
 // Variable-length key parts are length-prefixed (uvarint), so any group id,
 // NUL bytes included, sorts and splits unambiguously.
@@ -163,6 +165,9 @@ type loaded struct {
 	groups  map[string]groupRecord
 	offsets map[string]map[string]map[int32]offsetValue // group -> topic -> partition
 	pending []loadedPending
+	// consumerGroups and consumerMembers are the KIP-848 groups.
+	consumerGroups  map[string]*consumerGroupRecord
+	consumerMembers map[string][]*consumerMember
 }
 
 type loadedPending struct {
@@ -175,8 +180,10 @@ type loadedPending struct {
 
 func (s *store) load() (*loaded, error) {
 	l := &loaded{
-		groups:  make(map[string]groupRecord),
-		offsets: make(map[string]map[string]map[int32]offsetValue),
+		groups:          make(map[string]groupRecord),
+		offsets:         make(map[string]map[string]map[int32]offsetValue),
+		consumerGroups:  make(map[string]*consumerGroupRecord),
+		consumerMembers: make(map[string][]*consumerMember),
 	}
 	it, err := s.db.NewIter(nil)
 	if err != nil {
@@ -227,6 +234,22 @@ func (s *store) load() (*loaded, error) {
 				return nil, fmt.Errorf("pending offset pid %d %q/%q/%d: %w", pid, group, topic, partition, err)
 			}
 			l.pending = append(l.pending, loadedPending{producerID: pid, group: group, topic: topic, partition: partition, value: v, producerEpoch: epoch})
+		case prefixConsumerGroup:
+			rec, err := decodeConsumerGroupRecord(val)
+			if err != nil {
+				return nil, fmt.Errorf("consumer group %q: %w", key[1:], err)
+			}
+			l.consumerGroups[string(key[1:])] = rec
+		case prefixConsumerMember:
+			group, member, err := decodeConsumerMemberKey(key[1:])
+			if err != nil {
+				return nil, err
+			}
+			m, err := decodeConsumerMember(member, val)
+			if err != nil {
+				return nil, fmt.Errorf("consumer group %q member %q: %w", group, member, err)
+			}
+			l.consumerMembers[group] = append(l.consumerMembers[group], m)
 		default:
 			return nil, fmt.Errorf("unknown key prefix %q in group store", key[0])
 		}

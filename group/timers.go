@@ -19,6 +19,12 @@ const (
 	timerSync
 	// timerOffsetExpiry runs the periodic offset retention sweep.
 	timerOffsetExpiry
+	// timerConsumerSession fences a consumer group (KIP-848) member
+	// whose session ran out.
+	timerConsumerSession
+	// timerConsumerRebalance fences a consumer group member that did not
+	// revoke its partitions within its rebalance timeout.
+	timerConsumerRebalance
 )
 
 // timerKey names a deadline. Scheduling a key that is already scheduled
