@@ -363,6 +363,14 @@ type ConfigSynonym struct {
 	Source int8
 }
 
+// kafkaBrokerDefaultUnset are the broker configs that have no default of
+// their own in Kafka: the value comes from a coarser synonym
+// (log.retention.hours=168, log.roll.hours=168). Kafka lists a
+// DEFAULT_CONFIG synonym only for a broker config with a default, so for
+// retention.ms and segment.ms it lists none (kafka-configs --describe
+// prints just the topic override), and oncelog does the same.
+var kafkaBrokerDefaultUnset = map[string]bool{"log.retention.ms": true, "log.roll.ms": true}
+
 // EffectiveTopicConfigs merges defaults and overrides, sorted by name.
 func (c Config) EffectiveTopicConfigs(overrides map[string]string) []ConfigEntry {
 	out := make([]ConfigEntry, 0, len(topicConfigKeys))
@@ -384,7 +392,9 @@ func (c Config) EffectiveTopicConfigs(overrides map[string]string) []ConfigEntry
 		if name == "" {
 			name = k.name
 		}
-		e.Synonyms = append(e.Synonyms, ConfigSynonym{name, kafkaDef, SourceDefault})
+		if !kafkaBrokerDefaultUnset[name] {
+			e.Synonyms = append(e.Synonyms, ConfigSynonym{name, kafkaDef, SourceDefault})
+		}
 		out = append(out, e)
 	}
 	return out

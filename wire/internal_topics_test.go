@@ -201,6 +201,32 @@ func TestInternalTopicsReadable(t *testing.T) {
 	if !compact {
 		t.Fatalf("__consumer_offsets configs %v lack cleanup.policy=compact", cfg.Configs)
 	}
+
+	// DescribeProducers (kafka-transactions find-hanging asks for every
+	// partition of a broker): no producers, no error; a partition past
+	// the topic's count is unknown.
+	dreq := kmsg.NewPtrDescribeProducersRequest()
+	for _, name := range []string{broker.ConsumerOffsetsTopic, broker.TransactionStateTopic} {
+		rt := kmsg.NewDescribeProducersRequestTopic()
+		rt.Topic = name
+		rt.Partitions = []int32{0, 49, 50}
+		dreq.Topics = append(dreq.Topics, rt)
+	}
+	dresp, err := dreq.RequestWith(ctx, cl.Broker(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range dresp.Topics {
+		for _, rp := range rt.Partitions {
+			want := int16(0)
+			if rp.Partition == 50 {
+				want = kerr.UnknownTopicOrPartition.Code
+			}
+			if rp.ErrorCode != want || len(rp.ActiveProducers) != 0 {
+				t.Fatalf("DescribeProducers %s/%d: code %d producers %v, want code %d and none", rt.Topic, rp.Partition, rp.ErrorCode, rp.ActiveProducers, want)
+			}
+		}
+	}
 }
 
 // TestRegexConsumerSkipsInternalTopics is franz-go's TestConsumeRegex

@@ -45,6 +45,15 @@ func handleDescribeProducers(c *conn, r *request) respond {
 		for _, idx := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = idx
+			if it := b.InternalTopic(rt.Topic); it != nil && idx >= 0 && idx < it.Partitions {
+				// The internal topics' state lives in pebble: their
+				// partitions are empty logs with no producer state. Kafka
+				// answers them like any partition it leads, and
+				// kafka-transactions find-hanging asks for every partition
+				// of the broker, internal ones included.
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p := b.Partition(rt.Topic, idx)
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code

@@ -22,7 +22,7 @@ import org.apache.kafka.common.config.ConfigResource;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
-/** The Java Admin client and Kafka's CLI tools, against oncelog and against Kafka. */
+/** The Java Admin client, against oncelog and against Kafka (the CLI tools: CliToolsTest). */
 class AdminAndToolsTest {
   static Stream<Broker> brokers() throws Exception {
     return Brokers.stream();
@@ -85,31 +85,5 @@ class AdminAndToolsTest {
       a.fenceProducers(List.of(txid)).all().get(30, TimeUnit.SECONDS);
       assertTrue(Clients.readAll(b, t, "read_committed").isEmpty());
     }
-  }
-
-  @ParameterizedTest(name = "{0}")
-  @MethodSource("brokers")
-  void cliTools(Broker b) throws Exception {
-    String t = Clients.topic("cli");
-    String bs = b.bootstrap();
-    Tool r = Tool.run(null, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bs, "--create", "--topic", t, "--partitions", "2", "--replication-factor", "1");
-    assertEquals(0, r.exit, "kafka-topics --create " + r);
-    r = Tool.run(null, "org.apache.kafka.tools.TopicCommand", "--bootstrap-server", bs, "--describe", "--topic", t);
-    assertEquals(0, r.exit, "kafka-topics --describe " + r);
-    assertTrue(r.output.contains("PartitionCount: 2"), r.output);
-    r = Tool.run("a\nb\nc\n", "org.apache.kafka.tools.ConsoleProducer", "--bootstrap-server", bs, "--topic", t,
-        "--producer-property", "partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner");
-    assertEquals(0, r.exit, "kafka-console-producer " + r);
-    String group = Clients.topic("cli-group");
-    r = Tool.run(null, "org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", bs, "--topic", t,
-        "--from-beginning", "--max-messages", "3", "--group", group, "--consumer-property", "isolation.level=read_committed",
-        "--timeout-ms", "60000");
-    assertEquals(0, r.exit, "kafka-console-consumer " + r);
-    assertEquals(List.of("a", "b", "c"), r.output.lines().filter(l -> l.length() == 1).sorted().toList(), r.output);
-    r = Tool.run(null, "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand", "--bootstrap-server", bs, "--describe", "--group", group);
-    assertEquals(0, r.exit, "kafka-consumer-groups --describe " + r);
-    assertTrue(r.output.contains(t), r.output);
-    r = Tool.run(null, "org.apache.kafka.tools.TransactionsCommand", "--bootstrap-server", bs, "list");
-    assertEquals(0, r.exit, "kafka-transactions list " + r);
   }
 }
