@@ -44,7 +44,7 @@ func TestShareGroupSurvivesKill9(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	seen := map[string]int{}      // value -> deliveries seen
+	seen := map[string]int{}       // value -> deliveries seen
 	confirmed := map[string]bool{} // accepted and the ack confirmed
 	consume := func(until int, leaveEarly bool) {
 		var ackErr error

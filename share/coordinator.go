@@ -133,6 +133,10 @@ type sessionKey struct{ group, member string }
 type session struct {
 	epoch int32
 	parts map[tp]bool
+	// conn is closed when the connection that opened the session goes
+	// away: Kafka ends a share session with its connection and releases
+	// its locks.
+	conn <-chan struct{}
 }
 
 // Coordinator owns every share group.
@@ -146,6 +150,9 @@ type Coordinator struct {
 	// released is closed (and replaced) whenever records become
 	// available again, waking parked ShareFetches.
 	released chan struct{}
+	// watched are the connections with a goroutine waiting for their
+	// close (one per connection holding sessions).
+	watched map[<-chan struct{}]bool
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -170,6 +177,7 @@ func Open(cfg Config) (*Coordinator, error) {
 		groups:   map[string]*group{},
 		sessions: map[sessionKey]*session{},
 		released: make(chan struct{}),
+		watched:  map[<-chan struct{}]bool{},
 		stop:     make(chan struct{}),
 		stopped:  make(chan struct{}),
 	}
@@ -280,6 +288,35 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) []writeOp {
 
 func (c *Coordinator) encodeGroupLocked(g *group) []byte {
 	return encodeGroup(storedGroup{epoch: g.epoch, configs: g.configs})
+}
+
+// watchConnLocked ends the sessions opened on conn when it closes.
+func (c *Coordinator) watchConnLocked(conn <-chan struct{}) {
+	if conn == nil || c.watched[conn] {
+		return
+	}
+	c.watched[conn] = true
+	go func() {
+		select {
+		case <-conn:
+		case <-c.stop:
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.watched, conn)
+		var ops []writeOp
+		for k, s := range c.sessions {
+			if s.conn != conn {
+				continue
+			}
+			if g := c.groups[k.group]; g != nil {
+				c.releaseSessionLocked(g, k.member, s, &ops)
+			}
+			delete(c.sessions, k)
+		}
+		c.store.enqueue(ops)
+	}()
 }
 
 // sortedTopics returns a member's subscription sorted and deduplicated.

@@ -124,9 +124,10 @@ func strp(s string) *string { return &s }
 // Fetch answers ShareFetch: session bookkeeping (epoch 0 opens, -1 closes,
 // any other must be the session's next epoch), piggybacked
 // acknowledgements, then acquisition of records for the session's
-// partitions, waiting up to MaxWait for some. stopWaiting ends a wait early
-// (the client went away).
-func (c *Coordinator) Fetch(ctx context.Context, stopWaiting <-chan struct{}, req *kmsg.ShareFetchRequest, received time.Time) *kmsg.ShareFetchResponse {
+// partitions, waiting up to MaxWait for some. conn is closed when the
+// client's connection goes away: that ends a wait early and ends the
+// sessions opened on it.
+func (c *Coordinator) Fetch(ctx context.Context, conn <-chan struct{}, req *kmsg.ShareFetchRequest, received time.Time) *kmsg.ShareFetchResponse {
 	resp := req.ResponseKind().(*kmsg.ShareFetchResponse)
 	var groupID, memberID string
 	if req.GroupID != nil {
@@ -199,8 +200,9 @@ func (c *Coordinator) Fetch(ctx context.Context, stopWaiting <-chan struct{}, re
 			waitDurable(ctx, done)
 			return fail(kerr.ShareSessionLimitReached, "The broker holds group.share.max.share.sessions share sessions.")
 		}
-		s = &session{parts: map[tp]bool{}}
+		s = &session{parts: map[tp]bool{}, conn: conn}
 		c.sessions[key] = s
+		c.watchConnLocked(conn)
 	case s == nil || g == nil:
 		c.mu.Unlock()
 		return fail(kerr.ShareSessionNotFound, "The share session was not found.")
@@ -267,7 +269,7 @@ func (c *Coordinator) Fetch(ctx context.Context, stopWaiting <-chan struct{}, re
 		case <-t.C:
 		case <-ctx.Done():
 			deadline = time.Now()
-		case <-stopWaiting:
+		case <-conn:
 			deadline = time.Now()
 		}
 		t.Stop()

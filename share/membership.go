@@ -206,6 +206,7 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 	}
 	resp.HeartbeatIntervalMillis = int32(c.groupMillis(g, cfgHeartbeatInterval).Milliseconds())
 	var ops []writeOp
+	assignChanged := false
 	m := g.members[req.MemberID]
 	switch {
 	case req.MemberEpoch == -1:
@@ -224,9 +225,10 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 			c.mu.Unlock()
 			return fail(kerr.GroupMaxSizeReached, fmt.Sprintf("The share group has reached its maximum capacity of %d members.", c.cfg.MaxSize))
 		}
-		m = &member{id: req.MemberID, assign: map[[16]byte][]int32{}}
+		m = &member{id: req.MemberID, assign: map[[16]byte][]int32{}, topics: sortedTopics(req.SubscribedTopicNames)}
 		g.members[m.id] = m
 		g.epoch++
+		assignChanged = true
 		ops = append(ops, writeOp{key: groupKey(g.id), value: c.encodeGroupLocked(g)})
 	case m == nil:
 		c.mu.Unlock()
@@ -239,7 +241,6 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 	if req.RackID != nil {
 		m.rack = req.RackID
 	}
-	assignChanged := false
 	if req.SubscribedTopicNames != nil {
 		if t := sortedTopics(req.SubscribedTopicNames); !slices.Equal(t, m.topics) {
 			m.topics = t

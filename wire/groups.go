@@ -29,7 +29,11 @@ func init() {
 		return b.Groups.OffsetFetch(ctx, req.(*kmsg.OffsetFetchRequest))
 	})
 	forward(11, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.JoinGroup(ctx, req.(*kmsg.JoinGroupRequest))
+		jreq := req.(*kmsg.JoinGroupRequest)
+		if b.Shares.Exists(jreq.Group) {
+			return joinShareGroup(jreq)
+		}
+		return b.Groups.JoinGroup(ctx, jreq)
 	})
 	forward(12, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
 		return b.Groups.Heartbeat(ctx, req.(*kmsg.HeartbeatRequest))
@@ -59,6 +63,9 @@ func init() {
 // UNKNOWN_TOPIC_OR_PARTITION, as Kafka's request layer does, and hands the
 // rest to the coordinator.
 func offsetCommit(b *broker.Broker, ctx context.Context, req *kmsg.OffsetCommitRequest) kmsg.Response {
+	if b.Shares.Exists(req.Group) {
+		return offsetCommitShareGroup(req)
+	}
 	var unknown []kmsg.OffsetCommitResponseTopic
 	known := req.Topics[:0:0]
 	for _, t := range req.Topics {

@@ -151,3 +151,28 @@ func alterShareGroupConfigs(b *broker.Broker, rr kmsg.IncrementalAlterConfigsReq
 	}
 	return b.Shares.AlterGroupConfigs(context.Background(), rr.ResourceName, changes, validateOnly)
 }
+
+// joinShareGroup answers a classic JoinGroup for a share group's id as
+// Kafka does ("Group X is not a classic group."): an id is one group type.
+func joinShareGroup(req *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	resp.ErrorCode, resp.Generation, resp.MemberID = kerr.GroupIDNotFound.Code, -1, ""
+	return resp
+}
+
+// offsetCommitShareGroup answers an OffsetCommit to a share group: a share
+// group has no committed offsets, so every partition is GROUP_ID_NOT_FOUND.
+func offsetCommitShareGroup(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitResponse {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, kerr.GroupIDNotFound.Code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

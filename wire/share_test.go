@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -359,5 +360,162 @@ func TestShareFetchErrorCodes(t *testing.T) {
 	}
 	if hbResp.ErrorCode != kerr.GroupIDNotFound.Code {
 		t.Fatalf("heartbeat of unknown group: %v", kerr.ErrorForCode(hbResp.ErrorCode))
+	}
+}
+
+// TestShareSessionEndsWithConnection: a client that disconnects holding
+// records loses its session and its locks at once, as in Kafka (the lock
+// duration here is far longer than the test).
+func TestShareSessionEndsWithConnection(t *testing.T) {
+	_, addr := startInProcess(t, func(c *broker.Config) {
+		c.ShareRecordLockDuration = 10 * time.Minute
+		c.ShareMaxShareSessions = 1
+	})
+	admin := shareSetup(t, addr, "q", "g", 1, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	holderCl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := shareSession(t, admin, "g", "holder")
+	holder.cl = holderCl
+	if n := acquiredCount(holder.fetch(t, ctx, nil)); n != 5 {
+		t.Fatalf("holder acquired %d", n)
+	}
+	holderCl.Close()
+
+	// The one session slot is free again and the records are available.
+	other := shareSession(t, admin, "g", "other")
+	for ctx.Err() == nil {
+		resp := other.fetch(t, ctx, nil)
+		if resp.ErrorCode == kerr.ShareSessionLimitReached.Code {
+			other.epoch = 0
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if resp.ErrorCode != 0 {
+			t.Fatal(kerr.ErrorForCode(resp.ErrorCode))
+		}
+		if n := acquiredCount(resp); n == 5 {
+			if d := resp.Topics[0].Partitions[0].AcquiredRecords[0].DeliveryCount; d != 2 {
+				t.Fatalf("delivery count %d, want 2", d)
+			}
+			return
+		}
+	}
+	t.Fatal("the disconnected holder's records never came back")
+}
+
+func heartbeat(t *testing.T, cl *kgo.Client, group, member string, epoch int32, topics []string) *kmsg.ShareGroupHeartbeatResponse {
+	t.Helper()
+	req := kmsg.NewPtrShareGroupHeartbeatRequest()
+	req.GroupID, req.MemberID, req.MemberEpoch, req.SubscribedTopicNames = group, member, epoch, topics
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func assigned(resp *kmsg.ShareGroupHeartbeatResponse) int {
+	n := 0
+	if resp.Assignment != nil {
+		for _, tp := range resp.Assignment.TopicPartitions {
+			n += len(tp.Partitions)
+		}
+	}
+	return n
+}
+
+// TestShareGroupMembershipAndAdmin: assignment, epochs, describe, list,
+// the one-type rule with classic groups, and delete.
+func TestShareGroupMembershipAndAdmin(t *testing.T) {
+	_, addr := startInProcess(t)
+	admin := shareSetup(t, addr, "q", "g", 2, 0)
+	ctx := context.Background()
+
+	a := heartbeat(t, admin, "g", "member-a", 0, []string{"q"})
+	if a.ErrorCode != 0 || a.MemberEpoch != 1 || assigned(a) != 2 {
+		t.Fatalf("join a: %v epoch %d, %d partitions", kerr.ErrorForCode(a.ErrorCode), a.MemberEpoch, assigned(a))
+	}
+	b := heartbeat(t, admin, "g", "member-b", 0, []string{"q"})
+	if b.MemberEpoch != 2 || assigned(b) != 1 {
+		t.Fatalf("join b: epoch %d, %d partitions", b.MemberEpoch, assigned(b))
+	}
+	// a learns its new epoch and gives one partition up.
+	a = heartbeat(t, admin, "g", "member-a", 1, nil)
+	if a.MemberEpoch != 2 || assigned(a) != 1 {
+		t.Fatalf("a after b joined: epoch %d, %d partitions", a.MemberEpoch, assigned(a))
+	}
+	// Three members on two partitions: partitions are shared.
+	c := heartbeat(t, admin, "g", "member-c", 0, []string{"q"})
+	if assigned(c) != 1 {
+		t.Fatalf("c: %d partitions", assigned(c))
+	}
+	// A stale epoch is fenced.
+	if r := heartbeat(t, admin, "g", "member-a", 7, nil); r.ErrorCode != kerr.FencedMemberEpoch.Code {
+		t.Fatalf("stale epoch: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+
+	d := kmsg.NewPtrShareGroupDescribeRequest()
+	d.GroupIDs = []string{"g", "none"}
+	dr, err := d.RequestWith(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := dr.Groups[0]; g.ErrorCode != 0 || g.GroupState != "Stable" || len(g.Members) != 3 || g.Assignor != "simple" {
+		t.Fatalf("describe: %+v", g)
+	}
+	if dr.Groups[1].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("describe unknown: %v", kerr.ErrorForCode(dr.Groups[1].ErrorCode))
+	}
+
+	adm := kadm.NewClient(admin)
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lg, ok := listed["g"]; !ok || lg.ProtocolType != "share" {
+		t.Fatalf("ListGroups: %+v", listed)
+	}
+	// A classic join under a share group's id is refused.
+	j := kmsg.NewPtrJoinGroupRequest()
+	j.Group, j.ProtocolType, j.SessionTimeoutMillis, j.RebalanceTimeoutMillis = "g", "consumer", 10000, 10000
+	j.Protocols = []kmsg.JoinGroupRequestProtocol{{Name: "range"}}
+	jr, err := j.RequestWith(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jr.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("classic join of a share group: %v", kerr.ErrorForCode(jr.ErrorCode))
+	}
+
+	del := func() int16 {
+		r, err := adm.DeleteGroups(ctx, "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ke *kerr.Error
+		if errors.As(r["g"].Err, &ke) {
+			return ke.Code
+		}
+		return 0
+	}
+	if ec := del(); ec != kerr.NonEmptyGroup.Code {
+		t.Fatalf("delete with members: %v", kerr.ErrorForCode(ec))
+	}
+	for _, m := range []string{"member-a", "member-b", "member-c"} {
+		if r := heartbeat(t, admin, "g", m, -1, nil); r.ErrorCode != 0 || r.MemberEpoch != -1 {
+			t.Fatalf("leave %s: %v", m, kerr.ErrorForCode(r.ErrorCode))
+		}
+	}
+	if ec := del(); ec != 0 {
+		t.Fatalf("delete: %v", kerr.ErrorForCode(ec))
+	}
+	listed, _ = adm.ListGroups(ctx)
+	if _, ok := listed["g"]; ok {
+		t.Fatal("deleted share group still listed")
 	}
 }
