@@ -57,6 +57,10 @@ type Broker struct {
 
 	cleaner *cleaner.Cleaner // nil with --log-cleaner-enable=false
 
+	// keys is the idempotency-key window (keywindow.go); nil until Open
+	// opened its index.
+	keys *keyWindows
+
 	// internal are Kafka's internal topics (internal.go); fixed at Open.
 	internal map[string]*InternalTopic
 
@@ -207,6 +211,12 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.topics[t.Name] = t
 		b.byID[t.ID] = t
 		b.partitionCount += len(t.Partitions)
+	}
+	// Before the transaction coordinator: its recovery may abort
+	// transactions, which takes their keys out of the window.
+	if err := b.openKeyWindows(); err != nil {
+		b.Close()
+		return nil, err
 	}
 	if b.partitionCount > cfg.MaxPartitions {
 		logger.Warn("the stored topics hold more partitions than --max-partitions; no partition can be created until some are deleted", "partitions", b.partitionCount, "max_partitions", cfg.MaxPartitions)
@@ -643,6 +653,11 @@ func (b *Broker) DeleteTopic(name string) *TopicError {
 		tombs = append(tombs, tomb)
 	}
 	b.mu.Unlock()
+	if b.keys != nil && keyWindowOf(t.Configs).on() {
+		if err := b.keys.drop(name); err != nil {
+			b.logger.Error("removing the deleted topic's idempotency keys failed; expiry removes them later", "topic", name, "err", err)
+		}
+	}
 	b.removeTombstones(tombs)
 	b.logger.Info("topic deleted", "topic", name)
 	return nil
@@ -824,6 +839,9 @@ func (b *Broker) SetTopicConfigs(name string, configs map[string]string, validat
 		return topicErr(kerr.KafkaStorageError.Code, "persist topic config: %v", err)
 	}
 	nt := &Topic{Name: t.Name, ID: t.ID, Configs: configs, Partitions: t.Partitions}
+	if err := b.keyWindowChanged(t, nt); err != nil {
+		return topicErr(kerr.KafkaStorageError.Code, "update the dedup index: %v", err)
+	}
 	pcfg := b.cfg.partitionConfig(configs)
 	for _, p := range nt.Partitions {
 		p.SetConfig(pcfg)
@@ -862,6 +880,11 @@ func (b *Broker) WriteMarker(tp txn.TopicPartition, pid int64, epoch int16, comm
 	p := b.Partition(tp.Topic, tp.Partition)
 	if p == nil {
 		return 0, nil
+	}
+	if !commit {
+		if err := b.BeforeAbortMarker(tp.Topic, p, pid, before); err != nil {
+			return 0, err
+		}
 	}
 	off, err := p.WriteMarker(pid, epoch, commit, before, b.Now())
 	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
@@ -921,6 +944,7 @@ func (b *Broker) maintain() {
 				}
 			}
 			b.limits.Trim(now.UnixMilli())
+			b.expireKeys()
 		}
 	}
 }
@@ -965,6 +989,12 @@ func (b *Broker) Close() error {
 		}
 		b.topics = map[string]*Topic{}
 		b.mu.Unlock()
+		if b.keys != nil {
+			// Keys not indexed yet are past the watermark: the next
+			// start reconciles them from the log.
+			b.keys.flushes.Wait()
+			errs = append(errs, b.keys.ix.Close())
+		}
 		if b.Groups != nil {
 			errs = append(errs, b.Groups.Close())
 		}

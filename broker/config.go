@@ -316,6 +316,8 @@ var topicConfigKeys = []topicConfigKey{
 	{"retention.ms", 5, "Delete segments older than this (-1: keep forever).", func(c Config) string { return itoa(c.RetentionMs) }, longValue(-1), "log.retention.ms"},
 	{"segment.bytes", 3, "Roll a new segment at this size.", func(c Config) string { return itoa(c.SegmentBytes) }, ValidateSegmentBytes, "log.segment.bytes"},
 	{"segment.ms", 5, "Roll a new segment after this long.", func(c Config) string { return itoa(c.SegmentMs) }, longValue(MinSegmentMs), "log.roll.ms"},
+	{DedupKeyConfig, 2, "oncelog only: the idempotency key of the topic's records: none, record-key or header:<name>. A keyed record whose key was written to the topic (any partition) within oncelog.dedup.window.ms is not stored again (same content) or rejects its batch with INVALID_RECORD (other content).", func(Config) string { return "none" }, ValidateDedupKey, ""},
+	{DedupWindowConfig, 5, "oncelog only: how long an idempotency key stays in the topic's key window, in milliseconds.", func(Config) string { return itoa(DefaultDedupWindowMs) }, longValue(1), ""},
 	{"index.interval.bytes", 3, "Bytes between offset index entries.", func(Config) string { return "4096" }, longValue(0), ""},
 }
 

@@ -139,8 +139,17 @@ func (b *Broker) Produce(req ProduceRequest) ProduceResult {
 	if h.IsTransactional() && req.TransactionalID == "" {
 		return produceErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
 	}
-	ar := b.appendBatch(req, part, h)
+	var (
+		ar   partition.AppendResult
+		dups []DuplicateRecord
+	)
+	if kc := keyWindowOf(topic.Configs); kc.on() {
+		ar, dups = b.produceKeyed(req, topic, part, h, kc)
+	} else {
+		ar = b.appendBatch(req, part, h, nil)
+	}
 	res := ProduceResult{
+		Duplicates:     dups,
 		ErrorCode:      ar.ErrorCode,
 		ErrorMessage:   ar.ErrorMessage,
 		RecordErrors:   ar.RecordErrors,
@@ -156,9 +165,10 @@ func (b *Broker) Produce(req ProduceRequest) ProduceResult {
 
 // appendBatch appends one validated-shape batch; a transactional batch is
 // first verified against the ongoing transaction (KIP-890 part 1), under the
-// transaction's lock so that a concurrent EndTxn cannot interleave.
-func (b *Broker) appendBatch(req ProduceRequest, part *partition.Partition, h batch.Header) partition.AppendResult {
-	appendIt := func() partition.AppendResult { return part.Append(req.Records, req.Now) }
+// transaction's lock so that a concurrent EndTxn cannot interleave. filter
+// is the key window's (nil without one).
+func (b *Broker) appendBatch(req ProduceRequest, part *partition.Partition, h batch.Header, filter partition.Filter) partition.AppendResult {
+	appendIt := func() partition.AppendResult { return part.AppendFiltered(req.Records, req.Now, filter) }
 	if !h.IsTransactional() {
 		return appendIt()
 	}

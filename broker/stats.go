@@ -40,6 +40,10 @@ type Stats struct {
 	CleanerErrors       prometheus.Counter
 	CleanerLastError    prometheus.Gauge
 
+	// The idempotency-key window (oncelog.dedup.key topics).
+	DedupDuplicates prometheus.Counter
+	DedupConflicts  prometheus.Counter
+
 	// Listener limits (wire.Config).
 	AcceptErrors        prometheus.Counter
 	ConnectionsRejected *prometheus.CounterVec // by reason: max_connections, max_connections_per_ip
@@ -135,6 +139,9 @@ func newStats() *Stats {
 	s.OutOfOrder = counter("oncelog_produce_out_of_order_total", "Batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER: a gap in a producer's sequence numbers.")
 	s.Fenced = counter("oncelog_produce_fenced_total", "Batches rejected because a newer epoch of their producer id exists (INVALID_PRODUCER_EPOCH, PRODUCER_FENCED): a zombie producer.")
 	s.ProducersEvicted = counter("oncelog_producer_ids_evicted_total", "Idle producer ids dropped to stay under --max-producers or --max-producers-per-partition (expiry after --producer-id-expiration-ms is not counted).")
+
+	s.DedupDuplicates = counter("oncelog_dedup_duplicates_dropped_total", "Records not stored again because their idempotency key was written to the topic within oncelog.dedup.window.ms with the same content (the producer got success).")
+	s.DedupConflicts = counter("oncelog_dedup_conflicts_rejected_total", "Records whose idempotency key was written within the window with different content; their batch was rejected with INVALID_RECORD.")
 
 	s.FsyncSeconds = histogram("oncelog_fsync_duration_seconds", "fdatasync latency of partition logs.",
 		prometheus.ExponentialBuckets(0.0001, 2, 16)) // 100µs .. 3.3s

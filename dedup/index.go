@@ -111,12 +111,20 @@ type Config struct {
 	OnFatal func(error)
 	// Now is the clock (nil: time.Now); tests move it.
 	Now func() time.Time
+	// NoSyncInserts commits InsertBatch without waiting for an fsync of
+	// the index. The broker can afford it: it inserts only keys of records
+	// already durable in the log, and at start it re-indexes every record
+	// past the partition's watermark from the log. A lost index tail (the
+	// keys and the watermark of one commit, together) is therefore
+	// rebuilt, never wrong; removals and truncations still sync.
+	NoSyncInserts bool
 }
 
 // Index is the durable key window of every dedup-enabled topic.
 type Index struct {
-	db  *pebble.DB
-	now func() time.Time
+	db         *pebble.DB
+	now        func() time.Time
+	insertSync *pebble.WriteOptions
 
 	mu     sync.Mutex
 	failed error
@@ -127,6 +135,10 @@ type Index struct {
 
 type bucket struct {
 	start, width int64 // unix ms
+	// keys is how many keys were inserted into the bucket (the keys-in-
+	// window metric; removals by Remove and TruncatePartition are not
+	// subtracted on disk, so it is an upper bound).
+	keys int64
 }
 
 // Stats are counters for metrics.
@@ -148,7 +160,10 @@ func Open(cfg Config) (*Index, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := &Index{db: db, now: cfg.Now, buckets: map[string][]bucket{}}
+	ix := &Index{db: db, now: cfg.Now, buckets: map[string][]bucket{}, insertSync: pebble.Sync}
+	if cfg.NoSyncInserts {
+		ix.insertSync = pebble.NoSync
+	}
 	if ix.now == nil {
 		ix.now = time.Now
 	}
@@ -168,10 +183,14 @@ func (ix *Index) load() (err error) {
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		topic, rest, ok := splitTopic(it.Key()[1:])
-		if !ok || len(rest) != 8 || len(it.Value()) != 8 {
+		v := it.Value()
+		if !ok || len(rest) != 8 || (len(v) != 8 && len(v) != 16) {
 			return fmt.Errorf("dedup index: malformed bucket record %x", it.Key())
 		}
-		b := bucket{start: int64(binary.BigEndian.Uint64(rest)), width: int64(binary.BigEndian.Uint64(it.Value()))}
+		b := bucket{start: int64(binary.BigEndian.Uint64(rest)), width: int64(binary.BigEndian.Uint64(v))}
+		if len(v) == 16 {
+			b.keys = int64(binary.BigEndian.Uint64(v[8:]))
+		}
 		ix.buckets[topic] = append(ix.buckets[topic], b) // keys are in start order
 	}
 	return it.Error()
@@ -251,8 +270,9 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 	b, fresh := ix.currentBucket(topic, window, now)
 	batch := ix.db.NewBatch()
 	defer batch.Close()
-	if fresh {
-		_ = batch.Set(markerKey(topic, b.start), be64(b.width), nil)
+	if len(inserts) > 0 || fresh {
+		// The marker carries the bucket's key count (for metrics).
+		_ = batch.Set(markerKey(topic, b.start), binary.BigEndian.AppendUint64(be64(b.width), uint64(b.keys+int64(len(inserts)))), nil)
 	}
 	for _, in := range inserts {
 		e := in.Entry
@@ -260,12 +280,15 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 		_ = batch.Set(keyKey(topic, b.start, in.Key), encodeEntry(e), nil)
 	}
 	_ = batch.Set(watermarkKey(topic, partition), be64(next), nil)
-	if err := batch.Commit(pebble.Sync); err != nil {
+	if err := batch.Commit(ix.insertSync); err != nil {
 		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
 		return ix.failed
 	}
-	if fresh {
-		ix.buckets[topic] = append(ix.buckets[topic], b)
+	b.keys += int64(len(inserts))
+	if bs := ix.buckets[topic]; fresh {
+		ix.buckets[topic] = append(bs, b)
+	} else {
+		bs[len(bs)-1] = b
 	}
 	ix.stats.Inserted += int64(len(inserts))
 	return nil
@@ -450,6 +473,21 @@ func (ix *Index) Stats() (Stats, uint64) {
 	return ix.stats, ix.db.Metrics().DiskSpaceUsage()
 }
 
+// Keys returns how many keys the live buckets of every topic hold (an upper
+// bound: keys removed one by one, and keys of a bucket partly past the
+// window, still count until the bucket expires).
+func (ix *Index) Keys() int64 {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var n int64
+	for _, bs := range ix.buckets {
+		for _, b := range bs {
+			n += b.keys
+		}
+	}
+	return n
+}
+
 // Buckets returns the number of live buckets of topic (for tests and
 // metrics).
 func (ix *Index) Buckets(topic string) int {
@@ -536,4 +574,56 @@ func decodeEntry(b []byte) (Entry, error) {
 	}
 	copy(e.Digest[:], b[28:])
 	return e, nil
+}
+
+// KeyAt is a key indexed for one record (Remove).
+type KeyAt struct {
+	Key       []byte
+	Partition int32
+	Offset    int64
+}
+
+// Remove takes keys out of the window, durably, each only if the index
+// holds it for that very record (partition and offset): the keys of an
+// aborted transaction's records, which must not block a later write of the
+// key. A key held for another record stays. It returns how many it removed.
+func (ix *Index) Remove(topic string, keys []KeyAt) (removed int, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return 0, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	batch := ix.db.NewBatch()
+	defer batch.Close()
+	for _, k := range keys {
+		for _, b := range ix.buckets[topic] {
+			kk := keyKey(topic, b.start, k.Key)
+			v, closer, err := ix.db.Get(kk)
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return 0, err
+			}
+			e, derr := decodeEntry(v)
+			closer.Close()
+			if derr != nil {
+				return 0, derr
+			}
+			if e.Partition == k.Partition && e.Offset == k.Offset {
+				_ = batch.Delete(kk, nil)
+				removed++
+			}
+		}
+	}
+	if batch.Empty() {
+		return 0, nil
+	}
+	if err := batch.Commit(pebble.Sync); err != nil {
+		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
+		return 0, ix.failed
+	}
+	return removed, nil
 }

@@ -303,3 +303,24 @@ func TestTruncatePartitionFollowsTheLog(t *testing.T) {
 		t.Fatalf("watermark %d %v, want 3", w, err)
 	}
 }
+
+// An aborted transaction's keys leave the window; a key the index holds for
+// another record stays.
+func TestRemoveOnlyTheNamedRecordsKeys(t *testing.T) {
+	c := &clock{}
+	c.set(0)
+	ix := open(t, vfs.NewMem(), c)
+	if err := ix.InsertBatch("t", 0, []Insert{{[]byte("a"), entry(0, 1, "x")}, {[]byte("b"), entry(0, 2, "y")}}, week, 3); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ix.Remove("t", []KeyAt{{[]byte("a"), 0, 1}, {[]byte("b"), 0, 99}, {[]byte("c"), 0, 3}})
+	if err != nil || n != 1 {
+		t.Fatalf("removed %d, %v; want 1", n, err)
+	}
+	if _, ok := mustLookup(t, ix, "t", "a", week); ok {
+		t.Fatal("removed key still found")
+	}
+	if _, ok := mustLookup(t, ix, "t", "b", week); !ok {
+		t.Fatal("key held for another offset was removed")
+	}
+}

@@ -214,6 +214,22 @@ func (p *Partition) SetConfig(cfg Config) {
 // Append validates one client RecordBatch and appends it unless it is a
 // retry of a batch already in the log. b is modified in place (base offset).
 func (p *Partition) Append(b []byte, now time.Time) AppendResult {
+	return p.AppendFiltered(b, now, nil)
+}
+
+// Filter rewrites or refuses a batch the producer-sequence rules accepted,
+// under the append lock, just before it is appended (the idempotency-key
+// window: drop records already stored, refuse conflicting ones). It is not
+// called for a retry that the sequence rules answer with the original
+// offsets. It returns the batch to append (b itself, or a rewrite that
+// keeps b's header fields and records' offset deltas), or a result with a
+// non-zero ErrorCode to refuse the batch: nothing is appended and the
+// producer state does not advance.
+type Filter func(h batch.Header, b []byte) ([]byte, AppendResult)
+
+// AppendFiltered is Append with filter (nil: none) applied once the
+// producer-sequence checks passed.
+func (p *Partition) AppendFiltered(b []byte, now time.Time, filter Filter) AppendResult {
 	res := AppendResult{BaseOffset: -1, LogAppendTime: -1}
 	cfg := p.cfg.Load()
 	h, err := batch.Validate(b)
@@ -264,6 +280,18 @@ func (p *Partition) Append(b []byte, now time.Time) AppendResult {
 	case producer.Reject:
 		p.mu.Unlock()
 		return p.reject(res, d.ErrorCode, "")
+	}
+	if filter != nil {
+		out, rej := filter(h, b)
+		if rej.ErrorCode != 0 {
+			p.mu.Unlock()
+			res.RecordErrors = rej.RecordErrors
+			return p.reject(res, rej.ErrorCode, rej.ErrorMessage)
+		}
+		if nh, err := batch.Parse(out); err == nil {
+			h.NumRecords = nh.NumRecords
+		}
+		b = out
 	}
 	off := p.log.NextOffset()
 	batch.SetBaseOffset(b, off)

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/oncelog/oncelog/partition"
@@ -57,7 +58,15 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 					st.Partitions = append(st.Partitions, sp)
 					continue
 				}
-				off, err := p.WriteRequestedMarker(rm.ProducerID, rm.ProducerEpoch, rm.CoordinatorEpoch, rm.Committed, now)
+				var err error
+				if !rm.Committed {
+					// An aborted transaction's keys leave the key window.
+					err = b.BeforeAbortMarker(rt.Topic, p, rm.ProducerID, math.MaxInt64)
+				}
+				var off int64
+				if err == nil {
+					off, err = p.WriteRequestedMarker(rm.ProducerID, rm.ProducerEpoch, rm.CoordinatorEpoch, rm.Committed, now)
+				}
 				var kerrErr *kerr.Error
 				switch {
 				case err == nil:

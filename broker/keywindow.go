@@ -1,0 +1,740 @@
+package broker
+
+// The idempotency-key window in the produce path (issue 14,
+// docs/key-window.md). For a topic with oncelog.dedup.key set, every keyed
+// record of a produce batch is looked up, after the producer-sequence
+// checks, in the keys written to the topic (any partition) within
+// oncelog.dedup.window.ms:
+//
+//   - new key: appended, then indexed once the record is durable;
+//   - same key, same digest: dropped from the batch (offset hole), success;
+//   - same key, other digest: the whole batch is INVALID_RECORD.
+//
+// Keys appended but not yet durable are "pending": held in memory so that a
+// concurrent batch sees them, and written to the durable index (dedup
+// package) only once the log fsync covers them, so the index never names a
+// record the log could lose. A crash between the two leaves records past
+// the partition's index watermark; Open reconciles them from the log.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/dedup"
+	"github.com/oncelog/oncelog/partition"
+	"github.com/oncelog/oncelog/segment"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Topic config names of the key window.
+const (
+	DedupKeyConfig    = "oncelog.dedup.key"
+	DedupWindowConfig = "oncelog.dedup.window.ms"
+	// DefaultDedupWindowMs is oncelog.dedup.window.ms' default: 7 days.
+	DefaultDedupWindowMs = 7 * 24 * 60 * 60 * 1000
+)
+
+// ValidateDedupKey checks an oncelog.dedup.key value: none, record-key or
+// header:<name> with a non-empty name.
+func ValidateDedupKey(v string) error {
+	switch {
+	case v == "none", v == "record-key":
+		return nil
+	case strings.HasPrefix(v, "header:") && len(v) > len("header:"):
+		return nil
+	}
+	return fmt.Errorf("must be none, record-key or header:<name>")
+}
+
+// keyWindowConfig is a topic's key window configuration.
+type keyWindowConfig struct {
+	key    string // the oncelog.dedup.key value
+	header string // the header name for header:<name>
+	window time.Duration
+}
+
+func (c keyWindowConfig) on() bool { return c.key != "" && c.key != "none" }
+
+func keyWindowOf(configs map[string]string) keyWindowConfig {
+	c := keyWindowConfig{key: configs[DedupKeyConfig], window: DefaultDedupWindowMs * time.Millisecond}
+	if h, ok := strings.CutPrefix(c.key, "header:"); ok {
+		c.header = h
+	}
+	if ms, err := strconv.ParseInt(configs[DedupWindowConfig], 10, 64); err == nil && ms > 0 {
+		c.window = time.Duration(min(ms, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	}
+	return c
+}
+
+// keyOf returns a record's idempotency key and the header the digest skips;
+// nil when the record carries none (a null record key or no such header):
+// such records are never deduplicated.
+func (c keyWindowConfig) keyOf(r batch.Record) (key []byte, skip string) {
+	if c.header == "" {
+		return r.Key, ""
+	}
+	it := r.HeaderIter()
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			return nil, ""
+		}
+		if string(k) == c.header {
+			return v, c.header
+		}
+	}
+}
+
+func recordDigest(r batch.Record, skip string) [32]byte {
+	var hs []dedup.Header
+	it := r.HeaderIter()
+	for {
+		k, v, ok := it.Next()
+		if !ok {
+			break
+		}
+		hs = append(hs, dedup.Header{Key: string(k), Value: v})
+	}
+	return dedup.Digest(r.Value, hs, skip)
+}
+
+// keyWindows is the broker's per-topic key window state.
+type keyWindows struct {
+	ix *dedup.Index
+	mu sync.Mutex
+	m  map[string]*topicKeys
+	// flushes counts goroutines waiting to index appended keys; Close
+	// waits for them before closing the index.
+	flushes sync.WaitGroup
+}
+
+// topicKeys is one dedup-enabled topic's in-memory state.
+type topicKeys struct {
+	// order is held from a batch's lookups to its keys being pending:
+	// a key must not race itself across partitions.
+	order sync.Mutex
+
+	mu      sync.Mutex
+	pending map[string]pendingKey
+	parts   map[int32]*partitionKeys
+}
+
+type pendingKey struct {
+	entry dedup.Entry
+}
+
+// partitionKeys is the queue of one partition's appended batches whose
+// keys are not in the durable index yet, in offset order.
+type partitionKeys struct {
+	// flushMu orders index writes of the partition (the watermark must
+	// only pass batches whose keys are in), and abort removals with them.
+	flushMu sync.Mutex
+	queue   []pendingBatch // guarded by topicKeys.mu
+}
+
+type pendingBatch struct {
+	next       int64 // the batch's last offset + 1
+	producerID int64
+	txn        bool
+	inserts    []dedup.Insert
+}
+
+func (kw *keyWindows) topic(name string) *topicKeys {
+	kw.mu.Lock()
+	defer kw.mu.Unlock()
+	tk := kw.m[name]
+	if tk == nil {
+		tk = &topicKeys{pending: map[string]pendingKey{}, parts: map[int32]*partitionKeys{}}
+		kw.m[name] = tk
+	}
+	return tk
+}
+
+func (tk *topicKeys) partition(i int32) *partitionKeys {
+	pk := tk.parts[i]
+	if pk == nil {
+		pk = &partitionKeys{}
+		tk.parts[i] = pk
+	}
+	return pk
+}
+
+// drop forgets a topic's keys (topic deleted, or its oncelog.dedup.key
+// changed): in memory and in the index.
+func (kw *keyWindows) drop(name string) error {
+	kw.mu.Lock()
+	delete(kw.m, name)
+	kw.mu.Unlock()
+	return kw.ix.DeleteTopic(name)
+}
+
+// keyedRecord is a record of the batch being filtered that carries a key.
+type keyedRecord struct {
+	index     int32
+	key       []byte
+	delta     int32
+	timestamp int64
+	digest    [32]byte
+}
+
+// batchKeys is one produce batch through the key window.
+type batchKeys struct {
+	b    *Broker
+	tk   *topicKeys
+	cfg  keyWindowConfig
+	part *partition.Partition
+
+	fresh []keyedRecord // new keys, appended and to be indexed
+	// dups are the dropped records; for a duplicate of an earlier record
+	// of the same batch, inBatch holds that record's offset delta and the
+	// offset is filled in after the append.
+	dups    []DuplicateRecord
+	inBatch []int32
+	header  batch.Header
+	// filtered is set when the filter ran: the sequence rules accepted
+	// the batch as new (not a retry answered with its original offsets).
+	filtered bool
+}
+
+// lookup finds key among the pending keys, then in the index; an entry for
+// an offset retention or DeleteRecords removed from its partition no longer
+// counts (the record is gone, so the key is free again).
+func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.Duration) (dedup.Entry, bool, error) {
+	tk.mu.Lock()
+	p, ok := tk.pending[string(key)]
+	tk.mu.Unlock()
+	if ok {
+		return p.entry, true, nil
+	}
+	e, found, err := b.keys.ix.Lookup(topic.Name, key, window)
+	if err != nil || !found {
+		return e, false, err
+	}
+	if int(e.Partition) < len(topic.Partitions) && e.Offset < topic.Partitions[e.Partition].LogStartOffset() {
+		return dedup.Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// filter is the partition.Filter of a dedup-enabled topic.
+func (bk *batchKeys) filter(topic *Topic) partition.Filter {
+	return func(h batch.Header, raw []byte) ([]byte, partition.AppendResult) {
+		bk.header, bk.filtered = h, true
+		limit := bk.part.Config().MaxDecompressedBytes
+		if limit <= 0 {
+			limit = batch.DefaultMaxDecompressedBytes
+		}
+		it, err := batch.Records(raw, h, limit)
+		if err != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+		}
+		var (
+			all       []batch.Record
+			drop      []bool
+			conflicts []batch.RecordError
+			firstKey  string
+			seen      = map[string]int{} // key -> index in bk.fresh
+		)
+		for i := int32(0); ; i++ {
+			r, ok := it.Next()
+			if !ok {
+				break
+			}
+			all = append(all, r)
+			drop = append(drop, false)
+			key, skip := bk.cfg.keyOf(r)
+			if key == nil {
+				continue
+			}
+			d := recordDigest(r, skip)
+			if j, ok := seen[string(key)]; ok {
+				// A second copy in the same batch: the first counts.
+				if bk.fresh[j].digest != d {
+					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, -1, -1)})
+					firstKey = cmp(firstKey, key)
+					continue
+				}
+				drop[i] = true
+				bk.dups = append(bk.dups, DuplicateRecord{Index: i, Partition: bk.part.Index, Timestamp: bk.fresh[j].timestamp})
+				bk.inBatch = append(bk.inBatch, bk.fresh[j].delta)
+				continue
+			}
+			e, found, err := bk.b.lookupKey(bk.tk, topic, key, bk.cfg.window)
+			if err != nil {
+				return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
+			}
+			if found {
+				if e.Digest != d {
+					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, e.Partition, e.Offset)})
+					firstKey = cmp(firstKey, key)
+					continue
+				}
+				drop[i] = true
+				bk.dups = append(bk.dups, DuplicateRecord{Index: i, Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp})
+				bk.inBatch = append(bk.inBatch, -1)
+				continue
+			}
+			seen[string(key)] = len(bk.fresh)
+			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: bytes.Clone(key), delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
+		}
+		if err := it.Err(); err != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+		}
+		if len(conflicts) > 0 {
+			bk.fresh, bk.dups, bk.inBatch = nil, nil, nil
+			if bk.b.Stats != nil {
+				bk.b.Stats.DedupConflicts.Add(float64(len(conflicts)))
+			}
+			msg := fmt.Sprintf("idempotency key %q (and %d more records) already written within oncelog.dedup.window.ms with different content; nothing of the batch was appended", firstKey, len(conflicts)-1)
+			if len(conflicts) == 1 {
+				msg = conflicts[0].Message + "; nothing of the batch was appended"
+			}
+			return nil, partition.AppendResult{ErrorCode: kerr.InvalidRecord.Code, ErrorMessage: msg, RecordErrors: conflicts[:min(len(conflicts), 100)]}
+		}
+		if len(bk.dups) == 0 {
+			return raw, partition.AppendResult{}
+		}
+		kept := make([]batch.Record, 0, len(all)-len(bk.dups))
+		for i, r := range all {
+			if !drop[i] {
+				kept = append(kept, r)
+			}
+		}
+		// The header is kept as is (base sequence, last offset delta,
+		// producer, attributes, timestamps): the producer state and the
+		// records' offsets stay what the producer expects; the dropped
+		// records leave holes, as compaction does. An empty batch is
+		// still written: it carries the producer's sequence.
+		out, err := batch.Build(h, kept)
+		if err != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.UnknownServerError.Code, ErrorMessage: "rewriting the batch without its duplicates: " + err.Error()}
+		}
+		return out, partition.AppendResult{}
+	}
+}
+
+func cmp(first string, key []byte) string {
+	if first == "" {
+		return string(key)
+	}
+	return first
+}
+
+func conflictMessage(key []byte, part int32, off int64) string {
+	if part < 0 {
+		return fmt.Sprintf("idempotency key %q appears twice in the batch with different content", key)
+	}
+	return fmt.Sprintf("idempotency key %q was already written with different content (partition %d, offset %d) within oncelog.dedup.window.ms", key, part, off)
+}
+
+// appended makes the batch's new keys pending, queued for the index; under
+// tk.order.
+func (bk *batchKeys) appended(ar partition.AppendResult) {
+	for i := range bk.dups {
+		if d := bk.inBatch[i]; d >= 0 {
+			bk.dups[i].Offset = ar.BaseOffset + int64(d)
+		}
+	}
+	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional()}
+	tk := bk.tk
+	tk.mu.Lock()
+	for _, r := range bk.fresh {
+		ts := r.timestamp
+		if ar.LogAppendTime >= 0 {
+			ts = ar.LogAppendTime
+		}
+		e := dedup.Entry{Partition: bk.part.Index, Offset: ar.BaseOffset + int64(r.delta), Timestamp: ts, Digest: r.digest}
+		tk.pending[string(r.key)] = pendingKey{entry: e}
+		pb.inserts = append(pb.inserts, dedup.Insert{Key: r.key, Entry: e})
+	}
+	pk := tk.partition(bk.part.Index)
+	pk.queue = append(pk.queue, pb)
+	tk.mu.Unlock()
+	if s := bk.b.Stats; s != nil && len(bk.dups) > 0 {
+		s.DedupDuplicates.Add(float64(len(bk.dups)))
+	}
+}
+
+// flushWhenDurable indexes the partition's pending keys once the log is
+// durable past durableAt (whatever the producer's acks).
+func (b *Broker) flushWhenDurable(topic string, tk *topicKeys, part *partition.Partition, durableAt int64) {
+	defer b.keys.flushes.Done()
+	if err := part.WaitDurable(context.Background(), durableAt); err != nil {
+		return // closed or offline: Open reconciles from the log
+	}
+	b.flushKeys(topic, tk, part)
+}
+
+// flushKeys writes the partition's queued batches that are durable to the
+// index, in offset order, as one index commit, then lets go of them as
+// pending keys.
+func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partition) {
+	tk.mu.Lock()
+	pk := tk.partition(part.Index)
+	tk.mu.Unlock()
+	pk.flushMu.Lock()
+	defer pk.flushMu.Unlock()
+	for {
+		hw := part.HighWatermark()
+		tk.mu.Lock()
+		n := 0
+		for n < len(pk.queue) && pk.queue[n].next <= hw {
+			n++
+		}
+		if n == 0 {
+			tk.mu.Unlock()
+			return
+		}
+		var inserts []dedup.Insert
+		for _, pb := range pk.queue[:n] {
+			inserts = append(inserts, pb.inserts...)
+		}
+		next := pk.queue[n-1].next
+		tk.mu.Unlock()
+		window := time.Duration(DefaultDedupWindowMs) * time.Millisecond
+		if t := b.Topic(topic); t != nil {
+			window = keyWindowOf(t.Configs).window
+		}
+		if err := b.keys.ix.InsertBatch(topic, part.Index, inserts, window, next); err != nil {
+			b.logger.Error("indexing idempotency keys failed; they stay pending and the next start reconciles them from the log", "topic", topic, "partition", part.Index, "err", err)
+			return
+		}
+		tk.mu.Lock()
+		pk.queue = slices.Delete(pk.queue, 0, n)
+		for _, in := range inserts {
+			if p, ok := tk.pending[string(in.Key)]; ok && p.entry.Partition == in.Entry.Partition && p.entry.Offset == in.Entry.Offset {
+				delete(tk.pending, string(in.Key))
+			}
+		}
+		tk.mu.Unlock()
+	}
+}
+
+// produceKeyed is Produce's append for a dedup-enabled topic.
+func (b *Broker) produceKeyed(req ProduceRequest, topic *Topic, part *partition.Partition, h batch.Header, cfg keyWindowConfig) (partition.AppendResult, []DuplicateRecord) {
+	tk := b.keys.topic(topic.Name)
+	bk := &batchKeys{b: b, tk: tk, cfg: cfg, part: part}
+	tk.order.Lock()
+	ar := b.appendBatch(req, part, h, bk.filter(topic))
+	appended := ar.ErrorCode == 0 && !ar.Duplicate && bk.filtered
+	if appended {
+		bk.appended(ar)
+		b.keys.flushes.Add(1)
+	}
+	tk.order.Unlock()
+	if appended {
+		go b.flushWhenDurable(topic.Name, tk, part, ar.DurableAt)
+	}
+	return ar, bk.dups
+}
+
+// KeyLookup is where a key of a topic's window was written.
+type KeyLookup struct {
+	Partition int32
+	Offset    int64
+	Timestamp int64 // the record's timestamp, unix ms
+	Digest    [32]byte
+}
+
+// ErrNoKeyWindow is LookupKey's error for a topic without
+// oncelog.dedup.key; ErrUnknownTopic for a topic that does not exist.
+var (
+	ErrNoKeyWindow  = errors.New("topic has no key window (oncelog.dedup.key is none)")
+	ErrUnknownTopic = errors.New("topic does not exist")
+)
+
+// LookupKey says whether key was written to topic within its
+// oncelog.dedup.window.ms, and where (GET /v1/topics/{t}/keys/{k}, `oncelog
+// key get`). A key whose record is appended but not yet durable is found
+// too: a produce of it now would be answered as a duplicate.
+func (b *Broker) LookupKey(topicName string, key []byte) (KeyLookup, bool, error) {
+	t := b.Topic(topicName)
+	if t == nil {
+		return KeyLookup{}, false, ErrUnknownTopic
+	}
+	cfg := keyWindowOf(t.Configs)
+	if !cfg.on() {
+		return KeyLookup{}, false, ErrNoKeyWindow
+	}
+	e, found, err := b.lookupKey(b.keys.topic(t.Name), t, key, cfg.window)
+	if err != nil || !found {
+		return KeyLookup{}, false, err
+	}
+	return KeyLookup{Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp, Digest: e.Digest}, true, nil
+}
+
+// openKeyWindows opens the index (<data-dir>/dedup) and reconciles every
+// dedup-enabled partition with its recovered log; the topics are open.
+func (b *Broker) openKeyWindows() error {
+	ix, err := dedup.Open(dedup.Config{
+		Dir:     filepath.Join(b.cfg.DataDir, "dedup"),
+		FS:      b.cfg.FS,
+		Logger:  b.logger,
+		OnFatal: b.storeFatal("dedup index"),
+		// Keys are inserted after their records are durable in the log,
+		// and the start re-indexes from the log past each watermark.
+		NoSyncInserts: true,
+	})
+	if err != nil {
+		return fmt.Errorf("open dedup index: %w", err)
+	}
+	b.keys = &keyWindows{ix: ix, m: map[string]*topicKeys{}}
+	r := b.Stats.Registry
+	r.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oncelog_dedup_keys_in_window", Help: "Idempotency keys the index holds in live time buckets, all topics (an upper bound: a bucket's keys count until the whole bucket expires)."},
+			func() float64 { return float64(ix.Keys()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "oncelog_dedup_index_bytes", Help: "Bytes the idempotency-key index (<data-dir>/dedup) holds on disk."},
+			func() float64 { _, n := ix.Stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "oncelog_dedup_lookups_total", Help: "Idempotency-key index lookups (one per keyed record produced, and per key lookup)."},
+			func() float64 { s, _ := ix.Stats(); return float64(s.Lookups) }),
+	)
+	for _, t := range b.topics {
+		cfg := keyWindowOf(t.Configs)
+		if !cfg.on() {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if err := b.reconcileKeys(t, p, cfg); err != nil {
+				return fmt.Errorf("reconcile the dedup index of %s-%d with its log: %w", t.Name, p.Index, err)
+			}
+		}
+	}
+	return nil
+}
+
+// reconcileKeys makes a partition's keys agree with its recovered log: keys
+// of records past the log end are removed (the index can never be ahead,
+// but a log that lost an unsynced tail to a power cut would be), and keys of
+// records past the index watermark (a crash between the log fsync and the
+// index commit) are inserted, unless their transaction was aborted or the
+// record is older than the window.
+func (b *Broker) reconcileKeys(t *Topic, p *partition.Partition, cfg keyWindowConfig) error {
+	ix := b.keys.ix
+	mark, err := ix.Watermark(t.Name, p.Index)
+	if err != nil {
+		return err
+	}
+	end := p.LogEndOffset()
+	if mark > end {
+		n, err := ix.TruncatePartition(t.Name, p.Index, end)
+		if err != nil {
+			return err
+		}
+		b.logger.Warn("dedup index was ahead of the log; removed the keys of records the log no longer has", "topic", t.Name, "partition", p.Index, "log_end", end, "keys_removed", n)
+		return nil
+	}
+	from := max(mark, p.LogStartOffset())
+	if from >= end {
+		return nil
+	}
+	aborted := p.AbortedTxnsIn(from, end)
+	isAborted := func(pid, off int64) bool {
+		for _, a := range aborted {
+			if a.ProducerID == pid && off >= a.FirstOffset && off <= a.LastOffset {
+				return true
+			}
+		}
+		return false
+	}
+	limit := p.Config().MaxDecompressedBytes
+	if limit <= 0 {
+		limit = batch.DefaultMaxDecompressedBytes
+	}
+	oldest := time.Now().Add(-cfg.window).UnixMilli()
+	var inserts []dedup.Insert
+	next, found := from, 0
+	flush := func() error {
+		if err := ix.InsertBatch(t.Name, p.Index, inserts, cfg.window, next); err != nil {
+			return err
+		}
+		found += len(inserts)
+		inserts = inserts[:0]
+		return nil
+	}
+	err = p.Log().ScanBatches(from, func(h batch.Header, raw []byte) error {
+		if h.LastOffset() < from {
+			return nil
+		}
+		if !h.IsControl() && !(h.IsTransactional() && isAborted(h.ProducerID, h.BaseOffset)) {
+			it, err := batch.Records(raw, h, limit)
+			if err != nil {
+				return err
+			}
+			for {
+				r, ok := it.Next()
+				if !ok {
+					break
+				}
+				key, skip := cfg.keyOf(r)
+				if key == nil || r.Offset(h) < from || r.Timestamp(h) < oldest {
+					continue
+				}
+				if _, found, err := ix.Lookup(t.Name, key, cfg.window); err != nil {
+					return err
+				} else if found {
+					continue
+				}
+				inserts = append(inserts, dedup.Insert{Key: bytes.Clone(key), Entry: dedup.Entry{Partition: p.Index, Offset: r.Offset(h), Timestamp: r.Timestamp(h), Digest: recordDigest(r, skip)}})
+			}
+			if err := it.Err(); err != nil {
+				return err
+			}
+		}
+		next = h.LastOffset() + 1
+		if len(inserts) >= 1000 {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	b.logger.Info("dedup index reconciled with the log", "topic", t.Name, "partition", p.Index, "from", from, "to", next, "keys_indexed", found)
+	return nil
+}
+
+// removeAbortedKeys takes the keys of producer pid's open transaction in
+// part out of the window before its ABORT marker is written: an aborted
+// record must not make a later write of its key a duplicate. Before the
+// marker, so that a crash in between leaves the transaction open, to be
+// aborted (and this done) again by the coordinator after the restart.
+func (b *Broker) removeAbortedKeys(t *Topic, part *partition.Partition, pid, before int64) error {
+	start := int64(-1)
+	for _, e := range part.OpenTransactions() {
+		if e.ProducerID == pid {
+			start = e.CurrentTxnStartOffset
+		}
+	}
+	if start < 0 || start >= before {
+		return nil
+	}
+	tk := b.keys.topic(t.Name)
+	tk.mu.Lock()
+	pk := tk.partition(part.Index)
+	tk.mu.Unlock()
+	pk.flushMu.Lock() // no index write of this partition meanwhile
+	defer pk.flushMu.Unlock()
+	var indexed []dedup.KeyAt
+	tk.mu.Lock()
+	for i := range pk.queue {
+		pb := &pk.queue[i]
+		if !pb.txn || pb.producerID != pid {
+			continue
+		}
+		for _, in := range pb.inserts {
+			if p, ok := tk.pending[string(in.Key)]; ok && p.entry.Partition == part.Index && p.entry.Offset == in.Entry.Offset {
+				delete(tk.pending, string(in.Key))
+			}
+		}
+		pb.inserts = nil
+	}
+	tk.mu.Unlock()
+	// What is in the index already: read the transaction's batches.
+	cfg := keyWindowOf(t.Configs)
+	limit := part.Config().MaxDecompressedBytes
+	if limit <= 0 {
+		limit = batch.DefaultMaxDecompressedBytes
+	}
+	err := part.Log().ScanBatches(start, func(h batch.Header, raw []byte) error {
+		if h.ProducerID != pid || !h.IsTransactional() || h.IsControl() || h.LastOffset() < start {
+			return nil
+		}
+		it, err := batch.Records(raw, h, limit)
+		if err != nil {
+			return err
+		}
+		for {
+			r, ok := it.Next()
+			if !ok {
+				break
+			}
+			if key, _ := cfg.keyOf(r); key != nil {
+				indexed = append(indexed, dedup.KeyAt{Key: bytes.Clone(key), Partition: part.Index, Offset: r.Offset(h)})
+			}
+		}
+		return it.Err()
+	})
+	if err != nil && !errors.Is(err, segment.ErrOffsetOutOfRange) {
+		return err
+	}
+	if len(indexed) == 0 {
+		return nil
+	}
+	_, err = b.keys.ix.Remove(t.Name, indexed)
+	return err
+}
+
+// expireKeys drops the index's expired buckets and the keys of topics that
+// no longer have a key window (maintain's periodic pass).
+func (b *Broker) expireKeys() {
+	if b.keys == nil {
+		return
+	}
+	n, err := b.keys.ix.Expire(func(name string) (time.Duration, bool) {
+		t := b.Topic(name)
+		if t == nil {
+			return 0, false
+		}
+		cfg := keyWindowOf(t.Configs)
+		return cfg.window, cfg.on()
+	})
+	if err != nil {
+		b.logger.Error("expiring idempotency keys failed", "err", err)
+	} else if n > 0 {
+		b.logger.Debug("expired idempotency-key buckets", "buckets", n)
+	}
+}
+
+// BeforeAbortMarker is called before an ABORT marker of producer pid is
+// appended to part (by the transaction coordinator, or a WriteTxnMarkers
+// request): the aborted records' keys leave the key window.
+func (b *Broker) BeforeAbortMarker(topic string, part *partition.Partition, pid, before int64) error {
+	t := b.Topic(topic)
+	if t == nil || b.keys == nil || !keyWindowOf(t.Configs).on() {
+		return nil
+	}
+	return b.removeAbortedKeys(t, part, pid, before)
+}
+
+// keyWindowChanged applies a change of a topic's oncelog.dedup.key
+// (SetTopicConfigs, under b.mu): keys indexed under another setting mean
+// something else, so they go; a topic that gets a window starts it at each
+// partition's log end (records written before are not in it, also after a
+// restart: the reconcile starts at that watermark).
+func (b *Broker) keyWindowChanged(old, nt *Topic) error {
+	was, now := keyWindowOf(old.Configs), keyWindowOf(nt.Configs)
+	if b.keys == nil || was.key == now.key {
+		return nil
+	}
+	if was.on() {
+		if err := b.keys.drop(old.Name); err != nil {
+			return err
+		}
+	}
+	if !now.on() {
+		return nil
+	}
+	tk := b.keys.topic(nt.Name)
+	tk.order.Lock()
+	defer tk.order.Unlock()
+	for _, p := range nt.Partitions {
+		if err := b.keys.ix.InsertBatch(nt.Name, p.Index, nil, now.window, p.LogEndOffset()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
