@@ -212,14 +212,14 @@ type batchKeys struct {
 // counts (the record is gone, so the key is free again).
 func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.Duration) (dedup.Entry, bool, error) {
 	tk.mu.Lock()
-	p, ok := tk.pending[string(key)]
+	p, found := tk.pending[string(key)]
 	tk.mu.Unlock()
-	if ok {
-		return p.entry, true, nil
-	}
-	e, found, err := b.keys.ix.Lookup(topic.Name, key, window)
-	if err != nil || !found {
-		return e, false, err
+	e := p.entry
+	if !found {
+		var err error
+		if e, found, err = b.keys.ix.Lookup(topic.Name, key, window); err != nil || !found {
+			return e, false, err
+		}
 	}
 	if int(e.Partition) < len(topic.Partitions) && e.Offset < topic.Partitions[e.Partition].LogStartOffset() {
 		return dedup.Entry{}, false, nil
