@@ -181,7 +181,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		ConsumerSessionTimeout:    cfg.GroupConsumerSessionTimeout,
 		ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,
 		ConsumerMaxSize:           cfg.GroupConsumerMaxSize,
-		ConsumerAssignors:         cfg.GroupConsumerAssignors,
+		ConsumerAssignors:         splitList(cfg.GroupConsumerAssignors),
 		Topics:                    b.consumerGroupTopics,
 		TopicsGeneration:          b.topicsGen.Load,
 		Logger:                    logger,

@@ -104,13 +104,17 @@ type Config struct {
 	SharePartitionMaxRecordLocks int           // group.share.partition.max.record.locks
 	ShareMaxShareSessions        int           // group.share.max.share.sessions
 
-	// KIP-848 consumer groups: group.consumer.session.timeout.ms,
-	// group.consumer.heartbeat.interval.ms, group.consumer.max.size (0:
-	// no limit) and group.consumer.assignors (nil: uniform, range).
-	GroupConsumerSessionTimeout    time.Duration
-	GroupConsumerHeartbeatInterval time.Duration
-	GroupConsumerMaxSize           int
-	GroupConsumerAssignors         []string
+	// KIP-848 consumer groups, Kafka's group.consumer.* settings. The
+	// min/max bounds are checked against the values at start, as Kafka
+	// does; assignors is a comma-separated list, the first the default.
+	GroupConsumerSessionTimeout       time.Duration // group.consumer.session.timeout.ms
+	GroupConsumerMinSessionTimeout    time.Duration // group.consumer.min.session.timeout.ms
+	GroupConsumerMaxSessionTimeout    time.Duration // group.consumer.max.session.timeout.ms
+	GroupConsumerHeartbeatInterval    time.Duration // group.consumer.heartbeat.interval.ms
+	GroupConsumerMinHeartbeatInterval time.Duration // group.consumer.min.heartbeat.interval.ms
+	GroupConsumerMaxHeartbeatInterval time.Duration // group.consumer.max.heartbeat.interval.ms
+	GroupConsumerMaxSize              int           // group.consumer.max.size
+	GroupConsumerAssignors            string        // group.consumer.assignors
 }
 
 // DefaultMaxPartitions is --max-partitions' default. Each partition keeps
@@ -177,6 +181,15 @@ func DefaultConfig() Config {
 		ShareDeliveryCountLimit:      5,
 		SharePartitionMaxRecordLocks: 2000,
 		ShareMaxShareSessions:        2000,
+
+		GroupConsumerSessionTimeout:       45 * time.Second,
+		GroupConsumerMinSessionTimeout:    45 * time.Second,
+		GroupConsumerMaxSessionTimeout:    60 * time.Second,
+		GroupConsumerHeartbeatInterval:    5 * time.Second,
+		GroupConsumerMinHeartbeatInterval: 5 * time.Second,
+		GroupConsumerMaxHeartbeatInterval: 15 * time.Second,
+		GroupConsumerMaxSize:              1000,
+		GroupConsumerAssignors:            "uniform,range",
 	}
 }
 

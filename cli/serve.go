@@ -164,6 +164,15 @@ docs/operations.md.`,
 	f.IntVar(&c.ShareDeliveryCountLimit, "group-share-delivery-count-limit", c.ShareDeliveryCountLimit, "deliveries of one record to a share group before it is archived and never delivered again (group.share.delivery.count.limit)")
 	f.IntVar(&c.SharePartitionMaxRecordLocks, "group-share-partition-max-record-locks", c.SharePartitionMaxRecordLocks, "most records in flight (fetched, not yet acknowledged) per share-group partition; fetches get nothing new past it (group.share.partition.max.record.locks)")
 	f.IntVar(&c.ShareMaxShareSessions, "group-share-max-share-sessions", c.ShareMaxShareSessions, "most share sessions the broker holds; a ShareFetch opening one more gets SHARE_SESSION_LIMIT_REACHED (group.share.max.share.sessions)")
+
+	f.DurationVar(&c.GroupConsumerSessionTimeout, "group-consumer-session-timeout", c.GroupConsumerSessionTimeout, "a KIP-848 consumer group member that sends no ConsumerGroupHeartbeat for this long is fenced and its partitions reassigned (group.consumer.session.timeout.ms)")
+	f.DurationVar(&c.GroupConsumerMinSessionTimeout, "group-consumer-min-session-timeout", c.GroupConsumerMinSessionTimeout, "smallest --group-consumer-session-timeout allowed (group.consumer.min.session.timeout.ms)")
+	f.DurationVar(&c.GroupConsumerMaxSessionTimeout, "group-consumer-max-session-timeout", c.GroupConsumerMaxSessionTimeout, "largest --group-consumer-session-timeout allowed (group.consumer.max.session.timeout.ms)")
+	f.DurationVar(&c.GroupConsumerHeartbeatInterval, "group-consumer-heartbeat-interval", c.GroupConsumerHeartbeatInterval, "how often KIP-848 consumer group members are told to heartbeat (group.consumer.heartbeat.interval.ms)")
+	f.DurationVar(&c.GroupConsumerMinHeartbeatInterval, "group-consumer-min-heartbeat-interval", c.GroupConsumerMinHeartbeatInterval, "smallest --group-consumer-heartbeat-interval allowed (group.consumer.min.heartbeat.interval.ms)")
+	f.DurationVar(&c.GroupConsumerMaxHeartbeatInterval, "group-consumer-max-heartbeat-interval", c.GroupConsumerMaxHeartbeatInterval, "largest --group-consumer-heartbeat-interval allowed (group.consumer.max.heartbeat.interval.ms)")
+	f.IntVar(&c.GroupConsumerMaxSize, "group-consumer-max-size", c.GroupConsumerMaxSize, "most members of one KIP-848 consumer group; a join beyond it gets GROUP_MAX_SIZE_REACHED (group.consumer.max.size; Kafka's default is unlimited)")
+	f.StringVar(&c.GroupConsumerAssignors, "group-consumer-assignors", c.GroupConsumerAssignors, "server-side assignors of KIP-848 consumer groups, comma-separated, the first the default: uniform and range, or Kafka's class names of them (group.consumer.assignors)")
 	return cmd
 }
 
@@ -226,6 +235,14 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.ShareMaxSize < 1 || c.SharePartitionMaxRecordLocks < 1 || c.ShareMaxShareSessions < 1, "--group-share-max-size, --group-share-partition-max-record-locks and --group-share-max-share-sessions must be at least 1"},
 		{c.ShareDeliveryCountLimit < 2 || c.ShareDeliveryCountLimit > 10, "--group-share-delivery-count-limit must be between 2 and 10 (as Kafka)"},
 		{c.GroupMinSessionTimeout > c.GroupMaxSessionTimeout, "--group-min-session-timeout must not exceed --group-max-session-timeout"},
+		{c.GroupConsumerSessionTimeout < c.GroupConsumerMinSessionTimeout || c.GroupConsumerSessionTimeout > c.GroupConsumerMaxSessionTimeout,
+			"--group-consumer-session-timeout must be between --group-consumer-min-session-timeout and --group-consumer-max-session-timeout"},
+		{c.GroupConsumerHeartbeatInterval < c.GroupConsumerMinHeartbeatInterval || c.GroupConsumerHeartbeatInterval > c.GroupConsumerMaxHeartbeatInterval,
+			"--group-consumer-heartbeat-interval must be between --group-consumer-min-heartbeat-interval and --group-consumer-max-heartbeat-interval"},
+		{c.GroupConsumerMinHeartbeatInterval <= 0 || c.GroupConsumerHeartbeatInterval >= c.GroupConsumerSessionTimeout,
+			"--group-consumer-heartbeat-interval must be positive and less than --group-consumer-session-timeout"},
+		{c.GroupConsumerMaxSize < 1, "--group-consumer-max-size must be at least 1"},
+		{!broker.ValidConsumerAssignors(c.GroupConsumerAssignors), "--group-consumer-assignors must list one or more of uniform and range"},
 		{c.DataDir == "", "--data-dir must not be empty"},
 	} {
 		if check.bad {
