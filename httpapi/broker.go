@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"errors"
+	"net/http"
 
 	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -47,8 +49,15 @@ func (bb brokerBackend) Produce(ctx context.Context, topic string, p int32, reco
 }
 
 func (bb brokerBackend) LookupKey(topic string, key []byte) (KeyEntry, bool, *Error) {
-	if bb.b.Topic(topic) == nil {
+	e, found, err := bb.b.LookupKey(topic, key)
+	switch {
+	case errors.Is(err, broker.ErrUnknownTopic):
 		return KeyEntry{}, false, &Error{Code: kerr.UnknownTopicOrPartition.Code, Message: "topic " + topic + " does not exist"}
+	case errors.Is(err, broker.ErrNoKeyWindow):
+		// No window holds the key: 404, saying why.
+		return KeyEntry{}, false, &Error{Status: http.StatusNotFound, Message: "topic " + topic + " has no key window (oncelog.dedup.key is none)"}
+	case err != nil:
+		return KeyEntry{}, false, &Error{Code: kerr.KafkaStorageError.Code, Message: err.Error()}
 	}
-	return KeyEntry{}, false, nil
+	return KeyEntry{Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp, Digest: e.Digest}, found, nil
 }

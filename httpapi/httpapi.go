@@ -68,6 +68,9 @@ type KeyEntry struct {
 type Error struct {
 	Code    int16
 	Message string
+	// Status, when set, is the HTTP status to answer with instead of the
+	// one Code maps to: for answers Kafka has no code for.
+	Status int
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -41,6 +41,10 @@ func httpStatus(code int16) int {
 // writeKafkaError answers with a broker error: its HTTP status, and a
 // message naming the Kafka error.
 func writeKafkaError(w http.ResponseWriter, e *Error) {
+	if e.Status != 0 {
+		writeError(w, e.Status, e.Message)
+		return
+	}
 	name := "error " + strconv.Itoa(int(e.Code))
 	if ke, ok := kerr.ErrorForCode(e.Code).(*kerr.Error); ok {
 		name = ke.Message
