@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,21 +34,30 @@ func httpPost(t *testing.T, b *testbroker.Broker, topic, query string, value str
 
 func httpDo(t *testing.T, req *http.Request) (int, map[string]any) {
 	t.Helper()
+	status, body, err := httpRoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, body
+}
+
+// httpRoundTrip is httpDo for goroutines other than the test's.
+func httpRoundTrip(req *http.Request) (int, map[string]any, error) {
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, err
 	}
 	var body map[string]any
 	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("%s %s: %d, body %q is not JSON", req.Method, req.URL, resp.StatusCode, raw)
+		return 0, nil, fmt.Errorf("%s %s: %d, body %q is not JSON", req.Method, req.URL, resp.StatusCode, raw)
 	}
-	return resp.StatusCode, body
+	return resp.StatusCode, body, nil
 }
 
 // TestHTTPIngestRecordsAreKafkaRecords posts records over HTTP and reads
@@ -148,6 +161,12 @@ func TestHTTPIngestErrors(t *testing.T) {
 			t.Errorf("%s: %d without an error message: %v", c.name, status, body)
 		}
 	}
+	if status, body := httpGetKey(t, b, "small", "k"); status != 404 || !strings.Contains(fmt.Sprint(body["error"]), "no key window") {
+		t.Errorf("GET a key of a topic without a key window: %d %v, want 404 saying so", status, body)
+	}
+	if status, body := httpGetKey(t, b, "nosuch", "k"); status != 404 || !strings.Contains(fmt.Sprint(body["error"]), "does not exist") {
+		t.Errorf("GET a key of an unknown topic: %d %v", status, body)
+	}
 }
 
 // TestHTTPIngestAutoCreate: with auto-create on, a post to an unknown
@@ -163,5 +182,175 @@ func TestHTTPIngestAutoCreate(t *testing.T) {
 	}
 	if r := consumeAll(t, b.Addr(), "fresh", 1); string(r[0].Value) != "v" {
 		t.Fatalf("read %q", r[0].Value)
+	}
+}
+
+func httpGetKey(t *testing.T, b *testbroker.Broker, topic, key string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+b.HTTPAddr()+"/v1/topics/"+topic+"/keys/"+url.PathEscape(key), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return httpDo(t, req)
+}
+
+var dedupOnIdempotencyKey = map[string]*string{"oncelog.dedup.key": ptrTo("header:Idempotency-Key")}
+
+func ptrTo(s string) *string { return &s }
+
+// TestHTTPIngestKeyWindow: on a topic with the key window on, a replay is
+// 200 with the original's position and stores nothing, a conflict is 422
+// and stores nothing, GET and `oncelog key get` find the key, and all of it
+// holds after kill -9.
+func TestHTTPIngestKeyWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers")
+	}
+	b := startBroker(t)
+	createTopic(t, b.Addr(), "payments", 3, dedupOnIdempotencyKey)
+	order := map[string]string{"Idempotency-Key": "order/42", "Kafka-Key": "customer-7"}
+	status, first := httpPost(t, b, "payments", "", `{"amount":1999}`, order)
+	if status != 201 || first["duplicate"] != false {
+		t.Fatalf("first post: %d %v", status, first)
+	}
+	checkReplay := func(when string) {
+		t.Helper()
+		status, again := httpPost(t, b, "payments", "", `{"amount":1999}`, order)
+		if status != 200 || again["duplicate"] != true || again["partition"] != first["partition"] || again["offset"] != first["offset"] {
+			t.Fatalf("replay %s: %d %v, first %v", when, status, again, first)
+		}
+		status, conflict := httpPost(t, b, "payments", "", `{"amount":2999}`, order)
+		if status != 422 || !strings.Contains(fmt.Sprint(conflict["error"]), "order/42") {
+			t.Fatalf("conflict %s: %d %v", when, status, conflict)
+		}
+		status, got := httpGetKey(t, b, "payments", "order/42")
+		if status != 200 || got["partition"] != first["partition"] || got["offset"] != first["offset"] || got["key"] != "order/42" ||
+			len(fmt.Sprint(got["digest"])) != 64 || got["timestamp"].(float64) <= 0 {
+			t.Fatalf("GET key %s: %d %v", when, status, got)
+		}
+		if status, got := httpGetKey(t, b, "payments", "order/43"); status != 404 {
+			t.Fatalf("GET absent key %s: %d %v", when, status, got)
+		}
+		// The CLI, as a user runs it.
+		out, err := exec.Command(testbroker.BinaryPath(t), "key", "get", "payments", "order/42", "--http", "http://"+b.HTTPAddr(), "--output", "json").Output()
+		var res map[string]any
+		if err != nil || json.Unmarshal(out, &res) != nil || res["found"] != true || res["offset"] != first["offset"] {
+			t.Fatalf("oncelog key get %s: %v, %s", when, err, out)
+		}
+		if err := exec.Command(testbroker.BinaryPath(t), "key", "get", "payments", "order/43", "--http", "http://"+b.HTTPAddr()).Run(); exitStatus(err) != 1 {
+			t.Fatalf("oncelog key get of an absent key %s: %v, want exit 1", when, err)
+		}
+	}
+	checkReplay("before the crash")
+	b.Kill()
+	b.Restart()
+	checkReplay("after kill -9")
+
+	records := consumeAll(t, b.Addr(), "payments", 1)
+	if len(records) != 1 || string(records[0].Value) != `{"amount":1999}` {
+		t.Fatalf("topic holds %d records (%v), want the first post only", len(records), records)
+	}
+}
+
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestHTTPIngestConcurrentPosters: posters racing with the same keys get
+// exactly one 201 per key, every other answer is 200 with that record's
+// position, and the topic holds each key once.
+func TestHTTPIngestConcurrentPosters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers")
+	}
+	b := startBroker(t)
+	createTopic(t, b.Addr(), "events", 4, dedupOnIdempotencyKey)
+	const posters, keys = 8, 40
+	type answer struct {
+		key      int
+		status   int
+		position string
+	}
+	answers := make(chan answer, posters*keys)
+	var wg sync.WaitGroup
+	for p := range posters {
+		wg.Go(func() {
+			for i := range keys {
+				k := (i*7 + p*13) % keys // every poster in its own order
+				req, _ := http.NewRequest("POST", "http://"+b.HTTPAddr()+"/v1/topics/events/records", strings.NewReader(fmt.Sprintf("event %d", k)))
+				req.Header.Set("Idempotency-Key", fmt.Sprintf("key-%d", k))
+				status, body, err := httpRoundTrip(req)
+				if err != nil {
+					t.Error(err)
+				}
+				answers <- answer{k, status, fmt.Sprintf("%v@%v", body["partition"], body["offset"])}
+			}
+		})
+	}
+	wg.Wait()
+	close(answers)
+	created := map[int]string{}
+	positions := map[int]map[string]bool{}
+	for a := range answers {
+		switch a.status {
+		case 201:
+			if prev, ok := created[a.key]; ok {
+				t.Errorf("key-%d created twice: at %s and %s", a.key, prev, a.position)
+			}
+			created[a.key] = a.position
+		case 200:
+		default:
+			t.Errorf("key-%d: status %d", a.key, a.status)
+		}
+		if positions[a.key] == nil {
+			positions[a.key] = map[string]bool{}
+		}
+		positions[a.key][a.position] = true
+	}
+	for k := range keys {
+		if len(positions[k]) != 1 {
+			t.Errorf("key-%d answered with positions %v, want one", k, positions[k])
+		}
+		if _, ok := created[k]; !ok {
+			t.Errorf("key-%d: no 201", k)
+		}
+	}
+	seen := map[string]int{}
+	for _, r := range consumeAll(t, b.Addr(), "events", keys) {
+		seen[string(r.Headers[0].Value)]++
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s stored %d times", k, n)
+		}
+	}
+	if len(seen) != keys {
+		t.Errorf("topic holds %d keys, want %d", len(seen), keys)
+	}
+}
+
+// TestHTTPIngestAndKafkaProducerShareKeys: a key a Kafka producer wrote is
+// the same key to HTTP ingest (one produce path, one window).
+func TestHTTPIngestAndKafkaProducerShareKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts brokers")
+	}
+	b := startBroker(t)
+	createTopic(t, b.Addr(), "shared", 2, dedupOnIdempotencyKey)
+	cl := newClient(t, b.Addr(), kgo.DefaultProduceTopic("shared"))
+	r := cl.ProduceSync(testCtx(t, 30*time.Second), &kgo.Record{Value: []byte("v"), Headers: []kgo.RecordHeader{{Key: "Idempotency-Key", Value: []byte("k")}}})
+	if err := r.FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	status, body := httpPost(t, b, "shared", "", "v", map[string]string{"Idempotency-Key": "k"})
+	if status != 200 || body["duplicate"] != true || body["partition"] != float64(r[0].Record.Partition) || body["offset"] != float64(r[0].Record.Offset) {
+		t.Fatalf("HTTP replay of a Kafka producer's key: %d %v, the record is at %d@%d", status, body, r[0].Record.Partition, r[0].Record.Offset)
 	}
 }
