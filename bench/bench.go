@@ -38,7 +38,7 @@ type bench struct {
 }
 
 // stepNames are the workloads in the order they run, as --only names them.
-var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keyindex"}
+var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keywindow", "keyindex"}
 
 func newBench(p profile, progress io.Writer) *bench {
 	return &bench{
@@ -107,6 +107,7 @@ func (b *bench) run(ctx context.Context) {
 		"consume":     b.consume,
 		"latency":     b.latency,
 		"restart":     b.restart,
+		"keywindow":   b.keyWindow,
 		"keyindex":    b.keyIndex,
 	}
 	for _, name := range stepNames {
@@ -132,7 +133,18 @@ func (b *bench) produceRow(ctx context.Context, section, name string, s shape, r
 type produceVariant struct {
 	Mode        produceMode
 	Compression string // "" for none; NATS has no counterpart and is skipped
+	// Keyed records carry a unique Idempotency-Key header; only oncelog
+	// among the Kafka targets runs them (the others have no key window).
+	// Dedup turns the key window on for oncelog's topic
+	// (oncelog.dedup.key=header:Idempotency-Key) and Nats-Msg-Id on for
+	// NATS; keyed runs without it are the same records with both off.
+	Keyed, Dedup bool
 }
+
+// dedupTopicConfigs turns the key window on for a topic.
+var dedupTopicConfigs = map[string]*string{"oncelog.dedup.key": ptr("header:" + idempotencyHeader)}
+
+func ptr[T any](v T) *T { return &v }
 
 func (b *bench) produceVariantRow(ctx context.Context, section, name string, s shape, records int, deadline time.Duration, v produceVariant) (*row, map[string]consumeSource) {
 	mode := v.Mode
@@ -142,13 +154,22 @@ func (b *bench) produceVariantRow(ctx context.Context, section, name string, s s
 	spec := produceSpec{
 		RecordSize: s.RecordSize, Producers: s.Producers, Partitions: s.Partitions,
 		Records: records, Deadline: deadline, Mode: mode, TxnRecords: b.profile.TxnSize, Linger: producerLinger,
-		Compression: v.Compression,
+		Compression: v.Compression, Keyed: v.Keyed,
+	}
+	if v.Dedup {
+		spec.TopicConfigs = dedupTopicConfigs
 	}
 	kind := mode.String()
 	if v.Compression != "" {
 		kind += "-" + v.Compression
 	}
+	if v.Keyed {
+		kind += map[bool]string{false: "-keyed", true: "-dedup"}[v.Dedup]
+	}
 	for _, t := range b.kafka {
+		if v.Keyed && t.name != "oncelog" {
+			continue
+		}
 		spec.Topic = b.topic(kind)
 		res, err := kafkaProduce(ctx, t, spec)
 		b.record(rw, t.name, throughputCell(res), err)
@@ -162,7 +183,11 @@ func (b *bench) produceVariantRow(ctx context.Context, section, name string, s s
 	}
 	for _, t := range b.nats {
 		spec.Topic = b.topic(mode.String())
-		res, err := natsProduce(ctx, t, spec, mode == idempotentProduce)
+		msgID := mode == idempotentProduce
+		if v.Keyed {
+			msgID = v.Dedup
+		}
+		res, err := natsProduce(ctx, t, spec, msgID)
 		b.record(rw, t.name, throughputCell(res), err)
 		if err == nil {
 			written[t.name] = consumeSource{spec.Topic, s.Partitions, res.Records + int64(s.Producers)}
@@ -317,6 +342,26 @@ func (b *bench) compressedProduce(ctx context.Context) {
 	}
 	for i, c := range codecs[1:] {
 		b.addRatioCheck(fmt.Sprintf("%s / uncompressed idempotent produce (%s)", c, s), rows[i+1], rows[0], 0.8, true)
+	}
+}
+
+// keyWindow measures keyed produce with the key window off and on, in the
+// same run, alternating: every record carries a unique Idempotency-Key, so
+// with the window on each one is looked up and indexed (none is a
+// duplicate). NATS runs the same with and without Nats-Msg-Id, JetStream's
+// duplicate window (2 minutes, in memory).
+func (b *bench) keyWindow(ctx context.Context) {
+	for _, s := range b.profile.RatioShapes {
+		variants := []produceVariant{{Mode: idempotentProduce, Keyed: true}, {Mode: idempotentProduce, Keyed: true, Dedup: true}}
+		names := []string{
+			"dedup off: keyed idempotent " + s.String() + " (NATS: no Nats-Msg-Id)",
+			"dedup on: oncelog.dedup.key=header:Idempotency-Key, " + s.String() + " (NATS: Nats-Msg-Id)",
+		}
+		rows, written := b.bestOfVariants(ctx, "key window: keyed produce", s, b.profile.MatrixRecords[s.RecordSize], variants, names, b.profile.Repeats)
+		for _, w := range written {
+			b.dropTopics(ctx, w)
+		}
+		b.addRatioCheck(fmt.Sprintf("dedup on / off keyed produce (%s)", s), rows[1], rows[0], 0.8, false)
 	}
 }
 

@@ -42,14 +42,14 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 	for _, want := range []string{
 		"produce acks=all, idempotent", "plain vs idempotent", "compressed produce", "transactions",
 		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
-		"key window index (oncelog only)",
+		"key window: keyed produce", "key window index (oncelog only)",
 	} {
 		if !sections[want] {
 			t.Errorf("no rows in section %q", want)
 		}
 	}
-	if len(rep.Checks) != 9 {
-		t.Errorf("%d checks, want 9", len(rep.Checks))
+	if len(rep.Checks) != 10 {
+		t.Errorf("%d checks, want 10", len(rep.Checks))
 	}
 	for _, c := range rep.Checks {
 		if c.Missed {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +56,14 @@ type produceSpec struct {
 	// Compression is the producer's batch codec: "" (none), "gzip",
 	// "snappy", "lz4" or "zstd".
 	Compression string
+	// Keyed gives every record a unique Idempotency-Key header (what the
+	// key window deduplicates on); TopicConfigs are CreateTopics configs.
+	Keyed        bool
+	TopicConfigs map[string]*string
 }
+
+// idempotencyHeader is the record header keyed runs set.
+const idempotencyHeader = "Idempotency-Key"
 
 // compressionCodec is kgo's codec for a produceSpec.Compression name.
 func compressionCodec(name string) kgo.CompressionCodec {
@@ -85,12 +93,16 @@ func (t kafkaTarget) admin() (*kadm.Client, *kgo.Client, error) {
 }
 
 func (t kafkaTarget) createTopic(ctx context.Context, topic string, partitions int) error {
+	return t.createTopicWith(ctx, topic, partitions, nil)
+}
+
+func (t kafkaTarget) createTopicWith(ctx context.Context, topic string, partitions int, configs map[string]*string) error {
 	adm, cl, err := t.admin()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	resp, err := adm.CreateTopic(ctx, int32(partitions), t.replication, nil, topic)
+	resp, err := adm.CreateTopic(ctx, int32(partitions), t.replication, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}
@@ -139,7 +151,7 @@ func (t kafkaTarget) producerOpts(spec produceSpec, producer int) []kgo.Opt {
 // connections, metadata and producer ids are in place before the clock starts;
 // those warm-up records are not counted.
 func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (throughput, error) {
-	if err := t.createTopic(ctx, spec.Topic, spec.Partitions); err != nil {
+	if err := t.createTopicWith(ctx, spec.Topic, spec.Partitions, spec.TopicConfigs); err != nil {
 		return throughput{}, err
 	}
 	value := payload(spec.RecordSize)
@@ -183,11 +195,16 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 				errs.set(produceTransactions(ctx, cl, value, n, spec.TxnRecords, deadline, promise))
 				return
 			}
+			prefix := spec.Topic + "-" + strconv.Itoa(i) + "-"
 			for j := 0; j < n; j++ {
 				if j%1024 == 0 && (time.Now().After(deadline) || errs.get() != nil) {
 					break
 				}
-				cl.Produce(ctx, &kgo.Record{Value: value}, promise)
+				r := &kgo.Record{Value: value}
+				if spec.Keyed {
+					r.Headers = []kgo.RecordHeader{{Key: idempotencyHeader, Value: []byte(prefix + strconv.Itoa(j))}}
+				}
+				cl.Produce(ctx, r, promise)
 			}
 			errs.set(cl.Flush(ctx))
 		})
