@@ -1,0 +1,603 @@
+package writer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/oncelog/oncelog/internal/pebblestore"
+)
+
+// Writer is an outbox and its sender. Its methods are safe for concurrent use.
+type Writer struct {
+	cfg      Config
+	db       *pebble.DB
+	lock     *dirLock
+	outboxID string
+	txnID    string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{}  // cap 1: new durable entries for the sender
+	emits  sync.WaitGroup // Emits committing to the store; Close waits for them
+
+	mu sync.Mutex
+	// nextSeq is the next entry's sequence number (see the invariant in
+	// store.go).
+	nextSeq uint64
+	// committing holds the seqs whose Emit batch is being committed.
+	// Batches commit concurrently (that is the group commit), so a later
+	// seq can become visible before an earlier one; the sender only reads
+	// up to durableHi, below which no seq is still committing, so it never
+	// passes over an entry that is about to appear (the transactional
+	// position would then skip it for good).
+	committing map[uint64]struct{}
+	durableHi  uint64
+	// pending is every undelivered entry (seq -> size), pendingByKey its
+	// keys; both are loaded at Open.
+	pending      map[uint64]int64
+	pendingByKey map[string]pendingKey
+	bytes        int64
+	results      map[uint64]*Result // futures of pending entries, by seq
+	space        chan struct{}      // closed and replaced when space frees up
+	sentSeq      uint64             // m/sent
+	failed       error              // a failed outbox commit: the store is unusable
+	closed       bool
+}
+
+type pendingKey struct {
+	seq    uint64
+	digest [32]byte
+}
+
+// Open opens (or creates) the outbox in cfg.Dir, locks it, and starts the
+// sender. It does not wait for the brokers: Emit works while they are down.
+func Open(ctx context.Context, cfg Config) (*Writer, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("writer: create outbox dir: %w", err)
+	}
+	lock, err := lockDir(c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{
+		cfg:          c,
+		lock:         lock,
+		wake:         make(chan struct{}, 1),
+		committing:   map[uint64]struct{}{},
+		pending:      map[uint64]int64{},
+		pendingByKey: map[string]pendingKey{},
+		results:      map[uint64]*Result{},
+		space:        make(chan struct{}),
+	}
+	if err := w.load(); err != nil {
+		if w.db != nil {
+			w.db.Close()
+		}
+		lock.release()
+		return nil, err
+	}
+	w.txnID = c.TransactionalID
+	if w.txnID == "" {
+		w.txnID = "oncelog-outbox-" + w.outboxID
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.wg.Add(2)
+	go func() {
+		defer w.wg.Done()
+		if c.Mode == ModeTransactional {
+			w.runTransactional()
+		} else {
+			w.runKeyWindow()
+		}
+	}()
+	go func() {
+		defer w.wg.Done()
+		w.runExpiry()
+	}()
+	w.notify()
+	return w, nil
+}
+
+// load opens the store (pebble replays its write-ahead log: a record torn by
+// a crash mid-write is discarded there) and rebuilds the in-memory view of
+// the undelivered entries.
+func (w *Writer) load() (err error) {
+	w.db, err = pebblestore.Open(filepath.Join(w.cfg.Dir, "store"), pebblestore.Config{Name: "outbox", Logger: w.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	defer pebblestore.Guard(&err)
+	if w.outboxID, err = loadOutboxID(w.db); err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if v, closer, gerr := w.db.Get([]byte(keySentSeq)); gerr == nil {
+		if len(v) == 8 {
+			w.sentSeq = binary.BigEndian.Uint64(v)
+		}
+		closer.Close()
+	} else if !errors.Is(gerr, pebble.ErrNotFound) {
+		return fmt.Errorf("writer: %w", gerr)
+	}
+	last := w.sentSeq
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEntry}, UpperBound: []byte{prefixEntry + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[1:])
+		e, derr := decodeEntry(seq, it.Value())
+		if derr != nil {
+			it.Close()
+			return fmt.Errorf("writer: outbox entry %d: %w", seq, derr)
+		}
+		w.pending[seq] = e.size()
+		w.bytes += e.size()
+		w.pendingByKey[e.idemKey] = pendingKey{seq: seq, digest: e.digest()}
+		last = max(last, seq)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	w.nextSeq = last + 1
+	w.durableHi = last
+	return nil
+}
+
+// EmitOption adjusts one Emit.
+type EmitOption func(*emitOpts)
+
+type emitOpts struct {
+	idemKey  string
+	headers  []Header
+	callback func(Delivery, error)
+}
+
+// WithIdempotencyKey sets the event's idempotency key. Without it, Emit
+// generates a random one (which protects only the outbox's own re-sends, not
+// an application that emits the same event again after a crash).
+func WithIdempotencyKey(key string) EmitOption { return func(o *emitOpts) { o.idemKey = key } }
+
+// WithHeaders adds record headers.
+func WithHeaders(h ...Header) EmitOption {
+	return func(o *emitOpts) { o.headers = append(o.headers, h...) }
+}
+
+// WithCallback calls fn once the event is delivered (or failed), from the
+// sender's goroutine; it must not block.
+func WithCallback(fn func(Delivery, error)) EmitOption {
+	return func(o *emitOpts) { o.callback = fn }
+}
+
+// Emit stores an event durably in the outbox and returns its Result, which
+// completes once the broker acknowledged it. An Emit of a key the outbox holds,
+// or delivered within the key window, writes nothing and returns the
+// original event's outcome (Delivery.Duplicate is set); the same key with a
+// different event fails with ErrKeyConflict.
+func (w *Writer) Emit(ctx context.Context, topic string, key, value []byte, opts ...EmitOption) (*Result, error) {
+	start := time.Now()
+	var o emitOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if topic == "" {
+		return nil, errors.New("writer: empty topic")
+	}
+	for _, h := range o.headers {
+		if h.Key == HeaderIdempotencyKey {
+			return nil, errors.New("writer: set the idempotency key with WithIdempotencyKey, not as a header")
+		}
+	}
+	if o.idemKey == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		o.idemKey = hex.EncodeToString(b[:])
+	}
+	if len(o.idemKey) > DefaultMaxKeyBytes {
+		return nil, fmt.Errorf("writer: idempotency key of %d bytes, at most %d", len(o.idemKey), DefaultMaxKeyBytes)
+	}
+	e := &entry{topic: topic, key: key, value: value, idemKey: o.idemKey, headers: o.headers, timestamp: time.Now().UnixMilli()}
+	size := e.size()
+	if size > int64(w.cfg.MaxEventBytes) {
+		return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
+	}
+	digest := e.digest()
+
+	var deadline <-chan time.Time
+	w.mu.Lock()
+	for {
+		if w.closed {
+			w.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if w.failed != nil {
+			w.mu.Unlock()
+			return nil, w.failed
+		}
+		if r, done, err := w.lookupLocked(e, digest); done {
+			w.mu.Unlock()
+			if err == nil {
+				if o.callback != nil {
+					r.onDone(o.callback)
+				}
+				w.hookEmit(0, true)
+			}
+			return r, err
+		}
+		if len(w.pending) < w.cfg.MaxOutboxEntries && (w.bytes+size <= w.cfg.MaxOutboxBytes || len(w.pending) == 0) {
+			break
+		}
+		if w.cfg.MaxBlock < 0 {
+			w.mu.Unlock()
+			return nil, ErrOutboxFull
+		}
+		if deadline == nil {
+			t := time.NewTimer(w.cfg.MaxBlock)
+			defer t.Stop()
+			deadline = t.C
+		}
+		space := w.space
+		w.mu.Unlock()
+		select {
+		case <-space:
+		case <-deadline:
+			return nil, fmt.Errorf("%w after waiting %v", ErrOutboxFull, w.cfg.MaxBlock)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		w.mu.Lock()
+	}
+	e.seq = w.nextSeq
+	w.nextSeq++
+	w.committing[e.seq] = struct{}{}
+	w.pending[e.seq] = size
+	w.bytes += size
+	w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: digest}
+	r := newResult()
+	w.results[e.seq] = r
+	if o.callback != nil {
+		r.onDone(o.callback)
+	}
+	w.emits.Add(1)
+	w.mu.Unlock()
+	defer w.emits.Done()
+
+	ks := keyState{state: statePending, seq: e.seq, topic: topic, digest: digest, partition: -1, offset: -1}
+	err := w.commitEmit(e, &ks)
+
+	w.mu.Lock()
+	delete(w.committing, e.seq)
+	w.durableHi = w.nextSeq - 1
+	for s := range w.committing {
+		w.durableHi = min(w.durableHi, s-1)
+	}
+	if err != nil {
+		// The store is broken (pebble refuses every later write after a
+		// failed WAL write): fail this and every later Emit.
+		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
+		w.removePendingLocked(e)
+		w.mu.Unlock()
+		r.complete(Delivery{}, w.failed)
+		return nil, w.failed
+	}
+	w.mu.Unlock()
+	w.notify()
+	w.hookEmit(time.Since(start), false)
+	w.hookOutbox()
+	return r, nil
+}
+
+func (w *Writer) commitEmit(e *entry, ks *keyState) (err error) {
+	defer pebblestore.Guard(&err)
+	b := w.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(entryKey(e.seq), e.encode(), nil); err != nil {
+		return err
+	}
+	if err := b.Set(idemKey(e.idemKey), ks.encode(), nil); err != nil {
+		return err
+	}
+	// Sync: the commit pipeline shares one WAL fsync among the batches of
+	// concurrent Emits (group commit).
+	return b.Commit(pebble.Sync)
+}
+
+// lookupLocked answers an Emit whose key the outbox knows: done is false
+// for a key it does not (or no longer, past the window) know.
+func (w *Writer) lookupLocked(e *entry, digest [32]byte) (r *Result, done bool, err error) {
+	if pk, ok := w.pendingByKey[e.idemKey]; ok {
+		if pk.digest != digest {
+			return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
+		}
+		orig := w.results[pk.seq]
+		if orig == nil {
+			orig = newResult()
+			w.results[pk.seq] = orig
+		}
+		return orig.follow(), true, nil
+	}
+	v, closer, gerr := w.db.Get(idemKey(e.idemKey))
+	if gerr != nil {
+		if errors.Is(gerr, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		return nil, true, fmt.Errorf("writer: key index: %w", gerr)
+	}
+	ks, derr := decodeKeyState(v)
+	closer.Close()
+	if derr != nil || ks.state != stateDelivered {
+		return nil, false, nil
+	}
+	if time.Since(time.UnixMilli(ks.atMs)) >= w.cfg.KeyWindow {
+		return nil, false, nil
+	}
+	if ks.digest != digest {
+		return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
+	}
+	return completedResult(Delivery{Topic: ks.topic, Partition: ks.partition, Offset: ks.offset, Duplicate: true}, nil), true, nil
+}
+
+func (w *Writer) removePendingLocked(e *entry) {
+	size, ok := w.pending[e.seq]
+	if !ok {
+		return
+	}
+	delete(w.pending, e.seq)
+	w.bytes -= size
+	if pk, ok := w.pendingByKey[e.idemKey]; ok && pk.seq == e.seq {
+		delete(w.pendingByKey, e.idemKey)
+	}
+	delete(w.results, e.seq)
+	close(w.space)
+	w.space = make(chan struct{})
+}
+
+// delivered is an entry the broker acknowledged.
+type delivered struct {
+	e         *entry
+	partition int32
+	offset    int64
+}
+
+// commitDelivered removes acknowledged entries from the outbox and records
+// their keys as delivered, in one synced batch, then completes their Results.
+func (w *Writer) commitDelivered(ds []delivered) (err error) {
+	if len(ds) == 0 {
+		return nil
+	}
+	now := time.Now().UnixMilli()
+	err = func() (err error) {
+		defer pebblestore.Guard(&err)
+		b := w.db.NewBatch()
+		defer b.Close()
+		sent := w.sentSeq
+		for _, d := range ds {
+			ks := keyState{state: stateDelivered, seq: d.e.seq, partition: d.partition, offset: d.offset, atMs: now, topic: d.e.topic, digest: d.e.digest()}
+			_ = b.Delete(entryKey(d.e.seq), nil)
+			_ = b.Set(idemKey(d.e.idemKey), ks.encode(), nil)
+			_ = b.Set(expiryKey(now, d.e.idemKey), nil, nil)
+			sent = max(sent, d.e.seq)
+		}
+		var sb [8]byte
+		binary.BigEndian.PutUint64(sb[:], sent)
+		_ = b.Set([]byte(keySentSeq), sb[:], nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+		w.sentSeq = sent
+		return nil
+	}()
+	if err != nil {
+		w.mu.Lock()
+		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
+		w.mu.Unlock()
+		return err
+	}
+	type done struct {
+		r *Result
+		d Delivery
+	}
+	var dones []done
+	w.mu.Lock()
+	for _, d := range ds {
+		if r := w.results[d.e.seq]; r != nil {
+			dones = append(dones, done{r, Delivery{Topic: d.e.topic, Partition: d.partition, Offset: d.offset}})
+		}
+		w.removePendingLocked(d.e)
+	}
+	w.mu.Unlock()
+	for _, d := range dones {
+		d.r.complete(d.d, nil)
+	}
+	if w.cfg.Hooks.OnDelivered != nil {
+		w.cfg.Hooks.OnDelivered(len(ds))
+	}
+	w.hookOutbox()
+	return nil
+}
+
+// failEntries gives up entries the broker rejected for good (too large, an
+// invalid record, a key the broker holds with other content): they leave
+// the outbox and the key index, and their Results fail with err.
+func (w *Writer) failEntries(es []*entry, cause error) {
+	err := func() (err error) {
+		defer pebblestore.Guard(&err)
+		b := w.db.NewBatch()
+		defer b.Close()
+		for _, e := range es {
+			_ = b.Delete(entryKey(e.seq), nil)
+			_ = b.Delete(idemKey(e.idemKey), nil)
+		}
+		return b.Commit(pebble.Sync)
+	}()
+	var rs []*Result
+	w.mu.Lock()
+	if err != nil {
+		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
+	}
+	for _, e := range es {
+		if r := w.results[e.seq]; r != nil {
+			rs = append(rs, r)
+		}
+		w.removePendingLocked(e)
+	}
+	w.mu.Unlock()
+	for _, r := range rs {
+		r.complete(Delivery{}, cause)
+	}
+	w.hookOutbox()
+}
+
+// readEntries returns up to max undelivered entries with seq in [from, to]
+// in seq order.
+func (w *Writer) readEntries(from, to uint64, limit int) (es []*entry, err error) {
+	defer pebblestore.Guard(&err)
+	if from > to {
+		return nil, nil
+	}
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: entryKey(from), UpperBound: entryKey(to + 1)})
+	if err != nil {
+		return nil, err
+	}
+	for it.First(); it.Valid() && len(es) < limit; it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[1:])
+		e, err := decodeEntry(seq, it.Value())
+		if err != nil {
+			it.Close()
+			return nil, fmt.Errorf("writer: outbox entry %d: %w", seq, err)
+		}
+		es = append(es, e)
+	}
+	return es, it.Close()
+}
+
+// durable returns the highest seq below which every entry is committed.
+func (w *Writer) durable() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.durableHi
+}
+
+func (w *Writer) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Flush waits until every entry emitted before the call is delivered (or
+// failed), or ctx ends. It returns the first delivery error.
+func (w *Writer) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	rs := make([]*Result, 0, len(w.pending))
+	for seq := range w.pending {
+		r := w.results[seq]
+		if r == nil {
+			r = newResult()
+			w.results[seq] = r
+		}
+		rs = append(rs, r)
+	}
+	w.mu.Unlock()
+	var first error
+	for _, r := range rs {
+		if _, err := r.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// Pending is the number of undelivered entries in the outbox.
+func (w *Writer) Pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending)
+}
+
+// OutboxID is the id generated when the outbox directory was first used.
+func (w *Writer) OutboxID() string { return w.outboxID }
+
+// TransactionalID is the transactional.id used in ModeTransactional.
+func (w *Writer) TransactionalID() string { return w.txnID }
+
+// Close stops the sender and closes the outbox; undelivered entries stay in
+// it and are sent by the next Open (call Flush first to wait for them).
+// Pending Results are left incomplete.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	close(w.space)
+	w.space = make(chan struct{})
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+	w.emits.Wait()
+	err := func() (err error) {
+		defer pebblestore.Guard(&err)
+		return w.db.Close()
+	}()
+	w.lock.release()
+	return err
+}
+
+func (w *Writer) hookEmit(d time.Duration, dup bool) {
+	if w.cfg.Hooks.OnEmit != nil {
+		w.cfg.Hooks.OnEmit(d, dup)
+	}
+}
+
+func (w *Writer) hookOutbox() {
+	if w.cfg.Hooks.OnOutbox == nil {
+		return
+	}
+	w.mu.Lock()
+	n, b := len(w.pending), w.bytes
+	w.mu.Unlock()
+	w.cfg.Hooks.OnOutbox(n, b)
+}
+
+func (w *Writer) hookSendError(err error) {
+	w.cfg.Logger.Warn("writer: send failed, retrying", "mode", w.cfg.Mode, "err", err)
+	if w.cfg.Hooks.OnSendError != nil {
+		w.cfg.Hooks.OnSendError(err)
+	}
+}
+
+// sleep waits d or until the writer closes; false if it closed.
+func (w *Writer) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
