@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/cleaner"
 	"github.com/oncelog/oncelog/group"
 	"github.com/oncelog/oncelog/internal/fsx"
@@ -54,6 +55,12 @@ type Broker struct {
 	Shares *share.Coordinator
 	Txns   *txn.Coordinator
 	Stats  *Stats
+	// ACL is the authorizer, nil with --authorizer none (then every
+	// request is allowed).
+	ACL *acl.Authorizer
+	// Owners binds producer ids to principals; nil without an
+	// authorizer (producerowners.go).
+	Owners *ProducerOwners
 
 	cleaner *cleaner.Cleaner // nil with --log-cleaner-enable=false
 
@@ -158,6 +165,16 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	b.Users = &Users{meta: b.meta}
 	b.internal = newInternalTopics(b.ClusterID)
+	if b.ACL, err = openAuthorizer(cfg, b.meta); err != nil {
+		b.meta.Close()
+		return nil, err
+	}
+	if b.ACL != nil {
+		if b.Owners, err = b.openProducerOwners(); err != nil {
+			b.meta.Close()
+			return nil, err
+		}
+	}
 	if err := b.loadFeatures(); err != nil {
 		b.meta.Close()
 		return nil, err

@@ -115,6 +115,13 @@ type Config struct {
 	GroupConsumerMaxHeartbeatInterval time.Duration // group.consumer.max.heartbeat.interval.ms
 	GroupConsumerMaxSize              int           // group.consumer.max.size
 	GroupConsumerAssignors            string        // group.consumer.assignors
+
+	// Authorization (authorizer.class.name, super.users,
+	// allow.everyone.if.no.acl.found): Authorizer "acl" enforces the ACLs
+	// of package acl; "none" (or "") lets every client do anything.
+	Authorizer                string
+	SuperUsers                []string
+	AllowEveryoneIfNoACLFound bool
 }
 
 // DefaultMaxPartitions is --max-partitions' default. Each partition keeps

@@ -56,6 +56,8 @@ type Stats struct {
 	// grow the label set without bound (the log names them, rate-limited).
 	Authentications      *prometheus.CounterVec
 	AuthenticationFailed *prometheus.CounterVec
+	// AuthorizationDenied counts ACL denials (authz.go).
+	AuthorizationDenied *Denials
 }
 
 func newStats() *Stats {
@@ -72,6 +74,7 @@ func newStats() *Stats {
 		return h
 	}
 	s := &Stats{Registry: r}
+	s.AuthorizationDenied = newDenials(r)
 
 	// Which binary is running, as Prometheus' *_build_info convention has
 	// it: constant 1, the facts in labels (join on them in queries).

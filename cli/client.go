@@ -39,6 +39,7 @@ func addClientCommands(root *cobra.Command) {
 		newClusterCmd(),
 		newVerifyCmd(),
 		newKeyCmd(),
+		newACLCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/httpapi"
 	"github.com/oncelog/oncelog/internal/fdlimit"
@@ -34,6 +35,7 @@ type serveOptions struct {
 	wire                           wire.Config
 	idleMs, requestReadTimeoutMs   int64
 	sec                            securityOptions
+	superUsers                     string
 
 	// Set by resolve.
 	logger   *slog.Logger
@@ -173,6 +175,9 @@ docs/operations.md.`,
 	f.DurationVar(&c.GroupConsumerMaxHeartbeatInterval, "group-consumer-max-heartbeat-interval", c.GroupConsumerMaxHeartbeatInterval, "largest --group-consumer-heartbeat-interval allowed (group.consumer.max.heartbeat.interval.ms)")
 	f.IntVar(&c.GroupConsumerMaxSize, "group-consumer-max-size", c.GroupConsumerMaxSize, "most members of one KIP-848 consumer group; a join beyond it gets GROUP_MAX_SIZE_REACHED (group.consumer.max.size; Kafka's default is unlimited)")
 	f.StringVar(&c.GroupConsumerAssignors, "group-consumer-assignors", c.GroupConsumerAssignors, "server-side assignors of KIP-848 consumer groups, comma-separated, the first the default: uniform and range, or Kafka's class names of them (group.consumer.assignors)")
+	f.StringVar(&c.Authorizer, "authorizer", broker.AuthorizerNone, "who may do what: none lets every client that can reach the listener do anything; acl lets Kafka ACLs (CreateAcls, kafka-acls.sh, oncelog acl) decide every request with Kafka's StandardAuthorizer semantics (authorizer.class.name)")
+	f.StringVar(&o.superUsers, "super-users", "", "principals allowed everything whatever the ACLs say, separated by ';' (super.users), e.g. 'User:admin;User:ops' (default: none)")
+	f.BoolVar(&c.AllowEveryoneIfNoACLFound, "allow-everyone-if-no-acl-found", c.AllowEveryoneIfNoACLFound, "with --authorizer acl, let everyone use a resource no ACL applies to (allow.everyone.if.no.acl.found; default: such a resource is closed)")
 	return cmd
 }
 
@@ -244,12 +249,19 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.GroupConsumerMaxSize < 1, "--group-consumer-max-size must be at least 1"},
 		{!broker.ValidConsumerAssignors(c.GroupConsumerAssignors), "--group-consumer-assignors must list one or more of uniform and range"},
 		{c.DataDir == "", "--data-dir must not be empty"},
+		{c.Authorizer != broker.AuthorizerNone && c.Authorizer != broker.AuthorizerACL, "--authorizer must be none or acl"},
 	} {
 		if check.bad {
 			return fmt.Errorf("%s", check.msg)
 		}
 	}
 
+	if c.SuperUsers, err = acl.ParseSuperUsers(o.superUsers); err != nil {
+		return fmt.Errorf("--super-users: %w", err)
+	}
+	if c.Authorizer == broker.AuthorizerNone && (len(c.SuperUsers) > 0 || c.AllowEveryoneIfNoACLFound) {
+		logger.Warn("--super-users and --allow-everyone-if-no-acl-found have no effect without --authorizer acl")
+	}
 	o.wire.ConnectionsMaxIdle = time.Duration(o.idleMs) * time.Millisecond
 	o.wire.RequestReadTimeout = time.Duration(o.requestReadTimeoutMs) * time.Millisecond
 	o.http.RequestTimeout = time.Duration(o.httpRequestTimeoutMs) * time.Millisecond

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // ForBroker is the Backend of a running broker.
@@ -20,8 +22,11 @@ func (bb brokerBackend) Topic(name string) (TopicInfo, *Error) {
 		// As Kafka's ReplicaManager: clients may not append to internal topics.
 		return TopicInfo{}, &Error{Code: kerr.InvalidTopicException.Code, Message: "cannot append to internal topic " + name}
 	}
+	if !bb.authorized(kmsg.ACLOperationWrite, name) {
+		return TopicInfo{}, &Error{Code: kerr.TopicAuthorizationFailed.Code, Message: "HTTP ingest writes as " + acl.Anonymous + ", which may not write topic " + name}
+	}
 	t := b.Topic(name)
-	if t == nil && b.Config().AutoCreateTopics {
+	if t == nil && b.Config().AutoCreateTopics && bb.authorized(kmsg.ACLOperationCreate, name) {
 		var terr *broker.TopicError
 		if t, terr = b.AutoCreate(name); terr != nil {
 			return TopicInfo{}, &Error{Code: terr.Code, Message: terr.Message}
@@ -49,6 +54,9 @@ func (bb brokerBackend) Produce(ctx context.Context, topic string, p int32, reco
 }
 
 func (bb brokerBackend) LookupKey(topic string, key []byte) (KeyEntry, bool, *Error) {
+	if !bb.authorized(kmsg.ACLOperationRead, topic) {
+		return KeyEntry{}, false, &Error{Code: kerr.TopicAuthorizationFailed.Code, Message: "HTTP requests run as " + acl.Anonymous + ", which may not read topic " + topic}
+	}
 	e, found, err := bb.b.LookupKey(topic, key)
 	switch {
 	case errors.Is(err, broker.ErrUnknownTopic):
@@ -60,4 +68,19 @@ func (bb brokerBackend) LookupKey(topic string, key []byte) (KeyEntry, bool, *Er
 		return KeyEntry{}, false, &Error{Code: kerr.KafkaStorageError.Code, Message: err.Error()}
 	}
 	return KeyEntry{Partition: e.Partition, Offset: e.Offset, Timestamp: e.Timestamp, Digest: e.Digest}, found, nil
+}
+
+// authorized applies the broker's ACLs (with --authorizer acl) to an HTTP
+// request: the HTTP listener does not authenticate, so it acts as
+// User:ANONYMOUS, and with no client address an ACL must allow host "*".
+// Creating a topic needs CREATE on the cluster or the topic, as in Kafka.
+func (bb brokerBackend) authorized(op kmsg.ACLOperation, topic string) bool {
+	a := bb.b.ACL
+	if a == nil {
+		return true
+	}
+	if op == kmsg.ACLOperationCreate && a.Authorize(acl.Anonymous, "", op, kmsg.ACLResourceTypeCluster, acl.ClusterName) {
+		return true
+	}
+	return a.Authorize(acl.Anonymous, "", op, kmsg.ACLResourceTypeTopic, topic)
 }

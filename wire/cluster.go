@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/oncelog/oncelog/acl"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -23,6 +24,12 @@ func handleDescribeCluster(c *conn, r *request) respond {
 	br.NodeID = cfg.NodeID
 	br.Host, br.Port = c.advertised()
 	resp.Brokers = append(resp.Brokers, br)
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = 0
+		if c.authorizeQuiet(opDescribe, rtCluster, acl.ClusterName) {
+			resp.ClusterAuthorizedOperations = c.authorizedOps(rtCluster, acl.ClusterName)
+		}
+	}
 	return ready(resp)
 }
 
@@ -35,12 +42,15 @@ func handleOffsetForLeaderEpoch(c *conn, r *request) respond {
 	for _, rt := range req.Topics {
 		st := kmsg.NewOffsetForLeaderEpochResponseTopic()
 		st.Topic = rt.Topic
+		denied := !c.authorize(r.key, opDescribe, rtTopic, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
 			p := b.Partition(rt.Topic, rp.Partition)
 			switch {
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case p == nil:
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			case rp.CurrentLeaderEpoch > 0:
@@ -64,6 +74,12 @@ func handleFindCoordinator(c *conn, r *request) respond {
 	answer := func(key string) (int16, *string) {
 		if req.CoordinatorType != 0 && req.CoordinatorType != 1 {
 			return kerr.InvalidRequest.Code, strPtr("unknown coordinator type")
+		}
+		if req.CoordinatorType == 0 && !c.authorize(r.key, opDescribe, rtGroup, key) {
+			return kerr.GroupAuthorizationFailed.Code, nil
+		}
+		if req.CoordinatorType == 1 && !c.authorize(r.key, opDescribe, rtTxnID, key) {
+			return kerr.TransactionalIDAuthorizationFailed.Code, nil
 		}
 		if key == "" && req.CoordinatorType == 1 {
 			return kerr.InvalidRequest.Code, strPtr("empty transactional id")

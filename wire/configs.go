@@ -29,6 +29,11 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 	for _, rr := range req.Resources {
 		sr := kmsg.NewDescribeConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := authorizeConfigs(c, r.key, rr.ResourceType, rr.ResourceName, opDescribeConfigs); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		var entries []broker.ConfigEntry
 		readOnly := false
 		switch kmsg.ConfigResourceType(rr.ResourceType) {
@@ -132,6 +137,11 @@ func handleAlterConfigs(c *conn, r *request) respond {
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := authorizeConfigs(c, r.key, rr.ResourceType, rr.ResourceName, opAlterConfigs); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		if rr.ResourceType != resourceTopic {
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = strPtr("broker settings are static: set them with `oncelog serve` flags or its config file")
@@ -162,6 +172,11 @@ func handleIncrementalAlterConfigs(c *conn, r *request) respond {
 		fail := func(code int16, msg string) {
 			sr.ErrorCode, sr.ErrorMessage = code, strPtr(msg)
 			resp.Resources = append(resp.Resources, sr)
+		}
+		if code := authorizeConfigs(c, r.key, rr.ResourceType, rr.ResourceName, opAlterConfigs); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
 		}
 		if rr.ResourceType == resourceGroup {
 			code, msg := alterShareGroupConfigs(b, rr, req.ValidateOnly)
@@ -256,4 +271,27 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// authorizeConfigs is KafkaApis' check for describing or altering a
+// config resource: op on the topic (TOPIC_AUTHORIZATION_FAILED) or, for a
+// broker (or broker logger), on the cluster (CLUSTER_AUTHORIZATION_FAILED),
+// or on the group (GROUP_AUTHORIZATION_FAILED).
+// Other resource types are left to the handler's own answer.
+func authorizeConfigs(c *conn, api int16, resourceType kmsg.ConfigResourceType, name string, op kmsg.ACLOperation) int16 {
+	switch resourceType {
+	case resourceTopic:
+		if !c.authorize(api, op, rtTopic, name) {
+			return kerr.TopicAuthorizationFailed.Code
+		}
+	case resourceBroker, kmsg.ConfigResourceTypeBrokerLogger:
+		if !c.authorizeCluster(api, op) {
+			return kerr.ClusterAuthorizationFailed.Code
+		}
+	case resourceGroup:
+		if !c.authorize(api, op, rtGroup, name) {
+			return kerr.GroupAuthorizationFailed.Code
+		}
+	}
+	return 0
 }

@@ -23,6 +23,13 @@ func init() {
 				b := c.s.b
 				switch req := r.kreq.(type) {
 				case *kmsg.ConsumerGroupHeartbeatRequest:
+					// Kafka: READ on the group, DESCRIBE on every
+					// subscribed topic.
+					if code := authorizeConsumerGroupHeartbeat(c, r.key, req); code != 0 {
+						resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+						resp.ErrorCode = code
+						return resp
+					}
 					if isShareGroup(b, req.Group) {
 						resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
 						resp.ErrorCode = kerr.GroupIDNotFound.Code
@@ -31,7 +38,30 @@ func init() {
 					}
 					return b.Groups.ConsumerGroupHeartbeat(ctx, req)
 				default:
-					resp := b.Groups.ConsumerGroupDescribe(ctx, req.(*kmsg.ConsumerGroupDescribeRequest))
+					dreq := req.(*kmsg.ConsumerGroupDescribeRequest)
+					// Kafka: DESCRIBE on each group.
+					allowed := dreq.Groups[:0:0]
+					denied := map[string]bool{}
+					for _, g := range dreq.Groups {
+						if c.authorize(r.key, opDescribe, rtGroup, g) {
+							allowed = append(allowed, g)
+						} else {
+							denied[g] = true
+						}
+					}
+					sub := *dreq
+					sub.Groups = allowed
+					resp := b.Groups.ConsumerGroupDescribe(ctx, &sub)
+					for g := range denied {
+						dg := kmsg.NewConsumerGroupDescribeResponseGroup()
+						dg.Group, dg.ErrorCode = g, kerr.GroupAuthorizationFailed.Code
+						resp.Groups = append(resp.Groups, dg)
+					}
+					for i := range resp.Groups {
+						if g := &resp.Groups[i]; dreq.IncludeAuthorizedOperations && g.ErrorCode == 0 {
+							g.AuthorizedOperations = c.authorizedOps(rtGroup, g.Group)
+						}
+					}
 					for i := range resp.Groups {
 						if g := &resp.Groups[i]; g.ErrorCode == kerr.GroupIDNotFound.Code && isShareGroup(b, g.Group) {
 							g.ErrorMessage = kmsg.StringPtr(fmt.Sprintf("Group %s is not a consumer group.", g.Group))
@@ -48,4 +78,16 @@ func init() {
 // has one type, and the consumer protocol must not take a share group's.
 func isShareGroup(b *broker.Broker, id string) bool {
 	return b.Shares != nil && b.Shares.Exists(id) && !b.Groups.Exists(id)
+}
+
+func authorizeConsumerGroupHeartbeat(c *conn, api int16, req *kmsg.ConsumerGroupHeartbeatRequest) int16 {
+	if !c.authorize(api, opRead, rtGroup, req.Group) {
+		return kerr.GroupAuthorizationFailed.Code
+	}
+	for _, t := range req.SubscribedTopicNames {
+		if !c.authorize(api, opDescribe, rtTopic, t) {
+			return kerr.TopicAuthorizationFailed.Code
+		}
+	}
+	return 0
 }

@@ -45,11 +45,16 @@ func handleDescribeTopicPartitions(c *conn, r *request) respond {
 
 	var names []string
 	if len(req.Topics) == 0 {
+		// Only what the principal may describe, as Kafka's.
 		for _, t := range b.Topics() {
-			names = append(names, t.Name)
+			if c.authorizeQuiet(opDescribe, rtTopic, t.Name) {
+				names = append(names, t.Name)
+			}
 		}
 		for _, t := range b.InternalTopics() {
-			names = append(names, t.Name)
+			if c.authorizeQuiet(opDescribe, rtTopic, t.Name) {
+				names = append(names, t.Name)
+			}
 		}
 	} else {
 		seen := map[string]bool{}
@@ -81,6 +86,11 @@ func handleDescribeTopicPartitions(c *conn, r *request) respond {
 		st := kmsg.NewDescribeTopicPartitionsResponseTopic()
 		st.Topic = strPtr(name)
 		var count int32
+		if len(req.Topics) > 0 && !c.authorize(r.key, opDescribe, rtTopic, name) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		if t := b.Topic(name); t != nil {
 			st.TopicID, count = t.ID, int32(len(t.Partitions))
 		} else if it := b.InternalTopic(name); it != nil {
@@ -90,7 +100,7 @@ func handleDescribeTopicPartitions(c *conn, r *request) respond {
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
-		st.AuthorizedOperations = allTopicOperations
+		st.AuthorizedOperations = c.authorizedOps(rtTopic, name)
 		from := int32(0)
 		if name == cursorTopic {
 			from = cursorPartition

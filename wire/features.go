@@ -14,6 +14,11 @@ func init() { register(57, 0, 2, handleUpdateFeatures) }
 func handleUpdateFeatures(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.UpdateFeaturesRequest)
 	resp := req.ResponseKind().(*kmsg.UpdateFeaturesResponse)
+	if !c.authorizeCluster(r.key, opAlter) {
+		// Kafka's getErrorResponse: the top-level error, no results.
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return ready(resp)
+	}
 	updates := make([]broker.FeatureUpdate, 0, len(req.FeatureUpdates))
 	for _, u := range req.FeatureUpdates {
 		downgrade := u.AllowDowngrade

@@ -22,7 +22,8 @@ func init() { register(1, 4, 18, handleFetch) }
 func handleFetch(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.FetchRequest)
 	return func(ctx context.Context) kmsg.Response {
-		return reservingFetchResponse{fetch(ctx, c.readerDone, c.s.b, req, r.received)}
+		mayRead := func(topic string) bool { return c.authorize(r.key, opRead, rtTopic, topic) }
+		return reservingFetchResponse{fetch(ctx, c.readerDone, c.s.b, req, r.received, mayRead)}
 	}
 }
 
@@ -79,7 +80,11 @@ type fetchPartition struct {
 // partition (FetchRequest.fetchData, a LinkedHashMap), so a partition named
 // twice is read and answered once, with the later entry's offset and
 // limits; a request naming one partition a thousand times is one read.
-func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition {
+//
+// mayRead says whether the client may READ a topic (nil: any); the
+// partitions of a known topic it may not read answer
+// TOPIC_AUTHORIZATION_FAILED, as Kafka's, whether or not they exist.
+func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest, mayRead func(string) bool) []fetchPartition {
 	type key struct {
 		topic     string
 		id        [16]byte
@@ -107,6 +112,10 @@ func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition 
 				id = topic.ID
 			}
 		}
+		denied := false
+		if mayRead != nil && (req.Version < 13 || topic != nil || internal != nil) && !mayRead(name) {
+			topic, internal, denied = nil, nil, true
+		}
 		for _, rp := range rt.Partitions {
 			k := key{name, id, rp.Partition}
 			if i, ok := at[k]; ok {
@@ -121,6 +130,8 @@ func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition 
 				fp.internal = true
 			case topic != nil || internal != nil:
 				fp.missing = kerr.UnknownTopicOrPartition.Code
+			case denied:
+				fp.missing = kerr.TopicAuthorizationFailed.Code
 			}
 			at[k] = len(out)
 			out = append(out, fp)
@@ -132,7 +143,7 @@ func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest) []fetchPartition 
 // fetch answers once MinBytes are readable, MaxWait has passed, ctx ends or
 // stopWaiting is closed (the client stopped sending). While it waits it is
 // woken only by the partitions it reads.
-func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time) *kmsg.FetchResponse {
+func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time, mayRead func(string) bool) *kmsg.FetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.Version >= 7 && req.SessionID != 0 {
 		// We never hand out sessions, so a client naming one is
@@ -149,7 +160,7 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 	if req.IsolationLevel == 1 {
 		iso = partition.ReadCommitted
 	}
-	parts := fetchPartitions(b, req)
+	parts := fetchPartitions(b, req, mayRead)
 	var w *partition.Watcher
 	defer func() {
 		if w != nil {

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 
+	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/group"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,49 +14,86 @@ import (
 // (JoinGroup and SyncGroup wait for the rebalance), so they run on the
 // writer goroutine.
 func init() {
-	forward := func(key int16, fn func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response) {
+	forward := func(key int16, fn func(c *conn, r *request, ctx context.Context) kmsg.Response) {
 		v := group.Versions[key]
 		register(key, v[0], v[1], func(c *conn, r *request) respond {
 			return func(ctx context.Context) kmsg.Response {
 				ctx = group.WithClientInfo(ctx, r.clientID, "/"+c.remoteIP())
-				return fn(c.s.b, ctx, r.kreq)
+				return fn(c, r, ctx)
 			}
 		})
 	}
-	forward(8, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return offsetCommit(b, ctx, req.(*kmsg.OffsetCommitRequest))
+	// Each API checks what KafkaApis checks (groups_authz.go) before the
+	// coordinator sees the request.
+	forward(8, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		return authorizedOffsetCommit(c, r, ctx, r.kreq.(*kmsg.OffsetCommitRequest))
 	})
-	forward(9, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.OffsetFetch(ctx, req.(*kmsg.OffsetFetchRequest))
+	forward(9, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		return authorizedOffsetFetch(c, r, ctx, r.kreq.(*kmsg.OffsetFetchRequest))
 	})
-	forward(11, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		jreq := req.(*kmsg.JoinGroupRequest)
-		if b.Shares.Exists(jreq.Group) {
-			return joinShareGroup(jreq)
+	forward(11, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		req := r.kreq.(*kmsg.JoinGroupRequest)
+		if !c.authorize(r.key, opRead, rtGroup, req.Group) {
+			resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			return resp
 		}
-		return b.Groups.JoinGroup(ctx, jreq)
+		if c.s.b.Shares.Exists(req.Group) {
+			return joinShareGroup(req)
+		}
+		return c.s.b.Groups.JoinGroup(ctx, req)
 	})
-	forward(12, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.Heartbeat(ctx, req.(*kmsg.HeartbeatRequest))
+	forward(12, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		req := r.kreq.(*kmsg.HeartbeatRequest)
+		if !c.authorize(r.key, opRead, rtGroup, req.Group) {
+			resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			return resp
+		}
+		return c.s.b.Groups.Heartbeat(ctx, req)
 	})
-	forward(13, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.LeaveGroup(ctx, req.(*kmsg.LeaveGroupRequest))
+	forward(13, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		req := r.kreq.(*kmsg.LeaveGroupRequest)
+		if !c.authorize(r.key, opRead, rtGroup, req.Group) {
+			resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			return resp
+		}
+		return c.s.b.Groups.LeaveGroup(ctx, req)
 	})
-	forward(14, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return b.Groups.SyncGroup(ctx, req.(*kmsg.SyncGroupRequest))
+	forward(14, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		req := r.kreq.(*kmsg.SyncGroupRequest)
+		if !c.authorize(r.key, opRead, rtGroup, req.Group) {
+			resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+			resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+			return resp
+		}
+		return c.s.b.Groups.SyncGroup(ctx, req)
 	})
-	forward(15, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return describeGroupsShare(b, b.Groups.DescribeGroups(ctx, req.(*kmsg.DescribeGroupsRequest)))
+	forward(15, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		return authorizedDescribeGroups(c, r, ctx, r.kreq.(*kmsg.DescribeGroupsRequest))
 	})
-	forward(16, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		lreq := req.(*kmsg.ListGroupsRequest)
-		return withShareGroups(b, lreq, b.Groups.ListGroups(ctx, lreq))
+	forward(16, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		lreq := r.kreq.(*kmsg.ListGroupsRequest)
+		resp := withShareGroups(c.s.b, lreq, c.s.b.Groups.ListGroups(ctx, lreq))
+		// Kafka: DESCRIBE on the cluster lists every group, otherwise
+		// only the groups the principal may describe.
+		if !c.authorizeQuiet(opDescribe, rtCluster, acl.ClusterName) {
+			kept := resp.Groups[:0]
+			for _, g := range resp.Groups {
+				if c.authorizeQuiet(opDescribe, rtGroup, g.Group) {
+					kept = append(kept, g)
+				}
+			}
+			resp.Groups = kept
+		}
+		return resp
 	})
-	forward(42, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return deleteGroupsShare(b, ctx, req.(*kmsg.DeleteGroupsRequest))
+	forward(42, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		return authorizedDeleteGroups(c, r, ctx, r.kreq.(*kmsg.DeleteGroupsRequest))
 	})
-	forward(47, func(b *broker.Broker, ctx context.Context, req kmsg.Request) kmsg.Response {
-		return offsetDelete(b, ctx, req.(*kmsg.OffsetDeleteRequest))
+	forward(47, func(c *conn, r *request, ctx context.Context) kmsg.Response {
+		return authorizedOffsetDelete(c, r, ctx, r.kreq.(*kmsg.OffsetDeleteRequest))
 	})
 }
 
@@ -88,7 +126,7 @@ func offsetCommit(b *broker.Broker, ctx context.Context, req *kmsg.OffsetCommitR
 	return resp
 }
 
-func offsetDelete(b *broker.Broker, ctx context.Context, req *kmsg.OffsetDeleteRequest) kmsg.Response {
+func offsetDelete(b *broker.Broker, ctx context.Context, req *kmsg.OffsetDeleteRequest) *kmsg.OffsetDeleteResponse {
 	var unknown []kmsg.OffsetDeleteResponseTopic
 	known := req.Topics[:0:0]
 	for _, t := range req.Topics {

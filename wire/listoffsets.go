@@ -20,10 +20,16 @@ func handleListOffsets(c *conn, r *request) respond {
 		st.Topic = rt.Topic
 		topic := b.Topic(rt.Topic)
 		internal := b.InternalTopic(rt.Topic)
+		denied := !c.authorize(r.key, opDescribe, rtTopic, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset, sp.LeaderEpoch = -1, -1, 0
+			if denied {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if internal != nil && rp.Partition >= 0 && rp.Partition < internal.Partitions {
 				// The internal topics' state lives in pebble: their
 				// partitions are empty logs, offset 0 at both ends and no

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,7 +25,6 @@ func handleMetadata(c *conn, r *request) respond {
 		name := t.Name
 		rt.Topic = &name
 		rt.TopicID = t.ID
-		rt.AuthorizedOperations = allTopicOperations
 		for _, p := range t.Partitions {
 			rp := kmsg.NewMetadataResponseTopicPartition()
 			rp.Partition = p.Index
@@ -42,7 +42,6 @@ func handleMetadata(c *conn, r *request) respond {
 		rt.Topic = &name
 		rt.TopicID = t.ID
 		rt.IsInternal = true
-		rt.AuthorizedOperations = allTopicOperations
 		for i := int32(0); i < t.Partitions; i++ {
 			rp := kmsg.NewMetadataResponseTopicPartition()
 			rp.Partition = i
@@ -63,24 +62,49 @@ func handleMetadata(c *conn, r *request) respond {
 	}
 
 	// v0 asks for every topic with an empty list; v1+ with a null list.
+	// Topics the principal may not DESCRIBE are left out of a full
+	// listing and answer TOPIC_AUTHORIZATION_FAILED when named (by id:
+	// with the id and no name), as Kafka's.
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	mayDescribe := func(name string) bool { return c.authorizeQuiet(opDescribe, rtTopic, name) }
+	denied := func(name *string, id [16]byte) {
+		n := ""
+		if name != nil {
+			n = *name
+		}
+		c.denied(r.key, c.Principal(), opDescribe, rtTopic, n)
+		addError(name, id, kerr.TopicAuthorizationFailed.Code)
+	}
 	if all {
 		for _, t := range b.Topics() {
-			addTopic(t)
+			if mayDescribe(t.Name) {
+				addTopic(t)
+			}
 		}
 		// Kafka lists its internal topics too; consumers and tools tell
 		// them apart by IsInternal.
 		for _, t := range b.InternalTopics() {
-			addInternal(t)
+			if mayDescribe(t.Name) {
+				addInternal(t)
+			}
 		}
+		setAuthorizedOperations(c, req, resp)
 		return ready(resp)
 	}
 	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
 	for _, rt := range req.Topics {
 		if rt.Topic == nil || *rt.Topic == "" {
 			if t := b.TopicByID(rt.TopicID); t != nil {
+				if !mayDescribe(t.Name) {
+					denied(nil, t.ID)
+					continue
+				}
 				addTopic(t)
 			} else if t := b.InternalTopicByID(rt.TopicID); t != nil {
+				if !mayDescribe(t.Name) {
+					denied(nil, t.ID)
+					continue
+				}
 				addInternal(t)
 			} else {
 				addError(nil, rt.TopicID, kerr.UnknownTopicID.Code)
@@ -92,12 +116,23 @@ func handleMetadata(c *conn, r *request) respond {
 			addError(rt.Topic, [16]byte{}, kerr.InvalidTopicException.Code)
 			continue
 		}
+		if !mayDescribe(name) {
+			denied(rt.Topic, [16]byte{})
+			continue
+		}
 		if it := b.InternalTopic(name); it != nil {
 			addInternal(it)
 			continue
 		}
 		t := b.Topic(name)
-		if t == nil && autoCreate {
+		if t == nil && autoCreate && b.Config().AutoCreateTopics {
+			if !c.mayCreateTopic(name) {
+				// Kafka: a topic the principal may describe but not
+				// create answers TOPIC_AUTHORIZATION_FAILED.
+				c.denied(r.key, c.Principal(), opCreate, rtTopic, name)
+				addError(rt.Topic, [16]byte{}, kerr.TopicAuthorizationFailed.Code)
+				continue
+			}
 			var terr *broker.TopicError
 			t, terr = b.AutoCreate(name)
 			if terr != nil {
@@ -111,12 +146,33 @@ func handleMetadata(c *conn, r *request) respond {
 		}
 		addTopic(t)
 	}
+	setAuthorizedOperations(c, req, resp)
 	return ready(resp)
 }
 
-// allTopicOperations is the bitfield of ACL operations on a topic: with no
-// authorizer every operation is allowed (READ..DESCRIBE_CONFIGS, ALTER_CONFIGS).
-const allTopicOperations = 1<<3 | 1<<4 | 1<<5 | 1<<6 | 1<<7 | 1<<8 | 1<<10 | 1<<11
+// setAuthorizedOperations fills the v8+ authorized-operations fields the
+// request asked for, as Kafka: every listed topic's (when
+// IncludeTopicAuthorizedOperations), and on v8-v10 the cluster's (when
+// IncludeClusterAuthorizedOperations: 0 without DESCRIBE on the cluster).
+// Fields not asked for keep the schema default, Int32 min.
+func setAuthorizedOperations(c *conn, req *kmsg.MetadataRequest, resp *kmsg.MetadataResponse) {
+	if req.Version < 8 {
+		return
+	}
+	if req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = 0
+		if c.authorizeQuiet(opDescribe, rtCluster, acl.ClusterName) {
+			resp.AuthorizedOperations = c.authorizedOps(rtCluster, acl.ClusterName)
+		}
+	}
+	if req.IncludeTopicAuthorizedOperations {
+		for i := range resp.Topics {
+			if t := resp.Topics[i]; t.Topic != nil {
+				resp.Topics[i].AuthorizedOperations = c.authorizedOps(rtTopic, *t.Topic)
+			}
+		}
+	}
+}
 
 // advertisedBroker is this broker as the client's listener advertises it.
 func (c *conn) advertisedBroker() kmsg.MetadataResponseBroker {

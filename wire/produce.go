@@ -35,17 +35,48 @@ func handleProduce(c *conn, r *request) respond {
 
 	// Kafka fails the whole request when any batch is transactional and
 	// the request has no transactional id.
-	txnBatchWithoutID := false
+	txnBatch, txnBatchWithoutID := false, false
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
-			if h, err := batch.Parse(p.Records); err == nil && h.IsTransactional() && (req.TransactionID == nil || *req.TransactionID == "") {
-				txnBatchWithoutID = true
+			if h, err := batch.Parse(p.Records); err == nil && h.IsTransactional() {
+				txnBatch = true
+				if req.TransactionID == nil || *req.TransactionID == "" {
+					txnBatchWithoutID = true
+				}
 			}
 		}
 	}
 	txnID := ""
 	if req.TransactionID != nil {
 		txnID = *req.TransactionID
+	}
+	// Kafka answers a transactional produce whose principal may not write
+	// its transactional id with TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+	// everywhere, before looking at any topic.
+	txnRefused := ""
+	switch {
+	case txnBatchWithoutID:
+		txnRefused = "transactional batch without a transactional id"
+	case txnBatch && !c.authorize(r.key, opWrite, rtTxnID, txnID):
+		txnRefused = "not authorized to write transactional id " + txnID
+	}
+	// A producer id is usable only by the principal it was issued to
+	// (producerids.go); decided once per producer id of the request.
+	var owned map[int64]bool
+	ownsPID := func(records []byte) bool {
+		h, err := batch.Parse(records)
+		if b.Owners == nil || err != nil || h.ProducerID < 0 {
+			return true // no producer id, or broker.Produce refuses the batch
+		}
+		if owned == nil {
+			owned = map[int64]bool{}
+		}
+		ok, seen := owned[h.ProducerID]
+		if !seen {
+			ok = c.ownsProducerID(r.key, h.ProducerID)
+			owned[h.ProducerID] = ok
+		}
+		return ok
 	}
 
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
@@ -65,6 +96,11 @@ func handleProduce(c *conn, r *request) respond {
 				unknownID = true
 			}
 		}
+		// WRITE on the topic, checked before it is known to exist (an
+		// unauthorized client learns nothing about which topics exist);
+		// auto-creation also needs CREATE.
+		denied := !unknownID && txnRefused == "" && !c.authorize(r.key, opWrite, rtTopic, name)
+		noAutoCreate := req.Version >= 13 || (c.aclEnabled() && b.Topic(name) == nil && !c.mayCreateTopic(name))
 		for pi, p := range t.Partitions {
 			rp := &rt.Partitions[pi]
 			*rp = kmsg.NewProduceResponseTopicPartition()
@@ -76,12 +112,20 @@ func handleProduce(c *conn, r *request) respond {
 				}
 				anyError = true
 			}
-			if txnBatchWithoutID {
-				setErr(kerr.TransactionalIDAuthorizationFailed.Code, "transactional batch without a transactional id")
+			if txnRefused != "" {
+				setErr(kerr.TransactionalIDAuthorizationFailed.Code, txnRefused)
 				continue
 			}
 			if unknownID {
 				setErr(kerr.UnknownTopicID.Code, "")
+				continue
+			}
+			if denied {
+				setErr(kerr.TopicAuthorizationFailed.Code, "")
+				continue
+			}
+			if !ownsPID(p.Records) {
+				setErr(kerr.InvalidProducerIDMapping.Code, "the producer id was not issued to this principal")
 				continue
 			}
 			res := b.Produce(broker.ProduceRequest{
@@ -90,7 +134,7 @@ func handleProduce(c *conn, r *request) respond {
 				TransactionalID: txnID,
 				Records:         p.Records,
 				Version:         req.Version,
-				NoAutoCreate:    req.Version >= 13,
+				NoAutoCreate:    noAutoCreate,
 				Now:             now,
 			})
 			rp.LogStartOffset = res.LogStartOffset

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"github.com/oncelog/oncelog/acl"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -23,12 +24,35 @@ func handleInitProducerID(c *conn, r *request) respond {
 		return ready(resp)
 	}
 	if req.TransactionalID != nil {
-		return ready(initTransactionalProducer(c, req, resp))
+		// Kafka: WRITE on the transactional id.
+		if !c.authorize(r.key, opWrite, rtTxnID, *req.TransactionalID) {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			return ready(resp)
+		}
+		initTransactionalProducer(c, req, resp)
+		if resp.ErrorCode == 0 {
+			if err := c.bindProducerID(resp.ProducerID); err != nil {
+				resp.ProducerID, resp.ProducerEpoch, resp.ErrorCode = -1, -1, bindCode(err)
+			}
+		}
+		return ready(resp)
+	}
+	// Kafka: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic
+	// (KIP-679: the idempotent producer is the default).
+	if a := b.ACL; a != nil && !c.authorizeQuiet(opIdempotentWrite, rtCluster, acl.ClusterName) &&
+		!a.AuthorizeByResourceType(c.Principal(), c.clientHost, opWrite, rtTopic) {
+		c.denied(r.key, c.Principal(), opIdempotentWrite, rtCluster, acl.ClusterName)
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return ready(resp)
 	}
 	id, err := b.PIDs.Next()
 	if err != nil {
 		c.s.logger.Error("allocating a producer id failed", "err", err)
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return ready(resp)
+	}
+	if err := c.bindProducerID(id); err != nil {
+		resp.ErrorCode = bindCode(err)
 		return ready(resp)
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
@@ -42,6 +66,8 @@ func handleDescribeProducers(c *conn, r *request) respond {
 	for _, rt := range req.Topics {
 		st := kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
+		// Kafka: READ on the topic.
+		denied := !c.authorize(r.key, opRead, rtTopic, rt.Topic)
 		for _, idx := range rt.Partitions {
 			sp := kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = idx
@@ -55,6 +81,11 @@ func handleDescribeProducers(c *conn, r *request) respond {
 				continue
 			}
 			p := b.Partition(rt.Topic, idx)
+			if denied {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if p == nil {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				st.Partitions = append(st.Partitions, sp)

@@ -50,6 +50,12 @@ func handleCreateTopics(c *conn, r *request) respond {
 			fail(kerr.InvalidRequest.Code, "topic named more than once in the request")
 			continue
 		}
+		// Kafka: CREATE on the cluster or on the topic.
+		if !c.mayCreateTopic(rt.Topic) {
+			c.denied(r.key, c.Principal(), opCreate, rtTopic, rt.Topic)
+			fail(kerr.TopicAuthorizationFailed.Code, "")
+			continue
+		}
 		if tooMany {
 			fail(kerr.PolicyViolation.Code, broker.ExcessivePartitionsMessage)
 			continue
@@ -91,6 +97,12 @@ func handleCreateTopics(c *conn, r *request) respond {
 			partitions = b.Config().DefaultPartitions
 		}
 		st.NumPartitions, st.ReplicationFactor = partitions, 1
+		if !c.authorizeQuiet(opDescribeConfigs, rtTopic, rt.Topic) {
+			// Kafka: the configs only to who may describe them.
+			st.ConfigErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		for _, e := range b.Config().EffectiveTopicConfigs(configs) {
 			ce := kmsg.NewCreateTopicsResponseTopicConfig()
 			ce.Name, ce.Value, ce.Source = e.Name, strPtr(e.Value), e.Source
@@ -128,6 +140,22 @@ func handleDeleteTopics(c *conn, r *request) respond {
 		internal := tg.name != nil && broker.IsInternalTopic(*tg.name)
 		if it := b.InternalTopicByID(tg.id); tg.name == nil && it != nil {
 			st.Topic, internal = strPtr(it.Name), true
+		}
+		// Kafka: DESCRIBE to learn a topic id's name, DELETE to delete.
+		if t != nil && tg.name == nil && !c.authorize(r.key, opDescribe, rtTopic, t.Name) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		if name := st.Topic; name != nil && !c.authorize(r.key, opDelete, rtTopic, *name) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		if t != nil && tg.name == nil && !c.authorize(r.key, opDelete, rtTopic, t.Name) {
+			st.Topic, st.ErrorCode = strPtr(t.Name), kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
 		}
 		if internal {
 			st.ErrorCode = kerr.InvalidTopicException.Code
@@ -171,6 +199,11 @@ func handleCreatePartitions(c *conn, r *request) respond {
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
+		if !c.authorize(r.key, opAlter, rtTopic, rt.Topic) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		if added > broker.MaxPartitionsPerRequest {
 			st.ErrorCode, st.ErrorMessage = kerr.PolicyViolation.Code, strPtr(broker.ExcessivePartitionsMessage)
 			resp.Topics = append(resp.Topics, st)
@@ -192,12 +225,15 @@ func handleDeleteRecords(c *conn, r *request) respond {
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
+		denied := !c.authorize(r.key, opDelete, rtTopic, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LowWatermark = -1
 			p := b.Partition(rt.Topic, rp.Partition)
 			switch {
+			case denied:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case broker.IsInternalTopic(rt.Topic):
 				// Kafka's ReplicaManager refuses DeleteRecords on them.
 				sp.ErrorCode = kerr.InvalidTopicException.Code

@@ -34,7 +34,10 @@ func handleAddPartitionsToTxn(c *conn, r *request) respond {
 			tps = append(tps, txn.TopicPartition{Topic: t.Topic, Partition: p})
 		}
 	}
-	codes := c.s.b.Txns.AddPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Version, tps)
+	codes := authorizeAddPartitions(c, r.key, req.TransactionalID, req.ProducerID, tps)
+	if codes == nil {
+		codes = c.s.b.Txns.AddPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Version, tps)
+	}
 	for _, t := range req.Topics {
 		st := kmsg.NewAddPartitionsToTxnResponseTopic()
 		st.Topic = t.Topic
@@ -52,7 +55,7 @@ func handleAddPartitionsToTxn(c *conn, r *request) respond {
 // addPartitionsToTxnBatch serves AddPartitionsToTxn v4+, the batched form
 // that KIP-890 gave brokers: one result per transaction, and VerifyOnly
 // transactions checked without adding anything. Kafka authorizes v4+ with
-// CLUSTER_ACTION; oncelog has no ACLs, so the top-level error stays 0.
+// CLUSTER_ACTION (checked when an authorizer is configured).
 //
 // A transactional id named more than once is not attempted: its one
 // result answers INVALID_REQUEST for every partition of its entries. The
@@ -63,6 +66,12 @@ func handleAddPartitionsToTxn(c *conn, r *request) respond {
 // one entry per id).
 func addPartitionsToTxnBatch(c *conn, req *kmsg.AddPartitionsToTxnRequest) *kmsg.AddPartitionsToTxnResponse {
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	// v4+ is the broker-to-coordinator form (KIP-890): Kafka requires
+	// CLUSTER_ACTION on the cluster and answers the whole request.
+	if !c.authorizeCluster(24, opClusterAction) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp
+	}
 	entries := make(map[string]int, len(req.Transactions))
 	for _, t := range req.Transactions {
 		entries[t.TransactionalID]++
@@ -136,6 +145,17 @@ func txnResult(id string, tps []txn.TopicPartition, codes map[txn.TopicPartition
 func handleAddOffsetsToTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	switch {
+	case !c.authorize(r.key, opWrite, rtTxnID, req.TransactionalID):
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return ready(resp)
+	case !c.authorize(r.key, opRead, rtGroup, req.Group):
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return ready(resp)
+	case !c.ownsProducerID(r.key, req.ProducerID):
+		resp.ErrorCode = kerr.InvalidProducerIDMapping.Code
+		return ready(resp)
+	}
 	resp.ErrorCode = c.s.b.Txns.AddOffsets(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Version, req.Group)
 	return ready(resp)
 }
@@ -144,12 +164,32 @@ func handleAddOffsetsToTxn(c *conn, r *request) respond {
 // on the writer goroutine.
 func handleEndTxn(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.EndTxnRequest)
+	code := int16(0)
+	switch {
+	case !c.authorize(r.key, opWrite, rtTxnID, req.TransactionalID):
+		code = kerr.TransactionalIDAuthorizationFailed.Code
+	case !c.ownsProducerID(r.key, req.ProducerID):
+		code = kerr.InvalidProducerIDMapping.Code
+	}
+	if code != 0 {
+		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+		resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = code, -1, -1
+		return ready(resp)
+	}
 	return func(ctx context.Context) kmsg.Response {
 		resp := req.ResponseKind().(*kmsg.EndTxnResponse)
 		res := c.s.b.Txns.EndTxn(req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit, req.Version)
 		// v5 (transaction version 2) tells the producer its next
 		// producer id and epoch; earlier versions have no such fields.
 		resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = res.Code, res.ProducerID, res.Epoch
+		if res.Code == 0 && req.Version >= 5 && res.ProducerID >= 0 && res.ProducerID != req.ProducerID {
+			// The coordinator moved the transactional id to a new
+			// producer id (epoch exhausted): it belongs to the same
+			// principal.
+			if err := c.bindProducerID(res.ProducerID); err != nil {
+				resp.ErrorCode, resp.ProducerID, resp.ProducerEpoch = kerr.KafkaStorageError.Code, -1, -1
+			}
+		}
 		return resp
 	}
 }
@@ -160,6 +200,47 @@ func handleEndTxn(c *conn, r *request) respond {
 func handleTxnOffsetCommit(c *conn, r *request) respond {
 	b := c.s.b
 	req := r.kreq.(*kmsg.TxnOffsetCommitRequest)
+	errorTopics := func(topics []kmsg.TxnOffsetCommitRequestTopic, code int16) []kmsg.TxnOffsetCommitResponseTopic {
+		var out []kmsg.TxnOffsetCommitResponseTopic
+		for _, t := range topics {
+			st := kmsg.NewTxnOffsetCommitResponseTopic()
+			st.Topic = t.Topic
+			for _, p := range t.Partitions {
+				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = p.Partition, code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			out = append(out, st)
+		}
+		return out
+	}
+	errorResponse := func(code int16) respond {
+		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+		resp.Topics = errorTopics(req.Topics, code)
+		return ready(resp)
+	}
+	// Kafka: WRITE on the transactional id, READ on the group, then READ
+	// on each topic (the others are still committed). The producer id
+	// must be this principal's (producerids.go).
+	switch {
+	case !c.authorize(r.key, opWrite, rtTxnID, req.TransactionalID):
+		return errorResponse(kerr.TransactionalIDAuthorizationFailed.Code)
+	case !c.authorize(r.key, opRead, rtGroup, req.Group):
+		return errorResponse(kerr.GroupAuthorizationFailed.Code)
+	case !c.ownsProducerID(r.key, req.ProducerID):
+		return errorResponse(kerr.InvalidProducerIDMapping.Code)
+	}
+	var denied []kmsg.TxnOffsetCommitRequestTopic
+	allowed := req.Topics[:0:0]
+	for _, t := range req.Topics {
+		if c.authorize(r.key, opRead, rtTopic, t.Topic) {
+			allowed = append(allowed, t)
+		} else {
+			denied = append(denied, t)
+		}
+	}
+	req.Topics = allowed
+	deniedTopics := errorTopics(denied, kerr.TopicAuthorizationFailed.Code)
 	verify := b.Txns.VerifyGroup
 	if req.Version >= 5 {
 		// Transaction version 2: no AddOffsetsToTxn came before; the
@@ -173,19 +254,61 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 			code = kerr.TransactionAbortable.Code
 		}
 		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-		for _, t := range req.Topics {
-			st := kmsg.NewTxnOffsetCommitResponseTopic()
-			st.Topic = t.Topic
-			for _, p := range t.Partitions {
-				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
-				sp.Partition, sp.ErrorCode = p.Partition, code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
+		resp.Topics = append(errorTopics(req.Topics, code), deniedTopics...)
 		return ready(resp)
 	}
-	return func(ctx context.Context) kmsg.Response { return b.Groups.TxnOffsetCommit(ctx, req) }
+	return func(ctx context.Context) kmsg.Response {
+		resp := b.Groups.TxnOffsetCommit(ctx, req)
+		resp.Topics = append(resp.Topics, deniedTopics...)
+		return resp
+	}
+}
+
+// authorizeAddPartitions is AddPartitionsToTxn v0-v3's authorization, as
+// KafkaApis: without WRITE on the transactional id every partition answers
+// TRANSACTIONAL_ID_AUTHORIZATION_FAILED; if any topic may not be written
+// (or does not exist), nothing is added: those partitions answer
+// TOPIC_AUTHORIZATION_FAILED (UNKNOWN_TOPIC_OR_PARTITION), the rest
+// OPERATION_NOT_ATTEMPTED. nil means go ahead.
+func authorizeAddPartitions(c *conn, api int16, id string, pid int64, tps []txn.TopicPartition) map[txn.TopicPartition]int16 {
+	all := func(code int16) map[txn.TopicPartition]int16 {
+		codes := make(map[txn.TopicPartition]int16, len(tps))
+		for _, tp := range tps {
+			codes[tp] = code
+		}
+		return codes
+	}
+	if !c.authorize(api, opWrite, rtTxnID, id) {
+		return all(kerr.TransactionalIDAuthorizationFailed.Code)
+	}
+	if !c.ownsProducerID(api, pid) {
+		return all(kerr.InvalidProducerIDMapping.Code)
+	}
+	if !c.aclEnabled() {
+		return nil
+	}
+	codes := make(map[txn.TopicPartition]int16, len(tps))
+	failed := false
+	mayWrite := map[string]bool{}
+	for _, tp := range tps {
+		ok, seen := mayWrite[tp.Topic]
+		if !seen {
+			ok = c.authorize(api, opWrite, rtTopic, tp.Topic)
+			mayWrite[tp.Topic] = ok
+		}
+		switch {
+		case !ok:
+			codes[tp], failed = kerr.TopicAuthorizationFailed.Code, true
+		case c.s.b.Partition(tp.Topic, tp.Partition) == nil:
+			codes[tp], failed = kerr.UnknownTopicOrPartition.Code, true
+		default:
+			codes[tp] = kerr.OperationNotAttempted.Code
+		}
+	}
+	if !failed {
+		return nil
+	}
+	return codes
 }
 
 func handleDescribeTransactions(c *conn, r *request) respond {
@@ -194,6 +317,13 @@ func handleDescribeTransactions(c *conn, r *request) respond {
 	for _, id := range req.TransactionalIDs {
 		st := kmsg.NewDescribeTransactionsResponseTransactionState()
 		st.TransactionalID = id
+		// Kafka: DESCRIBE on the transactional id; partitions of topics
+		// the principal may not describe are left out.
+		if !c.authorize(r.key, opDescribe, rtTxnID, id) {
+			st.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			resp.TransactionStates = append(resp.TransactionStates, st)
+			continue
+		}
 		info, ok := c.s.b.Txns.Describe(id)
 		if !ok {
 			st.ErrorCode = kerr.TransactionalIDNotFound.Code
@@ -206,6 +336,9 @@ func handleDescribeTransactions(c *conn, r *request) respond {
 		st.ProducerID, st.ProducerEpoch = info.ProducerID, info.Epoch
 		topics, partitions := groupByTopic(info.Partitions)
 		for i, topic := range topics {
+			if !c.authorizeQuiet(opDescribe, rtTopic, topic) {
+				continue
+			}
 			t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
 			t.Topic, t.Partitions = topic, partitions[i]
 			st.Topics = append(st.Topics, t)
@@ -233,6 +366,9 @@ func handleListTransactions(c *conn, r *request) respond {
 		}
 		if len(pids) > 0 && !pids[info.ProducerID] {
 			continue
+		}
+		if !c.authorizeQuiet(opDescribe, rtTxnID, info.ID) {
+			continue // Kafka lists only what the principal may describe
 		}
 		if req.Version >= 1 && req.DurationFilterMillis >= 0 && (info.Status != txn.Ongoing || nowMs-info.StartMs < req.DurationFilterMillis) {
 			continue

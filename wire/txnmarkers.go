@@ -43,6 +43,9 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 	}
 	var waits []wait
 	now := b.Now()
+	// Kafka: CLUSTER_ACTION on the cluster (markers come from the
+	// transaction coordinator, or an operator's abort tool).
+	clusterAction := c.authorizeCluster(r.key, opClusterAction)
 	for _, rm := range req.Markers {
 		sm := kmsg.NewWriteTxnMarkersResponseMarker()
 		sm.ProducerID = rm.ProducerID
@@ -53,6 +56,11 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 				sp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
 				sp.Partition = idx
 				p := b.Partition(rt.Topic, idx)
+				if !clusterAction {
+					sp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
 				if p == nil {
 					sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 					st.Partitions = append(st.Partitions, sp)

@@ -41,6 +41,10 @@ func mechanismID(name string) int8 {
 func handleDescribeUserScramCredentials(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.DescribeUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+	if !c.authorizeCluster(r.key, opDescribe) { // Kafka: DESCRIBE on the cluster
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return ready(resp)
+	}
 	all, err := c.s.b.Users.List()
 	if err != nil {
 		resp.ErrorCode = kerr.UnknownServerError.Code
@@ -125,6 +129,15 @@ func handleAlterUserScramCredentials(c *conn, r *request) respond {
 			sr.ErrorMessage = &msg
 		}
 		resp.Results = append(resp.Results, sr)
+	}
+	if !c.authorizeCluster(r.key, opAlter) { // Kafka: ALTER on the cluster, every user refused
+		for _, d := range req.Deletions {
+			result(d.Name, kerr.ClusterAuthorizationFailed.Code, "")
+		}
+		for _, u := range req.Upsertions {
+			result(u.Name, kerr.ClusterAuthorizationFailed.Code, "")
+		}
+		return ready(resp)
 	}
 	// check is the validation both kinds of change share.
 	check := func(name string, mech int8) (string, bool) {
