@@ -2,7 +2,12 @@ package auth
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/xdg-go/scram"
@@ -145,4 +150,43 @@ func FuzzSCRAMServer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSCRAMNonceSuffix: Kafka accepts a client-final-message whose nonce
+// ends with the server's (librdkafka sends the client nonce twice); so do
+// we, and the proof is over the message as sent.
+func TestSCRAMNonceSuffix(t *testing.T) {
+	creds := newCreds(t, "alice", "s3cret")
+	for _, tc := range []struct {
+		prefix string
+		ok     bool
+	}{{"", true}, {"cnonce", true}, {"", false}} {
+		x, _ := NewExchange(MechanismSCRAM256, creds)
+		c1bare := "n=alice,r=cnonce"
+		s1, _, err := x.Step([]byte("n,," + c1bare))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonce := tc.prefix + strings.TrimPrefix(strings.Split(string(s1), ",")[0], "r=")
+		if !tc.ok {
+			nonce = "cnonce" + "other"
+		}
+		cred := creds["alice/"+MechanismSCRAM256]
+		salted, _ := pbkdf2.Key(sha256.New, "s3cret", cred.Salt, cred.Iterations, sha256.Size)
+		wop := "c=biws,r=" + nonce
+		authMessage := c1bare + "," + string(s1) + "," + wop
+		ck := hmac.New(sha256.New, salted)
+		ck.Write([]byte("Client Key"))
+		clientKey := ck.Sum(nil)
+		sig := hmac.New(sha256.New, cred.StoredKey)
+		sig.Write([]byte(authMessage))
+		proof := sig.Sum(nil)
+		for i := range proof {
+			proof[i] ^= clientKey[i]
+		}
+		_, done, err := x.Step([]byte(wop + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+		if tc.ok != (err == nil && done) {
+			t.Errorf("nonce %q: done %v err %v", nonce, done, err)
+		}
+	}
 }

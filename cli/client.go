@@ -40,6 +40,7 @@ func addClientCommands(root *cobra.Command) {
 		newVerifyCmd(),
 		newKeyCmd(),
 		newACLCmd(),
+		newUserCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -54,6 +55,7 @@ type clientOptions struct {
 	brokers []string
 	output  string
 	timeout time.Duration
+	sec     clientSecurity
 
 	// flags is where the options were registered, to tell an explicit
 	// --brokers from the default.
@@ -66,6 +68,7 @@ func (o *clientOptions) addClientFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.brokers, "brokers", []string{defaultBrokers}, "comma-separated host:port seed brokers (env "+brokersEnv+")")
 	fs.StringVar(&o.output, "output", "text", "output format: text for people, json for scripts")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time limit for an admin command, for connecting and for delivering each produced record")
+	o.sec.addFlags(fs)
 }
 
 // validate resolves the environment default for --brokers and checks the
@@ -88,7 +91,7 @@ func (o *clientOptions) validate() error {
 	if o.timeout <= 0 {
 		return usageErrorf("--timeout must be positive, got %s", o.timeout)
 	}
-	return nil
+	return o.sec.resolve(o.flags)
 }
 
 func (o *clientOptions) json() bool { return o.output == "json" }
@@ -108,11 +111,15 @@ func splitList(s string) []string {
 // them answers, so that an unreachable broker fails fast with advice instead
 // of retrying for the client's whole retry budget.
 func (o *clientOptions) connect(ctx context.Context, extra ...kgo.Opt) (*kgo.Client, error) {
-	opts := append([]kgo.Opt{
+	secOpts, err := o.sec.opts()
+	if err != nil {
+		return nil, err
+	}
+	opts := append(append([]kgo.Opt{
 		kgo.SeedBrokers(o.brokers...),
 		kgo.ClientID("oncelog-cli"),
 		kgo.DialTimeout(5 * time.Second),
-	}, extra...)
+	}, secOpts...), extra...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, usageErrorf("invalid client settings: %v", err)
@@ -157,6 +164,9 @@ func (o *clientOptions) withAdmin(ctx context.Context, fn func(ctx context.Conte
 // unreachable explains a failure to talk to any seed broker.
 func (o *clientOptions) unreachable(err error) error {
 	addr := strings.Join(o.brokers, ",")
+	if authErr := o.sec.authFailed(addr, err); authErr != nil {
+		return authErr
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("no answer from broker at %s within %s: is `oncelog serve` running there? set --brokers or %s, or raise --timeout (%w)", addr, o.timeout, brokersEnv, err)
 	}

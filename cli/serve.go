@@ -371,6 +371,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	logFDLimit(logger, soft, hard, limErr, o, b.PartitionCount())
 	stats.Store(b.Stats)
 	brk.Store(b)
+	o.sec.watchTLS(ctx)
 	server := wire.NewServer(b, o.wire, logger)
 	serveErr := make(chan error, len(o.sec.resolved)+1)
 	var bound []any

@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/oncelog/oncelog/auth"
@@ -21,6 +26,11 @@ type securityOptions struct {
 	saslMechanisms      string
 	reauthMs            int64
 	failedAuthDelayMs   int64
+	tls                 auth.TLSFiles
+
+	// tlsReloader serves the certificate of SSL and SASL_SSL listeners
+	// (nil without them); runServe reloads it on SIGHUP and file changes.
+	tlsReloader *auth.TLSReloader
 
 	// Set by resolveListeners: what runServe binds, in order.
 	resolved []boundListener
@@ -37,6 +47,10 @@ func addSecurityFlags(f *pflag.FlagSet, o *serveOptions) {
 	f.StringVar(&s.listeners, "listeners", "", "Kafka listeners to bind, NAME://host:port comma-separated, NAME a security protocol (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL) or a name of --listener-security-protocol-map, e.g. 'PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094' (listeners); replaces --listen and --advertise (default: the one PLAINTEXT listener of --listen)")
 	f.StringVar(&s.advertisedListeners, "advertised-listeners", "", "what clients of each listener are told to connect to, NAME://host:port comma-separated (advertised.listeners); a listener not named advertises its own address (default: --listeners)")
 	f.StringVar(&s.protocolMap, "listener-security-protocol-map", "", "security protocol of custom listener names, NAME:PROTOCOL comma-separated, e.g. 'INTERNAL:SASL_PLAINTEXT,EXTERNAL:SASL_SSL' (listener.security.protocol.map; default: listener names are protocols)")
+	f.StringVar(&s.tls.CertFile, "tls-cert-file", "", "PEM certificate (chain) of SSL and SASL_SSL listeners; reloaded on SIGHUP and when the file changes (ssl.keystore.location; default none, needed by SSL and SASL_SSL listeners)")
+	f.StringVar(&s.tls.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file (default none, needed with --tls-cert-file)")
+	f.StringVar(&s.tls.ClientCAFile, "tls-client-ca-file", "", "PEM CA certificates client certificates are verified against, for --tls-client-auth requested or required (ssl.truststore.location; default none)")
+	f.StringVar(&s.tls.ClientAuth, "tls-client-auth", "none", "client certificates on SSL and SASL_SSL listeners: none, requested (verified if sent) or required (ssl.client.auth); on SSL listeners a client certificate's subject is the principal, User:CN=...,O=... (see docs/security.md)")
 	f.StringVar(&s.saslMechanisms, "sasl-mechanisms", auth.DefaultMechanisms, "SASL mechanisms of SASL_PLAINTEXT and SASL_SSL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, checked against the users of `oncelog user` (sasl.enabled.mechanisms)")
 	f.BoolVar(&o.wire.SASLPlainAllowUnencrypted, "sasl-plain-allow-unencrypted", false, "allow SASL PLAIN, which sends the password itself, on SASL_PLAINTEXT listeners too (default: PLAIN only over SASL_SSL)")
 	f.Int64Var(&s.reauthMs, "connections-max-reauth-ms", 0, "SASL session lifetime in milliseconds: clients must re-authenticate within it or their connection is closed at its next request (connections.max.reauth.ms, KIP-368; default 0: sessions do not expire)")
@@ -65,6 +79,9 @@ func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) 
 	o.wire.ConnectionsMaxReauth = time.Duration(s.reauthMs) * time.Millisecond
 	o.wire.FailedAuthenticationDelay = time.Duration(s.failedAuthDelayMs) * time.Millisecond
 
+	if s.listeners == "" && (s.tls.CertFile != "" || s.tls.KeyFile != "" || s.tls.ClientCAFile != "" || s.tls.ClientAuth != "none") {
+		return fmt.Errorf("--tls-* settings need an SSL or SASL_SSL listener in --listeners")
+	}
 	if s.listeners == "" {
 		if s.advertisedListeners != "" {
 			return fmt.Errorf("--advertised-listeners needs --listeners; with --listen, use --advertise")
@@ -127,8 +144,17 @@ func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) 
 				return fmt.Errorf("--listeners: listener %s: not a security protocol and not in --listener-security-protocol-map", spec.Name)
 			}
 		}
+		var tlsConfig *tls.Config
 		if proto.TLS() {
-			return fmt.Errorf("--listeners: listener %s: %s listeners are not supported by this build yet", spec.Name, proto)
+			if s.tlsReloader == nil {
+				if s.tls.CertFile == "" || s.tls.KeyFile == "" {
+					return fmt.Errorf("--listeners: listener %s is %s: it needs --tls-cert-file and --tls-key-file", spec.Name, proto)
+				}
+				if s.tlsReloader, err = auth.NewTLSReloader(s.tls, logger); err != nil {
+					return err
+				}
+			}
+			tlsConfig = s.tlsReloader.Config()
 		}
 		adv, ok := advertised[spec.Name]
 		if !ok {
@@ -143,8 +169,14 @@ func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) 
 			return err
 		}
 		s.resolved = append(s.resolved, boundListener{addr: spec.Addr(), Listener: wire.Listener{
-			Name: spec.Name, Protocol: proto, AdvertisedHost: host, AdvertisedPort: port,
+			Name: spec.Name, Protocol: proto, AdvertisedHost: host, AdvertisedPort: port, TLS: tlsConfig,
 		}})
+	}
+	if s.tlsReloader == nil && (s.tls.CertFile != "" || s.tls.KeyFile != "" || s.tls.ClientCAFile != "" || s.tls.ClientAuth != "none") {
+		return fmt.Errorf("--tls-* settings need an SSL or SASL_SSL listener in --listeners")
+	}
+	if _, err := auth.ParseClientAuth(s.tls.ClientAuth); err != nil {
+		return err
 	}
 	for name := range advertised {
 		return fmt.Errorf("--advertised-listeners: %s is not a listener of --listeners", name)
@@ -170,4 +202,31 @@ func splitAdvertise(flag, addr string, logger *slog.Logger) (string, int32, erro
 		logger.Warn("listening on all interfaces but advertising 127.0.0.1; set --advertise (or --advertised-listeners) to an address clients can reach", "listener_address", addr)
 	}
 	return host, int32(port), nil
+}
+
+// tlsWatchInterval is how often the TLS files are checked for changes:
+// certificate renewal tools replace them days before expiry, so a few
+// seconds late is fine, and a stat per file is cheap.
+const tlsWatchInterval = 10 * time.Second
+
+// watchTLS reloads the TLS certificate on SIGHUP and when its files
+// change, until ctx ends.
+func (s *securityOptions) watchTLS(ctx context.Context) {
+	if s.tlsReloader == nil {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = s.tlsReloader.Reload()
+			}
+		}
+	}()
+	go s.tlsReloader.Watch(ctx, tlsWatchInterval)
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oncelog/oncelog/internal/testcerts"
 	"github.com/oncelog/oncelog/wire"
 )
 
@@ -69,6 +70,36 @@ func TestServeListenersErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %q does not say %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestServeTLSListeners(t *testing.T) {
+	clearServeEnv(t)
+	ca := testcerts.New(t, t.TempDir())
+	server := ca.Server("server")
+	o, _, err := resolveServe(t, "--listeners", "SSL://127.0.0.1:9093,SASL_SSL://127.0.0.1:9094",
+		"--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile,
+		"--tls-client-ca-file", ca.CAFile, "--tls-client-auth", "requested")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.sec.resolved) != 2 || o.sec.resolved[0].TLS == nil || o.sec.resolved[1].TLS == nil || o.sec.tlsReloader == nil {
+		t.Fatalf("TLS listeners: %+v", o.sec.resolved)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listeners", "SASL_SSL://127.0.0.1:9094"}, "it needs --tls-cert-file and --tls-key-file"},
+		{[]string{"--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile}, "need an SSL or SASL_SSL listener"},
+		{[]string{"--listeners", "SSL://127.0.0.1:9094", "--tls-cert-file", server.CertFile, "--tls-key-file", server.CertFile}, "load --tls-cert-file"},
+		{[]string{"--listeners", "SSL://127.0.0.1:9094", "--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile, "--tls-client-auth", "required"}, "needs --tls-client-ca-file"},
+		{[]string{"--listeners", "SSL://127.0.0.1:9094", "--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile, "--tls-client-auth", "maybe"}, `--tls-client-auth "maybe"`},
+	} {
+		_, _, err := resolveServe(t, tc.args...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want exit 2 saying %q", tc.args, err, tc.want)
 		}
 	}
 }

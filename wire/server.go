@@ -7,6 +7,7 @@ package wire
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -206,6 +207,12 @@ func (s *Server) ServeListener(ln net.Listener, l Listener) error {
 		backoff = 0
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
+		}
+		if l.TLS != nil {
+			// The handshake runs on the connection's goroutine
+			// (handshakeTLS), not here: a slow client must not hold up
+			// accepting.
+			nc = tls.Server(nc, l.TLS)
 		}
 		c := newConn(s, nc, &l)
 		if reject := s.admit(c); reject != "" {
@@ -452,6 +459,10 @@ var (
 
 func (c *conn) serve() {
 	defer c.s.forget(c)
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshakeTLS(tc) {
+		c.close()
+		return
+	}
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -606,7 +617,7 @@ func (c *conn) readLoop() error {
 		first := !c.readAny
 		c.readAny = true
 		if limit := c.maxFrame(); size < 8 || size > limit {
-			if first && looksLikeTLS(uint32(size)) {
+			if first && !c.listener.Protocol.TLS() && looksLikeTLS(uint32(size)) {
 				return errTLSOnPlaintext
 			}
 			if c.sasl.raw && size >= 0 && size <= limit {

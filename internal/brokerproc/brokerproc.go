@@ -36,7 +36,11 @@ type Process struct {
 	HTTPAddr  string // HTTP ingest (httpapi)
 	Advertise string
 	ExtraArgs []string // appended to the serve command line
-	Env       []string // added to this process's environment
+	// Protocol, if set, is the Kafka listener's security protocol
+	// (SASL_PLAINTEXT, ...): the broker gets --listeners and
+	// --advertised-listeners instead of the --listen shorthand.
+	Protocol string
+	Env      []string // added to this process's environment
 	// Output holds stdout and stderr of every run, restarts included.
 	Output *tailbuf.Buffer
 
@@ -72,15 +76,16 @@ func New(binary, dataDir, advertise string, extraArgs, env []string) (*Process, 
 
 // Launch starts the process and returns a channel closed when it exits.
 func (p *Process) Launch() (exited <-chan struct{}, err error) {
-	args := append([]string{
-		"serve",
-		"--listen", p.Addr,
-		"--advertise", p.Advertise,
+	listen := []string{"--listen", p.Addr, "--advertise", p.Advertise}
+	if p.Protocol != "" {
+		listen = []string{"--listeners", p.Protocol + "://" + p.Addr, "--advertised-listeners", p.Protocol + "://" + p.Advertise}
+	}
+	args := append(append([]string{"serve"}, listen...), append([]string{
 		"--data-dir", p.DataDir,
 		"--admin-listen", p.AdminAddr,
 		"--http-listen", p.HTTPAddr,
 		"--log-level", "warn",
-	}, p.ExtraArgs...)
+	}, p.ExtraArgs...)...)
 	cmd := exec.Command(p.Binary, args...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	// One writer for both streams: exec then shares one pipe, so the

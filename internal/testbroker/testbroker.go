@@ -27,6 +27,10 @@ type Options struct {
 	ExtraArgs []string
 	// Env entries ("KEY=value") are added to the test process's environment.
 	Env []string
+	// Protocol is the Kafka listener's security protocol; default
+	// PLAINTEXT (--listen). SASL_PLAINTEXT works with the readiness probe
+	// (ApiVersions is served before authentication).
+	Protocol string
 	// Binary is run instead of the oncelog built for the tests: say, a
 	// script that lowers a limit and then execs BinaryPath's binary.
 	Binary string
@@ -53,6 +57,7 @@ func Start(t testing.TB, opts Options) *Broker {
 	if err != nil {
 		t.Fatalf("testbroker: %v", err)
 	}
+	proc.Protocol = opts.Protocol
 	b := &Broker{t: t, proc: proc}
 	// Registered after t.TempDir, so it runs before the data dir is removed.
 	t.Cleanup(func() {
