@@ -331,7 +331,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		if err != nil {
 			return fmt.Errorf("admin listener on %s: %w (is another oncelog running? use --admin-listen)", o.adminListen, err)
 		}
-		srv := &http.Server{Handler: adminHandler(&ready, &stats, &brk), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: adminHandlerWith(o.sec.admin, &ready, &stats, &brk), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(adminLn)
 		defer srv.Close()
 	}
@@ -371,7 +371,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	logFDLimit(logger, soft, hard, limErr, o, b.PartitionCount())
 	stats.Store(b.Stats)
 	brk.Store(b)
-	o.sec.watchTLS(ctx)
+	o.sec.watchTLS(ctx, logger)
 	server := wire.NewServer(b, o.wire, logger)
 	serveErr := make(chan error, len(o.sec.resolved)+1)
 	var bound []any

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/oncelog/oncelog/auth"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -20,9 +21,23 @@ import (
 //	          naming them and the error (readiness); they come back by
 //	          themselves once the fault is gone, and so does readiness
 //	/metrics  Prometheus metrics; 503 until the broker has opened
-//	/debug/pprof/  Go profiles (CPU, heap, goroutines) for performance work;
-//	          the admin listener is loopback-only by default
+//	/debug/pprof/  Go profiles (CPU, heap, goroutines) for performance work,
+//	          only with --admin-pprof (profiles reveal memory contents and a
+//	          CPU profile costs CPU: not for whoever can reach the port)
+//
+// With --admin-token-file every path but /healthz and /readyz (the
+// probes of orchestrators, which send no credentials) needs a bearer token.
 func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats], brk *atomic.Pointer[broker.Broker]) http.Handler {
+	return adminHandlerWith(adminSecurity{}, ready, stats, brk)
+}
+
+// adminSecurity is what guards the admin listener.
+type adminSecurity struct {
+	pprof  bool
+	tokens *auth.BearerTokens // nil: no token needed
+}
+
+func adminHandlerWith(sec adminSecurity, ready *atomic.Bool, stats *atomic.Pointer[broker.Stats], brk *atomic.Pointer[broker.Broker]) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -53,7 +68,7 @@ func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats], brk *
 		once    sync.Once
 		metrics http.Handler
 	)
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /metrics", sec.tokens.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := stats.Load()
 		if s == nil {
 			http.Error(w, "not ready: recovering", http.StatusServiceUnavailable)
@@ -61,10 +76,12 @@ func adminHandler(ready *atomic.Bool, stats *atomic.Pointer[broker.Stats], brk *
 		}
 		once.Do(func() { metrics = promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}) })
 		metrics.ServeHTTP(w, r)
-	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	})))
+	if sec.pprof {
+		mux.Handle("/debug/pprof/", sec.tokens.Require(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", sec.tokens.Require(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", sec.tokens.Require(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", sec.tokens.Require(http.HandlerFunc(pprof.Trace)))
+	}
 	return mux
 }

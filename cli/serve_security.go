@@ -27,6 +27,8 @@ type securityOptions struct {
 	reauthMs            int64
 	failedAuthDelayMs   int64
 	tls                 auth.TLSFiles
+	adminTokenFile      string
+	admin               adminSecurity // set by resolveListeners
 
 	// tlsReloader serves the certificate of SSL and SASL_SSL listeners
 	// (nil without them); runServe reloads it on SIGHUP and file changes.
@@ -51,6 +53,8 @@ func addSecurityFlags(f *pflag.FlagSet, o *serveOptions) {
 	f.StringVar(&s.tls.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file (default none, needed with --tls-cert-file)")
 	f.StringVar(&s.tls.ClientCAFile, "tls-client-ca-file", "", "PEM CA certificates client certificates are verified against, for --tls-client-auth requested or required (ssl.truststore.location; default none)")
 	f.StringVar(&s.tls.ClientAuth, "tls-client-auth", "none", "client certificates on SSL and SASL_SSL listeners: none, requested (verified if sent) or required (ssl.client.auth); on SSL listeners a client certificate's subject is the principal, User:CN=...,O=... (see docs/security.md)")
+	f.BoolVar(&s.admin.pprof, "admin-pprof", false, "serve Go profiles at /debug/pprof/ on the admin listener (default off: profiles expose memory contents and cost CPU)")
+	f.StringVar(&s.adminTokenFile, "admin-token-file", "", "file of bearer tokens, one per line, that /metrics and /debug/pprof on the admin listener require (Authorization: Bearer <token>; /healthz and /readyz stay open); reloaded on SIGHUP (default none: no token needed)")
 	f.StringVar(&s.saslMechanisms, "sasl-mechanisms", auth.DefaultMechanisms, "SASL mechanisms of SASL_PLAINTEXT and SASL_SSL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, checked against the users of `oncelog user` (sasl.enabled.mechanisms)")
 	f.BoolVar(&o.wire.SASLPlainAllowUnencrypted, "sasl-plain-allow-unencrypted", false, "allow SASL PLAIN, which sends the password itself, on SASL_PLAINTEXT listeners too (default: PLAIN only over SASL_SSL)")
 	f.Int64Var(&s.reauthMs, "connections-max-reauth-ms", 0, "SASL session lifetime in milliseconds: clients must re-authenticate within it or their connection is closed at its next request (connections.max.reauth.ms, KIP-368; default 0: sessions do not expire)")
@@ -62,6 +66,14 @@ func addSecurityFlags(f *pflag.FlagSet, o *serveOptions) {
 // to bind. The first listener's advertised address is the broker config's.
 func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) error {
 	s := &o.sec
+	s.admin.tokens = nil
+	if s.adminTokenFile != "" {
+		tokens, err := auth.LoadBearerTokens(s.adminTokenFile)
+		if err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+		s.admin.tokens = tokens
+	}
 	mechs, err := auth.ParseMechanisms(s.saslMechanisms)
 	if err != nil {
 		return fmt.Errorf("--sasl-mechanisms: %w", err)
@@ -210,9 +222,9 @@ func splitAdvertise(flag, addr string, logger *slog.Logger) (string, int32, erro
 const tlsWatchInterval = 10 * time.Second
 
 // watchTLS reloads the TLS certificate on SIGHUP and when its files
-// change, until ctx ends.
-func (s *securityOptions) watchTLS(ctx context.Context) {
-	if s.tlsReloader == nil {
+// change, and the admin tokens on SIGHUP, until ctx ends.
+func (s *securityOptions) watchTLS(ctx context.Context, logger *slog.Logger) {
+	if s.tlsReloader == nil && s.admin.tokens == nil {
 		return
 	}
 	hup := make(chan os.Signal, 1)
@@ -224,9 +236,18 @@ func (s *securityOptions) watchTLS(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				_ = s.tlsReloader.Reload()
+				if s.tlsReloader != nil {
+					_ = s.tlsReloader.Reload()
+				}
+				if s.admin.tokens != nil {
+					if err := s.admin.tokens.Reload(); err != nil {
+						logger.Error("admin token file reload failed; the previous tokens stay", "err", err)
+					}
+				}
 			}
 		}
 	}()
-	go s.tlsReloader.Watch(ctx, tlsWatchInterval)
+	if s.tlsReloader != nil {
+		go s.tlsReloader.Watch(ctx, tlsWatchInterval)
+	}
 }

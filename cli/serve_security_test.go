@@ -1,9 +1,15 @@
 package cli
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/internal/testcerts"
 	"github.com/oncelog/oncelog/wire"
 )
@@ -101,5 +107,66 @@ func TestServeTLSListeners(t *testing.T) {
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want exit 2 saying %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestAdminListenerSecurity: /debug/pprof only with --admin-pprof; with
+// --admin-token-file /metrics and pprof need the token, the probes do not.
+func TestAdminListenerSecurity(t *testing.T) {
+	var ready atomic.Bool
+	ready.Store(true)
+	var stats atomic.Pointer[broker.Stats]
+	var brk atomic.Pointer[broker.Broker]
+	tokenFile := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(tokenFile, []byte("# admin\nsecret-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clearServeEnv(t)
+	o, _, err := resolveServe(t, "--admin-pprof", "--admin-token-file", tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(h http.Handler, path, token string) int {
+		t.Helper()
+		srv := httptest.NewServer(h)
+		defer srv.Close()
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	open := adminHandlerWith(adminSecurity{}, &ready, &stats, &brk)
+	if code := get(open, "/debug/pprof/", ""); code != http.StatusNotFound {
+		t.Errorf("pprof without --admin-pprof: %d", code)
+	}
+	guarded := adminHandlerWith(o.sec.admin, &ready, &stats, &brk)
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", 200},
+		{"/readyz", "", 200},
+		{"/metrics", "", 401},
+		{"/metrics", "wrong-token-0123456789", 401},
+		{"/metrics", "secret-token-0123456789", 503}, // no broker yet: past the token check
+		{"/debug/pprof/", "", 401},
+		{"/debug/pprof/", "secret-token-0123456789", 200},
+	} {
+		if code := get(guarded, tc.path, tc.token); code != tc.want {
+			t.Errorf("%s with token %q: %d, want %d", tc.path, tc.token, code, tc.want)
+		}
+	}
+
+	if err := os.WriteFile(tokenFile, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := resolveServe(t, "--admin-token-file", tokenFile); exitCode(err) != 2 || !strings.Contains(err.Error(), "shorter than 16") {
+		t.Errorf("short token: %v", err)
 	}
 }
