@@ -399,7 +399,9 @@ func (c *Coordinator) fillFetch(resp *kmsg.ShareFetchResponse, got []fetched, s 
 		f := byTP[k]
 		rp := fetchPartition(resp, k)
 		rp.ErrorCode = f.code
-		rp.Records = f.records
+		if f.records != nil {
+			rp.Records = f.records
+		}
 		rp.AcquiredRecords = f.ranges
 	}
 }
@@ -424,6 +426,9 @@ func fetchPartition(resp *kmsg.ShareFetchResponse, k tp) *kmsg.ShareFetchRespons
 	}
 	p := kmsg.NewShareFetchResponseTopicPartition()
 	p.Partition = k.p
+	// Records is not nullable: the Java client fails to parse a null
+	// ("non-nullable field records was serialized as null").
+	p.Records = []byte{}
 	// Kafka's schema default: no leader hint.
 	p.CurrentLeader.LeaderID, p.CurrentLeader.LeaderEpoch = -1, -1
 	t.Partitions = append(t.Partitions, p)

@@ -7,6 +7,7 @@ import (
 	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // fakeLog is a log of whole batches; Read returns the batches from the one
@@ -248,5 +249,28 @@ func TestValidateBatches(t *testing.T) {
 		if got := validateBatches(tc.b, tc.renew); got != tc.want {
 			t.Errorf("%+v renew=%v: %d, want %d", tc.b, tc.renew, got, tc.want)
 		}
+	}
+}
+
+// TestShareFetchRecordsNeverNull: a partition with nothing to deliver is
+// answered with empty, not null, records; the Java client fails on a null
+// ("non-nullable field records was serialized as null").
+func TestShareFetchRecordsNeverNull(t *testing.T) {
+	c := &Coordinator{}
+	a, b := tp{p: 0}, tp{p: 1}
+	s := &session{parts: map[tp]bool{a: true, b: true}}
+	resp := kmsg.NewPtrShareFetchResponse()
+	c.fillFetch(resp, []fetched{{tp: a, records: []byte{1}}}, s)
+	n := 0
+	for _, t2 := range resp.Topics {
+		for _, p := range t2.Partitions {
+			n++
+			if p.Records == nil {
+				t.Errorf("partition %d: null records", p.Partition)
+			}
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d partitions answered, want 2", n)
 	}
 }
