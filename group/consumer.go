@@ -679,7 +679,6 @@ func (c *Coordinator) consumerGroupFor(name string, create bool, w *consumerWrit
 		// its committed offsets stay. Kafka deletes the classic group's
 		// record the same way.
 		g.consumer = newConsumerGroup()
-		g.consumer.epoch = g.generation
 		g.protocolType = consumerProtocolType
 		c.write([]writeOp{{key: groupKey(g.name), del: true}})
 		w.groupChanged = true

@@ -3,7 +3,9 @@
 //
 // It implements Kafka's classic group protocol (JoinGroup, SyncGroup,
 // Heartbeat, LeaveGroup: the state machine of Kafka's ClassicGroup, with
-// static membership and KIP-394 member ids), the offset APIs (OffsetCommit,
+// static membership and KIP-394 member ids), the KIP-848 consumer group
+// protocol (ConsumerGroupHeartbeat, ConsumerGroupDescribe: consumer.go,
+// assignor.go), the offset APIs (OffsetCommit,
 // OffsetFetch, OffsetDelete, TxnOffsetCommit with KIP-447 fencing) and the
 // group admin APIs. Handlers take decoded kmsg requests and return kmsg
 // responses of the same version; answers follow Kafka's group coordinator
@@ -13,8 +15,10 @@
 // offsets and pending transactional offsets live in a pebble store. Every
 // OffsetCommit, TxnOffsetCommit, OffsetDelete, DeleteGroups and CompleteTxn
 // is fsynced before it is answered; writes from concurrent requests share
-// one fsync. Members are not persisted: after a restart every group is
-// Empty and its consumers rejoin (their heartbeats get UNKNOWN_MEMBER_ID).
+// one fsync. Classic members are not persisted: after a restart every
+// classic group is Empty and its consumers rejoin (their heartbeats get
+// UNKNOWN_MEMBER_ID). Consumer groups keep their members, epochs and
+// assignments (consumer_store.go): their members carry on.
 //
 // Time: deadlines (sessions, rebalance timeouts, the initial rebalance
 // delay, offset retention) are kept against Config.Now and run when that
