@@ -79,7 +79,9 @@ func (t *BearerTokens) Require(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !t.Valid(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oncelog"`)
-			http.Error(w, "unauthorized: send Authorization: Bearer <token> (a token of the listener's token file)", http.StatusUnauthorized)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error": "unauthorized: send Authorization: Bearer <token>, a token of the listener's token file"}` + "\n"))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -389,6 +389,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if ingestLn != nil {
 		hc := o.http
 		hc.Registerer, hc.Logger = b.Stats.Registry, logger
+		if o.sec.httpTokens != nil {
+			hc.Wrap = o.sec.httpTokens.Require
+		}
 		ingest = httpapi.New(httpapi.ForBroker(b), hc)
 		go func() {
 			if err := ingest.Serve(ingestLn); err != nil {

@@ -28,6 +28,9 @@ type securityOptions struct {
 	failedAuthDelayMs   int64
 	tls                 auth.TLSFiles
 	adminTokenFile      string
+	httpTokenFile       string
+	// httpTokens guard the HTTP ingest listener (nil: open).
+	httpTokens *auth.BearerTokens
 	admin               adminSecurity // set by resolveListeners
 
 	// tlsReloader serves the certificate of SSL and SASL_SSL listeners
@@ -55,6 +58,7 @@ func addSecurityFlags(f *pflag.FlagSet, o *serveOptions) {
 	f.StringVar(&s.tls.ClientAuth, "tls-client-auth", "none", "client certificates on SSL and SASL_SSL listeners: none, requested (verified if sent) or required (ssl.client.auth); on SSL listeners a client certificate's subject is the principal, User:CN=...,O=... (see docs/security.md)")
 	f.BoolVar(&s.admin.pprof, "admin-pprof", false, "serve Go profiles at /debug/pprof/ on the admin listener (default off: profiles expose memory contents and cost CPU)")
 	f.StringVar(&s.adminTokenFile, "admin-token-file", "", "file of bearer tokens, one per line, that /metrics and /debug/pprof on the admin listener require (Authorization: Bearer <token>; /healthz and /readyz stay open); reloaded on SIGHUP (default none: no token needed)")
+	f.StringVar(&s.httpTokenFile, "http-token-file", "", "file of bearer tokens, one per line, that every request to the HTTP ingest listener must carry (Authorization: Bearer <token>); reloaded on SIGHUP (default none: the HTTP listener is open)")
 	f.StringVar(&s.saslMechanisms, "sasl-mechanisms", auth.DefaultMechanisms, "SASL mechanisms of SASL_PLAINTEXT and SASL_SSL listeners: SCRAM-SHA-256, SCRAM-SHA-512, PLAIN, checked against the users of `oncelog user` (sasl.enabled.mechanisms)")
 	f.BoolVar(&o.wire.SASLPlainAllowUnencrypted, "sasl-plain-allow-unencrypted", false, "allow SASL PLAIN, which sends the password itself, on SASL_PLAINTEXT listeners too (default: PLAIN only over SASL_SSL)")
 	f.Int64Var(&s.reauthMs, "connections-max-reauth-ms", 0, "SASL session lifetime in milliseconds: clients must re-authenticate within it or their connection is closed at its next request (connections.max.reauth.ms, KIP-368; default 0: sessions do not expire)")
@@ -73,6 +77,14 @@ func (o *serveOptions) resolveListeners(fs *pflag.FlagSet, logger *slog.Logger) 
 			return fmt.Errorf("--admin-token-file: %w", err)
 		}
 		s.admin.tokens = tokens
+	}
+	s.httpTokens = nil
+	if s.httpTokenFile != "" {
+		tokens, err := auth.LoadBearerTokens(s.httpTokenFile)
+		if err != nil {
+			return fmt.Errorf("--http-token-file: %w", err)
+		}
+		s.httpTokens = tokens
 	}
 	mechs, err := auth.ParseMechanisms(s.saslMechanisms)
 	if err != nil {
@@ -222,9 +234,9 @@ func splitAdvertise(flag, addr string, logger *slog.Logger) (string, int32, erro
 const tlsWatchInterval = 10 * time.Second
 
 // watchTLS reloads the TLS certificate on SIGHUP and when its files
-// change, and the admin tokens on SIGHUP, until ctx ends.
+// change, and the admin and HTTP tokens on SIGHUP, until ctx ends.
 func (s *securityOptions) watchTLS(ctx context.Context, logger *slog.Logger) {
-	if s.tlsReloader == nil && s.admin.tokens == nil {
+	if s.tlsReloader == nil && s.admin.tokens == nil && s.httpTokens == nil {
 		return
 	}
 	hup := make(chan os.Signal, 1)
@@ -239,9 +251,12 @@ func (s *securityOptions) watchTLS(ctx context.Context, logger *slog.Logger) {
 				if s.tlsReloader != nil {
 					_ = s.tlsReloader.Reload()
 				}
-				if s.admin.tokens != nil {
-					if err := s.admin.tokens.Reload(); err != nil {
-						logger.Error("admin token file reload failed; the previous tokens stay", "err", err)
+				for name, tokens := range map[string]*auth.BearerTokens{"--admin-token-file": s.admin.tokens, "--http-token-file": s.httpTokens} {
+					if tokens == nil {
+						continue
+					}
+					if err := tokens.Reload(); err != nil {
+						logger.Error("token file reload failed; the previous tokens stay", "flag", name, "err", err)
 					}
 				}
 			}
