@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oncelog/oncelog/internal/kafkafixture"
 	"github.com/oncelog/oncelog/internal/sdktest"
 	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -38,6 +39,10 @@ func crashParams() (events, rounds int) {
 // (read_committed).
 func crashLoop(t *testing.T, brokers []string, topic string, args []string, brokerCrash func()) {
 	events, rounds := crashParams()
+	crashLoopN(t, brokers, topic, args, brokerCrash, events, rounds)
+}
+
+func crashLoopN(t *testing.T, brokers []string, topic string, args []string, brokerCrash func(), events, rounds int) {
 	bin := sdktest.Build(t, "github.com/oncelog/oncelog/examples/emitter")
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -134,4 +139,30 @@ func TestEmitterCrashKfakeTransactional(t *testing.T) {
 	}
 	defer fake.Close()
 	crashLoop(t, fake.ListenAddrs(), "events", []string{"--mode", "transactional", "--transactional-id", "emitter-kfake"}, nil)
+}
+
+// TestEmitterCrashKafkaTransactional: transactional mode on a real
+// 3-broker Apache Kafka cluster (replication factor 3,
+// min.insync.replicas 2), with one broker kill -9'd and restarted while
+// the emitter runs. Skipped without java and mvn (outside CI).
+func TestEmitterCrashKafkaTransactional(t *testing.T) {
+	c := kafkafixture.StartT(t, kafkafixture.Options{Nodes: 3})
+	brokers := c.Bootstrap()
+	if err := sdktest.CreateTopic(brokers, "events", 3, 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Fewer events and rounds than on oncelog: starting the cluster
+	// already takes most of a minute here.
+	events, rounds := crashParams()
+	if os.Getenv("ONCELOG_SDK_CRASH_EVENTS") == "" {
+		events, rounds = 5000, 4
+	}
+	crashLoopN(t, brokers, "events", []string{"--mode", "transactional", "--transactional-id", "emitter-kafka"}, func() {
+		if err := c.Kill(2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Restart(2); err != nil {
+			t.Fatal(err)
+		}
+	}, events, rounds)
 }
