@@ -37,19 +37,18 @@ class ChurnTest {
     return Brokers.stream();
   }
 
-  /** The size of the run; the soak profile (-Psoak) raises it. */
-  static int inputs() {
-    return Integer.getInteger("e2e.churn.inputs", 1500);
-  }
-
   @ParameterizedTest(name = "{0}")
   @MethodSource("brokers")
   void consumeTransformProduceAcrossKill9AndMemberChurn(Broker b) throws Exception {
+    run(b, 1500);
+  }
+
+  /** The churn scenario over n inputs (SoakTest runs it longer). */
+  static void run(Broker b, int n) throws Exception {
     String in = Clients.topic("churn-in");
     String out = Clients.topic("churn-out");
     Clients.createTopic(b, in, 4, Map.of());
     Clients.createTopic(b, out, 1, Map.of());
-    int n = inputs();
     List<String> want = new ArrayList<>();
     try (KafkaProducer<String, String> p = Clients.producer(b, Map.of())) {
       for (int i = 0; i < n; i++) {

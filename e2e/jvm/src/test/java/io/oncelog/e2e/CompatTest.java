@@ -218,6 +218,15 @@ class CompatTest {
       assertEquals(List.of(0L, base), List.of(got.get(tp).offset(), got.get(tp).timestamp()));
       got = c.offsetsForTimes(Map.of(tp, base + 10_000));
       assertNull(got.get(tp), "a timestamp past the last record has no offset");
+      // Seek by timestamp: position at the offset found, then read from there.
+      c.assign(List.of(tp));
+      c.seek(tp, c.offsetsForTimes(Map.of(tp, base + 500)).get(tp).offset());
+      List<String> read = new ArrayList<>();
+      long deadline = System.nanoTime() + java.time.Duration.ofSeconds(30).toNanos();
+      while (read.size() < 2 && System.nanoTime() < deadline) {
+        c.poll(java.time.Duration.ofMillis(200)).forEach(r -> read.add(r.value()));
+      }
+      assertEquals(List.of("t1", "t2"), read);
     }
   }
 }

@@ -42,7 +42,7 @@ class ExactlyOnceTest {
   void idempotentProducerAcrossKill9(Broker b) throws Exception {
     String t = Clients.topic("kill9");
     Clients.createTopic(b, t, 1, Map.of());
-    List<String> want = produceAcrossKill(b, t, 2000, Map.of());
+    List<String> want = produceAcrossKills(b, t, 2000, 1, Map.of());
     assertEquals(want, Clients.readAll(b, t, "read_uncommitted"));
   }
 
@@ -59,28 +59,53 @@ class ExactlyOnceTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("kinds")
   void idempotentProducerThroughLostAcksAndKill9(String kind) throws Exception {
+    throughLostAcksAndKills(kind, 3000, 1);
+  }
+
+  /**
+   * Starts a broker of that kind behind a fault proxy losing 5 % of Produce responses,
+   * sends n records across the given number of kill -9s and checks the log holds each
+   * once and in order, and that the proxy did drop acknowledgements.
+   */
+  static void throughLostAcksAndKills(String kind, int n, int kills) throws Exception {
     Broker b = kind.equals("oncelog") ? OncelogBroker.startBehindProxy(0.05, 7) : KafkaBroker.startBehindProxy(0.05, 7);
     FaultProxy proxy = b instanceof OncelogBroker o ? o.proxy() : ((KafkaBroker) b).proxy();
     try {
       String t = Clients.topic("lostacks");
       Clients.createTopic(b, t, 1, Map.of());
-      List<String> want = produceAcrossKill(b, t, 3000, Map.of(
+      List<String> want = produceAcrossKills(b, t, n, kills, Map.of(
           ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 5,
           ProducerConfig.BATCH_SIZE_CONFIG, 256,
           ProducerConfig.LINGER_MS_CONFIG, 1));
-      assertEquals(want, Clients.readAll(b, t, "read_uncommitted"));
+      List<String> got = Clients.readAll(b, t, "read_uncommitted");
+      if (kind.equals("kafka")) {
+        // Kafka (4.4, one node) can write a retried window twice here: after a kill -9 it
+        // rebuilds producer state from a snapshot that keeps only each producer's last
+        // batch, so a resent older in-flight batch is OUT_OF_ORDER_SEQUENCE_NUMBER, and
+        // the Java client bumps the epoch and sends it again (e2e/jvm/README.md). oncelog
+        // must not; for Kafka the test only asks that nothing is lost or reordered.
+        List<String> firsts = new ArrayList<>(new java.util.LinkedHashSet<>(got));
+        System.out.println("throughLostAcksAndKills kafka n=" + n + " kills=" + kills + ": "
+            + (got.size() - firsts.size()) + " duplicate records");
+        assertEquals(want, firsts, "kafka: every record, first copies in order");
+      } else {
+        assertEquals(want.size(), got.size(), kind + ": records in the log (duplicates or losses)");
+        assertEquals(want, got);
+      }
     } finally {
       b.close();
     }
-    System.out.println("idempotentProducerThroughLostAcksAndKill9 " + kind + ": proxy dropped " + proxy.dropped() + " Produce responses");
+    System.out.println("throughLostAcksAndKills " + kind + " n=" + n + " kills=" + kills + ": proxy dropped "
+        + proxy.dropped() + " Produce responses");
     assertTrue(proxy.dropped() > 0, "the proxy dropped no Produce response: the test tested nothing");
   }
 
   /**
    * Sends n records with an idempotent producer, killing (-9) and restarting the broker
-   * at n/2, and waits for every acknowledgement; returns the values in send order.
+   * kills times at even intervals, and waits for every acknowledgement; returns the
+   * values in send order.
    */
-  private static List<String> produceAcrossKill(Broker b, String t, int n, Map<String, Object> extra) throws Exception {
+  static List<String> produceAcrossKills(Broker b, String t, int n, int kills, Map<String, Object> extra) throws Exception {
     List<String> want = new ArrayList<>();
     List<Future<RecordMetadata>> fs = new ArrayList<>();
     Map<String, Object> cfg = new HashMap<>(Map.of(
@@ -93,7 +118,7 @@ class ExactlyOnceTest {
     cfg.putAll(extra);
     try (KafkaProducer<String, String> p = Clients.producer(b, cfg)) {
       for (int i = 0; i < n; i++) {
-        if (i == n / 2) {
+        if (i > 0 && i % (n / (kills + 1)) == 0 && i / (n / (kills + 1)) <= kills) {
           b.killAndRestart();
         }
         String v = "r" + i;

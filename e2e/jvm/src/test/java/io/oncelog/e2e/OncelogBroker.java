@@ -85,7 +85,9 @@ public final class OncelogBroker extends Broker {
         "--auto-create-topics=false",
         // As the Kafka fixture's transaction.abort.timed.out.transaction.cleanup.interval.ms:
         // a transaction past its transaction.timeout.ms is aborted within a second.
-        "--transaction-timeout-check-interval=1s"));
+        "--transaction-timeout-check-interval=1s",
+        // As the Kafka fixture's group.initial.rebalance.delay.ms=0.
+        "--group-initial-rebalance-delay=0s"));
     if (proxy != null) {
       cmd.addAll(List.of("--advertise", proxy.addr()));
     }
