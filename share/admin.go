@@ -13,7 +13,7 @@ import (
 func (c *Coordinator) Exists(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.groups[id] != nil
+	return c.liveGroup(id) != nil
 }
 
 // Listed is a share group as ListGroups shows it.
@@ -25,6 +25,9 @@ func (c *Coordinator) List() []Listed {
 	defer c.mu.Unlock()
 	out := make([]Listed, 0, len(c.groups))
 	for id, g := range c.groups {
+		if !g.live {
+			continue
+		}
 		out = append(out, Listed{id, groupState(g)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -36,7 +39,7 @@ func (c *Coordinator) List() []Listed {
 // while it has members.
 func (c *Coordinator) Delete(ctx context.Context, id string) int16 {
 	c.mu.Lock()
-	g := c.groups[id]
+	g := c.liveGroup(id)
 	switch {
 	case g == nil:
 		c.mu.Unlock()
@@ -71,7 +74,7 @@ func (c *Coordinator) DescribeOffsets(req *kmsg.DescribeShareGroupOffsetsRequest
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, rg := range req.Groups {
-		g := c.groups[rg.GroupID]
+		g := c.liveGroup(rg.GroupID)
 		og := kmsg.NewDescribeShareGroupOffsetsResponseGroup()
 		og.GroupID = rg.GroupID
 		topics := rg.Topics
@@ -138,9 +141,7 @@ func (c *Coordinator) AlterOffsets(ctx context.Context, req *kmsg.AlterShareGrou
 		resp.ErrorCode, resp.ErrorMessage = kerr.NonEmptyGroup.Code, strp("The group has active members; stop them first.")
 		return resp
 	}
-	if g == nil {
-		g = c.newGroup(req.GroupID)
-	}
+	g = c.makeLiveLocked(req.GroupID)
 	ops := []writeOp{{key: groupKey(g.id), value: c.encodeGroupLocked(g)}}
 	for _, rt := range req.Topics {
 		ot := kmsg.NewAlterShareGroupOffsetsResponseTopic()
@@ -191,7 +192,7 @@ func (c *Coordinator) AlterOffsets(ctx context.Context, req *kmsg.AlterShareGrou
 func (c *Coordinator) DeleteOffsets(ctx context.Context, req *kmsg.DeleteShareGroupOffsetsRequest) *kmsg.DeleteShareGroupOffsetsResponse {
 	resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
 	c.mu.Lock()
-	g := c.groups[req.GroupID]
+	g := c.liveGroup(req.GroupID)
 	switch {
 	case g == nil:
 		c.mu.Unlock()

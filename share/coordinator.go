@@ -114,6 +114,9 @@ type group struct {
 	configs map[string]string
 	members map[string]*member
 	parts   map[tp]*sharePartition
+	// live is false for a group that only has configs: as in Kafka,
+	// setting a group's configs does not make the group exist.
+	live bool
 	// subscribed is the topic metadata the assignment was computed
 	// from; a change (a topic created, grown or deleted) bumps the epoch.
 	subscribed string
@@ -182,13 +185,14 @@ func Open(cfg Config) (*Coordinator, error) {
 		stopped:  make(chan struct{}),
 	}
 	for id, g := range groups {
-		c.groups[id] = &group{id: id, epoch: g.epoch, configs: g.configs, members: map[string]*member{}, parts: map[tp]*sharePartition{}}
+		c.groups[id] = &group{id: id, epoch: g.epoch, configs: g.configs, live: g.live, members: map[string]*member{}, parts: map[tp]*sharePartition{}}
 	}
 	for _, p := range parts {
 		g := c.groups[p.group]
 		if g == nil {
 			g = c.newGroup(p.group)
 		}
+		g.live = true
 		g.parts[tp{p.id, p.part}] = p.sp
 	}
 	go c.sweep()
@@ -205,6 +209,25 @@ func (c *Coordinator) Close() error {
 	close(c.stop)
 	<-c.stopped
 	return c.store.close()
+}
+
+// liveGroup returns the group id names, nil if there is none or it only
+// has configs.
+func (c *Coordinator) liveGroup(id string) *group {
+	if g := c.groups[id]; g != nil && g.live {
+		return g
+	}
+	return nil
+}
+
+// makeLiveLocked returns group id, creating it, and makes it exist.
+func (c *Coordinator) makeLiveLocked(id string) *group {
+	g := c.groups[id]
+	if g == nil {
+		g = c.newGroup(id)
+	}
+	g.live = true
+	return g
 }
 
 func (c *Coordinator) newGroup(id string) *group {
@@ -287,7 +310,7 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) []writeOp {
 }
 
 func (c *Coordinator) encodeGroupLocked(g *group) []byte {
-	return encodeGroup(storedGroup{epoch: g.epoch, configs: g.configs})
+	return encodeGroup(storedGroup{epoch: g.epoch, configs: g.configs, live: g.live})
 }
 
 // watchConnLocked ends the sessions opened on conn when it closes.

@@ -164,9 +164,9 @@ func (c *Coordinator) Fetch(ctx context.Context, conn <-chan struct{}, req *kmsg
 
 	key := sessionKey{groupID, memberID}
 	c.mu.Lock()
-	g := c.groups[groupID]
-	if g == nil && req.ShareSessionEpoch == 0 {
-		g = c.newGroup(groupID)
+	g := c.liveGroup(groupID)
+	if req.ShareSessionEpoch == 0 {
+		g = c.makeLiveLocked(groupID)
 	}
 	resp.AcquisitionLockTimeoutMillis = int32(c.lockDuration(g).Milliseconds())
 	var ops []writeOp
@@ -468,7 +468,7 @@ func (c *Coordinator) Acknowledge(ctx context.Context, req *kmsg.ShareAcknowledg
 	renew := req.Version >= 2 && req.IsRenewAck
 	key := sessionKey{groupID, memberID}
 	c.mu.Lock()
-	g := c.groups[groupID]
+	g := c.liveGroup(groupID)
 	resp.AcquisitionLockTimeoutMillis = int32(c.lockDuration(g).Milliseconds())
 	s := c.sessions[key]
 	switch {

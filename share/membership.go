@@ -196,14 +196,12 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 		return fail(kerr.GroupIDNotFound, "Group "+req.GroupID+" is not a share group.")
 	}
 	c.mu.Lock()
-	g := c.groups[req.GroupID]
+	g := c.liveGroup(req.GroupID)
 	if g == nil && req.MemberEpoch != 0 {
 		c.mu.Unlock()
 		return fail(kerr.GroupIDNotFound, "Group "+req.GroupID+" not found.")
 	}
-	if g == nil {
-		g = c.newGroup(req.GroupID)
-	}
+	g = c.makeLiveLocked(req.GroupID)
 	resp.HeartbeatIntervalMillis = int32(c.groupMillis(g, cfgHeartbeatInterval).Milliseconds())
 	var ops []writeOp
 	assignChanged := false
@@ -449,7 +447,7 @@ func (c *Coordinator) Describe(req *kmsg.ShareGroupDescribeRequest) *kmsg.ShareG
 	for _, id := range req.GroupIDs {
 		rg := kmsg.NewShareGroupDescribeResponseGroup()
 		rg.GroupID = id
-		g := c.groups[id]
+		g := c.liveGroup(id)
 		if g == nil {
 			rg.ErrorCode = kerr.GroupIDNotFound.Code
 			msg := "Group " + id + " not found."

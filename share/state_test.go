@@ -274,3 +274,20 @@ func TestShareFetchRecordsNeverNull(t *testing.T) {
 		t.Fatalf("%d partitions answered, want 2", n)
 	}
 }
+
+func TestGroupRecordRoundTrip(t *testing.T) {
+	for _, live := range []bool{false, true} {
+		g, err := decodeGroup(encodeGroup(storedGroup{epoch: 7, live: live, configs: map[string]string{"share.auto.offset.reset": "earliest"}}))
+		if err != nil || g.epoch != 7 || g.live != live || g.configs["share.auto.offset.reset"] != "earliest" {
+			t.Fatalf("live=%v: %+v %v", live, g, err)
+		}
+	}
+	// Version 1 records (no live byte) are live groups.
+	v1 := []byte{1, 0, 0, 0, 3, 0}
+	if g, err := decodeGroup(v1); err != nil || !g.live || g.epoch != 3 {
+		t.Fatalf("v1: %+v %v", g, err)
+	}
+	if _, err := decodeGroup([]byte{2, 0, 0, 0, 3, 9, 0}); err == nil {
+		t.Fatal("decoded a bad live byte")
+	}
+}

@@ -22,7 +22,8 @@ import (
 const (
 	prefixGroup     = 'g'
 	prefixPartition = 's'
-	groupVersion    = 1
+	// groupVersion 2 adds live; a version 1 group record is a live group.
+	groupVersion = 2
 )
 
 type writeOp struct {
@@ -166,11 +167,17 @@ func splitGroup(k []byte) (group string, rest []byte, ok bool) {
 type storedGroup struct {
 	epoch   int32
 	configs map[string]string
+	live    bool
 }
 
 func encodeGroup(g storedGroup) []byte {
 	b := []byte{groupVersion}
 	b = binary.BigEndian.AppendUint32(b, uint32(g.epoch))
+	live := byte(0)
+	if g.live {
+		live = 1
+	}
+	b = append(b, live)
 	b = binary.AppendUvarint(b, uint64(len(g.configs)))
 	for k, v := range g.configs {
 		b = binary.AppendUvarint(b, uint64(len(k)))
@@ -183,11 +190,20 @@ func encodeGroup(g storedGroup) []byte {
 
 func decodeGroup(b []byte) (storedGroup, error) {
 	g := storedGroup{configs: map[string]string{}}
-	if len(b) < 5 || b[0] != groupVersion {
+	if len(b) < 5 || b[0] != 1 && b[0] != groupVersion {
 		return g, errCorrupt
 	}
+	version := b[0]
 	g.epoch = int32(binary.BigEndian.Uint32(b[1:]))
 	b = b[5:]
+	g.live = true
+	if version >= 2 {
+		if len(b) < 1 || b[0] > 1 {
+			return g, errCorrupt
+		}
+		g.live = b[0] == 1
+		b = b[1:]
+	}
 	n, w := binary.Uvarint(b)
 	if w <= 0 {
 		return g, errCorrupt

@@ -153,10 +153,11 @@ func alterShareGroupConfigs(b *broker.Broker, rr kmsg.IncrementalAlterConfigsReq
 }
 
 // joinShareGroup answers a classic JoinGroup for a share group's id as
-// Kafka does ("Group X is not a classic group."): an id is one group type.
+// Kafka 4.4 does (INCONSISTENT_GROUP_PROTOCOL, measured): an id is one
+// group type.
 func joinShareGroup(req *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
-	resp.ErrorCode, resp.Generation, resp.MemberID = kerr.GroupIDNotFound.Code, -1, ""
+	resp.ErrorCode, resp.Generation, resp.MemberID = kerr.InconsistentGroupProtocol.Code, -1, ""
 	return resp
 }
 

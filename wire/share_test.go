@@ -488,7 +488,7 @@ func TestShareGroupMembershipAndAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if jr.ErrorCode != kerr.GroupIDNotFound.Code {
+	if jr.ErrorCode != kerr.InconsistentGroupProtocol.Code {
 		t.Fatalf("classic join of a share group: %v", kerr.ErrorForCode(jr.ErrorCode))
 	}
 
@@ -517,5 +517,32 @@ func TestShareGroupMembershipAndAdmin(t *testing.T) {
 	listed, _ = adm.ListGroups(ctx)
 	if _, ok := listed["g"]; ok {
 		t.Fatal("deleted share group still listed")
+	}
+}
+
+// TestShareGroupConfigsDoNotCreateGroup: as in Kafka 4.4, setting a group's
+// share configs does not make the group exist (a heartbeat at epoch > 0 is
+// GROUP_ID_NOT_FOUND, it is not listed) until a member joins; the configs
+// apply once it does.
+func TestShareGroupConfigsDoNotCreateGroup(t *testing.T) {
+	_, addr := startInProcess(t)
+	admin := shareSetup(t, addr, "q", "g", 1, 3)
+	if r := heartbeat(t, admin, "g", "m", 1, nil); r.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("heartbeat of a config-only group: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	listed, err := kadm.NewClient(admin).ListGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := listed["g"]; ok {
+		t.Fatal("a config-only group is listed")
+	}
+	if r := heartbeat(t, admin, "g", "m", 0, []string{"q"}); r.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	// share.auto.offset.reset=earliest applies: the 3 records are there.
+	s := shareSession(t, admin, "g", "m")
+	if n := acquiredCount(s.fetch(t, context.Background(), nil)); n != 3 {
+		t.Fatalf("acquired %d, want 3 (earliest)", n)
 	}
 }
