@@ -904,6 +904,9 @@ func (b *Broker) WriteMarker(tp txn.TopicPartition, pid int64, epoch int16, comm
 		}
 	}
 	off, err := p.WriteMarker(pid, epoch, commit, before, b.Now())
+	if err == nil {
+		b.AfterMarker(tp.Topic, p, pid)
+	}
 	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.TransactionCoordinatorFenced) {
 		return 0, nil
 	}

@@ -127,7 +127,22 @@ type topicKeys struct {
 
 	mu      sync.Mutex
 	pending map[string]pendingKey
+	// inTxn are the keys written by transactions still open: their fate
+	// is not known yet, so another producer's write of such a key is
+	// answered CONCURRENT_TRANSACTIONS (retriable) until the marker is
+	// written, rather than dropped as a duplicate of a record that an
+	// abort would take away.
+	inTxn map[string]txnKey
+	// dropped is set when the topic's keys were dropped (deleted, or its
+	// oncelog.dedup.key changed): a flush still under way must not write
+	// them to the index again.
+	dropped bool
 	parts   map[int32]*partitionKeys
+}
+
+type txnKey struct {
+	producerID int64
+	partition  int32
 }
 
 type pendingKey struct {
@@ -155,7 +170,7 @@ func (kw *keyWindows) topic(name string) *topicKeys {
 	defer kw.mu.Unlock()
 	tk := kw.m[name]
 	if tk == nil {
-		tk = &topicKeys{pending: map[string]pendingKey{}, parts: map[int32]*partitionKeys{}}
+		tk = &topicKeys{pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, parts: map[int32]*partitionKeys{}}
 		kw.m[name] = tk
 	}
 	return tk
@@ -174,8 +189,23 @@ func (tk *topicKeys) partition(i int32) *partitionKeys {
 // changed): in memory and in the index.
 func (kw *keyWindows) drop(name string) error {
 	kw.mu.Lock()
+	tk := kw.m[name]
 	delete(kw.m, name)
 	kw.mu.Unlock()
+	if tk != nil {
+		tk.mu.Lock()
+		tk.dropped = true
+		parts := make([]*partitionKeys, 0, len(tk.parts))
+		for _, pk := range tk.parts {
+			parts = append(parts, pk)
+		}
+		tk.mu.Unlock()
+		// Wait out the flushes under way; later ones see dropped.
+		for _, pk := range parts {
+			pk.flushMu.Lock()
+			pk.flushMu.Unlock()
+		}
+	}
 	return kw.ix.DeleteTopic(name)
 }
 
@@ -270,6 +300,14 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				bk.inBatch = append(bk.inBatch, bk.fresh[j].delta)
 				continue
 			}
+			bk.tk.mu.Lock()
+			open, held := bk.tk.inTxn[string(key)]
+			bk.tk.mu.Unlock()
+			if held && open.producerID != h.ProducerID {
+				bk.fresh, bk.dups, bk.inBatch = nil, nil, nil
+				return nil, partition.AppendResult{ErrorCode: kerr.ConcurrentTransactions.Code,
+					ErrorMessage: fmt.Sprintf("idempotency key %q is held by an open transaction of producer %d (partition %d); retry once it is committed or aborted", key, open.producerID, open.partition)}
+			}
 			e, found, err := bk.b.lookupKey(bk.tk, topic, key, bk.cfg.window)
 			if err != nil {
 				return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
@@ -356,6 +394,9 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 		}
 		e := dedup.Entry{Partition: bk.part.Index, Offset: ar.BaseOffset + int64(r.delta), Timestamp: ts, Digest: r.digest}
 		tk.pending[string(r.key)] = pendingKey{entry: e}
+		if pb.txn {
+			tk.inTxn[string(r.key)] = txnKey{producerID: pb.producerID, partition: bk.part.Index}
+		}
 		pb.inserts = append(pb.inserts, dedup.Insert{Key: r.key, Entry: e})
 	}
 	pk := tk.partition(bk.part.Index)
@@ -388,6 +429,10 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 	for {
 		hw := part.HighWatermark()
 		tk.mu.Lock()
+		if tk.dropped {
+			tk.mu.Unlock()
+			return
+		}
 		n := 0
 		for n < len(pk.queue) && pk.queue[n].next <= hw {
 			n++
@@ -507,6 +552,9 @@ func (b *Broker) openKeyWindows() error {
 		for _, p := range t.Partitions {
 			if err := b.reconcileKeys(t, p, cfg); err != nil {
 				return fmt.Errorf("reconcile the dedup index of %s-%d with its log: %w", t.Name, p.Index, err)
+			}
+			if err := b.loadOpenTxnKeys(t, p, cfg); err != nil {
+				return fmt.Errorf("read the open transactions of %s-%d: %w", t.Name, p.Index, err)
 			}
 		}
 	}
@@ -628,7 +676,6 @@ func (b *Broker) removeAbortedKeys(t *Topic, part *partition.Partition, pid, bef
 	tk.mu.Unlock()
 	pk.flushMu.Lock() // no index write of this partition meanwhile
 	defer pk.flushMu.Unlock()
-	var indexed []dedup.KeyAt
 	tk.mu.Lock()
 	for i := range pk.queue {
 		pb := &pk.queue[i]
@@ -644,31 +691,8 @@ func (b *Broker) removeAbortedKeys(t *Topic, part *partition.Partition, pid, bef
 	}
 	tk.mu.Unlock()
 	// What is in the index already: read the transaction's batches.
-	cfg := keyWindowOf(t.Configs)
-	limit := part.Config().MaxDecompressedBytes
-	if limit <= 0 {
-		limit = batch.DefaultMaxDecompressedBytes
-	}
-	err := part.Log().ScanBatches(start, func(h batch.Header, raw []byte) error {
-		if h.ProducerID != pid || !h.IsTransactional() || h.IsControl() || h.LastOffset() < start {
-			return nil
-		}
-		it, err := batch.Records(raw, h, limit)
-		if err != nil {
-			return err
-		}
-		for {
-			r, ok := it.Next()
-			if !ok {
-				break
-			}
-			if key, _ := cfg.keyOf(r); key != nil {
-				indexed = append(indexed, dedup.KeyAt{Key: bytes.Clone(key), Partition: part.Index, Offset: r.Offset(h)})
-			}
-		}
-		return it.Err()
-	})
-	if err != nil && !errors.Is(err, segment.ErrOffsetOutOfRange) {
+	indexed, err := txnKeysIn(part, keyWindowOf(t.Configs), pid, start)
+	if err != nil {
 		return err
 	}
 	if len(indexed) == 0 {
@@ -697,6 +721,85 @@ func (b *Broker) expireKeys() {
 	} else if n > 0 {
 		b.logger.Debug("expired idempotency-key buckets", "buckets", n)
 	}
+}
+
+// txnKeysIn reads the keys of producer pid's transactional batches in part
+// from offset start on.
+func txnKeysIn(part *partition.Partition, cfg keyWindowConfig, pid, start int64) ([]dedup.KeyAt, error) {
+	limit := part.Config().MaxDecompressedBytes
+	if limit <= 0 {
+		limit = batch.DefaultMaxDecompressedBytes
+	}
+	var keys []dedup.KeyAt
+	err := part.Log().ScanBatches(start, func(h batch.Header, raw []byte) error {
+		if h.ProducerID != pid || !h.IsTransactional() || h.IsControl() || h.LastOffset() < start {
+			return nil
+		}
+		it, err := batch.Records(raw, h, limit)
+		if err != nil {
+			return err
+		}
+		for {
+			r, ok := it.Next()
+			if !ok {
+				break
+			}
+			if key, _ := cfg.keyOf(r); key != nil {
+				keys = append(keys, dedup.KeyAt{Key: bytes.Clone(key), Partition: part.Index, Offset: r.Offset(h)})
+			}
+		}
+		return it.Err()
+	})
+	if err != nil && !errors.Is(err, segment.ErrOffsetOutOfRange) {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// loadOpenTxnKeys marks the keys of the transactions open in part after a
+// restart as held (topicKeys.inTxn) until their markers are written.
+func (b *Broker) loadOpenTxnKeys(t *Topic, part *partition.Partition, cfg keyWindowConfig) error {
+	open := part.OpenTransactions()
+	if len(open) == 0 {
+		return nil
+	}
+	tk := b.keys.topic(t.Name)
+	for _, e := range open {
+		keys, err := txnKeysIn(part, cfg, e.ProducerID, e.CurrentTxnStartOffset)
+		if err != nil {
+			return err
+		}
+		tk.mu.Lock()
+		for _, k := range keys {
+			tk.inTxn[string(k.Key)] = txnKey{producerID: e.ProducerID, partition: part.Index}
+		}
+		tk.mu.Unlock()
+	}
+	return nil
+}
+
+// releaseTxnKeys lets go of the keys producer pid's transaction holds in
+// part: its marker decided their fate.
+func (tk *topicKeys) releaseTxnKeys(pid int64, part int32) {
+	tk.mu.Lock()
+	defer tk.mu.Unlock()
+	for k, o := range tk.inTxn {
+		if o.producerID == pid && o.partition == part {
+			delete(tk.inTxn, k)
+		}
+	}
+}
+
+// AfterMarker is called once a transaction marker of producer pid was
+// appended to part: the keys its transaction held are released (committed:
+// they stay in the window as any other key; aborted: BeforeAbortMarker took
+// them out).
+func (b *Broker) AfterMarker(topic string, part *partition.Partition, pid int64) {
+	t := b.Topic(topic)
+	if t == nil || b.keys == nil || !keyWindowOf(t.Configs).on() {
+		return
+	}
+	b.keys.topic(t.Name).releaseTxnKeys(pid, part.Index)
 }
 
 // BeforeAbortMarker is called before an ABORT marker of producer pid is
@@ -728,9 +831,9 @@ func (b *Broker) keyWindowChanged(old, nt *Topic) error {
 	if !now.on() {
 		return nil
 	}
-	tk := b.keys.topic(nt.Name)
-	tk.order.Lock()
-	defer tk.order.Unlock()
+	// No produce uses the new setting before SetTopicConfigs publishes
+	// nt; tk.order must not be taken here, under b.mu (a transactional
+	// produce holding it may need b.mu to look a partition up).
 	for _, p := range nt.Partitions {
 		if err := b.keys.ix.InsertBatch(nt.Name, p.Index, nil, now.window, p.LogEndOffset()); err != nil {
 			return err

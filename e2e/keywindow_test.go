@@ -415,3 +415,82 @@ func TestKeyWindowTopicConfigs(t *testing.T) {
 		t.Fatalf("with the window off: %v", err)
 	}
 }
+
+// TestKeyWindowTransactions: an aborted transaction's keys do not block a
+// later write of the key; a committed transaction's keys are in the window;
+// while a transaction holding a key is open, another producer's write of
+// the key waits (CONCURRENT_TRANSACTIONS, retried by the client) instead of
+// being dropped as a duplicate of a record the abort then takes away.
+func TestKeyWindowTransactions(t *testing.T) {
+	b := startBroker(t)
+	const topic = "kw-txn"
+	keyedTopic(t, b.Addr(), topic, 2)
+	ctx := testCtx(t, 2*time.Minute)
+	txnClient := func(id string) *kgo.Client {
+		return newClient(t, b.Addr(), kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	}
+	rec := func(key, value string, p int32) *kgo.Record {
+		return &kgo.Record{Topic: topic, Partition: p, Key: []byte(key), Value: []byte(value)}
+	}
+	inTxn := func(cl *kgo.Client, commit kgo.TransactionEndTry, recs ...*kgo.Record) {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := newClient(t, b.Addr(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+
+	inTxn(txnClient("t-abort"), kgo.TryAbort, rec("aborted", "v", 0))
+	if err := plain.ProduceSync(ctx, rec("aborted", "v", 1)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	inTxn(txnClient("t-commit"), kgo.TryCommit, rec("committed", "v", 0))
+	if err := plain.ProduceSync(ctx, rec("committed", "v", 1)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	open := txnClient("t-open")
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(ctx, rec("held", "v", 0)).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- plain.ProduceSync(ctx, rec("held", "v", 1)).FirstErr() }()
+	select {
+	case err := <-done:
+		t.Fatalf("a write of a key an open transaction holds was answered (%v) before the transaction ended", err)
+	case <-time.After(500 * time.Millisecond): // it must still be retrying; a lower bound, not a race
+	}
+	if err := open.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the held key after the abort: %v", err)
+	}
+
+	recs := consumeAll(t, b.Addr(), topic, 3, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	got := map[string]string{}
+	for _, r := range recs {
+		if _, dup := got[string(r.Key)]; dup {
+			t.Fatalf("key %s read twice", r.Key)
+		}
+		got[string(r.Key)] = recordID(r)
+	}
+	want := map[string]string{"aborted": topic + "/1@", "committed": topic + "/0@", "held": topic + "/1@"}
+	for k, prefix := range want {
+		if !strings.HasPrefix(got[k], prefix) {
+			t.Fatalf("key %s at %q, want partition %s", k, got[k], prefix)
+		}
+	}
+	if len(recs) != 3 {
+		t.Fatalf("read %d committed records, want 3", len(recs))
+	}
+}

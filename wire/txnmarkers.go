@@ -74,6 +74,9 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 				var off int64
 				if err == nil {
 					off, err = p.WriteRequestedMarker(rm.ProducerID, rm.ProducerEpoch, rm.CoordinatorEpoch, rm.Committed, now)
+					if err == nil {
+						b.AfterMarker(rt.Topic, p, rm.ProducerID)
+					}
 				}
 				var kerrErr *kerr.Error
 				switch {
