@@ -105,6 +105,30 @@ class CompatTest {
     assertEquals(1, Clients.readAll(b, t, "read_uncommitted").size());
   }
 
+  /**
+   * A record just under a raised max.message.bytes (2 MiB) is stored and read back
+   * whole; one just over it is RecordTooLargeException, from the broker (the producer's
+   * max.request.size is raised past it).
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("brokers")
+  void largeRecordsUpToMaxMessageBytes(Broker b) throws Exception {
+    String t = Clients.topic("large");
+    int max = 2 * 1024 * 1024;
+    Clients.createTopic(b, t, 1, Map.of("max.message.bytes", String.valueOf(max)));
+    String big = "b".repeat(max - 1024);
+    try (KafkaProducer<String, String> p = Clients.producer(b, Map.of(
+        ProducerConfig.MAX_REQUEST_SIZE_CONFIG, 4 * max, ProducerConfig.BATCH_SIZE_CONFIG, 16384))) {
+      assertEquals(0, p.send(new ProducerRecord<>(t, big)).get().offset());
+      ExecutionException e = assertThrows(ExecutionException.class,
+          () -> p.send(new ProducerRecord<>(t, "c".repeat(max + 1024))).get());
+      assertInstanceOf(RecordTooLargeException.class, e.getCause());
+    }
+    List<String> got = Clients.readAll(b, t, "read_uncommitted");
+    assertEquals(1, got.size());
+    assertEquals(big, got.get(0));
+  }
+
   @ParameterizedTest(name = "{0}")
   @MethodSource("brokers")
   void unknownTopicWithAutoCreateOff(Broker b) throws Exception {
