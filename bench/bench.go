@@ -38,7 +38,7 @@ type bench struct {
 }
 
 // stepNames are the workloads in the order they run, as --only names them.
-var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keywindow", "keyindex"}
+var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keywindow", "keyindex", "http"}
 
 func newBench(p profile, progress io.Writer) *bench {
 	return &bench{
@@ -109,6 +109,7 @@ func (b *bench) run(ctx context.Context) {
 		"restart":     b.restart,
 		"keywindow":   b.keyWindow,
 		"keyindex":    b.keyIndex,
+		"http":        b.httpIngest,
 	}
 	for _, name := range stepNames {
 		if ctx.Err() != nil {

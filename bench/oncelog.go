@@ -45,6 +45,7 @@ type oncelogProcess struct {
 	dataDir   string
 	addr      string // Kafka listener
 	adminAddr string
+	httpAddr  string // HTTP ingest listener
 	logPath   string // the broker's stdout and stderr, appended across restarts
 
 	cmd     *exec.Cmd
@@ -66,7 +67,12 @@ func newOncelogProcess(binary, workDir string) (*oncelogProcess, error) {
 	if err != nil {
 		return nil, err
 	}
+	httpAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
 	return &oncelogProcess{
+		httpAddr:  httpAddr,
 		binary:    binary,
 		dataDir:   filepath.Join(workDir, "data"),
 		addr:      addr,
@@ -88,7 +94,7 @@ func (p *oncelogProcess) Start(ctx context.Context) (time.Duration, error) {
 	cmd := exec.Command(p.binary, "serve",
 		"--listen", p.addr,
 		"--admin-listen", p.adminAddr,
-		"--http-listen", "",
+		"--http-listen", p.httpAddr,
 		"--data-dir", p.dataDir,
 		"--log-level", "warn",
 	)
