@@ -58,19 +58,32 @@ type resourceKey struct {
 }
 
 type index struct {
-	all      map[Binding]struct{}
-	byRes    map[resourceKey][]Binding
-	prefixed map[kmsg.ACLResourceType]bool // any prefixed binding of the type
+	all   map[Binding]struct{}
+	byRes map[resourceKey][]Binding
+	// prefixLens are the lengths of the prefixed bindings' names per
+	// resource type, ascending: a decision looks up only those prefixes
+	// of a name.
+	prefixLens map[kmsg.ACLResourceType][]int
 }
 
 func newIndex(all map[Binding]struct{}) *index {
-	ix := &index{all: all, byRes: map[resourceKey][]Binding{}, prefixed: map[kmsg.ACLResourceType]bool{}}
+	ix := &index{all: all, byRes: map[resourceKey][]Binding{}, prefixLens: map[kmsg.ACLResourceType][]int{}}
+	type typeLen struct {
+		rt kmsg.ACLResourceType
+		n  int
+	}
+	seen := map[typeLen]bool{}
 	for b := range all {
 		k := resourceKey{b.ResourceType, b.PatternType, b.ResourceName}
 		ix.byRes[k] = append(ix.byRes[k], b)
-		if b.PatternType == kmsg.ACLResourcePatternTypePrefixed {
-			ix.prefixed[b.ResourceType] = true
+		lk := typeLen{b.ResourceType, len(b.ResourceName)}
+		if b.PatternType == kmsg.ACLResourcePatternTypePrefixed && !seen[lk] {
+			seen[lk] = true
+			ix.prefixLens[b.ResourceType] = append(ix.prefixLens[b.ResourceType], len(b.ResourceName))
 		}
+	}
+	for _, lens := range ix.prefixLens {
+		sort.Ints(lens)
 	}
 	return ix
 }
@@ -144,11 +157,12 @@ func (a *Authorizer) Authorize(principal, host string, op kmsg.ACLOperation, rt 
 	if check(ix.byRes[resourceKey{rt, lit, name}]) || check(ix.byRes[resourceKey{rt, lit, WildcardResource}]) {
 		return false
 	}
-	if ix.prefixed[rt] {
-		for i := 1; i <= len(name); i++ {
-			if check(ix.byRes[resourceKey{rt, kmsg.ACLResourcePatternTypePrefixed, name[:i]}]) {
-				return false
-			}
+	for _, n := range ix.prefixLens[rt] {
+		if n > len(name) {
+			break
+		}
+		if check(ix.byRes[resourceKey{rt, kmsg.ACLResourcePatternTypePrefixed, name[:n]}]) {
+			return false
 		}
 	}
 	if allowed {

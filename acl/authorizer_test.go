@@ -2,6 +2,7 @@ package acl
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -261,5 +262,25 @@ func TestParseSuperUsers(t *testing.T) {
 	}
 	if _, err := ParseSuperUsers("admin"); err == nil {
 		t.Fatal("a name without a principal type was accepted")
+	}
+}
+
+// BenchmarkAuthorize: one decision (a produce partition's WRITE check)
+// among 10,000 bindings, a tenth of them prefixed.
+func BenchmarkAuthorize(b *testing.B) {
+	a, _ := New(Config{}, nil)
+	var bs []Binding
+	for i := 0; i < 10000; i++ {
+		pt := literal
+		if i%10 == 0 {
+			pt = prefixed
+		}
+		bs = append(bs, bind(topic, pt, fmt.Sprintf("team-%d-", i), fmt.Sprintf("User:u%d", i%100), "*", write, allow))
+	}
+	a.Create(bs)
+	name := "team-5430-orders-eu-central-1"
+	b.ReportAllocs()
+	for b.Loop() {
+		a.Authorize("User:u30", ip, write, topic, name)
 	}
 }

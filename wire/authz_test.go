@@ -531,3 +531,22 @@ func TestUncheckedAPIRefused(t *testing.T) {
 		t.Fatalf("%s under --authorizer acl: the connection stayed open (%v)", kmsg.NameForKey(key), err)
 	}
 }
+
+// allow.everyone.if.no.acl.found opens resources no ACL names, and only
+// those: an ACL for someone else closes the topic to everyone else.
+func TestAllowEveryoneIfNoACLFound(t *testing.T) {
+	ab := startACLBroker(t, "", func(c *broker.Config) { c.AllowEveryoneIfNoACLFound = true })
+	ab.createTopic("open", 1)
+	ab.createTopic("owned", 1)
+	ab.allow("User:alice", []kadm.ACLOperation{kadm.OpWrite}, func(b *kadm.ACLBuilder) *kadm.ACLBuilder { return b.Topics("owned") })
+	bob := ab.client("User:bob")
+	if err := produceRecord(t, bob, "open"); err != nil {
+		t.Fatalf("bob producing to a topic without ACLs: %v", err)
+	}
+	if got := code(produceRecord(t, bob, "owned")); got != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("bob producing to alice's topic: %s", kerr.ErrorForCode(got))
+	}
+	if err := produceRecord(t, ab.client("User:alice"), "owned"); err != nil {
+		t.Fatalf("alice producing to her topic: %v", err)
+	}
+}
