@@ -147,6 +147,13 @@ func handleSaslHandshake(c *conn, r *request) respond {
 		c.authFailed(req.Mechanism, "", fmt.Errorf("unsupported mechanism %q (enabled here: %v)", req.Mechanism, resp.SupportedMechanisms))
 		return c.delayed(resp)
 	}
+	if st.stage == saslDone && req.Mechanism != st.mechanism {
+		// Kafka re-authenticates only with the mechanism of the first
+		// authentication (ReauthInfo.saslMechanismUnchanged).
+		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
+		c.authFailed(req.Mechanism, st.user, fmt.Errorf("re-authentication with %s, not the session's %s", req.Mechanism, st.mechanism))
+		return c.delayed(resp)
+	}
 	x, err := auth.NewExchange(req.Mechanism, c.s.b.Users)
 	if err != nil { // cannot happen for a listed mechanism
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code

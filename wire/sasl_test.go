@@ -512,6 +512,21 @@ func TestSASLReauthentication(t *testing.T) {
 	}
 	sc.closed()
 
+	// Re-authenticating with another mechanism is refused, as in Kafka.
+	sc = dialSASL(t, sb.addr)
+	sc.scramLogin("alice", "s3cret")
+	if hs := sc.handshake(1, auth.MechanismSCRAM512); hs.ErrorCode != kerr.UnsupportedSaslMechanism.Code {
+		t.Fatalf("re-authentication with another mechanism: %d", hs.ErrorCode)
+	}
+	sc.closed()
+
+	// SaslHandshake on a PLAINTEXT listener: ILLEGAL_SASL_STATE.
+	plain := startListener(t, DefaultConfig(), PlaintextListener)
+	pc := dialSASL(t, plain.addr)
+	if hs := pc.handshake(1, auth.MechanismSCRAM256); hs.ErrorCode != kerr.IllegalSaslState.Code {
+		t.Fatalf("SaslHandshake on PLAINTEXT: %d", hs.ErrorCode)
+	}
+
 	// franz-go re-authenticates by itself and keeps working.
 	cl2, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(scram.Auth{User: "alice", Pass: "s3cret"}.AsSha256Mechanism()), kgo.AllowAutoTopicCreation())
 	if err != nil {
