@@ -156,7 +156,15 @@ func runGroupDescribe(ctx context.Context, o *clientOptions, adm *kadm.Client, o
 	}
 	if err := lag.Error(); err != nil {
 		if errors.Is(err, kerr.GroupIDNotFound) {
-			return errNoSuchGroup(group)
+			// Not a classic group: maybe a KIP-848 consumer group.
+			desc, found, err := describeConsumerGroup(ctx, o, adm, group)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return errNoSuchGroup(group)
+			}
+			return printDescribedGroup(o, out, desc)
 		}
 		return o.explain(fmt.Errorf("describe group %q: %w", group, err), "")
 	}
@@ -208,7 +216,10 @@ func runGroupDescribe(ctx context.Context, o *clientOptions, adm *kadm.Client, o
 	if desc.State == "Dead" && len(desc.Members) == 0 && len(desc.Offsets) == 0 {
 		return errNoSuchGroup(group)
 	}
+	return printDescribedGroup(o, out, desc)
+}
 
+func printDescribedGroup(o *clientOptions, out io.Writer, desc describedGroup) error {
 	if o.json() {
 		return writeJSON(out, desc)
 	}
@@ -506,6 +517,14 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 			return fmt.Errorf("group %q is %s with %s: stop its consumers first, offsets can only be reset while the group is empty", group, d.State, counted(len(d.Members), "member", "members"))
 		}
 	}
+	if d, ok := described[group]; ok && errors.Is(d.Err, kerr.GroupIDNotFound) {
+		// A KIP-848 consumer group is not a classic group.
+		if cd, found, err := describeConsumerGroup(ctx, o, adm, group); err != nil {
+			return err
+		} else if found && cd.State != "Empty" && cd.State != "Dead" {
+			return fmt.Errorf("group %q is %s with %s: stop its consumers first, offsets can only be reset while the group is empty", group, cd.State, counted(len(cd.Members), "member", "members"))
+		}
+	}
 
 	topics := sortedKeys(selection)
 	details, err := adm.ListTopics(ctx, topics...)
@@ -633,4 +652,114 @@ func runGroupResetOffsets(ctx context.Context, o *clientOptions, adm *kadm.Clien
 		fmt.Fprintln(errOut, "dry run: nothing was changed; add --execute to commit these offsets")
 	}
 	return errors.Join(failed...)
+}
+
+// describeConsumerGroup describes a KIP-848 consumer group (which the
+// classic DescribeGroups answers GROUP_ID_NOT_FOUND for) the same way:
+// members with their current assignments, and per partition assigned or
+// committed the committed offset, start, end and lag. The protocol shown is
+// the group's server-side assignor.
+func describeConsumerGroup(ctx context.Context, o *clientOptions, adm *kadm.Client, group string) (describedGroup, bool, error) {
+	described, err := adm.DescribeConsumerGroups(ctx, group)
+	if err != nil {
+		var d describedGroup
+		if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kerr.UnsupportedVersion) {
+			return d, false, nil
+		}
+		return d, false, o.explain(fmt.Errorf("describe consumer group %q: %w", group, err), "")
+	}
+	d, ok := described[group]
+	if !ok || errors.Is(d.Err, kerr.GroupIDNotFound) {
+		return describedGroup{}, false, nil
+	}
+	if d.Err != nil {
+		return describedGroup{}, false, o.explain(fmt.Errorf("describe consumer group %q: %w", group, d.Err), "")
+	}
+	desc := describedGroup{
+		Group:        d.Group,
+		State:        d.State,
+		ProtocolType: "consumer",
+		Protocol:     d.AssignorName,
+		Coordinator:  d.Coordinator.NodeID,
+		Members:      make([]groupMember, 0, len(d.Members)),
+		Offsets:      []groupOffset{},
+	}
+	owner := map[string]map[int32]kadm.ConsumerGroupMember{}
+	parts := map[string]map[int32]bool{}
+	addPart := func(t string, p int32) {
+		if parts[t] == nil {
+			parts[t] = map[int32]bool{}
+		}
+		parts[t][p] = true
+	}
+	for _, m := range d.Members {
+		gm := groupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, ClientHost: m.ClientHost, Assignments: []memberAssignment{}}
+		for _, t := range sortedKeys(m.Assignment) {
+			ps := sortedKeys(m.Assignment[t])
+			gm.Assignments = append(gm.Assignments, memberAssignment{Topic: t, Partitions: nonNil(ps)})
+			for _, p := range ps {
+				if owner[t] == nil {
+					owner[t] = map[int32]kadm.ConsumerGroupMember{}
+				}
+				owner[t][p] = m
+				addPart(t, p)
+			}
+		}
+		desc.Members = append(desc.Members, gm)
+	}
+	commits, err := adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return desc, true, o.explain(fmt.Errorf("fetch committed offsets of group %q: %w", group, err), "")
+	}
+	for t, ps := range commits {
+		for p := range ps {
+			addPart(t, p)
+		}
+	}
+	topics := sortedKeys(parts)
+	var starts, ends kadm.ListedOffsets
+	if len(topics) > 0 {
+		if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil {
+			return desc, true, o.explain(err, "")
+		}
+		if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil {
+			return desc, true, o.explain(err, "")
+		}
+	}
+	for _, t := range topics {
+		for _, p := range sortedKeys(parts[t]) {
+			gof := groupOffset{Topic: t, Partition: p, CommittedOffset: -1, StartOffset: -1, EndOffset: -1, Lag: -1}
+			if c, ok := commits.Lookup(t, p); ok {
+				if c.Err != nil {
+					gof.Error = c.Err.Error()
+				} else {
+					gof.CommittedOffset = c.At
+				}
+			}
+			if s, ok := starts.Lookup(t, p); ok && s.Err == nil {
+				gof.StartOffset = s.Offset
+			}
+			e, ok := ends.Lookup(t, p)
+			switch {
+			case !ok:
+			case e.Err != nil:
+				gof.Error = e.Err.Error()
+			default:
+				gof.EndOffset = e.Offset
+			}
+			if gof.Error == "" && gof.EndOffset >= 0 {
+				from := gof.CommittedOffset
+				if from < 0 {
+					from = max(gof.StartOffset, 0)
+				}
+				gof.Lag = max(gof.EndOffset-from, 0)
+				desc.TotalLag += gof.Lag
+			}
+			if m, ok := owner[t][p]; ok {
+				gof.MemberID, gof.ClientID = m.MemberID, m.ClientID
+			}
+			desc.Offsets = append(desc.Offsets, gof)
+		}
+	}
+	return desc, true, nil
 }

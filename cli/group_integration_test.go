@@ -120,3 +120,64 @@ func TestIntegrationGroupResetAndDelete(t *testing.T) {
 		t.Errorf("describe after delete: %v", err)
 	}
 }
+
+// TestIntegrationGroupDescribeConsumerProtocol: a KIP-848 group (which the
+// classic DescribeGroups does not describe) is described with its members,
+// their broker-made assignments, committed offsets and lag.
+func TestIntegrationGroupDescribeConsumerProtocol(t *testing.T) {
+	topic := createTopic(t, 2)
+	group := uniqueName(t, "g848")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	seeds := strings.Split(testBrokers(t), ",")
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	for _, v := range []string{"a", "b", "c", "d"} {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.ServerSideBalancer(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	var n int
+	for n < 4 && ctx.Err() == nil {
+		fs := cons.PollFetches(ctx)
+		n += fs.NumRecords()
+		if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+	}
+	var d describedGroup
+	for ctx.Err() == nil {
+		out, _ := cli(t, "", "group", "describe", group, "--output", "json")
+		if d = decodeJSON[describedGroup](t, out); d.State == "Stable" && d.TotalLag == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if d.ProtocolType != "consumer" || d.Protocol != "uniform" || len(d.Members) != 1 || len(d.Offsets) != 2 {
+		t.Fatalf("describe: %+v", d)
+	}
+	if a := d.Members[0].Assignments; len(a) != 1 || a[0].Topic != topic || len(a[0].Partitions) != 2 {
+		t.Fatalf("assignments: %+v", a)
+	}
+	for _, o := range d.Offsets {
+		if o.Lag != 0 || (o.EndOffset > 0 && o.CommittedOffset != o.EndOffset) || o.MemberID != d.Members[0].MemberID {
+			t.Fatalf("offset: %+v", o)
+		}
+	}
+	out, _ := cli(t, "", "group", "describe", group)
+	if !strings.Contains(out, "PROTOCOL     consumer (uniform)") {
+		t.Errorf("text describe:\n%s", out)
+	}
+	if _, _, err := cliErr(t, nil, "group", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute"); exitCode(err) != 1 || !strings.Contains(err.Error(), "stop its consumers first") {
+		t.Errorf("reset of a consumer group with a member: %v", err)
+	}
+}
