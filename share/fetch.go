@@ -330,7 +330,7 @@ func (c *Coordinator) acquire(g *group, key sessionKey, s *session, maxRecords i
 		}
 		sp := c.sharePartitionLocked(g, k, p)
 		ranges, changed, err := sp.acquire(p, acquireOptions{
-			member: key.member, maxRecords: maxRecords, maxLocks: c.cfg.PartitionMaxRecordLocks,
+			member: key.member, maxRecords: maxRecords, maxLocks: c.maxRecordLocks(g),
 			limit: limit, lock: lock, now: now, isolation: iso, readBytes: 1 << 20,
 		})
 		if err != nil {

@@ -23,10 +23,11 @@ const (
 	cfgSessionTimeout    = "share.session.timeout.ms"
 	cfgHeartbeatInterval = "share.heartbeat.interval.ms"
 	cfgDeliveryLimit     = "share.delivery.count.limit"
+	cfgMaxRecordLocks    = "share.partition.max.record.locks"
 )
 
 // GroupConfigNames lists the group configs served, sorted.
-var GroupConfigNames = []string{cfgDeliveryLimit, cfgHeartbeatInterval, cfgAutoOffsetReset, cfgIsolationLevel, cfgLockDuration, cfgSessionTimeout}
+var GroupConfigNames = []string{cfgDeliveryLimit, cfgHeartbeatInterval, cfgAutoOffsetReset, cfgIsolationLevel, cfgMaxRecordLocks, cfgLockDuration, cfgSessionTimeout}
 
 func (c *Coordinator) groupConfig(g *group, name string) string {
 	if g != nil {
@@ -47,6 +48,8 @@ func (c *Coordinator) groupConfig(g *group, name string) string {
 		return strconv.FormatInt(c.cfg.HeartbeatInterval.Milliseconds(), 10)
 	case cfgDeliveryLimit:
 		return strconv.Itoa(c.cfg.DeliveryCountLimit)
+	case cfgMaxRecordLocks:
+		return strconv.Itoa(c.cfg.PartitionMaxRecordLocks)
 	}
 	return ""
 }
@@ -64,6 +67,11 @@ func (c *Coordinator) sessionTimeout(g *group) time.Duration {
 func (c *Coordinator) deliveryLimit(g *group) int16 {
 	n, _ := strconv.Atoi(c.groupConfig(g, cfgDeliveryLimit))
 	return int16(n)
+}
+
+func (c *Coordinator) maxRecordLocks(g *group) int {
+	n, _ := strconv.Atoi(c.groupConfig(g, cfgMaxRecordLocks))
+	return n
 }
 
 func (c *Coordinator) isolation(g *group) partition.Isolation {
@@ -98,6 +106,9 @@ func validGroupConfig(name, value string) error {
 		return intIn(1000, 3600000)
 	case cfgDeliveryLimit:
 		return intIn(2, 10)
+	case cfgMaxRecordLocks:
+		// Kafka: at most group.share.max.partition.max.record.locks.
+		return intIn(100, 10000)
 	default:
 		return fmt.Errorf("unknown group config %s", name)
 	}

@@ -546,3 +546,30 @@ func TestShareGroupConfigsDoNotCreateGroup(t *testing.T) {
 		t.Fatalf("acquired %d, want 3 (earliest)", n)
 	}
 }
+
+// TestShareGroupMaxRecordLocksGroupConfig: a group's
+// share.partition.max.record.locks bounds its in-flight records; a value
+// out of Kafka's range is INVALID_CONFIG.
+func TestShareGroupMaxRecordLocksGroupConfig(t *testing.T) {
+	_, addr := startInProcess(t)
+	admin := shareSetup(t, addr, "q", "g", 1, 300)
+	setShareConfig(t, admin, "g", "share.partition.max.record.locks", "100")
+	s := shareSession(t, admin, "g", "m")
+	if n := acquiredCount(s.fetch(t, context.Background(), nil)); n != 100 {
+		t.Fatalf("acquired %d, want 100", n)
+	}
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "g"
+	c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	c.Name, c.Value = "share.partition.max.record.locks", kmsg.StringPtr("5")
+	res.Configs = append(res.Configs, c)
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(context.Background(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec := resp.Resources[0].ErrorCode; ec != kerr.InvalidConfig.Code {
+		t.Fatalf("out-of-range value: %v", kerr.ErrorForCode(ec))
+	}
+}
