@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,6 +199,48 @@ func TestKeyWindowRetentionDeleteAndToggle(t *testing.T) {
 	}
 	if res := produceDurable(t, b, "late", 0, keyedBatch(t, "x", "1")); len(res.Duplicates) != 1 {
 		t.Fatal("the window does not hold a key written after it was switched on")
+	}
+}
+
+// BenchmarkProduceKeyedParallel is BenchmarkProduceKeyed from 8 producers
+// at once to 4 partitions (group commit: one fsync serves several).
+func BenchmarkProduceKeyedParallel(b *testing.B) {
+	for _, mode := range []string{"off", "on"} {
+		b.Run("dedup="+mode, func(b *testing.B) {
+			cfg := DefaultConfig()
+			cfg.DataDir = b.TempDir()
+			br, err := Open(cfg, quietLogger())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close()
+			configs := map[string]string{}
+			if mode == "on" {
+				configs[DedupKeyConfig] = "record-key"
+			}
+			if _, terr := br.CreateTopic("bench", 4, 1, configs, false); terr != nil {
+				b.Fatal(terr)
+			}
+			var next atomic.Int64
+			b.SetParallelism(4) // 8 goroutines on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				kv := make([]string, 0, 200)
+				for pb.Next() {
+					i := next.Add(1)
+					kv = kv[:0]
+					for j := 0; j < 100; j++ {
+						kv = append(kv, fmt.Sprintf("key-%d-%d", i, j), "value-value-value-value-value-value")
+					}
+					res := br.Produce(ProduceRequest{Topic: "bench", Partition: int32(i % 4), Records: keyedBatch(b, kv...), Version: ProduceVersionLatest})
+					if !res.WaitDurable(context.Background()) {
+						b.Error(kerr.ErrorForCode(res.ErrorCode))
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "records/s")
+		})
 	}
 }
 
