@@ -17,6 +17,7 @@ import (
 
 	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
+	"github.com/oncelog/oncelog/console"
 	"github.com/oncelog/oncelog/httpapi"
 	"github.com/oncelog/oncelog/internal/fdlimit"
 	"github.com/oncelog/oncelog/wire"
@@ -27,6 +28,7 @@ import (
 type serveOptions struct {
 	listen, advertise, adminListen string
 	httpListen                     string
+	adminConsole                   bool
 	http                           httpapi.Config
 	httpRequestTimeoutMs           int64
 	configFile                     string
@@ -105,6 +107,7 @@ docs/operations.md.`,
 	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (advertised.listeners); set it when clients reach the broker by another name (default: the --listen address)")
 	addSecurityFlags(f, o)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "host:port of the HTTP listener for /metrics, /healthz and /readyz; empty turns it off")
+	f.BoolVar(&o.adminConsole, "admin-console", true, "serve the web console at / on the admin listener (topics, records, producers, transactions, groups, key window, live charts; docs/console.md): anyone who can reach the admin listener gets the broker's full rights through it")
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8082", "host:port of the HTTP ingest listener (POST /v1/topics/{topic}/records with Idempotency-Key, GET /v1/topics/{topic}/keys/{key}; docs/http.md); empty turns it off")
 	f.IntVar(&o.http.MaxConcurrentRequests, "http-max-concurrent-requests", o.http.MaxConcurrentRequests, "most HTTP ingest requests served at once; one more is answered 503 with Retry-After at once")
 	f.Int64Var(&o.httpRequestTimeoutMs, "http-request-timeout-ms", o.http.RequestTimeout.Milliseconds(), "bound on reading an HTTP ingest request and on waiting for its record to be fsynced, in milliseconds (as the producer's request.timeout.ms); idle keep-alive connections close after --connections-max-idle-ms")
@@ -326,12 +329,17 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	var ready atomic.Bool
 	var stats atomic.Pointer[broker.Stats]
 	var brk atomic.Pointer[broker.Broker]
+	var cons atomic.Pointer[console.Console]
 	if o.adminListen != "" {
 		adminLn, err := net.Listen("tcp", o.adminListen)
 		if err != nil {
 			return fmt.Errorf("admin listener on %s: %w (is another oncelog running? use --admin-listen)", o.adminListen, err)
 		}
-		srv := &http.Server{Handler: adminHandlerWith(o.sec.admin, &ready, &stats, &brk), ReadHeaderTimeout: 10 * time.Second}
+		handler := adminHandlerWith(o.sec.admin, &ready, &stats, &brk)
+		if o.adminConsole {
+			handler = withConsole(handler, o.sec.admin.tokens.Require(consoleHandler(&cons)))
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(adminLn)
 		defer srv.Close()
 	}
@@ -398,6 +406,15 @@ func runServe(ctx context.Context, o *serveOptions) error {
 				serveErr <- err
 			}
 		}()
+	}
+	if o.adminListen != "" && o.adminConsole {
+		c, err := startConsole(o, b, kafkaLns, ingestLn)
+		if err != nil {
+			logger.Warn("web console not started", "err", err)
+		} else {
+			cons.Store(c)
+			defer c.Close()
+		}
 	}
 	ready.Store(true)
 	logger.Info("oncelog ready", append([]any{"listen", firstAddr,

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"time"
 
+	"github.com/oncelog/oncelog/internal/txnscan"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -198,18 +198,8 @@ func formatTxnPartitions(ps []txnTopicPartset) string {
 
 // openTxn is a transaction a partition holds open (DescribeProducers shows
 // a current transaction start offset): one element of `txn find-hanging`.
-type openTxn struct {
-	Topic            string `json:"topic"`
-	Partition        int32  `json:"partition"`
-	ProducerID       int64  `json:"producer_id"`
-	ProducerEpoch    int16  `json:"producer_epoch"`
-	CoordinatorEpoch int32  `json:"coordinator_epoch"`
-	StartOffset      int64  `json:"start_offset"`
-	LastTimestamp    int64  `json:"last_timestamp"` // unix ms
-	DurationMs       int64  `json:"duration_ms"`    // now - last timestamp
-	TransactionalID  string `json:"transactional_id,omitempty"`
-	Reason           string `json:"reason"`
-}
+// openTxn is a transaction a partition holds open (see package txnscan).
+type openTxn = txnscan.OpenTxn
 
 func newTxnFindHangingCmd(o *clientOptions) *cobra.Command {
 	var (
@@ -286,57 +276,23 @@ func runTxnFindHanging(ctx context.Context, o *clientOptions, adm *kadm.Client, 
 			return o.explain(kerr.UnknownTopicOrPartition, t)
 		}
 	}
-	var candidates []openTxn
-	if len(set) > 0 {
-		described, err := adm.DescribeProducers(ctx, set)
-		if err != nil && len(described) == 0 {
-			return o.explain(err, "")
+	open, err := txnscan.Open(ctx, adm, set, now)
+	if err != nil {
+		var pe *txnscan.PartitionError
+		if errors.As(err, &pe) {
+			return o.explain(err, pe.Topic)
 		}
-		for _, t := range described.Sorted() {
-			for _, p := range t.Partitions.Sorted() {
-				if p.Err != nil {
-					return o.explain(fmt.Errorf("describe producers of %s/%d: %w", p.Topic, p.Partition, withMessage(p.Err, p.ErrMessage)), p.Topic)
-				}
-				for _, d := range p.ActiveProducers.Sorted() {
-					if d.CurrentTxnStartOffset < 0 {
-						continue
-					}
-					open := openTxn{
-						Topic: p.Topic, Partition: p.Partition, ProducerID: d.ProducerID, ProducerEpoch: d.ProducerEpoch,
-						CoordinatorEpoch: d.CoordinatorEpoch, StartOffset: d.CurrentTxnStartOffset,
-						LastTimestamp: d.LastTimestamp, DurationMs: now.UnixMilli() - d.LastTimestamp,
-					}
-					if time.Duration(open.DurationMs)*time.Millisecond >= maxTimeout { // 0 checks every open transaction
-						candidates = append(candidates, open)
-					}
-				}
-			}
+		return o.explain(err, "")
+	}
+	var candidates []openTxn
+	for _, c := range open {
+		if time.Duration(c.DurationMs)*time.Millisecond >= maxTimeout { // 0 checks every open transaction
+			candidates = append(candidates, c)
 		}
 	}
-
-	var hanging []openTxn
-	if len(candidates) > 0 {
-		pids := make([]int64, 0, len(candidates))
-		for _, c := range candidates {
-			if !slices.Contains(pids, c.ProducerID) {
-				pids = append(pids, c.ProducerID)
-			}
-		}
-		listed, err := adm.ListTransactions(ctx, pids, nil)
-		if err != nil {
-			return o.explain(fmt.Errorf("list transactions: %w", err), "")
-		}
-		var ids []string
-		for _, l := range listed {
-			ids = append(ids, l.TxnID)
-		}
-		described := kadm.DescribedTransactions{}
-		if len(ids) > 0 {
-			if described, err = adm.DescribeTransactions(ctx, ids...); err != nil {
-				return o.explain(fmt.Errorf("describe transactions: %w", err), "")
-			}
-		}
-		hanging = classifyHanging(candidates, listed, described)
+	hanging, err := txnscan.Hanging(ctx, adm, candidates)
+	if err != nil {
+		return o.explain(err, "")
 	}
 	if hanging == nil {
 		hanging = []openTxn{}
@@ -353,53 +309,8 @@ func runTxnFindHanging(ctx context.Context, o *clientOptions, adm *kadm.Client, 
 	return tw.Flush()
 }
 
-// classifyHanging keeps the open transactions no coordinator will complete,
-// by Kafka's rules (TransactionsCommand's find-hanging): no transactional
-// id has the producer id, or the one that has it is in another epoch or
-// its transaction does not include the partition.
-func classifyHanging(candidates []openTxn, listed kadm.ListedTransactions, described kadm.DescribedTransactions) []openTxn {
-	idsByPid := map[int64][]string{}
-	for _, l := range listed {
-		idsByPid[l.ProducerID] = append(idsByPid[l.ProducerID], l.TxnID)
-	}
-	var hanging []openTxn
-	for _, c := range candidates {
-		ids := idsByPid[c.ProducerID]
-		sort.Strings(ids)
-		if len(ids) == 0 {
-			c.Reason = "no transactional id uses this producer id"
-			hanging = append(hanging, c)
-			continue
-		}
-		c.TransactionalID = ids[0]
-		reason := ""
-		for _, id := range ids {
-			d, ok := described[id]
-			switch {
-			case !ok || d.Err != nil:
-				// Gone since the listing (completed, expired, or moved).
-				reason = fmt.Sprintf("transactional id %q has no transaction for it any more", id)
-			case d.ProducerID != c.ProducerID:
-				reason = fmt.Sprintf("transactional id %q moved on to producer id %d", id, d.ProducerID)
-			case d.ProducerEpoch != c.ProducerEpoch:
-				reason = fmt.Sprintf("transactional id %q is at epoch %d, the partition holds epoch %d open", id, d.ProducerEpoch, c.ProducerEpoch)
-			case !d.Topics.Lookup(c.Topic, c.Partition):
-				reason = fmt.Sprintf("the transaction of %q (%s) does not include this partition", id, d.State)
-			default:
-				reason = "" // the coordinator tracks it: it will complete or time out
-			}
-			if reason == "" {
-				c.TransactionalID = id
-				break
-			}
-		}
-		if reason != "" {
-			c.Reason = reason
-			hanging = append(hanging, c)
-		}
-	}
-	return hanging
-}
+// classifyHanging is txnscan.Classify (the CLI's tests call it by this name).
+var classifyHanging = txnscan.Classify
 
 // writeTxnMarkersKey is WriteTxnMarkers' API key: how brokers write
 // transaction markers for a coordinator, and how an admin closes a hanging

@@ -1,0 +1,83 @@
+// Typed calls to the console's JSON API (console/api.go).
+
+export class ApiError extends Error {
+  status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const resp = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  let data: unknown;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    throw new ApiError(resp.status, text || resp.statusText);
+  }
+  if (!resp.ok) {
+    const msg = (data as { error?: string } | null)?.error ?? resp.statusText;
+    throw new ApiError(resp.status, msg);
+  }
+  return data as T;
+}
+
+export const get = <T,>(path: string) => call<T>("GET", path);
+export const post = <T,>(path: string, body: unknown) => call<T>("POST", path, body);
+
+export interface Listener { name: string; protocol: string; address: string; advertise: string }
+export interface Overview {
+  version: string; cluster_id: string; controller: number;
+  brokers: { id: number; host: string; port: number }[];
+  listeners: Listener[] | null; topics: number; partitions: number; groups: number;
+  totals: Record<string, number>;
+}
+export interface TopicSummary { name: string; id: string; internal: boolean; partitions: number; records: number; size_bytes: number }
+export interface PartitionDetail {
+  partition: number; leader: number; leader_epoch: number; start_offset: number; high_watermark: number;
+  last_stable_offset: number; log_end_offset: number | null; size_bytes: number | null; error?: string;
+}
+export interface ConfigEntry { name: string; value: string; source: string; sensitive: boolean; read_only: boolean }
+export interface TopicDetail extends TopicSummary { partition_details: PartitionDetail[]; configs: ConfigEntry[] | null }
+export interface Shown { text?: string; base64?: string; size: number; truncated?: boolean }
+export interface ShownRecord {
+  partition: number; offset: number; timestamp: number; key: Shown | null; value: Shown | null;
+  headers: { key: string; value: Shown | null }[];
+}
+export interface Browse {
+  records: ShownRecord[]; start_offset: number; high_watermark: number; last_stable_offset: number;
+  from: number; next: number; isolation: string;
+}
+export interface ProducerRow {
+  partition: number; producer_id: number; producer_epoch: number; last_sequence: number;
+  last_timestamp: number; coordinator_epoch: number; current_txn_start_offset: number;
+}
+export interface Producers { producers: ProducerRow[]; duplicates_dropped: number }
+export interface TxnRow {
+  transactional_id: string; state: string; producer_id: number; producer_epoch: number;
+  timeout_ms: number; start_timestamp: number; partitions: string[];
+}
+export interface OpenRow {
+  topic: string; partition: number; producer_id: number; producer_epoch: number; coordinator_epoch: number;
+  start_offset: number; last_timestamp: number; duration_ms: number; transactional_id?: string; reason: string; hanging: boolean;
+}
+export interface Transactions {
+  transactions: TxnRow[]; open: OpenRow[]; open_truncated: boolean; committed: number; aborted: number; timed_out: number;
+}
+export interface GroupRow { group: string; state: string; protocol_type: string; type: string; members: number; lag: number }
+export interface GroupDetail {
+  group: string; state: string; protocol_type: string; protocol: string; coordinator: number; lag: number;
+  members: { member_id: string; instance_id?: string; client_id: string; host: string; assignments: string[] }[];
+  offsets: { topic: string; partition: number; committed: number; end: number; lag: number; member_id?: string; error?: string }[];
+}
+export interface KeyWindow { metrics: { name: string; help: string; value: number }[]; lookup_enabled: boolean }
+export interface KeyEntry { key: string; partition: number; offset: number; timestamp: number; digest: string }
+export interface Metrics { time_ms: number; values: Record<string, number> }
+
+export const enc = encodeURIComponent;

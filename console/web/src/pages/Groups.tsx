@@ -1,0 +1,59 @@
+import { enc, type GroupDetail, type GroupRow } from "../api";
+import { useApi } from "../hooks";
+import { num } from "../format";
+import { Show, Table } from "./common";
+
+export function Groups() {
+  const loaded = useApi<GroupRow[]>("/api/groups", 5000);
+  return (
+    <>
+      <h1>Consumer groups</h1>
+      <Show loaded={loaded}>
+        {(groups) => (
+          <Table head={["group", "type", "state", "members", "lag"]} testid="groups">
+            {groups.map((g) => (
+              <tr key={g.group}>
+                <td><a href={`#/groups/${enc(g.group)}`}>{g.group}</a></td>
+                <td>{g.type || g.protocol_type}</td><td>{g.state}</td><td>{g.members}</td><td>{num(g.lag)}</td>
+              </tr>
+            ))}
+          </Table>
+        )}
+      </Show>
+    </>
+  );
+}
+
+export function Group({ name }: { name: string }) {
+  const loaded = useApi<GroupDetail>(`/api/groups/${enc(name)}`, 5000);
+  return (
+    <Show loaded={loaded}>
+      {(g) => (
+        <>
+          <h1>{g.group}</h1>
+          <p className="muted" data-testid="group-summary">
+            {g.state} · {g.protocol_type} {g.protocol} · coordinator {g.coordinator} · lag {num(g.lag)}
+          </p>
+          <h2>Members</h2>
+          <Table head={["member id", "instance id", "client id", "host", "assigned"]} testid="members">
+            {g.members.map((m) => (
+              <tr key={m.member_id}>
+                <td className="mono">{m.member_id}</td><td>{m.instance_id ?? ""}</td><td>{m.client_id}</td><td>{m.host}</td>
+                <td className="mono">{m.assignments.join(", ")}</td>
+              </tr>
+            ))}
+          </Table>
+          <h2>Offsets and lag</h2>
+          <Table head={["partition", "committed", "end", "lag", "member", "error"]} testid="offsets">
+            {g.offsets.map((o) => (
+              <tr key={`${o.topic}-${o.partition}`}>
+                <td className="mono">{o.topic}/{o.partition}</td><td>{o.committed}</td><td>{o.end}</td><td>{num(o.lag)}</td>
+                <td className="mono">{o.member_id ?? ""}</td><td className="error">{o.error ?? ""}</td>
+              </tr>
+            ))}
+          </Table>
+        </>
+      )}
+    </Show>
+  );
+}
