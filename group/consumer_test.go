@@ -642,3 +642,37 @@ func TestConsumerGroupRegexAndTopicChanges(t *testing.T) {
 		t.Fatalf("describe: %+v", m)
 	}
 }
+
+// TestConsumerGroupTxnOffsetCommitEpochs: TxnOffsetCommit v3+ to a consumer
+// group is checked against the member epoch; without member fields (as
+// older versions send) it is accepted, as Kafka does. Committed by the
+// marker, the offsets are the group's.
+func TestConsumerGroupTxnOffsetCommitEpochs(t *testing.T) {
+	e, ft := newConsumerEnv(t)
+	ft.set("t", 1)
+	a := e.member("g", "a", "t")
+	a.beat()
+	commit := func(member string, epoch int32) int16 {
+		r := txnCommitReq("g", 7, 0, map[string]map[int32]int64{"t": {0: 5}})
+		r.MemberID, r.Generation = member, epoch
+		return txnErrors(e.c.TxnOffsetCommit(context.Background(), r))["t/0"]
+	}
+	if code := commit("a", 2); code != kerr.StaleMemberEpoch.Code {
+		t.Fatalf("epoch ahead: %v", kerr.ErrorForCode(code))
+	}
+	if code := commit("nobody", 1); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("unknown member: %v", kerr.ErrorForCode(code))
+	}
+	if code := commit("", -1); code != 0 {
+		t.Fatalf("without member fields: %v", kerr.ErrorForCode(code))
+	}
+	if code := commit("a", 1); code != 0 {
+		t.Fatalf("member commit: %v", kerr.ErrorForCode(code))
+	}
+	if err := e.c.CompleteTxn(7, true); err != nil {
+		t.Fatal(err)
+	}
+	if off, _, _ := e.fetch("g", false, map[string][]int32{"t": {0}}); off["t/0"] != 5 {
+		t.Fatalf("committed: %v", off)
+	}
+}
