@@ -57,7 +57,7 @@ func handleDescribeConfigs(c *conn, r *request) respond {
 				resp.Resources = append(resp.Resources, sr)
 				continue
 			}
-			entries, readOnly = brokerConfigEntries(cfg), true
+			entries, readOnly = append(brokerConfigEntries(cfg), c.s.listenerConfigEntries()...), true
 		case resourceGroup:
 			entries = shareGroupConfigEntries(b, rr.ResourceName)
 		default:

@@ -122,8 +122,11 @@ type Server struct {
 	// on a PLAINTEXT loopback listener without a SASL exchange.
 	principalOf func(host string) string
 
-	mu     sync.Mutex
-	lns    []net.Listener
+	mu  sync.Mutex
+	lns []net.Listener
+	// served are the listeners' descriptions with their bound addresses,
+	// for DescribeConfigs (listeners, advertised.listeners).
+	served []servedListener
 	conns  map[*conn]struct{}
 	perIP  map[string]int
 	closed bool
@@ -179,6 +182,7 @@ func (s *Server) ServeListener(ln net.Listener, l Listener) error {
 		return net.ErrClosed
 	}
 	s.lns = append(s.lns, ln)
+	s.served = append(s.served, servedListener{Listener: l, addr: ln.Addr().String()})
 	s.mu.Unlock()
 	var backoff time.Duration
 	for {

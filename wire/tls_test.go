@@ -207,3 +207,39 @@ func TestTLSReload(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestListenerConfigs: DescribeConfigs of the broker reports the
+// listeners, their advertised addresses and protocols, as Kafka's.
+func TestListenerConfigs(t *testing.T) {
+	sb := startSASL(t, DefaultConfig())
+	sb.addUser(t, "alice", "pw")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(sb.addr), kgo.SASL(scram.Auth{User: "alice", Pass: "pw"}.AsSha256Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName = kmsg.ConfigResourceTypeBroker, "1"
+	rr.ConfigNames = []string{"listeners", "advertised.listeners", "listener.security.protocol.map", "sasl.enabled.mechanisms"}
+	req.Resources = append(req.Resources, rr)
+	resp, err := req.RequestWith(context.Background(), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range resp.Resources[0].Configs {
+		got[c.Name] = *c.Value
+	}
+	want := map[string]string{
+		"listeners":                      "SASL_PLAINTEXT://" + sb.addr,
+		"advertised.listeners":           "SASL_PLAINTEXT://" + sb.addr,
+		"listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT",
+		"sasl.enabled.mechanisms":        "SCRAM-SHA-256,SCRAM-SHA-512",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
