@@ -60,6 +60,31 @@ final class Clients {
   }
 
   /**
+   * Waits (up to 10 s) for the last stable offset to reach the log end: on both brokers
+   * the commit or abort markers are written after EndTxn is answered, so right after
+   * commitTransaction returns a read_committed reader may not see the transaction yet.
+   * Returns the last stable offset then (a transaction deliberately left open keeps it
+   * below the log end; the caller reads up to it).
+   */
+  private static long awaitStable(Broker b, TopicPartition tp, long lso) {
+    try (KafkaConsumer<String, String> u = consumer(b, Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_uncommitted"));
+        KafkaConsumer<String, String> c = consumer(b, Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+      long leo = u.endOffsets(List.of(tp)).get(tp);
+      long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+      while (lso < leo && System.nanoTime() < deadline) {
+        try {
+          Thread.sleep(20);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          break;
+        }
+        lso = c.endOffsets(List.of(tp)).get(tp);
+      }
+      return lso;
+    }
+  }
+
+  /**
    * Reads partition 0 of topic from the start until want records arrived or the end
    * offset (as this isolation level sees it) is reached, whichever is first.
    */
@@ -69,6 +94,9 @@ final class Clients {
       c.assign(List.of(tp));
       c.seekToBeginning(List.of(tp));
       long end = c.endOffsets(List.of(tp)).get(tp);
+      if (isolation.equals("read_committed")) {
+        end = awaitStable(b, tp, end);
+      }
       List<String> out = new ArrayList<>();
       long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
       while (c.position(tp) < end && System.nanoTime() < deadline) {
