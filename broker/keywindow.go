@@ -257,6 +257,46 @@ func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.
 	return e, true, nil
 }
 
+// lookupKeys is lookupKey for the keyed records of a batch: the keys it
+// finds (pending, or in the index with one LookupBatch), by key.
+func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, recs []batch.Record) (map[string]dedup.Entry, error) {
+	known := map[string]dedup.Entry{}
+	var ask [][]byte
+	asked := map[string]bool{}
+	tk.mu.Lock()
+	for _, r := range recs {
+		key, _ := cfg.keyOf(r)
+		if key == nil || asked[string(key)] {
+			continue
+		}
+		asked[string(key)] = true
+		if p, ok := tk.pending[string(key)]; ok {
+			known[string(key)] = p.entry
+		} else {
+			ask = append(ask, key)
+		}
+	}
+	tk.mu.Unlock()
+	if len(ask) > 0 {
+		entries, found, err := b.keys.ix.LookupBatch(topic.Name, ask, cfg.window)
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range ask {
+			if found[i] {
+				known[string(k)] = entries[i]
+			}
+		}
+	}
+	for k, e := range known {
+		// Retention or DeleteRecords removed the record: the key is free.
+		if int(e.Partition) < len(topic.Partitions) && e.Offset < topic.Partitions[e.Partition].LogStartOffset() {
+			delete(known, k)
+		}
+	}
+	return known, nil
+}
+
 // filter is the partition.Filter of a dedup-enabled topic.
 func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 	return func(h batch.Header, raw []byte) ([]byte, partition.AppendResult) {
@@ -276,13 +316,23 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 			firstKey  string
 			seen      = map[string]int{} // key -> index in bk.fresh
 		)
-		for i := int32(0); ; i++ {
+		for {
 			r, ok := it.Next()
 			if !ok {
 				break
 			}
 			all = append(all, r)
-			drop = append(drop, false)
+		}
+		if err := it.Err(); err != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+		}
+		drop = make([]bool, len(all))
+		known, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, all)
+		if err != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
+		}
+		for i := int32(0); int(i) < len(all); i++ {
+			r := all[i]
 			key, skip := bk.cfg.keyOf(r)
 			if key == nil {
 				continue
@@ -308,11 +358,7 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				return nil, partition.AppendResult{ErrorCode: kerr.ConcurrentTransactions.Code,
 					ErrorMessage: fmt.Sprintf("idempotency key %q is held by an open transaction of producer %d (partition %d); retry once it is committed or aborted", key, open.producerID, open.partition)}
 			}
-			e, found, err := bk.b.lookupKey(bk.tk, topic, key, bk.cfg.window)
-			if err != nil {
-				return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
-			}
-			if found {
+			if e, found := known[string(key)]; found {
 				if e.Digest != d {
 					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, e.Partition, e.Offset)})
 					firstKey = cmp(firstKey, key)
@@ -325,9 +371,6 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 			}
 			seen[string(key)] = len(bk.fresh)
 			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: bytes.Clone(key), delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
-		}
-		if err := it.Err(); err != nil {
-			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
 		}
 		if len(conflicts) > 0 {
 			bk.fresh, bk.dups, bk.inBatch = nil, nil, nil

@@ -627,3 +627,56 @@ func (ix *Index) Remove(topic string, keys []KeyAt) (removed int, err error) {
 	}
 	return removed, nil
 }
+
+// LookupBatch is Lookup for several keys of one topic at once (a produce
+// batch): one iterator per live bucket serves every key, where a Get per
+// key would build one each time. found[i] and entries[i] answer keys[i].
+func (ix *Index) LookupBatch(topic string, keys [][]byte, window time.Duration) (entries []Entry, found []bool, err error) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.failed != nil {
+		return nil, nil, ix.failed
+	}
+	defer ix.failOnFatal(&err)
+	defer pebblestore.Guard(&err)
+	ix.stats.Lookups += int64(len(keys))
+	entries, found = make([]Entry, len(keys)), make([]bool, len(keys))
+	now := ix.now().UnixMilli()
+	left := make([]int, len(keys)) // keys not answered yet
+	for i := range left {
+		left[i] = i
+	}
+	bs := ix.buckets[topic]
+	for bi := len(bs) - 1; bi >= 0 && len(left) > 0; bi-- { // newest first, as Lookup
+		b := bs[bi]
+		if b.start+b.width+window.Milliseconds() <= now {
+			break
+		}
+		it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: keyKey(topic, b.start, nil), UpperBound: keyKey(topic, b.start+1, nil)})
+		if err != nil {
+			return nil, nil, err
+		}
+		kept := left[:0]
+		for _, i := range left {
+			k := keyKey(topic, b.start, keys[i])
+			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+				kept = append(kept, i)
+				continue
+			}
+			e, derr := decodeEntry(it.Value())
+			if derr != nil {
+				it.Close()
+				return nil, nil, derr
+			}
+			if now-e.IndexedAt < window.Milliseconds() {
+				entries[i], found[i] = e, true
+				ix.stats.Hits++
+			} // else expired: answered, not found
+		}
+		left = kept
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return entries, found, nil
+}

@@ -324,3 +324,41 @@ func TestRemoveOnlyTheNamedRecordsKeys(t *testing.T) {
 		t.Fatal("key held for another offset was removed")
 	}
 }
+
+// LookupBatch answers as Lookup does, key by key, across buckets and after
+// expiry.
+func TestLookupBatchAgreesWithLookup(t *testing.T) {
+	c := &clock{}
+	c.set(0)
+	ix := open(t, vfs.NewMem(), c)
+	window := 8 * time.Second
+	for i := 0; i < 20; i++ { // keys spread over buckets of 1 s
+		c.set(time.Duration(i) * 500 * time.Millisecond)
+		k := fmt.Sprintf("k%d", i)
+		if err := ix.InsertBatch("t", 0, []Insert{{[]byte(k), entry(0, int64(i), k)}}, window, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.set(12 * time.Second) // k0..k7 are older than the window
+	var keys [][]byte
+	for i := 0; i < 25; i++ {
+		keys = append(keys, []byte(fmt.Sprintf("k%d", i)))
+	}
+	entries, found, err := ix.LookupBatch("t", keys, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hits := 0
+	for i, k := range keys {
+		e, ok := mustLookup(t, ix, "t", string(k), window)
+		if ok != found[i] || (ok && e != entries[i]) {
+			t.Fatalf("%s: batch %v %+v, single %v %+v", k, found[i], entries[i], ok, e)
+		}
+		if ok {
+			hits++
+		}
+	}
+	if hits == 0 || hits == 20 {
+		t.Fatalf("%d hits: the test does not cover both expired and live keys", hits)
+	}
+}
