@@ -188,35 +188,74 @@ func WithCallback(fn func(Delivery, error)) EmitOption {
 // original event's outcome (Delivery.Duplicate is set); the same key with a
 // different event fails with ErrKeyConflict.
 func (w *Writer) Emit(ctx context.Context, topic string, key, value []byte, opts ...EmitOption) (*Result, error) {
-	start := time.Now()
 	var o emitOpts
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if topic == "" {
-		return nil, errors.New("writer: empty topic")
+	rs, err := w.emit(ctx, []Event{{Topic: topic, Key: key, Value: value, IdempotencyKey: o.idemKey, Headers: o.headers}}, o.callback)
+	if err != nil {
+		return nil, err
 	}
-	for _, h := range o.headers {
-		if h.Key == HeaderIdempotencyKey {
-			return nil, errors.New("writer: set the idempotency key with WithIdempotencyKey, not as a header")
-		}
-	}
-	if o.idemKey == "" {
-		var b [16]byte
-		_, _ = rand.Read(b[:])
-		o.idemKey = hex.EncodeToString(b[:])
-	}
-	if len(o.idemKey) > DefaultMaxKeyBytes {
-		return nil, fmt.Errorf("writer: idempotency key of %d bytes, at most %d", len(o.idemKey), DefaultMaxKeyBytes)
-	}
-	e := &entry{topic: topic, key: key, value: value, idemKey: o.idemKey, headers: o.headers, timestamp: time.Now().UnixMilli()}
-	size := e.size()
-	if size > int64(w.cfg.MaxEventBytes) {
-		return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
-	}
-	digest := e.digest()
+	return rs[0], nil
+}
 
-	var deadline <-chan time.Time
+// Event is one event of EmitBatch.
+type Event struct {
+	Topic          string
+	Key, Value     []byte
+	IdempotencyKey string // generated when empty
+	Headers        []Header
+}
+
+// EmitBatch stores events durably with one commit (one fsync) and returns
+// their Results in order: all of the new ones are durable, or none is and
+// the error says why. Keys the outbox knows are answered as Emit answers
+// them. It waits for space for the whole batch, so a batch must fit in the
+// outbox's bounds. An application that has many events at once (a batch of
+// input) gets far more throughput from one EmitBatch than from many Emits.
+func (w *Writer) EmitBatch(ctx context.Context, events []Event) ([]*Result, error) {
+	return w.emit(ctx, events, nil)
+}
+
+func (w *Writer) emit(ctx context.Context, events []Event, callback func(Delivery, error)) ([]*Result, error) {
+	start := time.Now()
+	if len(events) > w.cfg.MaxOutboxEntries {
+		return nil, fmt.Errorf("%w: a batch of %d events, max outbox entries %d", ErrOutboxFull, len(events), w.cfg.MaxOutboxEntries)
+	}
+	es := make([]*entry, len(events))
+	digests := make([][32]byte, len(events))
+	now := time.Now().UnixMilli()
+	for i, ev := range events {
+		if ev.Topic == "" {
+			return nil, errors.New("writer: empty topic")
+		}
+		for _, h := range ev.Headers {
+			if h.Key == HeaderIdempotencyKey {
+				return nil, errors.New("writer: set the idempotency key with WithIdempotencyKey, not as a header")
+			}
+		}
+		k := ev.IdempotencyKey
+		if k == "" {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			k = hex.EncodeToString(b[:])
+		}
+		if len(k) > DefaultMaxKeyBytes {
+			return nil, fmt.Errorf("writer: idempotency key of %d bytes, at most %d", len(k), DefaultMaxKeyBytes)
+		}
+		e := &entry{topic: ev.Topic, key: ev.Key, value: ev.Value, idemKey: k, headers: ev.Headers, timestamp: now}
+		if size := e.size(); size > int64(w.cfg.MaxEventBytes) {
+			return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
+		}
+		es[i], digests[i] = e, e.digest()
+	}
+
+	results := make([]*Result, len(es))
+	var (
+		deadline <-chan time.Time
+		fresh    []*entry // the events this call writes
+		dups     int
+	)
 	w.mu.Lock()
 	for {
 		if w.closed {
@@ -227,17 +266,35 @@ func (w *Writer) Emit(ctx context.Context, topic string, key, value []byte, opts
 			w.mu.Unlock()
 			return nil, w.failed
 		}
-		if r, done, err := w.lookupLocked(e, digest); done {
-			w.mu.Unlock()
-			if err == nil {
-				if o.callback != nil {
-					r.onDone(o.callback)
+		// Answer known keys; the rest need space. A key twice in one
+		// batch: the second copy follows the first.
+		fresh, dups = fresh[:0], 0
+		var need int64
+		inBatch := map[string]int{}
+		for i, e := range es {
+			results[i] = nil
+			if j, ok := inBatch[e.idemKey]; ok {
+				if digests[j] != digests[i] {
+					w.mu.Unlock()
+					return nil, fmt.Errorf("%w: %q twice in the batch with different events", ErrKeyConflict, e.idemKey)
 				}
-				w.hookEmit(0, true)
+				continue
 			}
-			return r, err
+			r, done, err := w.lookupLocked(e, digests[i])
+			if err != nil {
+				w.mu.Unlock()
+				return nil, err
+			}
+			if done {
+				results[i] = r
+				dups++
+				continue
+			}
+			inBatch[e.idemKey] = i
+			fresh = append(fresh, e)
+			need += e.size()
 		}
-		if len(w.pending) < w.cfg.MaxOutboxEntries && (w.bytes+size <= w.cfg.MaxOutboxBytes || len(w.pending) == 0) {
+		if len(fresh) == 0 || len(w.pending)+len(fresh) <= w.cfg.MaxOutboxEntries && (w.bytes+need <= w.cfg.MaxOutboxBytes || len(w.pending) == 0) {
 			break
 		}
 		if w.cfg.MaxBlock < 0 {
@@ -260,55 +317,99 @@ func (w *Writer) Emit(ctx context.Context, topic string, key, value []byte, opts
 		}
 		w.mu.Lock()
 	}
-	e.seq = w.nextSeq
-	w.nextSeq++
-	w.committing[e.seq] = struct{}{}
-	w.pending[e.seq] = size
-	w.bytes += size
-	w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: digest}
-	r := newResult()
-	w.results[e.seq] = r
-	if o.callback != nil {
-		r.onDone(o.callback)
+	bySeq := map[*entry]*Result{}
+	for _, e := range fresh {
+		e.seq = w.nextSeq
+		w.nextSeq++
+		w.committing[e.seq] = struct{}{}
+		w.pending[e.seq] = e.size()
+		w.bytes += e.size()
+		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
+		r := newResult()
+		w.results[e.seq] = r
+		bySeq[e] = r
 	}
-	w.emits.Add(1)
+	for i, e := range es {
+		if results[i] != nil {
+			continue
+		}
+		if r, ok := bySeq[e]; ok {
+			results[i] = r
+		} else {
+			// A repeat of a key earlier in this batch.
+			results[i] = bySeq[es[firstIndex(es, e.idemKey)]].follow()
+		}
+	}
+	if callback != nil {
+		for _, r := range results {
+			r.onDone(callback)
+		}
+	}
+	if len(fresh) > 0 {
+		w.emits.Add(1)
+	}
 	w.mu.Unlock()
+	if dups > 0 {
+		w.hookEmit(0, true)
+	}
+	if len(fresh) == 0 {
+		return results, nil
+	}
 	defer w.emits.Done()
 
-	ks := keyState{state: statePending, seq: e.seq, topic: topic, digest: digest, partition: -1, offset: -1}
-	err := w.commitEmit(e, &ks)
+	err := w.commitEmit(fresh)
 
 	w.mu.Lock()
-	delete(w.committing, e.seq)
+	for _, e := range fresh {
+		delete(w.committing, e.seq)
+	}
 	w.durableHi = w.nextSeq - 1
 	for s := range w.committing {
 		w.durableHi = min(w.durableHi, s-1)
 	}
 	if err != nil {
 		// The store is broken (pebble refuses every later write after a
-		// failed WAL write): fail this and every later Emit.
+		// failed WAL write): fail these and every later Emit.
 		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
-		w.removePendingLocked(e)
+		var rs []*Result
+		for _, e := range fresh {
+			rs = append(rs, w.results[e.seq])
+			w.removePendingLocked(e)
+		}
 		w.mu.Unlock()
-		r.complete(Delivery{}, w.failed)
+		for _, r := range rs {
+			r.complete(Delivery{}, w.failed)
+		}
 		return nil, w.failed
 	}
 	w.mu.Unlock()
 	w.notify()
 	w.hookEmit(time.Since(start), false)
 	w.hookOutbox()
-	return r, nil
+	return results, nil
 }
 
-func (w *Writer) commitEmit(e *entry, ks *keyState) (err error) {
+func firstIndex(es []*entry, key string) int {
+	for i, e := range es {
+		if e.idemKey == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *Writer) commitEmit(es []*entry) (err error) {
 	defer pebblestore.Guard(&err)
 	b := w.db.NewBatch()
 	defer b.Close()
-	if err := b.Set(entryKey(e.seq), e.encode(), nil); err != nil {
-		return err
-	}
-	if err := b.Set(idemKey(e.idemKey), ks.encode(), nil); err != nil {
-		return err
+	for _, e := range es {
+		ks := keyState{state: statePending, seq: e.seq, topic: e.topic, digest: e.digest(), partition: -1, offset: -1}
+		if err := b.Set(entryKey(e.seq), e.encode(), nil); err != nil {
+			return err
+		}
+		if err := b.Set(idemKey(e.idemKey), ks.encode(), nil); err != nil {
+			return err
+		}
 	}
 	// Sync: the commit pipeline shares one WAL fsync among the batches of
 	// concurrent Emits (group commit).
@@ -394,7 +495,16 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		var sb [8]byte
 		binary.BigEndian.PutUint64(sb[:], sent)
 		_ = b.Set([]byte(keySentSeq), sb[:], nil)
-		if err := b.Commit(pebble.Sync); err != nil {
+		// Key-window mode need not wait for this fsync: if a crash loses
+		// the batch, the entries come back and are sent again, which the
+		// broker's key window drops; a later synced batch (the WAL is
+		// sequential) makes it durable anyway. Transactional mode syncs:
+		// one fsync per transaction.
+		opts := pebble.Sync
+		if w.cfg.Mode == ModeKeyWindow {
+			opts = pebble.NoSync
+		}
+		if err := b.Commit(opts); err != nil {
 			return err
 		}
 		w.sentSeq = sent

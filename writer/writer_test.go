@@ -250,3 +250,40 @@ func TestTransactionalOnOncelog(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(testbroker.Run(m)) }
+
+// TestEmitBatch: one commit for many events; keys already known, and a key
+// twice in the batch, are answered as duplicates; every event is stored
+// once; a key twice with different events is refused whole.
+func TestEmitBatch(t *testing.T) {
+	brokers := kfakeBrokers(t)
+	w, err := Open(context.Background(), Config{Brokers: brokers, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	waitAll(t, emitRange(t, w, "events", 0, 50))
+	var evs []Event
+	for i := 25; i < 200; i++ {
+		k := fmt.Sprintf("e%d", i)
+		evs = append(evs, Event{Topic: "events", Key: []byte(k), Value: []byte(fmt.Sprintf("event-%d", i)), IdempotencyKey: k})
+	}
+	evs = append(evs, evs[100]) // e125 again
+	rs, err := w.EmitBatch(context.Background(), evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := waitAll(t, rs)
+	for i, d := range ds {
+		if dup := i < 25 || i == len(ds)-1; d.Duplicate != dup {
+			t.Fatalf("batch event %d (%s): duplicate=%v", i, evs[i].IdempotencyKey, d.Duplicate)
+		}
+	}
+	if ds[len(ds)-1].Offset != ds[100].Offset || ds[len(ds)-1].Partition != ds[100].Partition {
+		t.Fatalf("repeat in batch: %+v, first %+v", ds[len(ds)-1], ds[100])
+	}
+	bad := []Event{{Topic: "events", Value: []byte("a"), IdempotencyKey: "x"}, {Topic: "events", Value: []byte("b"), IdempotencyKey: "x"}}
+	if _, err := w.EmitBatch(context.Background(), bad); !errors.Is(err, ErrKeyConflict) {
+		t.Fatalf("conflicting batch: %v", err)
+	}
+	sdktest.CheckExactlyOnce(t, sdktest.ReadCommitted(t, brokers, "events"), 200)
+}
