@@ -41,12 +41,14 @@ func addClientCommands(root *cobra.Command) {
 		newKeyCmd(),
 		newACLCmd(),
 		newUserCmd(),
+		newProfileCmd(),
 	} {
 		// Flag mistakes are usage errors (exit 2), like wrong arguments.
 		cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 			return usageErrorf("%v\nsee `%s --help`", err, c.CommandPath())
 		})
 		root.AddCommand(cmd)
+		addCompletions(cmd)
 	}
 }
 
@@ -56,6 +58,7 @@ type clientOptions struct {
 	output  string
 	timeout time.Duration
 	sec     clientSecurity
+	profile string
 
 	// flags is where the options were registered, to tell an explicit
 	// --brokers from the default.
@@ -68,12 +71,16 @@ func (o *clientOptions) addClientFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.brokers, "brokers", []string{defaultBrokers}, "comma-separated host:port seed brokers (env "+brokersEnv+")")
 	fs.StringVar(&o.output, "output", "text", "output format: text for people, json for scripts")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time limit for an admin command, for connecting and for delivering each produced record")
+	fs.StringVar(&o.profile, "profile", "", "connection profile to use (env "+profileEnv+"; default: the current one, see `oncelog profile`)")
 	o.sec.addFlags(fs)
 }
 
 // validate resolves the environment default for --brokers and checks the
 // shared flags, returning a usage error for bad values.
 func (o *clientOptions) validate() error {
+	if err := applyProfile(o.flags); err != nil {
+		return err
+	}
 	if f := o.flags.Lookup("brokers"); f != nil && !f.Changed {
 		if env := strings.TrimSpace(os.Getenv(brokersEnv)); env != "" {
 			o.brokers = splitList(env)

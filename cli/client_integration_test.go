@@ -510,3 +510,34 @@ func TestIntegrationProduceSaysAutoCreated(t *testing.T) {
 		t.Errorf("second produce: stderr %q says the existing topic was created", stderr)
 	}
 }
+
+// TestIntegrationCompletion: topic and group arguments complete from the
+// broker the command line points at (cobra's __complete, what the shell
+// scripts of `oncelog completion` call).
+func TestIntegrationCompletion(t *testing.T) {
+	topic := createTopic(t, 1)
+	group := uniqueName(t, "g")
+	cli(t, "", "group", "reset-offsets", group, "--topic", topic, "--to-earliest", "--execute")
+	brokers := testBrokers(t)
+	out, _, err := runCLI(nil, "__complete", "topic", "describe", "--brokers", brokers, "")
+	if err != nil || !strings.Contains(out, topic+"\n") || !strings.Contains(out, ":4") {
+		t.Errorf("topic completion: %q %v, want %s and the no-file directive", out, err, topic)
+	}
+	out, _, _ = runCLI(nil, "__complete", "group", "describe", "--brokers", brokers, "")
+	if !strings.Contains(out, group+"\n") {
+		t.Errorf("group completion: %q, want %s", out, group)
+	}
+	out, _, _ = runCLI(nil, "__complete", "consume", "--brokers", brokers, topic, "")
+	if strings.Contains(out, topic+"\n") {
+		t.Errorf("consume takes one topic, yet a second one completes: %q", out)
+	}
+	out, _, _ = runCLI(nil, "__complete", "group", "reset-offsets", group, "--brokers", brokers, "--topic", "")
+	if !strings.Contains(out, topic+"\n") {
+		t.Errorf("--topic completion: %q, want %s", out, topic)
+	}
+	// An unreachable broker completes nothing, quietly.
+	out, _, err = runCLI(nil, "__complete", "topic", "describe", "--brokers", closedAddr(t), "")
+	if err != nil || strings.Contains(out, "error") {
+		t.Errorf("completion against no broker: %q %v", out, err)
+	}
+}

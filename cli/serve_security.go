@@ -31,7 +31,7 @@ type securityOptions struct {
 	httpTokenFile       string
 	// httpTokens guard the HTTP ingest listener (nil: open).
 	httpTokens *auth.BearerTokens
-	admin               adminSecurity // set by resolveListeners
+	admin      adminSecurity // set by resolveListeners
 
 	// tlsReloader serves the certificate of SSL and SASL_SSL listeners
 	// (nil without them); runServe reloads it on SIGHUP and file changes.
