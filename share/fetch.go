@@ -100,8 +100,23 @@ func (c *Coordinator) ackLocked(g *group, member string, acks []ackPart, renew b
 		}
 		codes[a.tp] = 0
 		*ops = append(*ops, writeOp{key: partitionKey(g.id, a.tp.id, a.tp.p), value: sp.encode()})
+		if releases(a.batches) {
+			// Another member's parked fetch can take them now.
+			c.wakeLocked()
+		}
 	}
 	return codes
+}
+
+func releases(batches []ackBatch) bool {
+	for _, b := range batches {
+		for _, t := range b.types {
+			if t == ackRelease {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // releaseSessionLocked releases member's locks on the session's partitions.

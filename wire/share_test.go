@@ -573,3 +573,54 @@ func TestShareGroupMaxRecordLocksGroupConfig(t *testing.T) {
 		t.Fatalf("out-of-range value: %v", kerr.ErrorForCode(ec))
 	}
 }
+
+// TestShareReleaseWakesParkedFetch: a member's fetch parked for a long
+// MaxWait is answered when another member releases records, not at the end
+// of the wait.
+func TestShareReleaseWakesParkedFetch(t *testing.T) {
+	_, addr := startInProcess(t)
+	admin := shareSetup(t, addr, "q", "g", 1, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := shareSession(t, admin, "g", "member-a")
+	if n := acquiredCount(a.fetch(t, ctx, nil)); n != 3 {
+		t.Fatalf("a acquired %d", n)
+	}
+	bcl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bcl.Close()
+	b := shareSession(t, admin, "g", "member-b")
+	b.cl = bcl
+	b.fetch(t, ctx, nil) // opens b's session; nothing to take
+	got := make(chan *kmsg.ShareFetchResponse, 1)
+	go func() {
+		req := b.request(nil)
+		req.MaxWaitMillis = 60000 // far past the test's deadline
+		resp, err := req.RequestWith(ctx, bcl)
+		if err != nil {
+			resp = nil
+		}
+		got <- resp
+	}()
+	time.Sleep(200 * time.Millisecond) // let it park; a race here only makes the test pass trivially
+	// ShareAcknowledge, not a ShareFetch (which would take them back).
+	ack := kmsg.NewPtrShareAcknowledgeRequest()
+	ack.GroupID, ack.MemberID, ack.ShareSessionEpoch = &a.group, &a.member, a.epoch
+	at := kmsg.NewShareAcknowledgeRequestTopic()
+	at.TopicID = a.topicID
+	ap := kmsg.NewShareAcknowledgeRequestTopicPartition()
+	ab := kmsg.NewShareAcknowledgeRequestTopicPartitionAcknowledgementBatch()
+	ab.FirstOffset, ab.LastOffset, ab.AcknowledgeTypes = 0, 2, []int8{2}
+	ap.AcknowledgementBatches = append(ap.AcknowledgementBatches, ab)
+	at.Partitions = append(at.Partitions, ap)
+	ack.Topics = append(ack.Topics, at)
+	if ar, err := ack.RequestWith(ctx, admin); err != nil || ar.ErrorCode != 0 || ar.Topics[0].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("release: %v %+v", err, ar)
+	}
+	resp := <-got
+	if resp == nil || acquiredCount(resp) != 3 {
+		t.Fatalf("parked fetch not woken by the release: %+v", resp)
+	}
+}
