@@ -550,3 +550,45 @@ func TestAllowEveryoneIfNoACLFound(t *testing.T) {
 		t.Fatalf("alice producing to her topic: %v", err)
 	}
 }
+
+// Configs, features, markers and the cluster: what needs the cluster or a
+// topic's config operations is refused with Kafka's codes.
+func TestAdminAuthorization(t *testing.T) {
+	ab := startACLBroker(t, "")
+	ab.createTopic("cfg", 1)
+	ab.allow("User:alice", []kadm.ACLOperation{kadm.OpDescribeConfigs}, func(b *kadm.ACLBuilder) *kadm.ACLBuilder { return b.Topics("cfg") })
+	alice := ab.client("User:alice")
+
+	dc := send[*kmsg.DescribeConfigsResponse](t, alice, &kmsg.DescribeConfigsRequest{Resources: []kmsg.DescribeConfigsRequestResource{
+		{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "cfg"},
+		{ResourceType: kmsg.ConfigResourceTypeBroker, ResourceName: "1"},
+	}})
+	if c := dc.Resources[0].ErrorCode; c != 0 || len(dc.Resources[0].Configs) == 0 {
+		t.Errorf("alice describing cfg's configs: %s", kerr.ErrorForCode(c))
+	}
+	if c := dc.Resources[1].ErrorCode; c != kerr.ClusterAuthorizationFailed.Code {
+		t.Errorf("alice describing the broker's configs: %s", kerr.ErrorForCode(c))
+	}
+	iac := send[*kmsg.IncrementalAlterConfigsResponse](t, alice, &kmsg.IncrementalAlterConfigsRequest{Resources: []kmsg.IncrementalAlterConfigsRequestResource{
+		{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "cfg", Configs: []kmsg.IncrementalAlterConfigsRequestResourceConfig{{Name: "retention.ms", Op: 0, Value: kmsg.StringPtr("1000")}}}}})
+	if c := iac.Resources[0].ErrorCode; c != kerr.TopicAuthorizationFailed.Code {
+		t.Errorf("alice altering cfg's configs: %s", kerr.ErrorForCode(c))
+	}
+	uf := send[*kmsg.UpdateFeaturesResponse](t, alice, &kmsg.UpdateFeaturesRequest{TimeoutMillis: 5000, FeatureUpdates: []kmsg.UpdateFeaturesRequestFeatureUpdate{
+		{Feature: "transaction.version", MaxVersionLevel: 1, UpgradeType: 2}}})
+	if uf.ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Errorf("alice downgrading transaction.version: %s", kerr.ErrorForCode(uf.ErrorCode))
+	}
+	wm := send[*kmsg.WriteTxnMarkersResponse](t, alice, &kmsg.WriteTxnMarkersRequest{Markers: []kmsg.WriteTxnMarkersRequestMarker{
+		{ProducerID: 1, ProducerEpoch: 0, Committed: false, Topics: []kmsg.WriteTxnMarkersRequestMarkerTopic{{Topic: "cfg", Partitions: []int32{0}}}}}})
+	if c := wm.Markers[0].Topics[0].Partitions[0].ErrorCode; c != kerr.ClusterAuthorizationFailed.Code {
+		t.Errorf("alice writing a transaction marker: %s", kerr.ErrorForCode(c))
+	}
+	cluster := send[*kmsg.DescribeClusterResponse](t, alice, &kmsg.DescribeClusterRequest{IncludeClusterAuthorizedOperations: true})
+	if cluster.ErrorCode != 0 || cluster.ClusterAuthorizedOperations != 0 {
+		t.Errorf("alice's DescribeCluster: %s, operations %b", kerr.ErrorForCode(cluster.ErrorCode), cluster.ClusterAuthorizedOperations)
+	}
+	if ops := send[*kmsg.DescribeClusterResponse](t, ab.client("User:admin"), &kmsg.DescribeClusterRequest{IncludeClusterAuthorizedOperations: true}).ClusterAuthorizedOperations; ops != acl.AllOperations(kmsg.ACLResourceTypeCluster) {
+		t.Errorf("the super user's cluster operations: %b", ops)
+	}
+}
