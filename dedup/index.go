@@ -139,11 +139,17 @@ type bucket struct {
 	// window metric; removals by Remove and TruncatePartition are not
 	// subtracted on disk, so it is an upper bound).
 	keys int64
+	// filter holds the bucket's keys in memory (filter.go): a key it
+	// does not hold needs no pebble Get.
+	filter *keyFilter
 }
 
 // Stats are counters for metrics.
 type Stats struct {
 	Lookups, Hits, Inserted, BucketsExpired int64
+	// FilterSkips counts the bucket reads the in-memory filters saved;
+	// FilterBytes is the memory they take.
+	FilterSkips, FilterBytes int64
 }
 
 // Open opens (or creates) the index and loads the bucket list.
@@ -191,7 +197,46 @@ func (ix *Index) load() (err error) {
 		if len(v) == 16 {
 			b.keys = int64(binary.BigEndian.Uint64(v[8:]))
 		}
+		b.filter = newKeyFilter(b.keys)
 		ix.buckets[topic] = append(ix.buckets[topic], b) // keys are in start order
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return ix.loadFilters()
+}
+
+// loadFilters fills the buckets' filters from the keys on disk: one pass
+// over the index's keys, in order, so a bucket's keys come together.
+func (ix *Index) loadFilters() error {
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'k'}, UpperBound: []byte{'l'}})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var (
+		curTopic []byte
+		curStart int64 = -1
+		cur      *keyFilter
+	)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		topic, rest, ok := splitTopicBytes(k[1:])
+		if !ok || len(rest) < 8 {
+			return fmt.Errorf("dedup index: malformed key record %x", k)
+		}
+		start := int64(binary.BigEndian.Uint64(rest))
+		if start != curStart || !bytes.Equal(topic, curTopic) {
+			curTopic, curStart, cur = append(curTopic[:0], topic...), start, nil
+			for _, b := range ix.buckets[string(topic)] {
+				if b.start == start {
+					cur = b.filter
+				}
+			}
+		}
+		if cur != nil { // keys of a bucket without marker are never looked up
+			cur.add(rest[8:])
+		}
 	}
 	return it.Error()
 }
@@ -222,10 +267,15 @@ func (ix *Index) Lookup(topic string, key []byte, window time.Duration) (e Entry
 
 func (ix *Index) lookupLocked(topic string, key []byte, window time.Duration, now int64) (Entry, bool, error) {
 	bs := ix.buckets[topic]
+	probe := probeOf(key)
 	for i := len(bs) - 1; i >= 0; i-- { // newest first: a re-inserted key is newest
 		b := bs[i]
 		if b.start+b.width+window.Milliseconds() <= now {
 			break // this bucket and older ones hold only expired keys
+		}
+		if !b.filter.mayHold(probe) {
+			ix.stats.FilterSkips++
+			continue
 		}
 		v, closer, err := ix.db.Get(keyKey(topic, b.start, key))
 		if errors.Is(err, pebble.ErrNotFound) {
@@ -283,6 +333,16 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 	if err := batch.Commit(ix.insertSync); err != nil {
 		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
 		return ix.failed
+	}
+	if fresh {
+		var expect int64
+		if bs := ix.buckets[topic]; len(bs) > 0 {
+			expect = bs[len(bs)-1].keys
+		}
+		b.filter = newKeyFilter(expect)
+	}
+	for _, in := range inserts {
+		b.filter.add(in.Key)
 	}
 	b.keys += int64(len(inserts))
 	if bs := ix.buckets[topic]; fresh {
@@ -470,7 +530,13 @@ func deleteTopic(batch *pebble.Batch, topic string) {
 func (ix *Index) Stats() (Stats, uint64) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.stats, ix.db.Metrics().DiskSpaceUsage()
+	s := ix.stats
+	for _, bs := range ix.buckets {
+		for _, b := range bs {
+			s.FilterBytes += b.filter.bytes()
+		}
+	}
+	return s, ix.db.Metrics().DiskSpaceUsage()
 }
 
 // Keys returns how many keys the live buckets of every topic hold (an upper
@@ -529,14 +595,19 @@ func watermarkKey(topic string, partition int32) []byte {
 
 // splitTopic splits len16|topic|rest.
 func splitTopic(b []byte) (topic string, rest []byte, ok bool) {
+	t, rest, ok := splitTopicBytes(b)
+	return string(t), rest, ok
+}
+
+func splitTopicBytes(b []byte) (topic, rest []byte, ok bool) {
 	if len(b) < 2 {
-		return "", nil, false
+		return nil, nil, false
 	}
 	n := int(binary.BigEndian.Uint16(b))
 	if len(b) < 2+n {
-		return "", nil, false
+		return nil, nil, false
 	}
-	return string(b[2 : 2+n]), b[2+n:], true
+	return b[2 : 2+n], b[2+n:], true
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.
@@ -598,7 +669,11 @@ func (ix *Index) Remove(topic string, keys []KeyAt) (removed int, err error) {
 	batch := ix.db.NewBatch()
 	defer batch.Close()
 	for _, k := range keys {
+		probe := probeOf(k.Key)
 		for _, b := range ix.buckets[topic] {
+			if !b.filter.mayHold(probe) {
+				continue
+			}
 			kk := keyKey(topic, b.start, k.Key)
 			v, closer, err := ix.db.Get(kk)
 			if errors.Is(err, pebble.ErrNotFound) {

@@ -1,0 +1,131 @@
+package dedup
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// TestFilterHasNoFalseNegatives fills a filter past several growths: every
+// key added is held, and few keys never added are.
+func TestFilterHasNoFalseNegatives(t *testing.T) {
+	f := newKeyFilter(0)
+	const n = 3*minFilterKeys + 17
+	for i := range n {
+		f.add(fmt.Appendf(nil, "key-%d", i))
+	}
+	if len(f.parts) < 2 {
+		t.Fatalf("filter did not grow: %d parts", len(f.parts))
+	}
+	for i := range n {
+		if !f.mayHold(probeOf(fmt.Appendf(nil, "key-%d", i))) {
+			t.Fatalf("key-%d added but not held", i)
+		}
+	}
+	fp := 0
+	for i := range 10000 {
+		if f.mayHold(probeOf(fmt.Appendf(nil, "absent-%d", i))) {
+			fp++
+		}
+	}
+	// ~0.8% per part; a chain of a few parts stays under 5%.
+	if fp > 500 {
+		t.Fatalf("%d false positives in 10000", fp)
+	}
+}
+
+// TestFilterRebuiltAtOpen: the filters are memory only, so a reopened index
+// must rebuild them from disk, for every live bucket, or it would answer
+// "new" for keys it holds.
+func TestFilterRebuiltAtOpen(t *testing.T) {
+	c := &clock{}
+	c.set(0)
+	fs := vfs.NewMem()
+	ix := open(t, fs, c)
+	const perBucket = minFilterKeys + 100 // the first bucket's filter grows
+	var keys []string
+	for b := range 3 {
+		var ins []Insert
+		for i := range perBucket {
+			k := fmt.Sprintf("b%d-key-%d", b, i)
+			keys = append(keys, k)
+			ins = append(ins, Insert{Key: []byte(k), Entry: entry(int32(b), int64(i), k)})
+		}
+		if err := ix.InsertBatch("orders", int32(b), ins, week, perBucket); err != nil {
+			t.Fatal(err)
+		}
+		c.ms.Add((week / bucketsPerWindow).Milliseconds())
+	}
+	if n := ix.Buckets("orders"); n != 3 {
+		t.Fatalf("%d buckets, want 3", n)
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ix = open(t, fs, c)
+	defer ix.Close()
+	for _, k := range keys {
+		if e, ok := mustLookup(t, ix, "orders", k, week); !ok || e.Digest != Digest([]byte(k), nil, "") {
+			t.Fatalf("%s after reopen: %+v %v", k, e, ok)
+		}
+	}
+	before, _ := ix.Stats()
+	for i := range 1000 {
+		if _, ok := mustLookup(t, ix, "orders", fmt.Sprintf("new-%d", i), week); ok {
+			t.Fatalf("new-%d found", i)
+		}
+	}
+	after, _ := ix.Stats()
+	// 3 buckets per lookup; nearly all of them answered by the filters.
+	if skips := after.FilterSkips - before.FilterSkips; skips < 2900 {
+		t.Fatalf("filters skipped %d of 3000 bucket reads", skips)
+	}
+	if after.FilterBytes <= 0 {
+		t.Fatal("FilterBytes not reported")
+	}
+}
+
+// TestFilterFalsePositiveFallsBackToPebble saturates every filter (each
+// answers "maybe" to everything): answers must not change, because pebble
+// has the last word.
+func TestFilterFalsePositiveFallsBackToPebble(t *testing.T) {
+	c := &clock{}
+	c.set(0)
+	ix := open(t, vfs.NewMem(), c)
+	defer ix.Close()
+	for b := range 2 {
+		if err := ix.InsertBatch("orders", 0, []Insert{{[]byte(fmt.Sprintf("k%d", b)), entry(0, int64(b), "v")}}, week, int64(b+1)); err != nil {
+			t.Fatal(err)
+		}
+		c.ms.Add((week / bucketsPerWindow).Milliseconds())
+	}
+	ix.mu.Lock()
+	for _, b := range ix.buckets["orders"] {
+		for _, p := range b.filter.parts {
+			p.BitSet().SetAll()
+		}
+	}
+	ix.mu.Unlock()
+	if n, err := ix.Remove("orders", []KeyAt{{Key: []byte("k0"), Partition: 0, Offset: 0}}); err != nil || n != 1 {
+		t.Fatalf("remove k0: %d %v", n, err)
+	}
+	before, _ := ix.Stats()
+	for _, k := range []string{"k0", "absent", "k2"} {
+		if e, ok := mustLookup(t, ix, "orders", k, week); ok {
+			t.Fatalf("%s found: %+v", k, e)
+		}
+	}
+	if e, ok := mustLookup(t, ix, "orders", "k1", week); !ok || e.Offset != 1 {
+		t.Fatalf("k1: %+v %v", e, ok)
+	}
+	// An expired key stays expired behind a "maybe".
+	c.ms.Add(week.Milliseconds())
+	if _, ok := mustLookup(t, ix, "orders", "k1", week+time.Millisecond); ok {
+		t.Fatal("k1 found past its window")
+	}
+	if after, _ := ix.Stats(); after.FilterSkips != before.FilterSkips {
+		t.Fatalf("a saturated filter skipped %d reads", after.FilterSkips-before.FilterSkips)
+	}
+}
