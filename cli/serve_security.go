@@ -248,6 +248,7 @@ func (s *securityOptions) watchTLS(ctx context.Context, logger *slog.Logger) {
 			case <-ctx.Done():
 				return
 			case <-hup:
+				logger.Info("SIGHUP: reloading the TLS certificate and token files")
 				if s.tlsReloader != nil {
 					_ = s.tlsReloader.Reload()
 				}

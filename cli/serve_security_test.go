@@ -1,15 +1,22 @@
 package cli
 
 import (
+	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/oncelog/oncelog/broker"
+	"github.com/oncelog/oncelog/internal/brokerproc"
+	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/oncelog/oncelog/internal/testcerts"
 	"github.com/oncelog/oncelog/wire"
 )
@@ -168,5 +175,59 @@ func TestAdminListenerSecurity(t *testing.T) {
 	}
 	if _, _, err := resolveServe(t, "--admin-token-file", tokenFile); exitCode(err) != 2 || !strings.Contains(err.Error(), "shorter than 16") {
 		t.Errorf("short token: %v", err)
+	}
+}
+
+// TestTLSReloadOnSIGHUP: a broker process serves a renewed certificate
+// after SIGHUP.
+func TestTLSReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	ca1 := testcerts.New(t, dir)
+	server := ca1.Server("server")
+	ports, err := brokerproc.PickFreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sslAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	b := testbroker.Start(t, testbroker.Options{
+		ExtraListeners: "SSL://" + sslAddr,
+		ExtraArgs:      []string{"--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile, "--log-level", "info"},
+	})
+	handshake := func(ca *testcerts.CA) error {
+		tc, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", sslAddr, ca.ClientConfig(testcerts.Pair{}))
+		if err == nil {
+			tc.Close()
+		}
+		return err
+	}
+	if err := handshake(ca1); err != nil {
+		t.Fatal(err)
+	}
+	ca2 := testcerts.New(t, t.TempDir())
+	renewed := ca2.Server("server")
+	for from, to := range map[string]string{renewed.CertFile: server.CertFile, renewed.KeyFile: server.KeyFile} {
+		raw, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to+".new", raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(to+".new", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(b.Pid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for handshake(ca2) != nil || !strings.Contains(b.Stderr(), "SIGHUP: reloading") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the renewed certificate is not served after SIGHUP:\n%s", b.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(b.Stderr(), "TLS certificate reloaded") {
+		t.Fatalf("no reload logged:\n%s", b.Stderr())
 	}
 }

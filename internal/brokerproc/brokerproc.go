@@ -40,7 +40,11 @@ type Process struct {
 	// (SASL_PLAINTEXT, ...): the broker gets --listeners and
 	// --advertised-listeners instead of the --listen shorthand.
 	Protocol string
-	Env      []string // added to this process's environment
+	// ExtraListeners, if set, are --listeners entries served beside the
+	// PLAINTEXT one on Addr (which the readiness probe uses), e.g.
+	// "SSL://127.0.0.1:40001".
+	ExtraListeners string
+	Env            []string // added to this process's environment
 	// Output holds stdout and stderr of every run, restarts included.
 	Output *tailbuf.Buffer
 
@@ -77,6 +81,9 @@ func New(binary, dataDir, advertise string, extraArgs, env []string) (*Process, 
 // Launch starts the process and returns a channel closed when it exits.
 func (p *Process) Launch() (exited <-chan struct{}, err error) {
 	listen := []string{"--listen", p.Addr, "--advertise", p.Advertise}
+	if p.ExtraListeners != "" {
+		listen = []string{"--listeners", "PLAINTEXT://" + p.Addr + "," + p.ExtraListeners, "--advertised-listeners", "PLAINTEXT://" + p.Advertise}
+	}
 	if p.Protocol != "" {
 		listen = []string{"--listeners", p.Protocol + "://" + p.Addr, "--advertised-listeners", p.Protocol + "://" + p.Advertise}
 	}

@@ -31,6 +31,9 @@ type Options struct {
 	// PLAINTEXT (--listen). SASL_PLAINTEXT works with the readiness probe
 	// (ApiVersions is served before authentication).
 	Protocol string
+	// ExtraListeners are listeners beside the PLAINTEXT one the
+	// readiness probe uses, e.g. "SSL://127.0.0.1:40001" (see brokerproc).
+	ExtraListeners string
 	// Binary is run instead of the oncelog built for the tests: say, a
 	// script that lowers a limit and then execs BinaryPath's binary.
 	Binary string
@@ -58,6 +61,7 @@ func Start(t testing.TB, opts Options) *Broker {
 		t.Fatalf("testbroker: %v", err)
 	}
 	proc.Protocol = opts.Protocol
+	proc.ExtraListeners = opts.ExtraListeners
 	b := &Broker{t: t, proc: proc}
 	// Registered after t.TempDir, so it runs before the data dir is removed.
 	t.Cleanup(func() {
