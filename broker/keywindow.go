@@ -203,6 +203,7 @@ func (kw *keyWindows) drop(name string) error {
 		// Wait out the flushes under way; later ones see dropped.
 		for _, pk := range parts {
 			pk.flushMu.Lock()
+			//lint:ignore SA2001 the lock is taken only to wait for the flush holding it
 			pk.flushMu.Unlock()
 		}
 	}

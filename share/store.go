@@ -149,13 +149,6 @@ func partitionKey(group string, id [16]byte, p int32) []byte {
 	return binary.BigEndian.AppendUint32(k, uint32(p))
 }
 
-// partitionPrefix is the key prefix of every share-partition of group.
-func partitionPrefix(group string) []byte {
-	k := []byte{prefixPartition}
-	k = binary.AppendUvarint(k, uint64(len(group)))
-	return append(k, group...)
-}
-
 func splitGroup(k []byte) (group string, rest []byte, ok bool) {
 	n, w := binary.Uvarint(k[1:])
 	if w <= 0 || uint64(len(k)-1-w) < n {
