@@ -10,7 +10,8 @@ import "github.com/bits-and-blooms/bloom/v3"
 // true or false, falls back to the Get, so answers stay exact.
 //
 // Memory is bounded by the keys in the window, filterBitsPerKey bits each
-// (1.25 bytes at ~0.8% false positives: 100M keys take ~125 MiB). The filter
+// (1.5 bytes at ~0.35% false positives: 100M keys take ~150 MiB, up to
+// twice that while a bucket's filter is growing). The filter
 // is rebuilt from the index at Open (so nothing of it is on disk to go
 // stale), added to after every committed InsertBatch, and goes with its
 // bucket at expiry. Removals (Remove, TruncatePartition) leave its bits: a
@@ -26,12 +27,12 @@ type keyFilter struct {
 }
 
 const (
-	// filterBitsPerKey and filterHashes give ~0.8% false positives per
-	// part.
-	filterBitsPerKey = 10
+	// filterBitsPerKey and filterHashes give ~0.35% false positives per
+	// part (a chain of several parts adds theirs up).
+	filterBitsPerKey = 12
 	filterHashes     = 7
-	// minFilterKeys is the smallest part's capacity.
-	minFilterKeys = 1 << 14
+	// minFilterKeys is the smallest part's capacity (96 KiB).
+	minFilterKeys = 1 << 16
 )
 
 // newKeyFilter returns a filter sized for about expect keys (the previous

@@ -71,6 +71,19 @@ func TestFilterRebuiltAtOpen(t *testing.T) {
 			t.Fatalf("%s after reopen: %+v %v", k, e, ok)
 		}
 	}
+	batch := make([][]byte, 0, 2000)
+	for i := range 1000 {
+		batch = append(batch, []byte(keys[i*len(keys)/1000]), fmt.Appendf(nil, "new-%d", i))
+	}
+	_, found, err := ix.LookupBatch("orders", batch, week)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range found {
+		if ok != (i%2 == 0) {
+			t.Fatalf("LookupBatch after reopen: %s found=%v", batch[i], ok)
+		}
+	}
 	before, _ := ix.Stats()
 	for i := range 1000 {
 		if _, ok := mustLookup(t, ix, "orders", fmt.Sprintf("new-%d", i), week); ok {
@@ -119,6 +132,10 @@ func TestFilterFalsePositiveFallsBackToPebble(t *testing.T) {
 	}
 	if e, ok := mustLookup(t, ix, "orders", "k1", week); !ok || e.Offset != 1 {
 		t.Fatalf("k1: %+v %v", e, ok)
+	}
+	entries, found, err := ix.LookupBatch("orders", [][]byte{[]byte("k0"), []byte("k1"), []byte("absent")}, week)
+	if err != nil || found[0] || !found[1] || entries[1].Offset != 1 || found[2] {
+		t.Fatalf("LookupBatch behind saturated filters: %+v %v %v", entries, found, err)
 	}
 	// An expired key stays expired behind a "maybe".
 	c.ms.Add(week.Milliseconds())
