@@ -100,4 +100,6 @@ var enforcesACLs = map[int16]bool{
 	57: true, 60: true, 61: true, 65: true, 66: true,
 	68: true, 69: true, // ConsumerGroupHeartbeat, ConsumerGroupDescribe (KIP-848)
 	75: true,
+	76: true, 77: true, 78: true, 79: true, // share groups (KIP-932): wire/share_authz.go
+	90: true, 91: true, 92: true, // share-group offsets
 }

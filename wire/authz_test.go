@@ -484,10 +484,7 @@ func TestTransactionalIDAuthorization(t *testing.T) {
 
 // uncheckedAPIs are served but do not check ACLs yet, so they are refused
 // (their connection closed) while an authorizer is configured.
-var uncheckedAPIs = map[int16]bool{
-	76: true, 77: true, 78: true, 79: true, // share groups (KIP-932)
-	90: true, 91: true, 92: true, // share group offsets
-}
+var uncheckedAPIs = map[int16]bool{}
 
 // Every API the broker serves must check ACLs (and be listed in
 // enforcesACLs), or be known to be refused whenever an authorizer is

@@ -19,31 +19,48 @@ func init() {
 	register(76, 1, 1, func(c *conn, r *request) respond {
 		req := r.kreq.(*kmsg.ShareGroupHeartbeatRequest)
 		who := share.ClientInfo{ClientID: r.clientID, Host: "/" + c.remoteIP()}
+		if resp := authorizeShareHeartbeat(c, r.key, req); resp != nil {
+			return ready(resp)
+		}
 		return func(ctx context.Context) kmsg.Response { return c.s.b.Shares.Heartbeat(ctx, req, who) }
 	})
 	register(77, 1, 1, func(c *conn, r *request) respond {
-		return ready(c.s.b.Shares.Describe(r.kreq.(*kmsg.ShareGroupDescribeRequest)))
+		return ready(shareDescribeAuthorized(c, r.key, r.kreq.(*kmsg.ShareGroupDescribeRequest), c.s.b.Shares.Describe))
 	})
 	register(78, 1, 2, func(c *conn, r *request) respond {
 		req := r.kreq.(*kmsg.ShareFetchRequest)
 		return func(ctx context.Context) kmsg.Response {
-			return c.s.b.Shares.Fetch(ctx, c.readerDone, req, r.received)
+			return shareFetchAuthorized(c, r.key, req, func(req *kmsg.ShareFetchRequest) *kmsg.ShareFetchResponse {
+				return c.s.b.Shares.Fetch(ctx, c.readerDone, req, r.received)
+			})
 		}
 	})
 	register(79, 1, 2, func(c *conn, r *request) respond {
 		req := r.kreq.(*kmsg.ShareAcknowledgeRequest)
-		return func(ctx context.Context) kmsg.Response { return c.s.b.Shares.Acknowledge(ctx, req) }
+		return func(ctx context.Context) kmsg.Response {
+			return shareAcknowledgeAuthorized(c, r.key, req, func(req *kmsg.ShareAcknowledgeRequest) *kmsg.ShareAcknowledgeResponse {
+				return c.s.b.Shares.Acknowledge(ctx, req)
+			})
+		}
 	})
 	register(90, 0, 1, func(c *conn, r *request) respond {
-		return ready(c.s.b.Shares.DescribeOffsets(r.kreq.(*kmsg.DescribeShareGroupOffsetsRequest)))
+		return ready(shareDescribeOffsetsAuthorized(c, r.key, r.kreq.(*kmsg.DescribeShareGroupOffsetsRequest), c.s.b.Shares.DescribeOffsets))
 	})
 	register(91, 0, 0, func(c *conn, r *request) respond {
 		req := r.kreq.(*kmsg.AlterShareGroupOffsetsRequest)
-		return func(ctx context.Context) kmsg.Response { return c.s.b.Shares.AlterOffsets(ctx, req) }
+		return func(ctx context.Context) kmsg.Response {
+			return shareAlterOffsetsAuthorized(c, r.key, req, func(req *kmsg.AlterShareGroupOffsetsRequest) *kmsg.AlterShareGroupOffsetsResponse {
+				return c.s.b.Shares.AlterOffsets(ctx, req)
+			})
+		}
 	})
 	register(92, 0, 0, func(c *conn, r *request) respond {
 		req := r.kreq.(*kmsg.DeleteShareGroupOffsetsRequest)
-		return func(ctx context.Context) kmsg.Response { return c.s.b.Shares.DeleteOffsets(ctx, req) }
+		return func(ctx context.Context) kmsg.Response {
+			return shareDeleteOffsetsAuthorized(c, r.key, req, func(req *kmsg.DeleteShareGroupOffsetsRequest) *kmsg.DeleteShareGroupOffsetsResponse {
+				return c.s.b.Shares.DeleteOffsets(ctx, req)
+			})
+		}
 	})
 }
 
