@@ -236,6 +236,9 @@ type batchKeys struct {
 	// filtered is set when the filter ran: the sequence rules accepted
 	// the batch as new (not a retry answered with its original offsets).
 	filtered bool
+	// decoded is the batch decoded before the locks (nil if that
+	// failed: the filter decodes again and reports the error).
+	decoded *decodedBatch
 }
 
 // lookup finds key among the pending keys, then in the index; an entry for
@@ -260,13 +263,13 @@ func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.
 
 // lookupKeys is lookupKey for the keyed records of a batch: the keys it
 // finds (pending, or in the index with one LookupBatch), by key.
-func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, recs []batch.Record) (map[string]dedup.Entry, error) {
+func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, keys []recordKey) (map[string]dedup.Entry, error) {
 	known := map[string]dedup.Entry{}
 	var ask [][]byte
-	asked := map[string]bool{}
+	asked := make(map[string]bool, len(keys))
 	tk.mu.Lock()
-	for _, r := range recs {
-		key, _ := cfg.keyOf(r)
+	for _, rk := range keys {
+		key := rk.key
 		if key == nil || asked[string(key)] {
 			continue
 		}
@@ -298,47 +301,83 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, re
 	return known, nil
 }
 
+// recordKey is a record's idempotency key (nil: none) and digest.
+type recordKey struct {
+	key    []byte
+	digest [32]byte
+}
+
+// decodedBatch is a batch's records with their keys and digests: the
+// per-record work of the key window that needs no lock (decompression,
+// header scan, SHA-256), done before the topic's produce order is taken.
+type decodedBatch struct {
+	records []batch.Record
+	keys    []recordKey
+}
+
+// decodeKeyed decodes raw's records and works out their keys and digests.
+func decodeKeyed(raw []byte, h batch.Header, cfg keyWindowConfig, limit int) (*decodedBatch, error) {
+	it, err := batch.Records(raw, h, limit)
+	if err != nil {
+		return nil, err
+	}
+	// The record count is the client's word: a bounded hint only.
+	d := &decodedBatch{records: make([]batch.Record, 0, min(max(int(h.NumRecords), 0), 4096))}
+	for {
+		r, ok := it.Next()
+		if !ok {
+			break
+		}
+		d.records = append(d.records, r)
+	}
+	if err := it.Err(); err != nil {
+		return nil, err
+	}
+	d.keys = make([]recordKey, len(d.records))
+	for i, r := range d.records {
+		if key, skip := cfg.keyOf(r); key != nil {
+			d.keys[i] = recordKey{key: key, digest: recordDigest(r, skip)}
+		}
+	}
+	return d, nil
+}
+
+func (bk *batchKeys) decompressLimit() int {
+	limit := bk.part.Config().MaxDecompressedBytes
+	if limit <= 0 {
+		limit = batch.DefaultMaxDecompressedBytes
+	}
+	return limit
+}
+
 // filter is the partition.Filter of a dedup-enabled topic.
 func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 	return func(h batch.Header, raw []byte) ([]byte, partition.AppendResult) {
 		bk.header, bk.filtered = h, true
-		limit := bk.part.Config().MaxDecompressedBytes
-		if limit <= 0 {
-			limit = batch.DefaultMaxDecompressedBytes
-		}
-		it, err := batch.Records(raw, h, limit)
-		if err != nil {
-			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+		dec := bk.decoded
+		if dec == nil { // not decoded ahead (it failed there: report it)
+			var err error
+			if dec, err = decodeKeyed(raw, h, bk.cfg, bk.decompressLimit()); err != nil {
+				return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+			}
 		}
 		var (
-			all       []batch.Record
-			drop      []bool
+			all       = dec.records
+			drop      = make([]bool, len(all))
 			conflicts []batch.RecordError
 			firstKey  string
 			seen      = map[string]int{} // key -> index in bk.fresh
 		)
-		for {
-			r, ok := it.Next()
-			if !ok {
-				break
-			}
-			all = append(all, r)
-		}
-		if err := it.Err(); err != nil {
-			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
-		}
-		drop = make([]bool, len(all))
-		known, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, all)
+		known, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, dec.keys)
 		if err != nil {
 			return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
 		}
 		for i := int32(0); int(i) < len(all); i++ {
 			r := all[i]
-			key, skip := bk.cfg.keyOf(r)
+			key, d := dec.keys[i].key, dec.keys[i].digest
 			if key == nil {
 				continue
 			}
-			d := recordDigest(r, skip)
 			if j, ok := seen[string(key)]; ok {
 				// A second copy in the same batch: the first counts.
 				if bk.fresh[j].digest != d {
@@ -514,6 +553,14 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 func (b *Broker) produceKeyed(req ProduceRequest, topic *Topic, part *partition.Partition, h batch.Header, cfg keyWindowConfig) (partition.AppendResult, []DuplicateRecord) {
 	tk := b.keys.topic(topic.Name)
 	bk := &batchKeys{b: b, tk: tk, cfg: cfg, part: part}
+	// The records' keys and digests depend on the batch alone: worked
+	// out here, outside the topic's order lock (which serialises the
+	// topic's partitions) and the partition's append lock.
+	// Only a batch that passes the partition's own validation (CRC) is
+	// decoded ahead; anything else is the partition's to reject.
+	if vh, err := batch.Validate(req.Records); err == nil {
+		bk.decoded, _ = decodeKeyed(req.Records, vh, cfg, bk.decompressLimit())
+	}
 	tk.order.Lock()
 	ar := b.appendBatch(req, part, h, bk.filter(topic))
 	appended := ar.ErrorCode == 0 && !ar.Duplicate && bk.filtered
