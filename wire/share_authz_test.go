@@ -2,7 +2,9 @@ package wire
 
 import (
 	"context"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -216,5 +218,54 @@ func TestShareGroupACLs(t *testing.T) {
 	ab.allow("User:alice", []kadm.ACLOperation{kadm.OpDelete}, func(b *kadm.ACLBuilder) *kadm.ACLBuilder { return b.Groups("g") })
 	if d := del(alice, "hidden"); d.ErrorCode == kerr.GroupAuthorizationFailed.Code || len(d.Topics) != 1 || d.Topics[0].ErrorCode != kerr.TopicAuthorizationFailed.Code {
 		t.Errorf("alice deleting hidden's offsets: %+v", d)
+	}
+}
+
+// A franz-go share consumer works under --authorizer acl with READ on its
+// group and topic (the client's FindCoordinator, Metadata, heartbeats,
+// fetches and acknowledgements all pass); without READ on the group it
+// receives nothing.
+func TestShareConsumerUnderACLs(t *testing.T) {
+	ab := startACLBroker(t, "")
+	ab.createTopic("q", 2)
+	admin := ab.client("User:admin", kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 20
+	for i := range n {
+		if err := admin.ProduceSync(ctx, &kgo.Record{Topic: "q", Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setShareConfig(t, admin, "g", "share.auto.offset.reset", "earliest")
+	ab.allow("User:alice", []kadm.ACLOperation{kadm.OpRead}, func(b *kadm.ACLBuilder) *kadm.ACLBuilder {
+		return b.Groups("g").Topics("q")
+	})
+	ab.allow("User:bob", []kadm.ACLOperation{kadm.OpRead}, func(b *kadm.ACLBuilder) *kadm.ACLBuilder { return b.Topics("q") })
+
+	bob := ab.client("User:bob", kgo.ConsumeTopics("q"), kgo.ShareGroup("g"))
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	fs := bob.PollFetches(pctx)
+	pcancel()
+	if fs.NumRecords() != 0 {
+		t.Fatalf("bob, without READ on the group, got %d records", fs.NumRecords())
+	}
+
+	alice := ab.client("User:alice", kgo.ConsumeTopics("q"), kgo.ShareGroup("g"))
+	seen := map[string]int{}
+	for len(seen) < n && ctx.Err() == nil {
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := alice.PollFetches(pctx)
+		pcancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			seen[string(r.Value)]++
+			r.Ack(kgo.AckAccept)
+		})
+	}
+	if len(seen) != n {
+		t.Fatalf("alice saw %d of %d records", len(seen), n)
+	}
+	if err := alice.FlushAcks(ctx); err != nil {
+		t.Fatalf("alice's acknowledgements: %v", err)
 	}
 }
