@@ -41,6 +41,13 @@ public abstract class Broker {
     return name();
   }
 
+  /** Client settings for SCRAM-SHA-256 over SASL_PLAINTEXT as user/password. */
+  public static Map<String, Object> scram(String user, String password) {
+    return Map.of("security.protocol", "SASL_PLAINTEXT", "sasl.mechanism", "SCRAM-SHA-256",
+        "sasl.jaas.config", "org.apache.kafka.common.security.scram.ScramLoginModule required username=\""
+            + user + "\" password=\"" + password + "\";");
+  }
+
   public Admin admin() {
     return Admin.create(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap(),
         AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 10000,
@@ -49,6 +56,11 @@ public abstract class Broker {
 
   /** Polls DescribeCluster until the broker answers, or fails when proc dies or time runs out. */
   static void awaitReady(String bootstrap, Process proc, Duration limit, Path log) throws Exception {
+    awaitReady(bootstrap, proc, limit, log, Map.of());
+  }
+
+  /** awaitReady with extra client settings (e.g. {@link #scram}) for the probe. */
+  static void awaitReady(String bootstrap, Process proc, Duration limit, Path log, Map<String, Object> client) throws Exception {
     Instant deadline = Instant.now().plus(limit);
     Exception last = null;
     while (Instant.now().isBefore(deadline)) {
@@ -59,6 +71,7 @@ public abstract class Broker {
       p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
       p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 2000);
       p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 3000);
+      p.putAll(client);
       try (Admin a = Admin.create(p)) {
         if (a.describeCluster().nodes().get(3, TimeUnit.SECONDS).size() > 0) {
           return;

@@ -21,6 +21,9 @@ public final class KafkaBroker extends Broker {
   private Path props;
   private Process proc;
   private FaultProxy proxy;
+  /** Set by startSasl: the SASL_PLAINTEXT port, the super user and its password. */
+  private int saslPort;
+  private java.util.Map<String, Object> probeClient = java.util.Map.of();
 
   private KafkaBroker(Path dir, int port) {
     this.dir = dir;
@@ -38,6 +41,62 @@ public final class KafkaBroker extends Broker {
    */
   public static KafkaBroker startBehindProxy(double dropProduceProb, long seed) throws Exception {
     return start(dropProduceProb, seed);
+  }
+
+  /**
+   * Kafka with a SASL_PLAINTEXT listener (SCRAM-SHA-256; users from kafka-storage format
+   * --add-scram) beside PLAINTEXT, StandardAuthorizer and super.users=User:superUser.
+   * User:ANONYMOUS is a super user too: the controller listener and the inter-broker
+   * listener are PLAINTEXT (the node's own BrokerRegistration etc. must be allowed); the
+   * tests use only {@link #bootstrap()}, the SASL_PLAINTEXT listener.
+   */
+  public static KafkaBroker startSasl(java.util.Map<String, String> users, String superUser) throws Exception {
+    Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "kafka-sasl-");
+    KafkaBroker b = new KafkaBroker(dir, freePort());
+    b.saslPort = freePort();
+    b.probeClient = scram(superUser, users.get(superUser));
+    int controllerPort = freePort();
+    Path props = dir.resolve("server.properties");
+    b.props = props;
+    Files.writeString(props, String.join("\n",
+        "process.roles=broker,controller",
+        "node.id=1",
+        "controller.quorum.bootstrap.servers=127.0.0.1:" + controllerPort,
+        "listeners=PLAINTEXT://127.0.0.1:" + b.port + ",SASL_PLAINTEXT://127.0.0.1:" + b.saslPort
+            + ",CONTROLLER://127.0.0.1:" + controllerPort,
+        "advertised.listeners=PLAINTEXT://127.0.0.1:" + b.port + ",SASL_PLAINTEXT://127.0.0.1:" + b.saslPort,
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-256",
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
+            + "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:" + superUser + ";User:ANONYMOUS",
+        "log.dirs=" + dir.resolve("data"),
+        "num.partitions=1",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=3",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=3",
+        "group.initial.rebalance.delay.ms=0",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        ""));
+    List<String> fmtArgs = new ArrayList<>(List.of("format", "-t", Uuid.randomUuid().toString(),
+        "-c", props.toString(), "--standalone"));
+    for (var u : users.entrySet()) {
+      fmtArgs.addAll(List.of("--add-scram", "SCRAM-SHA-256=[name=" + u.getKey() + ",password=" + u.getValue() + "]"));
+    }
+    Process fmt = b.java("kafka.tools.StorageTool", fmtArgs.toArray(new String[0]))
+        .redirectOutput(dir.resolve("format.log").toFile()).start();
+    if (!fmt.waitFor(3, TimeUnit.MINUTES) || fmt.exitValue() != 0) {
+      throw new IllegalStateException("kafka-storage format failed: " + Files.readString(dir.resolve("format.log")));
+    }
+    b.launch();
+    return b;
   }
 
   private static KafkaBroker start(double dropProduceProb, long seed) throws Exception {
@@ -88,7 +147,7 @@ public final class KafkaBroker extends Broker {
     proc = java("kafka.Kafka", props.toString())
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
     try {
-      awaitReady(bootstrap(), proc, Duration.ofMinutes(3), log);
+      awaitReady(bootstrap(), proc, Duration.ofMinutes(3), log, probeClient);
     } catch (Exception e) {
       proc.destroyForcibly();
       throw e;
@@ -154,6 +213,9 @@ public final class KafkaBroker extends Broker {
 
   @Override
   public String bootstrap() {
+    if (saslPort != 0) {
+      return "127.0.0.1:" + saslPort;
+    }
     return proxy != null ? proxy.addr() : "127.0.0.1:" + port;
   }
 

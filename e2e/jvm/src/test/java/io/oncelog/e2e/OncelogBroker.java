@@ -19,6 +19,10 @@ public final class OncelogBroker extends Broker {
   private final int adminPort;
   private Process proc;
   private FaultProxy proxy;
+  /** Set by startSasl: the SASL_PLAINTEXT port, the super user and its password. */
+  private int saslPort;
+  private String superUser;
+  private String superPassword;
 
   private OncelogBroker(Path dir) throws Exception {
     this.dir = dir;
@@ -44,6 +48,32 @@ public final class OncelogBroker extends Broker {
     Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "oncelog-proxied-");
     OncelogBroker b = new OncelogBroker(dir);
     b.proxy = FaultProxy.start("127.0.0.1:" + b.port, 0, dropProduceProb, seed, dir);
+    b.launch();
+    return b;
+  }
+
+  /**
+   * oncelog with a PLAINTEXT and a SASL_PLAINTEXT listener (SCRAM-SHA-256 users created
+   * with `oncelog user create` before the first start) and `--authorizer acl
+   * --super-users User:superUser`. {@link #bootstrap()} is the SASL_PLAINTEXT listener.
+   */
+  public static OncelogBroker startSasl(java.util.Map<String, String> users, String superUser) throws Exception {
+    Path dir = Files.createTempDirectory(Files.createDirectories(targetDir().resolve("brokers")), "oncelog-sasl-");
+    OncelogBroker b = new OncelogBroker(dir);
+    b.saslPort = freePort();
+    b.superUser = superUser;
+    b.superPassword = users.get(superUser);
+    for (var u : users.entrySet()) {
+      Process p = new ProcessBuilder(binary().toString(), "user", "create", u.getKey(),
+          "--mechanism", "SCRAM-SHA-256", "--password-stdin", "--data-dir", b.dataDir.toString())
+          .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(b.log.toFile())).start();
+      try (var in = p.getOutputStream()) {
+        in.write((u.getValue() + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+      }
+      if (!p.waitFor(60, TimeUnit.SECONDS) || p.exitValue() != 0) {
+        throw new IllegalStateException("oncelog user create " + u.getKey() + " failed; see " + b.log);
+      }
+    }
     b.launch();
     return b;
   }
@@ -78,7 +108,6 @@ public final class OncelogBroker extends Broker {
 
   private void launch() throws Exception {
     List<String> cmd = new ArrayList<>(List.of(binary().toString(), "serve",
-        "--listen", "127.0.0.1:" + port,
         "--admin-listen", "127.0.0.1:" + adminPort,
         "--http-listen", "",
         "--data-dir", dataDir.toString(),
@@ -88,12 +117,19 @@ public final class OncelogBroker extends Broker {
         "--transaction-timeout-check-interval=1s",
         // As the Kafka fixture's group.initial.rebalance.delay.ms=0.
         "--group-initial-rebalance-delay=0s"));
+    if (saslPort != 0) {
+      cmd.addAll(List.of("--listeners", "PLAINTEXT://127.0.0.1:" + port + ",SASL_PLAINTEXT://127.0.0.1:" + saslPort,
+          "--authorizer", "acl", "--super-users", "User:" + superUser));
+    } else {
+      cmd.addAll(List.of("--listen", "127.0.0.1:" + port));
+    }
     if (proxy != null) {
       cmd.addAll(List.of("--advertise", proxy.addr()));
     }
     proc = new ProcessBuilder(cmd).redirectErrorStream(true)
         .redirectOutput(ProcessBuilder.Redirect.appendTo(log.toFile())).start();
-    awaitReady(bootstrap(), proc, Duration.ofSeconds(60), log);
+    awaitReady(bootstrap(), proc, Duration.ofSeconds(60), log,
+        saslPort != 0 ? scram(superUser, superPassword) : java.util.Map.of());
   }
 
   @Override
@@ -103,6 +139,9 @@ public final class OncelogBroker extends Broker {
 
   @Override
   public String bootstrap() {
+    if (saslPort != 0) {
+      return "127.0.0.1:" + saslPort;
+    }
     return proxy != null ? proxy.addr() : "127.0.0.1:" + port;
   }
 
