@@ -135,6 +135,12 @@ type Index struct {
 	now        func() time.Time
 	insertSync *pebble.WriteOptions
 
+	// wmu orders the writers (InsertBatch, Remove, TruncatePartition,
+	// Expire, DeleteTopic): InsertBatch commits without holding mu, so
+	// that lookups do not wait for its pebble commit. mu guards the
+	// in-memory state (buckets, filters, stats, failed); wmu is taken
+	// first.
+	wmu    sync.Mutex
 	mu     sync.Mutex
 	failed error
 	// buckets holds each topic's live buckets, oldest first.
@@ -332,16 +338,34 @@ type Insert struct {
 // (the next offset to index, for reconciling from the log at recovery) to
 // next. Entry.IndexedAt is set to now. The caller looked the keys up first
 // and holds the topic's produce order, so they are new.
+//
+// Lookups do not wait for its commit, and find the keys once it returned
+// (the broker holds them as pending until then).
 func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, window time.Duration, next int64) (err error) {
+	ix.wmu.Lock()
+	defer ix.wmu.Unlock()
 	ix.mu.Lock()
-	defer ix.mu.Unlock()
 	if ix.failed != nil {
+		ix.mu.Unlock()
 		return ix.failed
 	}
-	defer ix.failOnFatal(&err)
-	defer pebblestore.Guard(&err)
 	now := ix.now().UnixMilli()
 	b, fresh := ix.currentBucket(topic, window, now)
+	var expect int64 // a new bucket's filter is sized like the last bucket
+	if bs := ix.buckets[topic]; fresh && len(bs) > 0 {
+		expect = bs[len(bs)-1].keys
+	}
+	ix.mu.Unlock()
+	// Only readers run until mu is taken again (wmu): the buckets do not
+	// change meanwhile.
+	defer func() {
+		if err != nil {
+			ix.mu.Lock()
+			ix.failOnFatal(&err)
+			ix.mu.Unlock()
+		}
+	}()
+	defer pebblestore.Guard(&err)
 	batch := ix.db.NewBatch()
 	defer batch.Close()
 	if len(inserts) > 0 || fresh {
@@ -354,17 +378,17 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 		_ = batch.Set(keyKey(topic, b.start, in.Key), encodeEntry(e), nil)
 	}
 	_ = batch.Set(watermarkKey(topic, partition), be64(next), nil)
+	if fresh {
+		b.filter = newKeyFilter(expect) // not visible to lookups yet
+	}
 	if err := batch.Commit(ix.insertSync); err != nil {
+		ix.mu.Lock()
+		defer ix.mu.Unlock()
 		ix.failed = fmt.Errorf("%w: %v", ErrFailed, err)
 		return ix.failed
 	}
-	if fresh {
-		var expect int64
-		if bs := ix.buckets[topic]; len(bs) > 0 {
-			expect = bs[len(bs)-1].keys
-		}
-		b.filter = newKeyFilter(expect)
-	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
 	for _, in := range inserts {
 		b.filter.add(in.Key)
 	}
@@ -434,6 +458,8 @@ func (ix *Index) watermarkLocked(topic string, partition int32) (int64, error) {
 // recovery, where the watermark says whether it is needed at all; it
 // returns the number of keys removed.
 func (ix *Index) TruncatePartition(topic string, partition int32, logEnd int64) (removed int, err error) {
+	ix.wmu.Lock() // writers one at a time (InsertBatch)
+	defer ix.wmu.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.failed != nil {
@@ -481,6 +507,8 @@ func (ix *Index) TruncatePartition(topic string, partition int32, logEnd int64) 
 // their topic's window, and every key of topics windowOf does not know
 // (deleted, or dedup turned off). It returns the number of buckets removed.
 func (ix *Index) Expire(windowOf func(topic string) (time.Duration, bool)) (removed int, err error) {
+	ix.wmu.Lock() // writers one at a time (InsertBatch)
+	defer ix.wmu.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.failed != nil {
@@ -525,6 +553,8 @@ func (ix *Index) Expire(windowOf func(topic string) (time.Duration, bool)) (remo
 // DeleteTopic removes every key and watermark of topic (DeleteTopics, or
 // oncelog.dedup.key set back to none).
 func (ix *Index) DeleteTopic(topic string) (err error) {
+	ix.wmu.Lock() // writers one at a time (InsertBatch)
+	defer ix.wmu.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.failed != nil {
@@ -683,6 +713,8 @@ type KeyAt struct {
 // aborted transaction's records, which must not block a later write of the
 // key. A key held for another record stays. It returns how many it removed.
 func (ix *Index) Remove(topic string, keys []KeyAt) (removed int, err error) {
+	ix.wmu.Lock() // writers one at a time (InsertBatch)
+	defer ix.wmu.Unlock()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.failed != nil {
