@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/oncelog/oncelog/internal/batchtest"
+	"github.com/oncelog/oncelog/internal/kafkafixture"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// TestMisuseAnswersMatchKafka sends the same misuses, as raw requests, to
+// oncelog and to a real Apache Kafka 4.4 (internal/kafkafixture) and
+// requires the same error code for each: the exactly-once errors a Java
+// client never lets one trigger on purpose (an out-of-order sequence, an
+// unknown producer id, a stale epoch, EndTxn with no transaction, a
+// transactional write to a partition not in the transaction). The JVM suite
+// compares the rest (fencing, invalid transaction state, unknown topic,
+// record too large, authorization).
+func TestMisuseAnswersMatchKafka(t *testing.T) {
+	kafka := kafkafixture.StartT(t, kafkafixture.Options{})
+	targets := []struct{ name, addr string }{
+		{"oncelog", startBroker(t).Addr()},
+		{"kafka", kafka.Bootstrap()[0]},
+	}
+	answers := map[string][]string{}
+	for _, target := range targets {
+		answers[target.name] = misuseAnswers(t, target.addr)
+	}
+	o, k := answers["oncelog"], answers["kafka"]
+	if len(o) != len(k) {
+		t.Fatalf("different number of steps: oncelog %v, kafka %v", o, k)
+	}
+	for i := range o {
+		if o[i] != k[i] {
+			t.Errorf("step %d: oncelog %s, Kafka %s", i+1, o[i], k[i])
+		} else {
+			t.Logf("step %d: both %s", i+1, o[i])
+		}
+	}
+}
+
+func misuseAnswers(t *testing.T, addr string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Requests of Kafka 3.6 (Produce by topic name, before KIP-890 part 2's
+	// implicit partition adds), which both brokers serve.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.MaxVersions(kversion.V3_6_0()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := "misuse-orders"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatalf("%s: create topic: %v", addr, err)
+	}
+	var out []string
+	record := func(step string, code int16) {
+		name := "NONE"
+		if code != 0 {
+			name = kerr.ErrorForCode(code).(*kerr.Error).Message
+		}
+		out = append(out, fmt.Sprintf("%s -> %s", step, name))
+	}
+	produce := func(batch []byte, txnID *string) int16 {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.Version = 9 // by name, before KIP-890's implicit adds (v12)
+		req.Acks = -1
+		req.TimeoutMillis = 10000
+		req.TransactionID = txnID
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: produce: %v", addr, err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	initPID := func(txnID *string) (int64, int16) {
+		t.Helper()
+		for {
+			req := kmsg.NewPtrInitProducerIDRequest()
+			req.Version = 4
+			req.TransactionalID = txnID
+			req.TransactionTimeoutMillis = 60000
+			req.ProducerID, req.ProducerEpoch = -1, -1
+			resp, err := req.RequestWith(ctx, cl)
+			if errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) || errors.Is(err, kerr.NotCoordinator) {
+				time.Sleep(200 * time.Millisecond) // Kafka creates __transaction_state on first use
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: InitProducerId: %v", addr, err)
+			}
+			if resp.ErrorCode == kerr.CoordinatorLoadInProgress.Code || resp.ErrorCode == kerr.CoordinatorNotAvailable.Code || resp.ErrorCode == kerr.NotCoordinator.Code {
+				time.Sleep(200 * time.Millisecond) // Kafka's transaction log is still loading
+				continue
+			}
+			if resp.ErrorCode != 0 {
+				t.Fatalf("%s: InitProducerId: %v", addr, kerr.ErrorForCode(resp.ErrorCode))
+			}
+			return resp.ProducerID, resp.ProducerEpoch
+		}
+	}
+
+	pid, epoch := initPID(nil)
+	record("idempotent batch, sequence 0", produce(batchtest.Idempotent(1, pid, epoch, 0), nil))
+	record("the same batch again (a retry)", produce(batchtest.Idempotent(1, pid, epoch, 0), nil))
+	record("sequence 5 after 0 (a gap)", produce(batchtest.Idempotent(1, pid, epoch, 5), nil))
+	record("sequence 1 at epoch-1 (stale epoch)", produce(batchtest.Idempotent(1, pid, epoch-1, 1), nil))
+	record("sequence 3 of a producer id nobody has", produce(batchtest.Idempotent(1, pid+1000, 0, 3), nil))
+
+	txnID := "misuse-txn"
+	tpid, tepoch := initPID(&txnID)
+	end := kmsg.NewPtrEndTxnRequest()
+	end.Version = 3
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txnID, tpid, tepoch, true
+	resp, err := end.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("%s: EndTxn: %v", addr, err)
+	}
+	record("EndTxn commit with no transaction", resp.ErrorCode)
+	txnBatch := batchtest.Build(batchtest.Spec{Records: 1, ProducerID: tpid, ProducerEpoch: tepoch, Transactional: true, Timestamp: time.Now().UnixMilli()})
+	record("transactional batch for a partition not added to the transaction", produce(txnBatch, &txnID))
+	return out
+}
