@@ -177,11 +177,16 @@ func Open(cfg Config) (*Index, error) {
 			// most before pebble is asked).
 			for i := range o.Levels {
 				o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-				// An entry is mostly a SHA-256 digest and a
-				// unique key: snappy gains little on them
-				// and cost a fifth of the store's CPU
-				// (compactions and every block read).
+				// Snappy cost a fifth of the store's CPU under
+				// keyed produce (every flush and compaction,
+				// every block read): the upper levels, which
+				// every key passes through, go uncompressed;
+				// the last level, where the keys settle,
+				// keeps it (disk per key).
 				o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+				if i == len(o.Levels)-1 {
+					o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.DefaultCompression }
+				}
 			}
 			// Every produced key is written once: a larger
 			// memtable means fewer, larger flushes and less L0
