@@ -467,7 +467,7 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 			bk.dups[i].Offset = ar.BaseOffset + int64(d)
 		}
 	}
-	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional()}
+	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional(), inserts: make([]dedup.Insert, 0, len(bk.fresh))}
 	tk := bk.tk
 	tk.mu.Lock()
 	for _, r := range bk.fresh {
@@ -524,7 +524,11 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 			tk.mu.Unlock()
 			return
 		}
-		var inserts []dedup.Insert
+		total := 0
+		for _, pb := range pk.queue[:n] {
+			total += len(pb.inserts)
+		}
+		inserts := make([]dedup.Insert, 0, total)
 		for _, pb := range pk.queue[:n] {
 			inserts = append(inserts, pb.inserts...)
 		}
