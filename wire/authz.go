@@ -103,3 +103,18 @@ var enforcesACLs = map[int16]bool{
 	76: true, 77: true, 78: true, 79: true, // share groups (KIP-932): wire/share_authz.go
 	90: true, 91: true, 92: true, // share-group offsets
 }
+
+// splitAuthorized splits a request's items into those the principal may use
+// and those it may not, in order. kept starts as items[:0:0], so a
+// non-nil list whose items are all denied stays an empty, non-nil list.
+func splitAuthorized[T any](items []T, allowed func(T) bool) (kept, denied []T) {
+	kept = items[:0:0]
+	for _, it := range items {
+		if allowed(it) {
+			kept = append(kept, it)
+		} else {
+			denied = append(denied, it)
+		}
+	}
+	return kept, denied
+}

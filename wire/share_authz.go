@@ -62,15 +62,7 @@ func shareFetchAuthorized(c *conn, api int16, req *kmsg.ShareFetchRequest, serve
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
-	var denied []kmsg.ShareFetchRequestTopic
-	allowed := req.Topics[:0:0]
-	for _, t := range req.Topics {
-		if c.shareTopicAllowed(api, opRead, t.TopicID) {
-			allowed = append(allowed, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.ShareFetchRequestTopic) bool { return c.shareTopicAllowed(api, opRead, t.TopicID) })
 	if len(denied) == 0 {
 		return serve(req)
 	}
@@ -100,15 +92,7 @@ func shareAcknowledgeAuthorized(c *conn, api int16, req *kmsg.ShareAcknowledgeRe
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
-	var denied []kmsg.ShareAcknowledgeRequestTopic
-	allowed := req.Topics[:0:0]
-	for _, t := range req.Topics {
-		if c.shareTopicAllowed(api, opRead, t.TopicID) {
-			allowed = append(allowed, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.ShareAcknowledgeRequestTopic) bool { return c.shareTopicAllowed(api, opRead, t.TopicID) })
 	if len(denied) == 0 {
 		return serve(req)
 	}
@@ -224,15 +208,9 @@ func shareAlterOffsetsAuthorized(c *conn, api int16, req *kmsg.AlterShareGroupOf
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
-	var denied []kmsg.AlterShareGroupOffsetsRequestTopic
-	allowed := req.Topics[:0:0]
-	for _, t := range req.Topics {
-		if c.authorize(api, opRead, rtTopic, t.Topic) {
-			allowed = append(allowed, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.AlterShareGroupOffsetsRequestTopic) bool {
+		return c.authorize(api, opRead, rtTopic, t.Topic)
+	})
 	if len(denied) == 0 {
 		return serve(req)
 	}
@@ -260,15 +238,9 @@ func shareDeleteOffsetsAuthorized(c *conn, api int16, req *kmsg.DeleteShareGroup
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp
 	}
-	var denied []kmsg.DeleteShareGroupOffsetsRequestTopic
-	allowed := req.Topics[:0:0]
-	for _, t := range req.Topics {
-		if c.authorize(api, opRead, rtTopic, t.Topic) {
-			allowed = append(allowed, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.DeleteShareGroupOffsetsRequestTopic) bool {
+		return c.authorize(api, opRead, rtTopic, t.Topic)
+	})
 	if len(denied) == 0 {
 		return serve(req)
 	}

@@ -230,15 +230,7 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 	case !c.ownsProducerID(r.key, req.ProducerID):
 		return errorResponse(kerr.InvalidProducerIDMapping.Code)
 	}
-	var denied []kmsg.TxnOffsetCommitRequestTopic
-	allowed := req.Topics[:0:0]
-	for _, t := range req.Topics {
-		if c.authorize(r.key, opRead, rtTopic, t.Topic) {
-			allowed = append(allowed, t)
-		} else {
-			denied = append(denied, t)
-		}
-	}
+	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) bool { return c.authorize(r.key, opRead, rtTopic, t.Topic) })
 	req.Topics = allowed
 	deniedTopics := errorTopics(denied, kerr.TopicAuthorizationFailed.Code)
 	verify := b.Txns.VerifyGroup
