@@ -66,6 +66,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.oncelogBin, "oncelog-binary", "", "run this oncelog binary instead of building ../cmd/oncelog")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for data directories (default: a new temporary directory)")
 	fs.BoolVar(&o.keepWorkDir, "keep", false, "keep the data directories and the broker log afterwards")
+	restartLog := fs.Int64("restart-log-mb", 0, "MB of log the restart workload writes before kill -9 (default: the profile's)")
+	restartParts := fs.Int("restart-partitions", 0, "partitions of the restart workload's log topic (default: the profile's)")
+	restartPIDs := fs.Int("restart-producer-ids", 0, "idempotent producer ids the restart workload creates before kill -9 (default: the profile's)")
 	indexKeys := fs.Int64("index-keys", 0, "keys the keyindex workload indexes (default: the profile's: quick 200k, default 1M, full 10M)")
 	only := fs.String("only", "", "run only these workloads, comma-separated, from "+strings.Join(stepNames, ", ")+
 		" (consume reads what headline and txn wrote; latency paces at the rate matrix measured)")
@@ -89,6 +92,18 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("--index-keys must not be negative")
 	} else if *indexKeys > 0 {
 		o.profile.KeyIndexKeys = *indexKeys
+	}
+	if *restartLog < 0 || *restartParts < 0 || *restartPIDs < 0 {
+		return o, fmt.Errorf("--restart-* sizes must not be negative")
+	}
+	if *restartLog > 0 {
+		o.profile.Restart.LogBytes = *restartLog << 20
+	}
+	if *restartParts > 0 {
+		o.profile.Restart.LogPartitions = *restartParts
+	}
+	if *restartPIDs > 0 {
+		o.profile.Restart.ProducerIDs = *restartPIDs
 	}
 	for name := range strings.SplitSeq(*only, ",") {
 		if name = strings.TrimSpace(name); name == "" {

@@ -213,6 +213,8 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
+	var stored []*Topic
+	var counts []int32
 	for _, mt := range topics {
 		if IsInternalTopic(mt.Name) {
 			// Auto-created by a client before oncelog knew internal
@@ -220,11 +222,14 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 			logger.Warn("not serving a stored topic named like a Kafka internal topic; its files are left in place", "topic", mt.Name)
 			continue
 		}
-		t := &Topic{Name: mt.Name, ID: mt.ID, Configs: mt.Configs}
-		if err := b.openPartitions(t, 0, mt.Partitions); err != nil {
-			b.Close()
-			return nil, err
-		}
+		stored = append(stored, &Topic{Name: mt.Name, ID: mt.ID, Configs: mt.Configs})
+		counts = append(counts, mt.Partitions)
+	}
+	if err := b.openStoredPartitions(stored, counts); err != nil {
+		b.Close()
+		return nil, err
+	}
+	for _, t := range stored {
 		b.topics[t.Name] = t
 		b.byID[t.ID] = t
 		b.partitionCount += len(t.Partitions)
@@ -305,8 +310,9 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	b.Stats.Registry.MustRegister(scrapeCollector{b})
 	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond).String())
 	b.removeLeftoverTombstones()
-	b.stopped.Add(1)
+	b.stopped.Add(2)
 	go b.maintain()
+	go b.checkpointRecoveryPoints()
 	b.dirLock, opened = dirLock, true
 	return b, nil
 }
@@ -329,6 +335,67 @@ func (b *Broker) openPartitions(t *Topic, from, to int32) error {
 		t.Partitions = append(t.Partitions, p)
 	}
 	return nil
+}
+
+// openStoredPartitions opens (and, after a crash, recovers) the partitions
+// of the stored topics, counts[i] of topics[i], RecoveryThreads at a time
+// (Kafka's num.recovery.threads.per.data.dir): each partition's scan and
+// producer-state load are independent, so a restart takes about as long as
+// the slowest share rather than the sum. On error every partition opened is
+// closed again.
+func (b *Broker) openStoredPartitions(topics []*Topic, counts []int32) error {
+	type job struct {
+		t *Topic
+		i int32
+	}
+	jobs := make(chan job)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for i, t := range topics {
+		t.Partitions = make([]*partition.Partition, counts[i])
+	}
+	for range max(b.cfg.RecoveryThreads, 1) {
+		wg.Go(func() {
+			for j := range jobs {
+				pcfg := b.cfg.partitionConfig(j.t.Configs)
+				p, err := partition.Open(b.cfg.FS, b.partitionDir(j.t.Name, j.i), j.t.Name, j.i, pcfg, b.limits, b.partitionHooks(), b.logger)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				j.t.Partitions[j.i] = p // nil on error
+			}
+		})
+	}
+	for i, t := range topics {
+		for p := range counts[i] {
+			mu.Lock()
+			failed := firstErr != nil
+			mu.Unlock()
+			if failed {
+				break
+			}
+			jobs <- job{t, p}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr == nil {
+		return nil
+	}
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			if p != nil {
+				p.Close()
+			}
+		}
+		t.Partitions = nil
+	}
+	return firstErr
 }
 
 func (b *Broker) partitionHooks() partition.Hooks {
@@ -965,6 +1032,36 @@ func (b *Broker) maintain() {
 			}
 			b.limits.Trim(now.UnixMilli())
 			b.expireKeys()
+		}
+	}
+}
+
+// checkpointRecoveryPoints writes the partitions' recovery points and
+// producer snapshots (partition.Checkpoint) as RecoveryPointInterval and
+// RecoveryPointBytes ask, checking every second (or every interval, if
+// shorter) which are due, like Kafka's recovery-point checkpoint task.
+func (b *Broker) checkpointRecoveryPoints() {
+	defer b.stopped.Done()
+	policy := partition.CheckpointPolicy{Interval: b.cfg.RecoveryPointInterval, Bytes: b.cfg.RecoveryPointBytes}
+	t := time.NewTicker(min(policy.Interval, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			for _, topic := range b.Topics() {
+				for _, p := range topic.Partitions {
+					select {
+					case <-b.stop:
+						return
+					default:
+					}
+					if _, err := p.Checkpoint(now, policy); err != nil && !errors.Is(err, segment.ErrClosed) {
+						b.logger.Warn("writing a recovery point failed; a crash now would scan more of the log", "topic", p.Topic, "partition", p.Index, "err", err)
+					}
+				}
+			}
 		}
 	}
 }

@@ -64,6 +64,16 @@ type Config struct {
 	// RetentionCheckInterval is log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
 
+	// Crash recovery (partition/recoverypoint.go). RecoveryPointInterval
+	// is log.flush.offset.checkpoint.interval.ms; RecoveryPointBytes
+	// (oncelog's own) writes a partition's recovery point sooner once its
+	// log grew this much past the last one, bounding the scan after a
+	// crash; RecoveryThreads is num.recovery.threads.per.data.dir, how
+	// many partitions are opened (and recovered) at once at start.
+	RecoveryPointInterval time.Duration
+	RecoveryPointBytes    int64
+	RecoveryThreads       int
+
 	// Log compaction (Kafka's log.cleaner.* settings). The ratio, lags and
 	// delete retention are the defaults of the topic configs
 	// min.cleanable.dirty.ratio, min.compaction.lag.ms,
@@ -158,6 +168,9 @@ func DefaultConfig() Config {
 		MaxProducersPerPartition:    100000,
 		MaxProducers:                1000000,
 		RetentionCheckInterval:      5 * time.Minute,
+		RecoveryPointInterval:       time.Minute,
+		RecoveryPointBytes:          64 << 20,
+		RecoveryThreads:             2, // Kafka 4.0's default (KIP-1030)
 		CleanupPolicy:               "delete",
 		CleanerEnable:               true,
 		CleanerThreads:              1,

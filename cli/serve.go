@@ -136,6 +136,9 @@ docs/operations.md.`,
 	f.Int64Var(&c.RetentionMs, "log-retention-ms", c.RetentionMs, "delete closed segments whose newest record is older than this many milliseconds; -1 keeps them forever (log.retention.ms; topic override retention.ms)")
 	f.Int64Var(&c.RetentionBytes, "log-retention-bytes", c.RetentionBytes, "delete a partition's oldest segments while it is larger than this many bytes; -1 for no limit (log.retention.bytes; topic override retention.bytes)")
 	f.DurationVar(&c.RetentionCheckInterval, "log-retention-check-interval", c.RetentionCheckInterval, "how often retention and producer-id expiry run (log.retention.check.interval.ms)")
+	f.DurationVar(&c.RecoveryPointInterval, "log-flush-offset-checkpoint-interval", c.RecoveryPointInterval, "how often a partition written to since its last recovery point writes a new one with a producer snapshot, so that a restart after a crash scans and replays only what came after (log.flush.offset.checkpoint.interval.ms)")
+	f.Int64Var(&c.RecoveryPointBytes, "log-recovery-point-bytes", c.RecoveryPointBytes, "write a partition's recovery point sooner, once its log grew this many bytes past the last one: bounds the scan after a crash however fast the partition is written; not a Kafka setting")
+	f.IntVar(&c.RecoveryThreads, "num-recovery-threads", c.RecoveryThreads, "how many partitions are opened and recovered at once at start (num.recovery.threads.per.data.dir)")
 
 	f.StringVar(&c.CleanupPolicy, "log-cleanup-policy", c.CleanupPolicy, "what happens to old records of topics without their own cleanup.policy: delete (retention), compact (keep the newest record of every key) or compact,delete (log.cleanup.policy; topic override cleanup.policy)")
 	f.BoolVar(&c.CleanerEnable, "log-cleaner-enable", c.CleanerEnable, "run the log cleaner that compacts topics with cleanup.policy=compact (log.cleaner.enable)")
@@ -220,6 +223,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{c.RetentionMs < -1, "--log-retention-ms must be -1 (forever) or more"},
 		{c.RetentionBytes < -1, "--log-retention-bytes must be -1 (no limit) or more"},
 		{c.RetentionCheckInterval <= 0, "--log-retention-check-interval must be positive"},
+		{c.RecoveryPointInterval <= 0, "--log-flush-offset-checkpoint-interval must be positive"},
+		{c.RecoveryPointBytes < 1, "--log-recovery-point-bytes must be positive"},
+		{c.RecoveryThreads < 1, "--num-recovery-threads must be at least 1"},
 		{broker.ValidateCleanupPolicy(c.CleanupPolicy) != nil, "--log-cleanup-policy must be delete, compact or compact,delete"},
 		{c.CleanerThreads < 1, "--log-cleaner-threads must be at least 1"},
 		{c.CleanerBackoffMs < 1, "--log-cleaner-backoff-ms must be positive"},

@@ -101,6 +101,8 @@ type Partition struct {
 
 	limits  *producer.Limits
 	lostEnd int64 // storage recovery: offsets below it were handed out (guarded by mu)
+
+	ckpt checkpointState // recoverypoint.go
 }
 
 // AppendResult is the answer to one produce batch.
@@ -142,6 +144,7 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 		return nil, err
 	}
 	log.SetRollHook(p.onRoll)
+	p.ckpt = checkpointState{last: time.Now(), snapshotSize: log.Size()}
 	p.sync.init(p)
 	// Everything in the log after recovery is durable: it was either
 	// fsynced before the crash or scanned and kept by recovery, which

@@ -116,6 +116,10 @@ func (l *Log) shouldRoll(seg *segment, n int, lastOffset int64) bool {
 // indexes, then create the new file and fsync the directory. Called with
 // writeMu held.
 func (l *Log) roll() error {
+	// A recovery point being written for the old segment finishes first:
+	// it must not append to index files the roll rewrites whole.
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
 	old := l.segs[len(l.segs)-1]
 	if err := fsx.SyncData(old.file, old.logPath()); err != nil {
 		return l.fail(err)
@@ -136,6 +140,9 @@ func (l *Log) roll() error {
 	old.build = nil // readers map the index files from now on
 	l.segs = append(slices.Clip(l.segs), seg)
 	l.mu.Unlock()
+	// The recovery point (if any) names the old segment: Open ignores it
+	// and scans the new one whole until the next one is written.
+	l.ckpt = checkpointState{base: seg.base, pos: -1}
 	files.add(old) // closed now: its file may be closed while cold
 	// The old segment was fdatasynced whole and the new one is durably
 	// empty.

@@ -10,6 +10,7 @@
 //	00000000000000000000.timeindex  sparse time index
 //	clean-shutdown                  written by Close, removed by Open
 //	log-start-offset                written by DeleteRecordsBefore
+//	recovery-point                  written by WriteRecoveryPoint
 //
 // Other files (the producer package's .snapshot files) are left alone.
 //
@@ -46,6 +47,13 @@
 //  7. Metadata files are replaced with write-temp, fsync, rename, fsync-dir.
 //     Segment deletion removes index files before the .log and fsyncs the
 //     directory.
+//  8. A recovery point (recoverypoint.go) names a position of the last
+//     segment below which its bytes were fdatasynced and its index entries
+//     written and fsynced before the recovery point was. Without a valid
+//     clean-shutdown marker, Open scans only past a recovery point that
+//     passes its checks, and the full segment otherwise (invariant 3 then
+//     holds for the scanned part: a torn tail still lies past the last
+//     Sync, which is at or past the recovery point).
 //
 // A failed fdatasync leaves the page cache in an unknown state (dirty pages
 // may have been dropped and marked clean), so it makes the Log unusable until
@@ -163,6 +171,11 @@ type RecoveryInfo struct {
 	// ScannedBytes is how much segment data was read to recover or rebuild.
 	ScannedBytes int64
 	Duration     time.Duration
+	// FromRecoveryPoint is true when the last segment was scanned only
+	// from its recovery point on (WriteRecoveryPoint), which was at offset
+	// RecoveryPointOffset.
+	FromRecoveryPoint   bool
+	RecoveryPointOffset int64
 }
 
 // SegmentInfo describes one segment file.
@@ -180,7 +193,12 @@ type Log struct {
 	logger *slog.Logger
 	now    func() time.Time // the broker clock, replaceable in tests
 
-	writeMu  sync.Mutex
+	writeMu sync.Mutex
+	// ckptMu orders WriteRecoveryPoint against what rewrites or closes the
+	// active segment's files (roll, Close, Recover); they take it after
+	// writeMu, WriteRecoveryPoint takes it alone.
+	ckptMu   sync.Mutex
+	ckpt     checkpointState           // guarded by ckptMu
 	rollHook func(newBaseOffset int64) // guarded by writeMu
 	pending  []pendingBatch            // Append's scratch, guarded by writeMu
 
@@ -318,6 +336,8 @@ func (l *Log) closeLocked(writeMarker bool) error {
 	if l.closed {
 		return nil
 	}
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
 	l.mu.Lock()
 	l.closed = true
 	l.mu.Unlock()
@@ -392,6 +412,8 @@ func (l *Log) Recover() (RecoveryInfo, error) {
 	if l.closed {
 		return RecoveryInfo{}, ErrClosed
 	}
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
 	l.durMu.Lock()
 	pos := l.durPos
 	l.durMu.Unlock()
@@ -408,6 +430,7 @@ func (l *Log) Recover() (RecoveryInfo, error) {
 		return info, l.fail(err)
 	}
 	l.segs, l.next, l.start, l.totalSize = fresh.segs, fresh.next, fresh.start, fresh.totalSize
+	l.ckpt = fresh.ckpt
 	l.durMu.Lock()
 	l.durPos = fresh.durPos
 	l.durable.Store(fresh.next)

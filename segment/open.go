@@ -21,7 +21,7 @@ func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, Recover
 	if logger == nil {
 		logger = slog.Default()
 	}
-	l := &Log{fs: fsx.Or(fs), dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), baseLogger: logger, now: time.Now}
+	l := &Log{fs: fsx.Or(fs), dir: dir, cfg: cfg.normalized(), logger: logger.With("log_dir", dir), baseLogger: logger, now: time.Now, ckpt: checkpointState{pos: -1}}
 	var info RecoveryInfo
 	if err := fsx.MkdirAll(l.fs, dir); err != nil {
 		return nil, info, err
@@ -85,6 +85,17 @@ func Open(fs fsx.FS, dir string, cfg Config, logger *slog.Logger) (*Log, Recover
 			return nil, info, err
 		}
 	}
+	// Invariant 8: a recovery point this Open did not vouch for could
+	// describe bytes that recovery has just cut off, and that a later
+	// append replaces.
+	if l.ckpt.base != active.base || l.ckpt.pos < 0 {
+		l.ckpt = checkpointState{base: active.base, ownIndexes: l.ckpt.base == active.base && l.ckpt.ownIndexes,
+			offsetEntries: l.ckpt.offsetEntries, timeEntries: l.ckpt.timeEntries, pos: -1}
+		if err := fsx.Remove(l.fs, filepath.Join(dir, recoveryPointName)); err != nil {
+			l.closeSegments()
+			return nil, info, err
+		}
+	}
 	if err := fsx.SyncDir(l.fs, dir); err != nil {
 		l.closeSegments()
 		return nil, info, err
@@ -101,6 +112,9 @@ func (l *Log) logOpen(info RecoveryInfo, reason error) {
 		"segments", len(l.segs), "log_start_offset", l.start, "next_offset", l.next,
 		"scanned_bytes", info.ScannedBytes, "truncated_bytes", info.TruncatedBytes,
 		"rebuilt_indexes", info.RebuiltIndexes, "took", info.Duration,
+	}
+	if info.FromRecoveryPoint {
+		attrs = append(attrs, "from_recovery_point", info.RecoveryPointOffset)
 	}
 	switch {
 	case info.TruncatedBytes > 0:
@@ -131,7 +145,7 @@ func (l *Log) listSegments() ([]int64, error) {
 			}
 			continue
 		}
-		if name == cleanMarkerName+tmpSuffix || name == startOffsetName+tmpSuffix {
+		if name == cleanMarkerName+tmpSuffix || name == startOffsetName+tmpSuffix || name == recoveryPointName+tmpSuffix {
 			_ = l.fs.Remove(filepath.Join(l.dir, name))
 		}
 	}
@@ -344,6 +358,12 @@ func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInf
 		if err == nil {
 			seg.size, seg.next = size, marker.nextOffset
 			seg.build = builderFromView(v, interval)
+			// Close wrote the index files whole; a recovery point still
+			// naming this segment stays true (the log only grew past it).
+			l.ckpt = checkpointState{base: base, ownIndexes: true, offsetEntries: v.offsetEntries(), timeEntries: v.timeEntries(), pos: -1}
+			if rp, ok := l.readRecoveryPoint(); ok && rp.base == base && rp.pos <= size {
+				l.ckpt.pos = rp.pos
+			}
 			firstMaxTs := int64(-1)
 			if h, err := readHeaderAt(f, 0, size); err == nil {
 				firstMaxTs = h.MaxTimestamp
@@ -355,12 +375,33 @@ func (l *Log) openLastSegment(base int64, marker *cleanMarker, info *RecoveryInf
 		info.RebuiltIndexes++
 	}
 
-	res, err := scanSegment(f.ReadAt, base, size, interval, false)
-	if err != nil {
-		f.Close()
-		return nil, err
+	var res scanResult
+	if rp, ok := l.readRecoveryPoint(); ok {
+		build, rerr := l.resumeFromRecoveryPoint(seg, rp, size)
+		if rerr == nil {
+			res, err = scanSegmentFrom(f.ReadAt, base, rp.pos, rp.next, size, build, false)
+			if err != nil {
+				f.Close()
+				return nil, err
+			}
+			info.ScannedBytes += size - rp.pos
+			info.FromRecoveryPoint, info.RecoveryPointOffset = true, rp.next
+			l.ckpt = checkpointState{base: base, ownIndexes: true, offsetEntries: int(rp.offsetEntries), timeEntries: int(rp.timeEntries), pos: rp.pos}
+			if h, herr := readHeaderAt(f, 0, size); herr == nil {
+				res.firstMaxTs = h.MaxTimestamp
+			}
+		} else {
+			l.logger.Warn("recovery point unusable, scanning the last segment whole", "segment", seg.logPath(), "reason", rerr)
+		}
 	}
-	info.ScannedBytes += size
+	if !info.FromRecoveryPoint {
+		res, err = scanSegment(f.ReadAt, base, size, interval, false)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		info.ScannedBytes += size
+	}
 	if res.validSize < size {
 		seg.file, err = fsx.Truncate(l.fs, f, seg.logPath(), res.validSize)
 		if err != nil {

@@ -287,9 +287,16 @@ const scanChunk = 1 << 20
 // returned as errors. With gaps (closed segments, which the log cleaner may
 // have compacted) a batch may start past the expected offset, never before.
 func scanSegment(readAt readAtFunc, base, fileSize int64, interval int, gaps bool) (scanResult, error) {
-	res := scanResult{next: base, build: newIndexBuilder(interval), firstMaxTs: -1}
+	return scanSegmentFrom(readAt, base, 0, base, fileSize, newIndexBuilder(interval), gaps)
+}
+
+// scanSegmentFrom is scanSegment continuing at byte from, where the batch
+// with offset next starts, with build standing as it did there (a recovery
+// point). validSize is at least from.
+func scanSegmentFrom(readAt readAtFunc, base, from, next, fileSize int64, build *indexBuilder, gaps bool) (scanResult, error) {
+	res := scanResult{validSize: from, next: next, build: build, firstMaxTs: -1}
 	r := newChunkReader(readAt, fileSize, scanChunk)
-	for pos := int64(0); pos < fileSize; {
+	for pos := from; pos < fileSize; {
 		h, err := checkBatch(r, pos, base, res.next, gaps)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
