@@ -38,7 +38,7 @@ type bench struct {
 }
 
 // stepNames are the workloads in the order they run, as --only names them.
-var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "consume", "latency", "restart", "keywindow", "keyindex", "http"}
+var stepNames = []string{"matrix", "ratio", "compression", "txn", "headline", "perftest", "consume", "latency", "restart", "keywindow", "keyindex", "http"}
 
 func newBench(p profile, progress io.Writer) *bench {
 	return &bench{
@@ -104,6 +104,7 @@ func (b *bench) run(ctx context.Context) {
 		"compression": b.compressedProduce,
 		"txn":         b.transactions,
 		"headline":    b.headline,
+		"perftest":    b.perfTest,
 		"consume":     b.consume,
 		"latency":     b.latency,
 		"restart":     b.restart,

@@ -132,3 +132,48 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+// The tool's output as kafka-producer-perf-test 4.4 prints it with
+// --warmup-records and --reporting-interval 1000.
+const perfTestOutput = `In steady state.
+11222 records sent, 11110.9 records/sec (1.06 MB/sec), 557.5 ms avg latency, 892.0 ms max latency.
+39652 records sent, 39454.7 records/sec (3.76 MB/sec), 148.0 ms avg latency, 801.0 ms max latency.
+300000 records sent, 26265.102434 records/sec (2.50 MB/sec), 458.85 ms avg latency, 4062.00 ms max latency, 311 ms 50th, 1133 ms 95th, 1529 ms 99th, 1767 ms 99.9th.
+270000 steady state records sent, 39502.560351 records/sec (3.77 MB/sec), 398.46 ms avg latency, 1209.00 ms max latency, 255 ms 50th, 1045 ms 95th, 1143 ms 99th, 1192 ms 99.9th.
+`
+
+func TestParsePerfTest(t *testing.T) {
+	r, err := parsePerfTest(perfTestOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Records != 270000 || r.RecordsPerSec != 39502.560351 || r.P99Ms != 1143 || r.AvgMs != 398.46 || r.Stopped {
+		t.Errorf("steady state: got %+v", r)
+	}
+	if want := 3.77 * (1 << 20) / 1e6; r.MBPerSec != want {
+		t.Errorf("MB/s %v, want %v (MiB converted to MB)", r.MBPerSec, want)
+	}
+	if _, err := parsePerfTest("Exception in thread main"); err == nil {
+		t.Error("no summary line: no error")
+	}
+
+	// Stopped before the summary: the progress lines after the warm-up.
+	w, err := parsePerfTestWindows(perfTestOutput)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := 11222/11110.9 + 39652/39454.7
+	if w.Records != 11222+39652 || !w.Stopped || w.P99Ms != -1 || abs(w.RecordsPerSec-float64(11222+39652)/secs) > 1e-6 {
+		t.Errorf("windows: got %+v", w)
+	}
+	if _, err := parsePerfTestWindows("In steady state.\n"); err == nil {
+		t.Error("no progress lines: no error")
+	}
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}

@@ -41,7 +41,7 @@ func main() {
 // options are the command line's.
 type options struct {
 	profile     profile
-	peers       []string // in-process peers: kfake, nats, nats-fsync
+	peers       []string // kfake, nats, nats-fsync (in process), kafka, kafka-fsync (JVMs)
 	peerKafka   string
 	only        []string
 	jsonPath    string
@@ -51,14 +51,14 @@ type options struct {
 	keepWorkDir bool
 }
 
-var knownPeers = []string{"kfake", "nats", "nats-fsync"}
+var knownPeers = []string{"kfake", "nats", "nats-fsync", kafkaPeer, kafkaFsyncPeer}
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "small counts: completes in under a minute")
 	full := fs.Bool("full", false, "large counts: 1.5 GB restart log, longer runs")
-	peers := fs.String("peers", "kfake,nats", "in-process peers to compare with, comma-separated, from "+strings.Join(knownPeers, ", ")+" (empty: oncelog only)")
+	peers := fs.String("peers", "kfake,nats", "peers to compare with, comma-separated, from "+strings.Join(knownPeers, ", ")+" (kafka and kafka-fsync are Apache Kafka JVMs the bench starts, skipped without java and mvn; empty: oncelog only)")
 	var o options
 	fs.StringVar(&o.peerKafka, "peer-kafka", "", "host:port of another Kafka-protocol broker to compare with (topics are created on it)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
@@ -205,7 +205,43 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 	}
 	b.restartBroker = restartBroker
 
+	var kafkaNames []string
 	for _, peer := range opts.peers {
+		if isKafkaPeer(peer) {
+			kafkaNames = append(kafkaNames, peer)
+		}
+	}
+	if len(kafkaNames) > 0 {
+		b.logf("starting %s (Apache Kafka JVMs)", strings.Join(kafkaNames, ", "))
+	}
+	kafkaPeers, err := startKafkaPeers(kafkaNames, workDir)
+	if err != nil {
+		b.logf("SKIPPING the Kafka peers %s: %v", strings.Join(kafkaNames, ", "), err)
+		b.report.Notes = append(b.report.Notes, fmt.Sprintf("the Kafka peers %s were skipped: %v", strings.Join(kafkaNames, ", "), err))
+	}
+	for _, k := range kafkaPeers {
+		if k.cluster != nil {
+			defer k.cluster.Stop()
+		}
+	}
+	for _, peer := range opts.peers {
+		if isKafkaPeer(peer) {
+			k, ok := kafkaPeers[peer]
+			if !ok {
+				continue
+			}
+			if k.err != nil {
+				return nil, fmt.Errorf("starting %s: %w", peer, k.err)
+			}
+			t := kafkaTarget{name: peer, addr: k.cluster.Addrs()[0], replication: 1, pid: k.cluster.Pid(1)}
+			b.logf("warming %s up (%v of produce of each kind, untimed)", peer, b.profile.KafkaWarmUp)
+			if err := b.warmUpKafka(ctx, t); err != nil {
+				return nil, fmt.Errorf("warming %s up: %w", peer, err)
+			}
+			b.kafka = append(b.kafka, t)
+			b.report.Targets = append(b.report.Targets, targetInfo{peer, kafkaPeerDescription(peer)})
+			continue
+		}
 		b.logf("starting %s", peer)
 		switch peer {
 		case "kfake":
@@ -245,7 +281,12 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 		"produce runs use kgo with linger 5 ms, no compression (except the compressed produce rows), up to 5 requests in flight (plain runs too), and stop starting new records at the run's deadline; the latency run lingers 1 ms",
 	)
 
+	if b.profile.PerfTestRecords > 0 {
+		b.report.Notes = append(b.report.Notes, "the kafka-producer-perf-test row runs "+perfTestCommandLine(b.profile.PerfTestShape, b.profile.PerfTestRecords)+"; its p99 is the tool's own, send to acknowledgement at full speed")
+	}
+
 	b.run(ctx)
+	b.kafkaComparison()
 	if ctx.Err() != nil {
 		return b.report, ctx.Err()
 	}

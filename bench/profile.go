@@ -65,6 +65,18 @@ type profile struct {
 	HeadlineRecords  int
 	HeadlineDeadline time.Duration
 
+	// PerfTestRecords are produced by Kafka's kafka-producer-perf-test
+	// (idempotent, acks=all) with PerfTestShape's record size and
+	// partitions; a target that has not sent them all after
+	// PerfTestTimeout is stopped and measured from the tool's progress
+	// lines. 0 skips the row.
+	PerfTestShape   shape
+	PerfTestRecords int
+	PerfTestTimeout time.Duration
+	// KafkaWarmUp is how long each Kafka peer's JVM is warmed up with
+	// idempotent and then transactional produce before the first workload.
+	KafkaWarmUp time.Duration
+
 	ConsumeTimeout time.Duration
 	// ConsumeRepeats is how many times each isolation level reads each topic
 	// (alternating); the fastest read counts.
@@ -88,6 +100,8 @@ var (
 	tinyKilobyte  = shape{RecordSize: 1024, Producers: 1, Partitions: 1}
 	wideKilobyte  = shape{RecordSize: 1024, Producers: 8, Partitions: 12}
 	headlineShape = shape{Producers: 4, Partitions: 12}
+	// perfTestShape: kafka-producer-perf-test is one Java producer.
+	perfTestShape = shape{RecordSize: 100, Producers: 1, Partitions: 12}
 )
 
 // defaultMatrix leaves out fullMatrix's 1 producer, 12 partitions shapes:
@@ -126,6 +140,10 @@ func defaultProfile() profile {
 		HeadlineShape:    headlineShape,
 		HeadlineRecords:  1_000_000,
 		HeadlineDeadline: 8 * time.Second,
+		PerfTestShape:    perfTestShape,
+		PerfTestRecords:  2_000_000,
+		PerfTestTimeout:  20 * time.Second,
+		KafkaWarmUp:      4 * time.Second,
 		ConsumeTimeout:   60 * time.Second,
 		ConsumeRepeats:   3,
 		LatencyDuration:  3 * time.Second,
@@ -151,6 +169,10 @@ func quickProfile() profile {
 		HeadlineShape:    headlineShape,
 		HeadlineRecords:  500_000,
 		HeadlineDeadline: 1500 * time.Millisecond,
+		PerfTestShape:    perfTestShape,
+		PerfTestRecords:  500_000,
+		PerfTestTimeout:  10 * time.Second,
+		KafkaWarmUp:      2 * time.Second,
 		ConsumeTimeout:   30 * time.Second,
 		ConsumeRepeats:   2,
 		LatencyDuration:  700 * time.Millisecond,
@@ -170,6 +192,8 @@ func fullProfile() profile {
 	p.Repeats = 4
 	p.TxnRecords = 20_000_000
 	p.HeadlineDeadline = 60 * time.Second
+	p.PerfTestRecords = 10_000_000
+	p.PerfTestTimeout = time.Minute
 	p.LatencyDuration = 10 * time.Second
 	p.ConsumeRepeats = 5
 	p.Restart = restartSpec{LogBytes: 1536 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12}

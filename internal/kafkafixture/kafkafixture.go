@@ -284,6 +284,52 @@ func (c *Cluster) Addrs() []string {
 // Dir is the cluster's directory: node<id>/server.properties, kafka.log, data.
 func (c *Cluster) Dir() string { return c.dir }
 
+// Pid is node id's (1-based) JVM process id, or 0 when it is not running:
+// the bench reads the broker's CPU time from /proc/<pid>/stat.
+func (c *Cluster) Pid(id int) int {
+	n, err := c.node(id)
+	if err != nil {
+		return 0
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.exited == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// ToolCommand is a command that runs one of Kafka's command-line tools (a
+// main class on the broker's classpath, e.g.
+// org.apache.kafka.tools.ProducerPerformance, which kafka-producer-perf-test.sh
+// runs) with the given JVM flags (nil: TestJVMFlags). repo is as
+// Options.Repo. Like the nodes, the JVM dies with the Go process.
+func ToolCommand(repo string, jvmFlags []string, mainClass string, args ...string) (*exec.Cmd, error) {
+	if err := Tools(); err != nil {
+		return nil, err
+	}
+	java, err := javaBinary()
+	if err != nil {
+		return nil, err
+	}
+	if repo == "" {
+		if repo, err = RepoRoot(); err != nil {
+			return nil, err
+		}
+	}
+	cp, err := Classpath(repo)
+	if err != nil {
+		return nil, err
+	}
+	if jvmFlags == nil {
+		jvmFlags = TestJVMFlags
+	}
+	argv := append(append([]string{}, jvmFlags...), "-cp", cp, mainClass)
+	cmd := exec.Command(java, append(argv, args...)...)
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd, nil
+}
+
 // Tail returns the last few KiB of node id's (1-based) log.
 func (c *Cluster) Tail(id int) string { return tail(c.nodes[id-1].log) }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,17 @@ func TestSingleNodeProduceConsume(t *testing.T) {
 	}
 	if got := produceAndReadBack(t, ctx, c.Bootstrap(), "fixture", 20, nil); !slices.Equal(got, want(20)) {
 		t.Fatalf("read back %v, want %v", got, want(20))
+	}
+	// Pid is the running JVM's: its /proc entry names java.
+	pid := c.Pid(1)
+	if pid == 0 {
+		t.Fatal("Pid(1) = 0 for a running node")
+	}
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && !strings.Contains(string(comm), "java") {
+		t.Errorf("Pid(1) = %d is %q, not the node's JVM", pid, comm)
+	}
+	if c.Pid(2) != 0 {
+		t.Error("Pid(2) of a one-node cluster is not 0")
 	}
 }
 
