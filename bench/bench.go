@@ -623,6 +623,7 @@ func (b *bench) restart(ctx context.Context) {
 	}{
 		{"kill -9, restart until ApiVersions answers (" + what + ")", res.KilledReady},
 		{"kill -9, restart until first acks=all produce is acked", res.KilledProduce},
+		{"kill -9, restart until an old producer id's next batch is acked and its retry deduplicated", res.KilledOldPID},
 		{"clean stop (SIGTERM until exit)", res.CleanStop},
 		{"clean restart until ApiVersions answers", res.CleanReady},
 		{"clean restart until first acks=all produce is acked", res.CleanProduceAck},

@@ -32,6 +32,7 @@ type restartResult struct {
 	PIDRate         float64       // producer ids created (InitProducerId + produce) per second
 	KilledReady     time.Duration // start after kill -9 until ApiVersions answers
 	KilledProduce   time.Duration // start after kill -9 until an acks=all produce is acknowledged
+	KilledOldPID    time.Duration // start after kill -9 until a producer id from before the crash had its next batch acknowledged and its last one recognised as a duplicate
 	CleanStop       time.Duration // SIGTERM until exit
 	CleanReady      time.Duration // start after the clean stop until ApiVersions answers
 	CleanProduceAck time.Duration
@@ -63,7 +64,8 @@ func runRestart(ctx context.Context, p *oncelogProcess, spec restartSpec, progre
 		return res, err
 	}
 	begin := time.Now()
-	if err := createProducerIDs(ctx, p.addr, "restart-pids", spec.PIDPartitions, spec.ProducerIDs); err != nil {
+	old, err := createProducerIDs(ctx, p.addr, "restart-pids", spec.PIDPartitions, spec.ProducerIDs)
+	if err != nil {
 		return res, fmt.Errorf("creating producer ids: %w", err)
 	}
 	res.PIDRate = float64(spec.ProducerIDs) / time.Since(begin).Seconds()
@@ -81,6 +83,10 @@ func runRestart(ctx context.Context, p *oncelogProcess, spec restartSpec, progre
 		return res, fmt.Errorf("produce after kill -9: %w", err)
 	}
 	res.KilledProduce = time.Since(p.started)
+	if err := continueProducer(ctx, p.addr, "restart-pids", old); err != nil {
+		return res, fmt.Errorf("old producer id after kill -9: %w", err)
+	}
+	res.KilledOldPID = time.Since(p.started)
 
 	progress("clean stop and restart")
 	if res.CleanStop, err = p.Stop(5 * time.Minute); err != nil {
@@ -108,22 +114,57 @@ func produceOne(ctx context.Context, addr, topic string) error {
 	return cl.ProduceSync(ctx, &kgo.Record{Value: []byte("after restart")}).FirstErr()
 }
 
+// producedPID is one producer id createProducerIDs made and where its
+// batch (sequence 0) went.
+type producedPID struct {
+	pid       int64
+	epoch     int16
+	partition int32
+	offset    int64
+}
+
+// continueProducer sends old's next batch (sequence 1), which must be
+// acknowledged, and a retry of its first one (sequence 0), which must be
+// answered as a duplicate with its original offset: the producer state of
+// before the crash was recovered.
+func continueProducer(ctx context.Context, addr, topic string, old producedPID) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.MaxVersions(produceByName()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	value := payload(100)
+	if _, err := produceRaw(ctx, cl, topic, old.partition, oneRecordBatchSeq(old.pid, old.epoch, 1, value)); err != nil {
+		return fmt.Errorf("next sequence: %w", err)
+	}
+	off, err := produceRaw(ctx, cl, topic, old.partition, oneRecordBatchSeq(old.pid, old.epoch, 0, value))
+	if err != nil {
+		return fmt.Errorf("retry of the last batch: %w", err)
+	}
+	if off != old.offset {
+		return fmt.Errorf("retry of the batch at offset %d answered with offset %d: stored twice", old.offset, off)
+	}
+	return nil
+}
+
 // createProducerIDs makes n idempotent producers the fast way: raw
 // InitProducerId requests, each followed by one acks=all produce of a
 // one-record batch from that producer id (sequence 0), from many concurrent
-// goroutines so that requests pipeline and fsyncs are shared.
-func createProducerIDs(ctx context.Context, addr, topic string, partitions, n int) error {
+// goroutines so that requests pipeline and fsyncs are shared. It returns
+// the first one.
+func createProducerIDs(ctx context.Context, addr, topic string, partitions, n int) (producedPID, error) {
 	const workers = 64
 	clients := make([]*kgo.Client, 4)
 	for i := range clients {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestTimeoutOverhead(30*time.Second), kgo.MaxVersions(produceByName()))
 		if err != nil {
-			return err
+			return producedPID{}, err
 		}
 		defer cl.Close()
 		clients[i] = cl
 	}
 	value := payload(100)
+	var first producedPID
 	var next atomic.Int64
 	var errs firstError
 	var wg sync.WaitGroup
@@ -135,30 +176,41 @@ func createProducerIDs(ctx context.Context, addr, topic string, partitions, n in
 				if i >= int64(n) || errs.get() != nil || ctx.Err() != nil {
 					return
 				}
-				errs.set(initAndProduce(ctx, cl, topic, int32(i%int64(partitions)), value))
+				made, err := initAndProduce(ctx, cl, topic, int32(i%int64(partitions)), value)
+				if i == 0 {
+					first = made
+				}
+				errs.set(err)
 			}
 		})
 	}
 	wg.Wait()
-	return errs.get()
+	return first, errs.get()
 }
 
-func initAndProduce(ctx context.Context, cl *kgo.Client, topic string, partition int32, value []byte) error {
+func initAndProduce(ctx context.Context, cl *kgo.Client, topic string, partition int32, value []byte) (producedPID, error) {
 	initReq := kmsg.NewPtrInitProducerIDRequest()
 	initReq.TransactionTimeoutMillis = 60000
 	initReq.ProducerID = -1
 	initReq.ProducerEpoch = -1
 	initResp, err := initReq.RequestWith(ctx, cl)
 	if err != nil {
-		return err
+		return producedPID{}, err
 	}
 	if err := kerr.ErrorForCode(initResp.ErrorCode); err != nil {
-		return fmt.Errorf("InitProducerId: %w", err)
+		return producedPID{}, fmt.Errorf("InitProducerId: %w", err)
 	}
+	made := producedPID{pid: initResp.ProducerID, epoch: initResp.ProducerEpoch, partition: partition}
+	made.offset, err = produceRaw(ctx, cl, topic, partition, oneRecordBatch(initResp.ProducerID, initResp.ProducerEpoch, value))
+	return made, err
+}
 
+// produceRaw sends one acks=all Produce of records to one partition and
+// returns the base offset it was answered with.
+func produceRaw(ctx context.Context, cl *kgo.Client, topic string, partition int32, records []byte) (int64, error) {
 	part := kmsg.NewProduceRequestTopicPartition()
 	part.Partition = partition
-	part.Records = oneRecordBatch(initResp.ProducerID, initResp.ProducerEpoch, value)
+	part.Records = records
 	reqTopic := kmsg.NewProduceRequestTopic()
 	reqTopic.Topic = topic
 	reqTopic.Partitions = []kmsg.ProduceRequestTopicPartition{part}
@@ -168,16 +220,17 @@ func initAndProduce(ctx context.Context, cl *kgo.Client, topic string, partition
 	req.Topics = []kmsg.ProduceRequestTopic{reqTopic}
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return fmt.Errorf("produce: %w", err)
+				return -1, fmt.Errorf("produce: %w", err)
 			}
+			return p.BaseOffset, nil
 		}
 	}
-	return nil
+	return -1, fmt.Errorf("produce: no partition in the response")
 }
 
 // produceByName caps Produce at v12: the raw requests here name topics,
@@ -191,6 +244,11 @@ func produceByName() *kversion.Versions {
 // oneRecordBatch encodes a RecordBatch v2 holding one record, from producer
 // pid/epoch with base sequence 0.
 func oneRecordBatch(pid int64, epoch int16, value []byte) []byte {
+	return oneRecordBatchSeq(pid, epoch, 0, value)
+}
+
+// oneRecordBatchSeq is oneRecordBatch with base sequence seq.
+func oneRecordBatchSeq(pid int64, epoch int16, seq int32, value []byte) []byte {
 	record := kmsg.Record{Value: value, Key: nil}
 	// The record's length prefix counts the bytes after it; with a length of
 	// 0 the prefix is one byte.
@@ -203,7 +261,7 @@ func oneRecordBatch(pid int64, epoch int16, value []byte) []byte {
 		MaxTimestamp:         now,
 		ProducerID:           pid,
 		ProducerEpoch:        epoch,
-		FirstSequence:        0,
+		FirstSequence:        seq,
 		NumRecords:           1,
 		Records:              record.AppendTo(nil),
 	}

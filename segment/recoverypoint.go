@@ -276,15 +276,20 @@ func (l *Log) resumeFromRecoveryPoint(seg *segment, rp recoveryPoint, size int64
 	if err := v.check(rp.pos, rp.next-seg.base, true); err != nil {
 		return nil, err
 	}
-	if ts, _, ok := v.lastTime(); ok && ts > rp.maxTs {
-		return nil, fmt.Errorf("%w: time index passes its max timestamp", errBadRecoveryPoint)
-	}
 	// Read back, with their CRCs, the batches from the last offset-index
 	// entry (at most an index interval and one batch) up to the position.
+	// The builder state follows from them and the last time entry (the
+	// builder adds a time entry with every offset entry, covering the batch
+	// there): the recovery point must agree.
 	walkPos, walkNext := int64(0), seg.base
 	if n := v.offsetEntries(); n > 0 {
 		rel, pos := v.offsetEntry(n - 1)
 		walkPos, walkNext = int64(pos), seg.base+int64(rel)
+	}
+	walkStart := walkPos
+	maxTs, maxTsRel := int64(-1), uint32(0)
+	if ts, rel, ok := v.lastTime(); ok {
+		maxTs, maxTsRel = ts, rel
 	}
 	r := newChunkReader(seg.file.ReadAt, rp.pos, scanChunk)
 	for walkPos < rp.pos {
@@ -292,14 +297,24 @@ func (l *Log) resumeFromRecoveryPoint(seg *segment, rp recoveryPoint, size int64
 		if err != nil {
 			return nil, fmt.Errorf("%w: the batches before it do not read back: %w", errBadRecoveryPoint, err)
 		}
+		if h.MaxTimestamp > maxTs {
+			maxTs, maxTsRel = h.MaxTimestamp, uint32(h.BaseOffset-seg.base)
+		}
 		walkPos += int64(h.Size())
 		walkNext = h.LastOffset() + 1
 	}
-	if walkNext != rp.next {
+	switch {
+	case walkNext != rp.next:
 		return nil, fmt.Errorf("%w: the batches before it end at offset %d, it says %d", errBadRecoveryPoint, walkNext, rp.next)
+	case maxTs != rp.maxTs || maxTsRel != rp.maxTsRel:
+		return nil, fmt.Errorf("%w: its max timestamp (%d at %d) is not the segment's (%d at %d)", errBadRecoveryPoint, rp.maxTs, rp.maxTsRel, maxTs, maxTsRel)
+	case rp.bytesSinceEntry > rp.pos-walkStart:
+		// Less is possible (a builder resumed after a clean shutdown
+		// starts counting at 0), more is not.
+		return nil, fmt.Errorf("%w: %d bytes since the last index entry, there are %d", errBadRecoveryPoint, rp.bytesSinceEntry, rp.pos-walkStart)
 	}
 	b := newIndexBuilder(l.cfg.IndexIntervalBytes)
 	b.offsets, b.times = v.offsets, v.times
-	b.bytesSinceEntry, b.maxTs, b.maxTsRel = int(rp.bytesSinceEntry), rp.maxTs, rp.maxTsRel
+	b.bytesSinceEntry, b.maxTs, b.maxTsRel = int(rp.bytesSinceEntry), maxTs, maxTsRel
 	return b, nil
 }

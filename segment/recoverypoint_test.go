@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/internal/fsx/fsxtest"
 )
 
@@ -503,4 +504,116 @@ func TestRecoveryPointConcurrentWithRolls(t *testing.T) {
 			t.Fatalf("segment %d: %v", s.base, err)
 		}
 	}
+}
+
+// A recovery point whose CRC is right but whose fields are made up (a bug,
+// a file copied from another log): whatever Open makes of it, the log it
+// serves is exactly what was appended and its indexes answer like a
+// rebuild's. Fields are drawn near the true values, so that some pass the
+// checks.
+func TestRecoveryPointMadeUpFields(t *testing.T) {
+	dir, m, _, _ := rpLog(t, 21)
+	real, err := os.ReadFile(filepath.Join(dir, recoveryPointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, err := decodeRecoveryPoint(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var starts []int64 // batch positions, to draw plausible ones
+	var pos int64
+	for _, b := range m.batches {
+		starts = append(starts, pos)
+		pos += int64(len(b))
+	}
+	maxTs := int64(-1)
+	for _, h := range m.headers {
+		maxTs = max(maxTs, h.MaxTimestamp)
+	}
+	rng := rand.New(rand.NewPCG(22, 22))
+	resumed := 0
+	for i := range 200 {
+		rp := truth
+		for range 1 + rng.IntN(3) {
+			switch rng.IntN(8) {
+			case 0:
+				rp.pos = starts[rng.IntN(len(starts))]
+			case 1:
+				rp.pos += int64(rng.IntN(200) - 100)
+			case 2:
+				rp.next += int64(rng.IntN(10) - 5)
+			case 3:
+				rp.offsetEntries = uint32(max(int(rp.offsetEntries)+rng.IntN(5)-2, 0))
+			case 4:
+				rp.timeEntries = uint32(max(int(rp.timeEntries)+rng.IntN(5)-2, 0))
+			case 5:
+				rp.bytesSinceEntry = int64(rng.IntN(1000))
+			case 6:
+				rp.maxTs += int64(rng.IntN(5) - 2)
+			case 7:
+				rp.maxTsRel = uint32(rng.IntN(100))
+			}
+		}
+		d := t.TempDir()
+		for _, name := range []string{"00000000000000000000.log", "00000000000000000000.index", "00000000000000000000.timeindex"} {
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(d, name), b, 0o644)
+		}
+		os.WriteFile(filepath.Join(d, recoveryPointName), rp.encode(), 0o644)
+		l, info := openLog(t, d, rpConfig())
+		if info.FromRecoveryPoint {
+			resumed++
+		}
+		if info.TruncatedBytes != 0 {
+			t.Fatalf("case %d (%+v): recovery cut %d bytes of intact batches (%+v)", i, rp, info.TruncatedBytes, info)
+		}
+		checkContents(t, l, m)
+		// The indexes may be sparser than a rebuild's (a prefix of fewer
+		// entries is still true) but must be consistent and answer
+		// timestamp lookups the same.
+		l.mu.RLock()
+		seg := l.segs[len(l.segs)-1]
+		err := seg.build.view().check(seg.size, seg.next-seg.base, true)
+		l.mu.RUnlock()
+		if err != nil {
+			t.Fatalf("case %d (%+v): %v", i, rp, err)
+		}
+		for range 10 {
+			h := m.headers[rng.IntN(len(m.headers))]
+			for _, ts := range []int64{h.MaxTimestamp - 1, h.MaxTimestamp, h.MaxTimestamp + 1} {
+				off, gotTs, found := l.OffsetForTimestamp(ts)
+				wantOff, wantTs, wantFound := offsetForTimestamp(m, ts)
+				if off != wantOff || gotTs != wantTs || found != wantFound {
+					t.Fatalf("case %d (%+v): OffsetForTimestamp(%d) = %d, %d, %v; want %d, %d, %v", i, rp, ts, off, gotTs, found, wantOff, wantTs, wantFound)
+				}
+			}
+		}
+		if _, ts := l.MaxTimestamp(); ts != maxTs {
+			t.Fatalf("case %d (%+v): MaxTimestamp = %d, want %d", i, rp, ts, maxTs)
+		}
+		l.Close()
+	}
+	if resumed == 0 || resumed == 200 {
+		t.Fatalf("%d of 200 made-up recovery points were used: the test does not tell them apart", resumed)
+	}
+	t.Logf("%d of 200 made-up recovery points passed the checks (and were true)", resumed)
+}
+
+// offsetForTimestamp is the model's answer: the first record whose
+// timestamp is >= ts.
+func offsetForTimestamp(m *model, ts int64) (int64, int64, bool) {
+	for _, b := range m.batches {
+		h, _ := batch.Parse(b)
+		if h.MaxTimestamp < ts {
+			continue
+		}
+		if off, t, ok := findRecord(b, h, ts, 0); ok {
+			return off, t, true
+		}
+	}
+	return -1, -1, false
 }
