@@ -627,6 +627,8 @@ func (b *bench) restart(ctx context.Context) {
 		{"clean stop (SIGTERM until exit)", res.CleanStop},
 		{"clean restart until ApiVersions answers", res.CleanReady},
 		{"clean restart until first acks=all produce is acked", res.CleanProduceAck},
+		{"kill -9: broker CPU time until that first produce was acked", res.KilledCPU},
+		{"clean restart: broker CPU time until the first produce was acked", res.CleanCPU},
 	}
 	for _, r := range rows {
 		rw := b.report.addRow("restart (oncelog only)", r.name, "ms", true)
