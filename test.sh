@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command: the Go suite, then the JVM suite (e2e/jvm), which
+# The project's test command: the Go suite, then the JVM suites (e2e/jvm, e2e/flink), which
 # runs every Java-client test against oncelog built from this checkout AND
 # against a real Apache Kafka started from the Maven Central jars.
 # Outside CI, a machine without mvn or java skips the JVM part with a message;
@@ -21,4 +21,6 @@ if ! command -v mvn >/dev/null 2>&1 || ! command -v java >/dev/null 2>&1; then
   echo "test.sh: SKIPPING the JVM suite (e2e/jvm): mvn or java not found; install Java 17+ and Maven to run it" >&2
   exit 0
 fi
-mvn -B -f e2e/jvm verify
+# e2e/pom.xml builds e2e/jvm, then e2e/flink (Flink's Kafka connector needs its own
+# kafka-clients; it reuses e2e/jvm's broker fixtures through e2e/jvm's test-jar).
+mvn -B -f e2e verify
