@@ -478,6 +478,9 @@ func (c Config) partitionConfig(overrides map[string]string) partition.Config {
 		Producer: producer.Config{
 			ExpirationMs:    c.ProducerIDExpirationMs,
 			MaxPerPartition: c.MaxProducersPerPartition,
+			// Over the caps, idle ids go to disk, not away: a
+			// returning producer is still deduplicated.
+			Spill: true,
 		},
 	}
 }

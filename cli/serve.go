@@ -152,8 +152,8 @@ docs/operations.md.`,
 	f.Int64Var(&c.CleanerDeleteRetentionMs, "log-cleaner-delete-retention-ms", c.CleanerDeleteRetentionMs, "how long tombstones and transaction markers stay in a compacted log after its first compaction that kept them, in milliseconds (log.cleaner.delete.retention.ms; topic override delete.retention.ms)")
 
 	f.Int64Var(&c.ProducerIDExpirationMs, "producer-id-expiration-ms", c.ProducerIDExpirationMs, "forget an idempotent producer's sequence numbers after it has been idle this many milliseconds (producer.id.expiration.ms)")
-	f.IntVar(&c.MaxProducersPerPartition, "max-producers-per-partition", c.MaxProducersPerPartition, "most producer ids tracked per partition; beyond it the longest-idle one is forgotten")
-	f.IntVar(&c.MaxProducers, "max-producers", c.MaxProducers, "most producer ids tracked by the whole broker; beyond it the longest-idle one is forgotten")
+	f.IntVar(&c.MaxProducersPerPartition, "max-producers-per-partition", c.MaxProducersPerPartition, "most producer ids kept in memory per partition; beyond it the least recently used one is spilled to disk (still deduplicated)")
+	f.IntVar(&c.MaxProducers, "max-producers", c.MaxProducers, "most producer ids kept in memory by the whole broker; beyond it the least recently used one is spilled to disk (still deduplicated)")
 
 	f.Int32Var(&c.TransactionMaxTimeoutMs, "transaction-max-timeout-ms", c.TransactionMaxTimeoutMs, "largest transaction.timeout.ms a transactional producer may ask for, in milliseconds (transaction.max.timeout.ms)")
 	f.DurationVar(&c.TransactionSweepInterval, "transaction-timeout-check-interval", c.TransactionSweepInterval, "how often transactions past their timeout are aborted (transaction.abort.timed.out.transaction.cleanup.interval.ms)")

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,10 @@ import (
 	"github.com/oncelog/oncelog/segment"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
+
+// ProducerSpillDir is the subdirectory of a partition directory holding the
+// producer ids spilled from memory (Config.Producer.Spill).
+const ProducerSpillDir = "producer-spill"
 
 // Config is a partition's effective topic configuration.
 type Config struct {
@@ -160,6 +165,12 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 // loadProducers rebuilds producer state: the newest valid snapshot, then a
 // replay of the log after it. State is always derived from the log.
 func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) error {
+	if cfg.Spill && cfg.SpillDir == "" {
+		// The ids the caps evict go to a store of this partition's own
+		// (producer/spill.go), deleted with its directory.
+		cfg.SpillDir = filepath.Join(p.dir, ProducerSpillDir)
+		cfg.SpillFS = p.fs
+	}
 	start := time.Now()
 	now := time.Now().UnixMilli()
 	st, from, err := producer.LoadNewestSnapshot(p.fs, p.dir, p.log.NextOffset(), cfg, limits, p.logger)
@@ -185,7 +196,11 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 		st.Update(h, h.BaseOffset, now)
 		return nil
 	})
+	if err == nil {
+		err = st.FinishReplay()
+	}
 	if err != nil {
+		st.Close()
 		return fmt.Errorf("replay producer state: %w", err)
 	}
 	p.producers = st
@@ -457,8 +472,13 @@ func (p *Partition) Maintain(now time.Time) {
 	p.mu.Lock()
 	removed := p.producers.Expire(now.UnixMilli())
 	p.mu.Unlock()
-	if removed > 0 {
-		p.logger.Info("expired idle producer ids", "count", removed)
+	// Outside the partition's lock: a walk of every spilled id.
+	spilled, err := p.producers.ExpireSpilled(now.UnixMilli())
+	if err != nil {
+		p.logger.Error("expiring spilled producer ids failed", "err", err)
+	}
+	if removed+spilled > 0 {
+		p.logger.Info("expired idle producer ids", "count", removed+spilled, "spilled", spilled)
 	}
 }
 

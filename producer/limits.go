@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Limits caps the producer ids tracked by all the partitions of a broker.
@@ -26,6 +28,21 @@ type Limits struct {
 
 	mu     sync.Mutex               // serializes registry writes
 	states atomic.Pointer[[]*State] // copy-on-write registry
+
+	cacheOnce sync.Once
+	cache     *pebble.Cache // block cache shared by the partitions' spill stores
+}
+
+// spillCacheSize is the block cache all the spill stores of a broker share:
+// a returning producer's entry is one small block read, and the index and
+// filter blocks of ten million spilled pids fit.
+const spillCacheSize = 32 << 20
+
+// spillCache returns the broker's shared spill block cache. It lives as
+// long as the process (the Limits does).
+func (l *Limits) spillCache() *pebble.Cache {
+	l.cacheOnce.Do(func() { l.cache = pebble.NewCache(spillCacheSize) })
+	return l.cache
 }
 
 // NewLimits returns a broker-wide cap of maxTotal pids (DefaultMaxTotal if
@@ -140,7 +157,7 @@ func (l *Limits) oldest(nowMs int64, skip []*State) *State {
 	oldest := int64(math.MaxInt64)
 	for _, st := range *l.states.Load() {
 		used := st.oldestUse.Load()
-		if used == math.MaxInt64 || used >= oldest || elapsed(nowMs, used) < st.cfg.MinIdleForEvictionMs || slices.Contains(skip, st) {
+		if used == math.MaxInt64 || used >= oldest || elapsed(nowMs, used) < st.minIdle() || slices.Contains(skip, st) {
 			continue
 		}
 		victim, oldest = st, used

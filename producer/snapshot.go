@@ -69,7 +69,10 @@ func (s *State) WriteSnapshot(fs fsx.FS, dir string, offset int64) error {
 		return fmt.Errorf("producer: snapshot offset %d is negative", offset)
 	}
 	// Encode under the lock, write without it.
-	data := s.encodeSnapshot()
+	data, err := s.encodeSnapshot()
+	if err != nil {
+		return err
+	}
 	if err := fsx.WriteFileAtomic(fs, SnapshotPath(dir, offset), data); err != nil {
 		return err
 	}
@@ -86,9 +89,20 @@ func (s *State) WriteSnapshot(fs fsx.FS, dir string, offset int64) error {
 	return nil
 }
 
-func (s *State) encodeSnapshot() []byte {
+func (s *State) encodeSnapshot() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.finishReplayLocked(); err != nil {
+		return nil, err
+	}
+	// The pids this snapshot leaves out because they are spilled must be
+	// durable in the spill store before it is.
+	if s.spill != nil {
+		if err := s.spill.sync(); err != nil {
+			s.stats.SpillErrors.Add(1)
+			return nil, err
+		}
+	}
 	buf := make([]byte, snapshotHeaderSize, snapshotHeaderSize+(snapshotEntrySize+1)*len(s.index))
 	binary.BigEndian.PutUint16(buf, snapshotVersion)
 	// Most recently used first, so that loading rebuilds the LRU order; the
@@ -103,7 +117,7 @@ func (s *State) encodeSnapshot() []byte {
 	}
 	binary.BigEndian.PutUint32(buf[snapshotDataOffset:], uint32(len(s.index)))
 	binary.BigEndian.PutUint32(buf[snapshotCRCOffset:], crc32.Checksum(buf[snapshotDataOffset:], castagnoli))
-	return buf
+	return buf, nil
 }
 
 func appendSnapshotEntry(buf []byte, e *entry) []byte {
@@ -185,6 +199,18 @@ func (s *State) LoadSnapshot(fs fsx.FS, dir string, maxOffset, nowMs int64) (int
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.clearLocked()
+	if s.spill != nil {
+		// Stored entries of an earlier run that refer to offsets at or
+		// past this log end are not trusted (spill.go).
+		s.spill.logEnd = maxOffset
+		if s.spill.db == nil && s.spill.exists() {
+			if err := s.spill.open(); err != nil {
+				return 0, err
+			}
+		}
+		s.replaying = true
+		s.replayed = nil
+	}
 	removeTempFiles(fs, dir)
 	offsets, err := listSnapshots(fs, dir)
 	if err != nil {

@@ -15,8 +15,10 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/oncelog/oncelog/batch"
+	"github.com/oncelog/oncelog/internal/fsx"
 )
 
 // Kafka error codes a producer check can answer with.
@@ -27,6 +29,10 @@ const (
 	ErrInvalidTxnState              int16 = 48 // INVALID_TXN_STATE
 	ErrTransactionCoordinatorFenced int16 = 52 // TRANSACTION_COORDINATOR_FENCED
 	ErrInvalidRecord                int16 = 87 // INVALID_RECORD
+	// ErrKafkaStorage is KAFKA_STORAGE_ERROR (56, retriable): the spill
+	// store could not be read, so the batch can be judged neither new nor
+	// a retry.
+	ErrKafkaStorage int16 = 56
 )
 
 // Defaults for Config fields left zero.
@@ -57,6 +63,16 @@ type Config struct {
 	// Stats receives counters; nil keeps them private. One Stats may be
 	// shared by every partition.
 	Stats *Stats
+	// SpillDir, if set, is the directory of the State's spill store
+	// (spill.go) on SpillFS (nil: the operating system's): a pid evicted
+	// for a cap is written there instead of forgotten, and read back when
+	// its producer returns. The caps then hold whatever the pids' age
+	// (MinIdleForEvictionMs no longer protects a pid from being spilled;
+	// it still guards expiry).
+	SpillDir string
+	SpillFS  fsx.FS
+	// Spill asks the partition to set SpillDir (to a directory of its own).
+	Spill bool
 }
 
 func (c Config) withDefaults() Config {
@@ -90,6 +106,9 @@ type Stats struct {
 	Evicted           atomic.Int64 // pids dropped for memory
 	Expired           atomic.Int64 // pids dropped by producer.id.expiration.ms
 	OverLimit         atomic.Int64 // pids admitted over a cap because none was evictable
+	Spilled           atomic.Int64 // pids moved from memory to the spill store for a cap
+	Restored          atomic.Int64 // spilled pids read back because their producer returned
+	SpillErrors       atomic.Int64 // spill store reads and writes that failed
 }
 
 // Kind is the outcome of Check.
@@ -175,6 +194,16 @@ type State struct {
 	evicted          pidRanges
 	closed           bool
 	lastWarnMs       int64
+	lastSpillWarnMs  int64
+
+	// spill is nil without Config.SpillDir. While replaying is set (from
+	// LoadSnapshot to FinishReplay), Update and ReplayMarker do not read
+	// the store: the log replayed after the snapshot is the newest truth,
+	// and replayed lists the pids it created afresh, whose older cached
+	// batches FinishReplay then takes from the store.
+	spill     *spillStore
+	replaying bool
+	replayed  map[int64]struct{}
 
 	// oldestUse is the LRU tail's lastUsedMs (MaxInt64 if none), published
 	// for the broker-wide limit to pick a victim without taking locks.
@@ -200,10 +229,192 @@ func NewState(cfg Config, limits *Limits, logger *slog.Logger) *State {
 		evicted: pidRanges{max: maxEvictedRanges},
 	}
 	s.oldestUse.Store(math.MaxInt64)
+	if cfg.SpillDir != "" {
+		s.spill = &spillStore{fs: fsx.Or(cfg.SpillFS), dir: cfg.SpillDir, log: logger, logEnd: math.MaxInt64}
+		if limits != nil {
+			s.spill.cache = limits.spillCache()
+		}
+	}
 	if limits != nil {
 		limits.register(s)
 	}
 	return s
+}
+
+// minIdle is how long a pid is protected from eviction: with a spill store
+// eviction loses nothing, so not at all.
+func (s *State) minIdle() int64 {
+	if s.spill != nil {
+		return 0
+	}
+	return s.cfg.MinIdleForEvictionMs
+}
+
+// find returns pid's slot, reading the pid back from the spill store if it
+// was spilled (which may spill another). ok is false if pid is unknown.
+func (s *State) find(pid int64, nowMs int64) (slot uint32, ok bool, err error) {
+	if i, ok := s.index[pid]; ok {
+		return i, true, nil
+	}
+	if s.spill == nil || s.closed {
+		return noSlot, false, nil
+	}
+	var stored entry
+	found, err := s.spill.get(pid, &stored)
+	if err != nil {
+		s.stats.SpillErrors.Add(1)
+		return noSlot, false, err
+	}
+	switch found {
+	case spillAbsent:
+		return noSlot, false, nil
+	case spillUntrusted:
+		// Its state referred to records the log no longer has: treat
+		// it like a pid evicted without a store.
+		if err := s.spill.delete(pid); err != nil {
+			s.stats.SpillErrors.Add(1)
+			return noSlot, false, err
+		}
+		s.evicted.add(pid)
+		return noSlot, false, nil
+	}
+	// The stored copy stays: until a snapshot holds the pid again, it is
+	// what a recovery completes the replayed pid from (spill.go).
+	i := s.admit(pid, nowMs)
+	e := s.slab.at(i)
+	*e = stored
+	s.touch(i, e, nowMs)
+	s.stats.Restored.Add(1)
+	return i, true, nil
+}
+
+// findLogged is find for callers that cannot fail (Update, applying a
+// marker after it is written): on a store error the pid is treated as new,
+// which keeps the newest batch and at worst turns a retry of an older one
+// into a sequence error, never into a second copy.
+func (s *State) findLogged(pid int64, nowMs int64) (uint32, bool) {
+	if s.replaying {
+		i, ok := s.index[pid]
+		return i, ok
+	}
+	i, ok, err := s.find(pid, nowMs)
+	if err != nil {
+		s.warnSpill(nowMs, "reading a spilled producer id failed; tracking it afresh", err)
+	}
+	return i, ok
+}
+
+// admitReplayed admits pid during replay, noting that its older state may
+// be in the spill store.
+func (s *State) admitReplayed(pid int64, nowMs int64) uint32 {
+	i := s.admit(pid, nowMs)
+	if s.replaying {
+		if s.replayed == nil {
+			s.replayed = make(map[int64]struct{})
+		}
+		s.replayed[pid] = struct{}{}
+	}
+	return i
+}
+
+func (s *State) warnSpill(nowMs int64, msg string, err error) {
+	if s.lastSpillWarnMs == 0 || elapsed(nowMs, s.lastSpillWarnMs) >= 60_000 {
+		s.lastSpillWarnMs = nowMs
+		s.log.Error(msg, "dir", s.cfg.SpillDir, "err", err)
+	}
+}
+
+// FinishReplay ends the replay that follows LoadSnapshot: every pid the
+// replay created afresh gets the older cached batches (of its epoch) the
+// spill store has for it. The partition calls it before serving requests.
+func (s *State) FinishReplay() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.finishReplayLocked()
+}
+
+func (s *State) finishReplayLocked() error {
+	if !s.replaying {
+		return nil
+	}
+	for pid := range s.replayed {
+		i, ok := s.index[pid]
+		if !ok {
+			continue // spilled again during the replay, merged then
+		}
+		if err := s.mergeStored(s.slab.at(i)); err != nil {
+			return err
+		}
+		delete(s.replayed, pid)
+	}
+	s.replayed = nil
+	s.replaying = false
+	return nil
+}
+
+// mergeStored completes e, created by the replay from the log after the
+// snapshot, with the older batches its stored copy has. e's own fields are
+// the newest (the replay saw the pid's last record); only batches of e's
+// epoch older than e's oldest are taken, up to five in all.
+func (s *State) mergeStored(e *entry) error {
+	var stored entry
+	found, err := s.spill.get(e.pid, &stored)
+	if err != nil {
+		s.stats.SpillErrors.Add(1)
+		return err
+	}
+	if found != spillFound {
+		return nil
+	}
+	e.coordinatorEpoch = max(e.coordinatorEpoch, stored.coordinatorEpoch)
+	if stored.epoch != e.epoch || stored.nBatches == 0 || int(e.nBatches) == batchesToRetain {
+		return nil
+	}
+	type cached struct {
+		lastSeq, delta int32
+		lastOffset, ts int64
+	}
+	var all []cached
+	oldest := int64(math.MaxInt64)
+	if e.nBatches > 0 {
+		_, oldest, _ = e.offsets(e.batch(int(e.nBatches) - 1))
+	}
+	for k := int(stored.nBatches) - 1; k >= 0; k-- { // oldest first
+		b := stored.batch(k)
+		if _, last, ts := stored.offsets(b); last < oldest {
+			all = append(all, cached{b.lastSeq, b.delta, last, ts})
+		}
+	}
+	for k := int(e.nBatches) - 1; k >= 0; k-- {
+		b := e.batch(k)
+		_, last, ts := e.offsets(b)
+		all = append(all, cached{b.lastSeq, b.delta, last, ts})
+	}
+	merged := *e
+	merged.nBatches, merged.head = 0, 0
+	merged.lastTimestamp = math.MinInt64
+	for _, c := range all[max(0, len(all)-batchesToRetain):] {
+		merged.addBatch(c.lastSeq, c.delta, c.lastOffset, c.ts)
+	}
+	merged.setLastTimestamp(e.lastTimestamp)
+	*e = merged
+	return nil
+}
+
+// spillOut writes e to the spill store, first completing it from its stored
+// copy if the replay created it.
+func (s *State) spillOut(e *entry) error {
+	if _, ok := s.replayed[e.pid]; ok {
+		if err := s.mergeStored(e); err != nil {
+			return err
+		}
+		delete(s.replayed, e.pid)
+	}
+	if err := s.spill.put(e); err != nil {
+		s.stats.SpillErrors.Add(1)
+		return err
+	}
+	return nil
 }
 
 func (s *State) reject(code int16) Decision {
@@ -242,8 +453,18 @@ func (s *State) Check(h batch.Header, nowMs int64) Decision {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.replaying {
+		if err := s.finishReplayLocked(); err != nil {
+			s.warnSpill(nowMs, "completing replayed producer ids from the spill store failed", err)
+			return Decision{Kind: Reject, ErrorCode: ErrKafkaStorage}
+		}
+	}
 
-	i, ok := s.index[h.ProducerID]
+	i, ok, err := s.find(h.ProducerID, nowMs)
+	if err != nil {
+		s.warnSpill(nowMs, "reading a spilled producer id failed; answering KAFKA_STORAGE_ERROR", err)
+		return Decision{Kind: Reject, ErrorCode: ErrKafkaStorage}
+	}
 	if !ok {
 		if h.BaseSequence != 0 && s.evicted.contains(h.ProducerID) {
 			// We dropped this pid's state ourselves; trusting an arbitrary
@@ -294,9 +515,9 @@ func (s *State) Update(h batch.Header, firstOffset int64, nowMs int64) {
 	if s.closed {
 		return
 	}
-	i, ok := s.index[h.ProducerID]
+	i, ok := s.findLogged(h.ProducerID, nowMs)
 	if !ok {
-		i = s.admit(h.ProducerID, nowMs)
+		i = s.admitReplayed(h.ProducerID, nowMs)
 	}
 	e := s.slab.at(i)
 	e.setEpoch(h.ProducerEpoch)
@@ -321,7 +542,10 @@ func (s *State) CheckMarker(pid int64, epoch int16, coordinatorEpoch int32) int1
 }
 
 func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32) int16 {
-	i, ok := s.index[pid]
+	i, ok, err := s.find(pid, time.Now().UnixMilli())
+	if err != nil {
+		return ErrKafkaStorage
+	}
 	if !ok {
 		return ErrNone
 	}
@@ -371,9 +595,9 @@ func (s *State) applyMarkerLocked(pid int64, epoch int16, commit bool, coordinat
 	if s.closed {
 		return nil
 	}
-	i, ok := s.index[pid]
+	i, ok := s.findLogged(pid, nowMs)
 	if !ok {
-		i = s.admit(pid, nowMs)
+		i = s.admitReplayed(pid, nowMs)
 	}
 	e := s.slab.at(i)
 	var completed *CompletedTxn
@@ -476,6 +700,15 @@ func (s *State) Expire(nowMs int64) (removed int) {
 	guard := min(s.cfg.ExpirationMs, s.cfg.MinIdleForEvictionMs)
 	s.slab.each(func(i uint32, e *entry) {
 		if s.expired(e, nowMs) && elapsed(nowMs, e.lastUsedMs) >= guard {
+			if s.spill != nil {
+				// A stale stored copy (see spill.go) must not come
+				// back in its place.
+				if err := s.spill.delete(e.pid); err != nil {
+					s.stats.SpillErrors.Add(1)
+					s.warnSpill(nowMs, "deleting an expired producer id from the spill store failed; keeping it", err)
+					return
+				}
+			}
 			s.remove(i, e)
 			removed++
 		}
@@ -509,6 +742,11 @@ func (s *State) Close() {
 	}
 	s.closed = true
 	s.clearLocked()
+	if s.spill != nil {
+		if err := s.spill.close(); err != nil {
+			s.log.Error("closing the producer spill store failed", "dir", s.cfg.SpillDir, "err", err)
+		}
+	}
 	s.mu.Unlock()
 	if s.limits != nil {
 		s.limits.unregister(s)
@@ -571,6 +809,15 @@ func (s *State) evictTail(nowMs int64) bool {
 	}
 	i := s.lruTail
 	e := s.slab.at(i)
+	if s.spill != nil {
+		if err := s.spillOut(e); err != nil {
+			s.warnSpill(nowMs, "spilling a producer id failed; keeping it in memory over the cap", err)
+			return false
+		}
+		s.remove(i, e)
+		s.stats.Spilled.Add(1)
+		return true
+	}
 	if elapsed(nowMs, e.lastUsedMs) < s.cfg.MinIdleForEvictionMs {
 		return false
 	}
