@@ -226,7 +226,9 @@ type batchKeys struct {
 	cfg  keyWindowConfig
 	part *partition.Partition
 
-	fresh []keyedRecord // new keys, appended and to be indexed
+	// fresh are the new keys, appended and to be indexed; their key is a
+	// slice of the request, copied by appended.
+	fresh []keyedRecord
 	// dups are the dropped records; for a duplicate of an earlier record
 	// of the same batch, inBatch holds that record's offset delta and the
 	// offset is filled in after the append.
@@ -410,7 +412,7 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				continue
 			}
 			seen[string(key)] = len(bk.fresh)
-			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: bytes.Clone(key), delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
+			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: key, delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
 		}
 		if len(conflicts) > 0 {
 			bk.fresh, bk.dups, bk.inBatch = nil, nil, nil
@@ -468,6 +470,14 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 		}
 	}
 	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional(), inserts: make([]dedup.Insert, 0, len(bk.fresh))}
+	// The keys are slices of the request, whose buffer is reused once the
+	// produce is answered (wire/bodypool.go), while the index is written
+	// later: the queued inserts get copies, all in one allocation.
+	n := 0
+	for _, r := range bk.fresh {
+		n += len(r.key)
+	}
+	keys := make([]byte, 0, n)
 	tk := bk.tk
 	tk.mu.Lock()
 	for _, r := range bk.fresh {
@@ -480,7 +490,8 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 		if pb.txn {
 			tk.inTxn[string(r.key)] = txnKey{producerID: pb.producerID, partition: bk.part.Index}
 		}
-		pb.inserts = append(pb.inserts, dedup.Insert{Key: r.key, Entry: e})
+		keys = append(keys, r.key...)
+		pb.inserts = append(pb.inserts, dedup.Insert{Key: keys[len(keys)-len(r.key) : len(keys) : len(keys)], Entry: e})
 	}
 	pk := tk.partition(bk.part.Index)
 	pk.queue = append(pk.queue, pb)

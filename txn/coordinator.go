@@ -107,6 +107,10 @@ type entry struct {
 	mu   sync.Mutex
 	rec  record
 	gone bool // expired and removed: whoever locked it late must look again
+	// stale says rec changed since it was last persisted in a way that
+	// needs no write of its own (its markers became durable): the next
+	// persist, or Close, writes it.
+	stale bool
 }
 
 // Open loads durable state and completes transactions that were prepared
@@ -290,6 +294,17 @@ func (c *Coordinator) Close() error {
 		}
 	}
 	c.completing.Wait()
+	// A clean stop leaves no markers to write again at the next start.
+	for _, e := range c.all() {
+		e.mu.Lock()
+		if e.stale && !e.gone {
+			if err := c.persist(&e.rec, pebble.NoSync); err != nil {
+				c.cfg.Logger.Warn("recording durable markers failed", "transactional_id", e.rec.ID, "err", err)
+			}
+			e.stale = false
+		}
+		e.mu.Unlock()
+	}
 	return c.db.Close()
 }
 
@@ -819,12 +834,15 @@ func (c *Coordinator) completeLocked(ctx context.Context, e *entry) error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		if r.Unsynced == set {
+			// Not persisted here: the record's next write (the
+			// producer's next AddPartitions, or the next Prepare)
+			// carries it. Until then a crash finds the set still
+			// recorded and writes the markers a second time at the
+			// restart, which changes nothing at a partition (only a
+			// transaction open below PreparedEnds gets a marker). This
+			// spared one of the four state writes per transaction.
 			r.Unsynced = nil
-			// Unsynced, as losing this write costs only a harmless
-			// second try at the markers after a crash.
-			if err := c.persist(r, pebble.NoSync); err != nil {
-				c.cfg.Logger.Warn("recording durable markers failed", "transactional_id", r.ID, "err", err)
-			}
+			e.stale = true
 		}
 	}()
 	return nil

@@ -14,7 +14,9 @@ import (
 // (KIP-890 part 2): a transactional batch adds its partition to the
 // transaction. v13 names topics by id (KIP-516); an unknown id is
 // UNKNOWN_TOPIC_ID and never auto-creates a topic.
-func init() { register(0, 3, 13, handleProduce) }
+const produceKey = 0
+
+func init() { register(produceKey, 3, 13, handleProduce) }
 
 // handleProduce is the Kafka adapter of broker.Produce, which decides each
 // partition's batch. It appends synchronously, in request order, and defers

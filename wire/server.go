@@ -420,6 +420,9 @@ type pending struct {
 	// written with only its size prefix.
 	rawToken bool
 	raw      []byte
+	// body goes back to the pool once the response is written (only a
+	// Produce's: bodypool.go).
+	body []byte
 }
 
 // maxPipelined bounds the requests a connection may have in flight; the
@@ -575,7 +578,10 @@ const readChunk = 1 << 20
 // readBody reads a frame of size bytes into a buffer that grows as bytes
 // arrive. It reserves them from the request budget as it goes (res).
 func (c *conn) readBody(size int, res *frameReservation) ([]byte, error) {
-	buf := make([]byte, 0, min(size, 64<<10))
+	buf := pooledBody(size) // bodypool.go
+	if buf == nil {
+		buf = make([]byte, 0, min(bodyCap(size), 64<<10))
+	}
 	reserved := 0
 	for len(buf) < size {
 		if len(buf) == reserved {
@@ -593,7 +599,7 @@ func (c *conn) readBody(size int, res *frameReservation) ([]byte, error) {
 			reserved += n
 		}
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(2*cap(buf), size))
+			grown := make([]byte, len(buf), min(2*cap(buf), bodyCap(size)))
 			copy(grown, buf)
 			buf = grown
 		}
@@ -679,6 +685,9 @@ func (c *conn) readLoop() error {
 				return err
 			}
 			p.req = req
+			if req.key == produceKey {
+				p.body = body
+			}
 			if resp != nil { // answered by the decoder (ApiVersions fallback)
 				p.respond = func(context.Context) kmsg.Response { return resp }
 			} else {
@@ -782,48 +791,56 @@ func (c *conn) writeLoop() {
 		api := kmsg.NameForKey(p.req.key)
 		c.s.b.Stats.Requests.WithLabelValues(api).Inc()
 		c.s.b.Stats.RequestSeconds.WithLabelValues(api).Observe(time.Since(p.req.received).Seconds())
-		if p.rawToken {
-			if c.ctx.Err() == nil {
-				buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(p.raw)))
-				buf = append(buf, p.raw...)
-				if err := c.write(buf); err != nil {
-					continue
-				}
-			}
-			continue
-		}
-		if resp == nil {
-			continue
-		}
-		if c.ctx.Err() != nil {
-			continue // drain: the connection is gone
-		}
-		// Produce and Fetch answers carry only topic names (at most
-		// 249 bytes) and short messages; they are not walked.
-		if p.req.key != 0 && p.req.key != 1 {
-			fitStrings(resp, func(field string) {
-				if ok, suppressed := c.s.warn.allow("long_string"); ok {
-					c.s.logger.Warn("shortened a string an older response version cannot carry (int16 length)",
-						"api", api, "version", p.req.version, "field", field, "remote", c.remote, "suppressed", suppressed)
-				}
-			})
-		}
-		buf = append(buf[:0], 0, 0, 0, 0)
-		buf = binary.BigEndian.AppendUint32(buf, uint32(p.req.corr))
-		// ApiVersions responses always use header v0 so that a client
-		// that sent a version we don't know can still read the answer.
-		if resp.IsFlexible() && p.req.key != apiVersionsKey {
-			buf = append(buf, 0)
-		}
-		buf = resp.AppendTo(buf)
-		binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
-		if err := c.write(buf); err != nil {
-			continue
-		}
-		if cap(buf) > 8<<20 {
-			buf = make([]byte, 0, 64*1024)
+		buf = c.writeAnswer(p, api, resp, buf)
+		if p.body != nil {
+			releaseBody(p.body)
 		}
 	}
+}
+
+// writeAnswer writes a request's response (if any) and returns the buffer
+// for the next one.
+func (c *conn) writeAnswer(p pending, api string, resp kmsg.Response, buf []byte) []byte {
+	if p.rawToken {
+		if c.ctx.Err() == nil {
+			buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(p.raw)))
+			buf = append(buf, p.raw...)
+			_ = c.write(buf)
+		}
+		return buf
+	}
+	if resp == nil {
+		return buf
+	}
+	if c.ctx.Err() != nil {
+		return buf // drain: the connection is gone
+	}
+	// Produce and Fetch answers carry only topic names (at most
+	// 249 bytes) and short messages; they are not walked.
+	if p.req.key != 0 && p.req.key != 1 {
+		fitStrings(resp, func(field string) {
+			if ok, suppressed := c.s.warn.allow("long_string"); ok {
+				c.s.logger.Warn("shortened a string an older response version cannot carry (int16 length)",
+					"api", api, "version", p.req.version, "field", field, "remote", c.remote, "suppressed", suppressed)
+			}
+		})
+	}
+	buf = append(buf[:0], 0, 0, 0, 0)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(p.req.corr))
+	// ApiVersions responses always use header v0 so that a client
+	// that sent a version we don't know can still read the answer.
+	if resp.IsFlexible() && p.req.key != apiVersionsKey {
+		buf = append(buf, 0)
+	}
+	buf = resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
+	if err := c.write(buf); err != nil {
+		return buf
+	}
+	if cap(buf) > 8<<20 {
+		buf = make([]byte, 0, 64*1024)
+	}
+	return buf
 }
 
 // write sends one framed response; a failure closes the connection.
