@@ -199,6 +199,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		ConsumerHeartbeatInterval: cfg.GroupConsumerHeartbeatInterval,
 		ConsumerMaxSize:           cfg.GroupConsumerMaxSize,
 		ConsumerAssignors:         splitList(cfg.GroupConsumerAssignors),
+		ConsumerMigrationPolicy:   cfg.GroupConsumerMigrationPolicy,
 		Topics:                    b.consumerGroupTopics,
 		TopicsGeneration:          b.topicsGen.Load,
 		Logger:                    logger,

@@ -125,6 +125,7 @@ type Config struct {
 	GroupConsumerMaxHeartbeatInterval time.Duration // group.consumer.max.heartbeat.interval.ms
 	GroupConsumerMaxSize              int           // group.consumer.max.size
 	GroupConsumerAssignors            string        // group.consumer.assignors
+	GroupConsumerMigrationPolicy      string        // group.consumer.migration.policy
 
 	// Authorization (authorizer.class.name, super.users,
 	// allow.everyone.if.no.acl.found): Authorizer "acl" enforces the ACLs
@@ -210,6 +211,7 @@ func DefaultConfig() Config {
 		GroupConsumerMaxHeartbeatInterval: 15 * time.Second,
 		GroupConsumerMaxSize:              1000,
 		GroupConsumerAssignors:            "uniform,range",
+		GroupConsumerMigrationPolicy:      "bidirectional",
 	}
 }
 

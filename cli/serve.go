@@ -18,6 +18,7 @@ import (
 	"github.com/oncelog/oncelog/acl"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/console"
+	"github.com/oncelog/oncelog/group"
 	"github.com/oncelog/oncelog/httpapi"
 	"github.com/oncelog/oncelog/internal/fdlimit"
 	"github.com/oncelog/oncelog/wire"
@@ -181,6 +182,7 @@ docs/operations.md.`,
 	f.DurationVar(&c.GroupConsumerMaxHeartbeatInterval, "group-consumer-max-heartbeat-interval", c.GroupConsumerMaxHeartbeatInterval, "largest --group-consumer-heartbeat-interval allowed (group.consumer.max.heartbeat.interval.ms)")
 	f.IntVar(&c.GroupConsumerMaxSize, "group-consumer-max-size", c.GroupConsumerMaxSize, "most members of one KIP-848 consumer group; a join beyond it gets GROUP_MAX_SIZE_REACHED (group.consumer.max.size; Kafka's default is unlimited)")
 	f.StringVar(&c.GroupConsumerAssignors, "group-consumer-assignors", c.GroupConsumerAssignors, "server-side assignors of KIP-848 consumer groups, comma-separated, the first the default: uniform and range, or Kafka's class names of them (group.consumer.assignors)")
+	f.StringVar(&c.GroupConsumerMigrationPolicy, "group-consumer-migration-policy", c.GroupConsumerMigrationPolicy, "which online conversions of a consumer group with members between the classic and the KIP-848 protocol are allowed: bidirectional, upgrade, downgrade or disabled (group.consumer.migration.policy)")
 	f.StringVar(&c.Authorizer, "authorizer", broker.AuthorizerNone, "who may do what: none lets every client that can reach the listener do anything; acl lets Kafka ACLs (CreateAcls, kafka-acls.sh, oncelog acl) decide every request with Kafka's StandardAuthorizer semantics (authorizer.class.name)")
 	f.StringVar(&o.superUsers, "super-users", "", "principals allowed everything whatever the ACLs say, separated by ';' (super.users), e.g. 'User:admin;User:ops' (default: none)")
 	f.BoolVar(&c.AllowEveryoneIfNoACLFound, "allow-everyone-if-no-acl-found", c.AllowEveryoneIfNoACLFound, "with --authorizer acl, let everyone use a resource no ACL applies to (allow.everyone.if.no.acl.found; default: such a resource is closed)")
@@ -257,6 +259,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 			"--group-consumer-heartbeat-interval must be positive and less than --group-consumer-session-timeout"},
 		{c.GroupConsumerMaxSize < 1, "--group-consumer-max-size must be at least 1"},
 		{!broker.ValidConsumerAssignors(c.GroupConsumerAssignors), "--group-consumer-assignors must list one or more of uniform and range"},
+		{!group.ValidMigrationPolicy(c.GroupConsumerMigrationPolicy), "--group-consumer-migration-policy must be bidirectional, upgrade, downgrade or disabled"},
 		{c.DataDir == "", "--data-dir must not be empty"},
 		{c.Authorizer != broker.AuthorizerNone && c.Authorizer != broker.AuthorizerACL, "--authorizer must be none or acl"},
 	} {

@@ -101,6 +101,10 @@ type consumerMember struct {
 	assignedAt map[topicID]map[int32]int32
 	// target is the member's part of the group's target assignment.
 	target assignment
+	// classic is set while the member uses the classic protocol
+	// (JoinGroup/SyncGroup/Heartbeat) in this consumer group
+	// (migration.go).
+	classic *classicMember
 }
 
 func (m *consumerMember) reconciledTo(targetEpoch int32) bool {
@@ -513,6 +517,9 @@ type consumerWrites struct {
 	groupChanged bool
 	members      map[string]*consumerMember
 	deleted      map[string]bool
+	// extra are other changes of the same operation: the records of the
+	// group's other protocol when it migrates (migration.go).
+	extra []writeOp
 }
 
 func (w *consumerWrites) member(m *consumerMember) {
@@ -532,7 +539,10 @@ func (w *consumerWrites) remove(id string) {
 }
 
 func (w *consumerWrites) ops(g *group) []writeOp {
-	var ops []writeOp
+	ops := slices.Clone(w.extra)
+	if g.consumer == nil {
+		return ops // downgraded: extra has it all
+	}
 	if w.groupChanged {
 		ops = append(ops, writeOp{key: consumerGroupKey(g.name), value: encodeConsumerGroupRecord(g)})
 	}
@@ -674,19 +684,27 @@ func (c *Coordinator) consumerGroupFor(name string, create bool, w *consumerWrit
 	if g.consumer != nil {
 		return g, nil
 	}
-	if create && g.state == stateEmpty && len(g.members) == 0 && len(g.pendingJoin) == 0 {
+	if create && g.state == stateEmpty && len(g.members) == 0 {
 		// An empty classic (or simple) group becomes a consumer group;
 		// its committed offsets stay. Kafka deletes the classic group's
 		// record the same way.
+		for id := range g.pendingJoin {
+			c.cancel(timerHeartbeat, g, id)
+		}
+		clear(g.pendingJoin)
 		g.consumer = newConsumerGroup()
 		g.protocolType = consumerProtocolType
-		c.write([]writeOp{{key: groupKey(g.name), del: true}})
+		w.extra = append(w.extra, writeOp{key: groupKey(g.name), del: true})
 		w.groupChanged = true
 		c.log.Info("empty classic group converted to a consumer group", "group", g.name)
 		return g, nil
 	}
-	// The online upgrade of a classic group with members (Kafka's
-	// group.consumer.migration.policy) is not implemented.
+	if create && c.validateOnlineUpgrade(g) {
+		if e := c.convertToConsumerGroup(g, w); e != nil {
+			return nil, e
+		}
+		return g, nil
+	}
 	return nil, hbErr(kerr.GroupIDNotFound, "Group %s is not a consumer group.", name)
 }
 
@@ -728,7 +746,9 @@ func (c *Coordinator) consumerHeartbeatLocked(req *kmsg.ConsumerGroupHeartbeatRe
 				m, isNew = c.newConsumerMember(memberID), true
 			}
 		case join:
-			if existing.epoch != leaveGroupStaticMemberEpoch {
+			// A static member using the classic protocol is replaced
+			// at once; one using the consumer protocol must have left.
+			if existing.classic == nil && existing.epoch != leaveGroupStaticMemberEpoch {
 				return g, hbErr(kerr.UnreleasedInstanceID, "Static member %s with instance id %s cannot join the group because the instance id is owned by %s member.",
 					memberID, instance, existing.id)
 			}
@@ -779,6 +799,11 @@ func (c *Coordinator) consumerHeartbeatLocked(req *kmsg.ConsumerGroupHeartbeatRe
 	if m.clientID != ci.clientID || m.clientHost != ci.host {
 		m.clientID, m.clientHost, changed = strings.Clone(ci.clientID), ci.host, true
 	}
+	if m.classic != nil {
+		// The member now speaks the consumer protocol (Kafka clears
+		// its classic metadata the same way).
+		m.classic, changed = nil, true
+	}
 	if isNew {
 		cg.setMember(m, nil, nil)
 		c.log.Info("member joins the consumer group", "group", g.name, "member", m.id)
@@ -786,6 +811,27 @@ func (c *Coordinator) consumerHeartbeatLocked(req *kmsg.ConsumerGroupHeartbeatRe
 	if changed {
 		w.member(m)
 	}
+	before := m.assigned
+	c.advanceConsumerMember(g, m, subscriptionChanged, req.Topics, w)
+	c.scheduleConsumerSession(g, m)
+
+	resp.MemberID = kmsg.StringPtr(m.id)
+	resp.MemberEpoch = m.epoch
+	resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds())
+	full := join || (req.RebalanceTimeoutMillis != -1 && (req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil)
+	if full || !before.equal(m.assigned) {
+		resp.Assignment = responseAssignment(m.assigned)
+	}
+	return g, nil
+}
+
+// advanceConsumerMember runs what follows a member's update, for consumer
+// and classic members alike: the subscription is resolved again when it
+// or the topics changed (new metadata bumps the group epoch), a group
+// epoch ahead of the target assignment recomputes it, and the member
+// reconciles towards its target with the partitions it reports owning.
+func (c *Coordinator) advanceConsumerMember(g *group, m *consumerMember, subscriptionChanged bool, owned []kmsg.ConsumerGroupHeartbeatRequestTopic, w *consumerWrites) {
+	cg := g.consumer
 
 	// 2. Resolve the subscription when it or the topics changed; new
 	// metadata bumps the group epoch too.
@@ -810,25 +856,15 @@ func (c *Coordinator) consumerHeartbeatLocked(req *kmsg.ConsumerGroupHeartbeatRe
 		c.updateTargetAssignment(g, tc, w)
 	}
 
-	// 4. Reconcile the member towards its target.
-	before := m.assigned
-	if c.reconcile(g, m, req.Topics, w) {
+	// 4. Reconcile the member towards its target. Classic members have
+	// join and sync timeouts instead of a rebalance timeout, as in Kafka.
+	if c.reconcile(g, m, owned, w) && m.classic == nil {
 		if m.state == memberUnrevokedPartitions {
 			c.scheduleConsumerRebalanceTimeout(g, m)
 		} else {
 			c.cancel(timerConsumerRebalance, g, m.id)
 		}
 	}
-	c.scheduleConsumerSession(g, m)
-
-	resp.MemberID = kmsg.StringPtr(m.id)
-	resp.MemberEpoch = m.epoch
-	resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds())
-	full := join || (req.RebalanceTimeoutMillis != -1 && (req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil)
-	if full || !before.equal(m.assigned) {
-		resp.Assignment = responseAssignment(m.assigned)
-	}
-	return g, nil
 }
 
 func (c *Coordinator) newConsumerMember(id string) *consumerMember {
@@ -946,6 +982,12 @@ func (c *Coordinator) consumerLeaveLocked(req *kmsg.ConsumerGroupHeartbeatReques
 // fenceConsumerMember removes a member and bumps the group epoch, so the
 // remaining members get its partitions.
 func (c *Coordinator) fenceConsumerMember(g *group, m *consumerMember, w *consumerWrites) {
+	if c.validateOnlineDowngrade(g, m) {
+		// The last member using the consumer protocol leaves: the
+		// classic members carry on in a classic group.
+		c.convertToClassicGroup(g, m, w)
+		return
+	}
 	cg := g.consumer
 	c.cancelConsumerTimers(g, m.id)
 	cg.removeMember(m)
@@ -963,13 +1005,15 @@ func (c *Coordinator) fenceConsumerMember(g *group, m *consumerMember, w *consum
 func (c *Coordinator) cancelConsumerTimers(g *group, memberID string) {
 	c.cancel(timerConsumerSession, g, memberID)
 	c.cancel(timerConsumerRebalance, g, memberID)
+	c.cancel(timerConsumerJoin, g, memberID)
+	c.cancel(timerConsumerSync, g, memberID)
 }
 
 // scheduleConsumerSession (re)starts a member's session: without a
 // heartbeat within group.consumer.session.timeout.ms it is fenced.
 func (c *Coordinator) scheduleConsumerSession(g *group, m *consumerMember) {
 	id := m.id
-	c.schedule(timerConsumerSession, g, id, c.cfg.ConsumerSessionTimeout, func() {
+	c.schedule(timerConsumerSession, g, id, c.sessionTimeout(m), func() {
 		if g.consumer == nil {
 			return
 		}
@@ -1069,7 +1113,10 @@ func (c *Coordinator) ConsumerGroupDescribe(_ context.Context, req *kmsg.Consume
 				}
 				dm.Assignment = describeAssignment(m.assigned, tc)
 				dm.TargetAssignment = describeAssignment(m.target, tc)
-				dm.MemberType = 1 // consumer protocol (0 would be classic)
+				dm.MemberType = 1 // consumer protocol
+				if m.classic != nil {
+					dm.MemberType = 0 // classic protocol
+				}
 				dg.Members = append(dg.Members, dm)
 			}
 		}

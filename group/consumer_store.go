@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The durable records of KIP-848 consumer groups (see store.go for the
@@ -186,6 +188,18 @@ func encodeConsumerMember(m *consumerMember) []byte {
 			b = binary.AppendVarint(b, int64(e))
 		}
 	}
+	// A classic member (migration.go): its session timeout and
+	// protocols. Records of consumer protocol members end above, as
+	// records written before online migration existed do.
+	if m.classic != nil {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, m.classic.sessionTimeout.Milliseconds())
+		b = binary.AppendUvarint(b, uint64(len(m.classic.protocols)))
+		for _, p := range m.classic.protocols {
+			b = appendString(b, p.Name)
+			b = appendString(b, string(p.Metadata))
+		}
+	}
 	return b
 }
 
@@ -226,6 +240,22 @@ func decodeConsumerMember(id string, b []byte) (*consumerMember, error) {
 		}
 		m.assignedAt[t] = byP
 	}
+	if len(d.b) > 0 && !d.bad {
+		if d.byte() != 1 {
+			return nil, errCorruptRecord
+		}
+		cm := &classicMember{sessionTimeout: time.Duration(d.varint()) * time.Millisecond}
+		n := d.uvarint()
+		if n > uint64(len(d.b)) {
+			return nil, errCorruptRecord
+		}
+		for range n {
+			name := d.string()
+			meta := d.string()
+			cm.protocols = append(cm.protocols, kmsg.JoinGroupRequestProtocol{Name: name, Metadata: []byte(meta)})
+		}
+		m.classic = cm
+	}
 	if err := d.err(); err != nil {
 		return nil, err
 	}
@@ -254,7 +284,7 @@ func (c *Coordinator) restoreConsumerGroups(l *loaded, now time.Time) {
 		for _, id := range cg.sortedMemberIDs() {
 			m := cg.members[id]
 			c.scheduleConsumerSession(g, m)
-			if m.state == memberUnrevokedPartitions {
+			if m.state == memberUnrevokedPartitions && m.classic == nil {
 				c.scheduleConsumerRebalanceTimeout(g, m)
 			}
 		}

@@ -586,9 +586,16 @@ func TestConsumerGroupConversions(t *testing.T) {
 	if off, _, _ := e.fetch("g", false, map[string][]int32{"t": {0}}); off["t/0"] != 3 {
 		t.Fatalf("offsets after the upgrade: %v", off)
 	}
-	// A classic member can't join while consumer members are in.
-	if jr := e.c.JoinGroup(e.ctx("c"), joinReq("g")); jr.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+	// A classic member joining while consumer members are in is served
+	// by the consumer group (migration_test.go); one of another protocol
+	// type is not.
+	if jr := e.c.JoinGroup(e.ctx("c"), joinReq("g")); jr.ErrorCode != kerr.MemberIDRequired.Code {
 		t.Fatalf("classic join to a consumer group: %v", kerr.ErrorForCode(jr.ErrorCode))
+	}
+	notConsumer := joinReq("g")
+	notConsumer.ProtocolType = "connect"
+	if jr := e.c.JoinGroup(e.ctx("c"), notConsumer); jr.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("connect join to a consumer group: %v", kerr.ErrorForCode(jr.ErrorCode))
 	}
 	leave := a.req()
 	leave.MemberEpoch = -1

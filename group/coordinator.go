@@ -114,6 +114,11 @@ type Config struct {
 	// ConsumerMaxSize is group.consumer.max.size (zero or negative: no
 	// limit, Kafka's Int.MaxValue).
 	ConsumerMaxSize int
+	// ConsumerMigrationPolicy is group.consumer.migration.policy: which
+	// online conversions of a group with members between the classic and
+	// the consumer protocol are allowed (bidirectional, upgrade,
+	// downgrade, disabled; "" is Kafka's default, bidirectional).
+	ConsumerMigrationPolicy string
 	// ConsumerAssignors is group.consumer.assignors as short names
 	// (AssignorByName); the first is the default. Empty: uniform, range.
 	ConsumerAssignors []string
@@ -192,6 +197,13 @@ func Open(cfg Config) (*Coordinator, error) {
 	}
 	if cfg.ConsumerHeartbeatInterval <= 0 {
 		cfg.ConsumerHeartbeatInterval = DefaultConsumerHeartbeatInterval
+	}
+	cfg.ConsumerMigrationPolicy = strings.ToLower(strings.TrimSpace(cfg.ConsumerMigrationPolicy))
+	if cfg.ConsumerMigrationPolicy == "" {
+		cfg.ConsumerMigrationPolicy = DefaultMigrationPolicy
+	}
+	if !ValidMigrationPolicy(cfg.ConsumerMigrationPolicy) {
+		return nil, fmt.Errorf("group: unknown consumer group migration policy %q (have bidirectional, upgrade, downgrade, disabled)", cfg.ConsumerMigrationPolicy)
 	}
 	if len(cfg.ConsumerAssignors) == 0 {
 		cfg.ConsumerAssignors = DefaultConsumerAssignors

@@ -21,6 +21,9 @@ type joinCall struct {
 	client     clientInfo
 	waiter     *joinWaiter
 	parked     bool
+	// durable, if set, is the write the answer waits for (a classic
+	// member of a consumer group, whose state is durable).
+	durable <-chan error
 }
 
 // park returns the waiter that the rebalance will answer.
@@ -73,6 +76,12 @@ func (c *Coordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest)
 		resp = c.joinLocked(jc)
 	}
 	c.unlock()
+	if jc.durable != nil {
+		if err := <-jc.durable; err != nil {
+			c.log.Error("consumer group join not durable", "group", req.Group, "err", err)
+			return jc.fail(kerr.NotCoordinator.Code, req.MemberID)
+		}
+	}
 	if !jc.parked {
 		return resp
 	}
@@ -182,10 +191,9 @@ func (c *Coordinator) joinLocked(jc *joinCall) *kmsg.JoinGroupResponse {
 	}
 	if g.consumer != nil {
 		if len(g.consumer.members) > 0 {
-			// Kafka (group.consumer.migration.policy) would serve a
-			// classic member inside the consumer group; that online
-			// migration is not implemented, so the protocols conflict.
-			return jc.fail(kerr.InconsistentGroupProtocol.Code, jc.req.MemberID)
+			// The consumer group serves the classic member
+			// (migration.go).
+			return c.classicJoinToConsumerGroup(g, jc)
 		}
 		c.downgradeEmptyConsumerGroup(g)
 	}
@@ -678,6 +686,8 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		resp = fail(kerr.CoordinatorNotAvailable.Code)
 	case req.Group == "":
 		resp = fail(kerr.InvalidGroupID.Code)
+	case g != nil && g.consumer != nil && len(g.consumer.members) > 0:
+		resp = c.classicSyncToConsumerGroup(g, req, instanceID, protocolType, protocol)
 	case g == nil || g.state == stateEmpty:
 		resp = fail(kerr.UnknownMemberID.Code)
 	case g.state == stateDead:
@@ -779,6 +789,8 @@ func (c *Coordinator) Heartbeat(_ context.Context, req *kmsg.HeartbeatRequest) *
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 	case g == nil:
 		resp.ErrorCode = kerr.UnknownMemberID.Code
+	case g.consumer != nil:
+		resp.ErrorCode = c.classicHeartbeatToConsumerGroup(g, req, instanceID)
 	case g.state == stateDead:
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 	default:
@@ -830,8 +842,20 @@ func (c *Coordinator) LeaveGroup(_ context.Context, req *kmsg.LeaveGroupRequest)
 	}()
 
 	c.lock()
-	defer c.unlock()
 	g := c.groups[req.Group]
+	if !c.closed && g != nil && g.consumer != nil {
+		// Classic members of a consumer group; its state is durable,
+		// so the answer waits for the write.
+		done := c.classicLeaveToConsumerGroup(g, leaving, resp)
+		c.unlock()
+		if err := <-done; err != nil {
+			c.log.Error("consumer group leave not durable", "group", req.Group, "err", err)
+			resp.Members = nil
+			resp.ErrorCode = kerr.NotCoordinator.Code
+		}
+		return resp
+	}
+	defer c.unlock()
 	switch {
 	case c.closed:
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code

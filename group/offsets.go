@@ -712,6 +712,14 @@ func validateConsumerCommit(cg *consumerGroup, id commitIdentity, transactional 
 	if m == nil {
 		return kerr.UnknownMemberID.Code
 	}
+	if m.classic != nil {
+		// A classic member commits with its generation (its member
+		// epoch), any version, as in a classic group.
+		if id.generation != m.epoch {
+			return kerr.IllegalGeneration.Code
+		}
+		return 0
+	}
 	if !transactional && version < 9 {
 		return kerr.UnsupportedVersion.Code
 	}
@@ -758,6 +766,9 @@ func validateConsumerFetch(cg *consumerGroup, memberID *string, epoch int32) int
 		return kerr.UnknownMemberID.Code
 	}
 	if epoch != m.epoch {
+		if m.classic != nil {
+			return kerr.IllegalGeneration.Code
+		}
 		return kerr.StaleMemberEpoch.Code
 	}
 	return 0

@@ -25,6 +25,14 @@ const (
 	// timerConsumerRebalance fences a consumer group member that did not
 	// revoke its partitions within its rebalance timeout.
 	timerConsumerRebalance
+	// timerConsumerJoin fences a classic member of a consumer group that
+	// was told to rejoin (REBALANCE_IN_PROGRESS) and did not within its
+	// rebalance timeout.
+	timerConsumerJoin
+	// timerConsumerSync fences a classic member of a consumer group that
+	// got its JoinGroup answer but sent no SyncGroup within its rebalance
+	// timeout.
+	timerConsumerSync
 )
 
 // timerKey names a deadline. Scheduling a key that is already scheduled
@@ -71,6 +79,12 @@ func (t *timers) cancel(key timerKey) {
 		heap.Remove(&t.heap, e.index)
 		delete(t.byKey, key)
 	}
+}
+
+// scheduled reports whether a deadline is set for key.
+func (t *timers) scheduled(key timerKey) bool {
+	_, ok := t.byKey[key]
+	return ok
 }
 
 // next returns the earliest deadline.
