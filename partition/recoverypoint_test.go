@@ -133,3 +133,66 @@ func TestCheckpointBoundsRecovery(t *testing.T) {
 		t.Fatalf("log end %d, want %d: a retry was stored twice", got, end+4)
 	}
 }
+
+// TestCheckpointBytesTrigger: before the interval, a recovery point is
+// written once the log grew Bytes past the last one; its producer snapshot
+// only once the log also grew more than the snapshot weighs.
+func TestCheckpointBytesTrigger(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	cfg.Segment.SegmentBytes = 64 << 20
+	p, err := Open(nil, dir, "t", 0, cfg, producer.NewLimits(100_000, nil), Hooks{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	snapshots := func() int {
+		s, _ := producer.SnapshotOffsets(nil, dir)
+		return len(s)
+	}
+	const producers = 1000 // a snapshot weighs ~64 KB
+	var end int64
+	for pid := int64(1); pid <= producers; pid++ {
+		end = p.Append(batchtest.Idempotent(1, pid, 0, 0), time.Now()).DurableAt
+	}
+	waitDurable(t, p, end)
+	policy := CheckpointPolicy{Interval: time.Hour, Bytes: 4096}
+	now := time.Now()
+	if wrote, err := p.Checkpoint(now, policy); err != nil || !wrote {
+		t.Fatalf("log grew past Bytes: wrote %v, %v", wrote, err)
+	}
+	if lag := p.Log().RecoveryPointLag(); lag != 0 {
+		t.Fatalf("lag after the recovery point: %d", lag)
+	}
+	if n := snapshots(); n != 1 {
+		t.Fatalf("%d snapshots, want 1 (the log grew more than the snapshot weighs)", n)
+	}
+	// A little more than Bytes, less than the snapshot's weight: a
+	// recovery point without a snapshot.
+	for i := range 60 {
+		end = p.Append(batchtest.Idempotent(1, 1, 0, int32(1+i)), time.Now()).DurableAt
+	}
+	waitDurable(t, p, end)
+	if lag := p.Log().RecoveryPointLag(); lag < policy.Bytes {
+		t.Fatalf("test setup: lag %d below Bytes", lag)
+	}
+	if wrote, err := p.Checkpoint(now, policy); err != nil || !wrote {
+		t.Fatalf("second: wrote %v, %v", wrote, err)
+	}
+	if n := snapshots(); n != 1 {
+		t.Fatalf("%d snapshots: one was written for less log than it weighs", n)
+	}
+	// Less than Bytes and not due: nothing.
+	end = p.Append(batchtest.Idempotent(1, 1, 0, 61), time.Now()).DurableAt
+	waitDurable(t, p, end)
+	if wrote, err := p.Checkpoint(now, policy); err != nil || wrote {
+		t.Fatalf("below Bytes: wrote %v, %v", wrote, err)
+	}
+	// Due: recovery point and snapshot.
+	if wrote, err := p.Checkpoint(now.Add(2*time.Hour), policy); err != nil || !wrote {
+		t.Fatalf("due: wrote %v, %v", wrote, err)
+	}
+	if n := snapshots(); n != 2 {
+		t.Fatalf("%d snapshots after the interval, want 2", n)
+	}
+}
