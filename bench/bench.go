@@ -513,8 +513,8 @@ func (b *bench) consume(ctx context.Context) {
 				b.record(committed, t.name, nil, err)
 				continue
 			}
-			b.record(uncommitted, t.name, throughputCell(fastest(uncommittedRuns)), nil)
-			b.record(committed, t.name, throughputCell(fastest(committedRuns)), nil)
+			b.record(uncommitted, t.name, consumeCell(fastest(uncommittedRuns)), nil)
+			b.record(committed, t.name, consumeCell(fastest(committedRuns)), nil)
 		}
 		if source.role == "headline" {
 			for _, t := range b.nats {

@@ -30,6 +30,9 @@ const (
 	kafkaFsyncPeer = "kafka-fsync"
 )
 
+// baselineTarget is the name of the --baseline-oncelog target.
+const baselineTarget = "oncelog-base"
+
 func isKafkaPeer(name string) bool { return name == kafkaPeer || name == kafkaFsyncPeer }
 
 func kafkaPeerDescription(name string) string {
@@ -135,7 +138,7 @@ func (b *bench) perfTest(ctx context.Context) {
 	b.logf("%s: %s", perfTestSection, name)
 	written := map[string]consumeSource{}
 	for _, t := range b.kafka {
-		if t.name != "oncelog" && !isKafkaPeer(t.name) {
+		if t.name != "oncelog" && t.name != baselineTarget && !isKafkaPeer(t.name) {
 			continue // kfake and --peer-kafka: the Go clients' rows cover them
 		}
 		topic := b.topic("perftest")

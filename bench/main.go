@@ -47,6 +47,7 @@ type options struct {
 	jsonPath    string
 	mdPath      string
 	oncelogBin  string
+	baseline    string // another oncelog binary, run as the target "oncelog-base"
 	workDir     string
 	keepWorkDir bool
 }
@@ -64,6 +65,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&o.mdPath, "markdown", "", "write the results as Markdown to this file")
 	fs.StringVar(&o.oncelogBin, "oncelog-binary", "", "run this oncelog binary instead of building ../cmd/oncelog")
+	fs.StringVar(&o.baseline, "baseline-oncelog", "", "also run this oncelog binary (e.g. a build of an earlier commit) as the target oncelog-base: a before/after comparison in one run")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for data directories (default: a new temporary directory)")
 	fs.BoolVar(&o.keepWorkDir, "keep", false, "keep the data directories and the broker log afterwards")
 	restartLog := fs.Int64("restart-log-mb", 0, "MB of log the restart workload writes before kill -9 (default: the profile's)")
@@ -198,6 +200,21 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 	b.kafka = append(b.kafka, kafkaTarget{name: "oncelog", addr: broker.addr, replication: 1, pid: broker.Pid()})
 	b.report.Targets = append(b.report.Targets, targetInfo{"oncelog",
 		"subprocess on a fresh data dir; acks=all answered after fdatasync (group commit)"})
+
+	if opts.baseline != "" {
+		b.logf("starting oncelog-base (%s)", opts.baseline)
+		base, err := newOncelogProcess(opts.baseline, filepath.Join(workDir, "oncelog-base"))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := base.Start(ctx); err != nil {
+			return nil, fmt.Errorf("starting oncelog-base: %w", err)
+		}
+		defer base.Kill()
+		b.kafka = append(b.kafka, kafkaTarget{name: baselineTarget, addr: base.addr, replication: 1, pid: base.Pid()})
+		b.report.Targets = append(b.report.Targets, targetInfo{baselineTarget,
+			"another oncelog build (" + filepath.Base(opts.baseline) + ", --baseline-oncelog), run the same way: before/after in one run"})
+	}
 
 	restartBroker, err := newOncelogProcess(binary, filepath.Join(workDir, "oncelog-restart"))
 	if err != nil {

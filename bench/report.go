@@ -21,8 +21,11 @@ type cell struct {
 	// process's: the clients, plus the broker itself for kfake and NATS.
 	BrokerCores float64 `json:"broker_cpu_cores,omitempty"`
 	BenchCores  float64 `json:"bench_cpu_cores,omitempty"`
-	Text        string  `json:"text"`
-	Error       string  `json:"error,omitempty"`
+	// BrokerCPUPerMB is the broker's CPU milliseconds per MB of record
+	// values moved (consume rows, subprocess brokers only).
+	BrokerCPUPerMB float64 `json:"broker_cpu_ms_per_mb,omitempty"`
+	Text           string  `json:"text"`
+	Error          string  `json:"error,omitempty"`
 }
 
 type row struct {
@@ -78,6 +81,17 @@ func throughputCell(t throughput) *cell {
 		BenchCores:  t.ClientCores(),
 		Text:        fmt.Sprintf("%s rec/s, %.1f MB/s", humanCount(t.RecordsPerSec()), t.MBPerSec()),
 	}
+}
+
+// consumeCell is throughputCell with the broker's CPU time per consumed MB
+// (record values), when the broker is a subprocess whose CPU was measured.
+func consumeCell(t throughput) *cell {
+	c := throughputCell(t)
+	if t.BrokerCPU > 0 && t.Bytes > 0 {
+		c.BrokerCPUPerMB = t.BrokerCPU.Seconds() * 1000 / (float64(t.Bytes) / 1e6)
+		c.Text += fmt.Sprintf(", %.2f ms broker CPU/MB", c.BrokerCPUPerMB)
+	}
+	return c
 }
 
 func durationCell(d time.Duration) *cell {

@@ -136,6 +136,11 @@ type ReadOptions struct {
 	// until one partition has returned data (Kafka's minOneMessage).
 	MinOneBatch bool
 	Isolation   Isolation
+	// Spans asks for the records as segment spans (ReadResult.Spans)
+	// rather than bytes: long runs of batches stay in the segment files,
+	// to be sent to the socket without a copy, and the read may reach
+	// across segment boundaries. The caller must close them.
+	Spans bool
 }
 
 // AbortedTxn is an aborted transaction overlapping a read_committed read.
@@ -149,6 +154,9 @@ type AbortedTxn struct {
 type ReadResult struct {
 	// Records are whole record batches, possibly none.
 	Records []byte
+	// Spans hold the batches instead when ReadOptions.Spans was set (nil
+	// when nothing was read); the caller closes them.
+	Spans *segment.Records
 	// The offsets are one snapshot: Records end at or below the high
 	// watermark (the LSO for ReadCommitted) reported here.
 	HighWatermark    int64
@@ -187,7 +195,10 @@ func (p *Partition) Read(o ReadOptions) ReadResult {
 		// The fetch's byte budget is spent: offsets only.
 		return res
 	}
-	if o.MinOneBatch {
+	var recs segment.Records
+	if o.Spans {
+		recs, err = p.log.ReadRecords(o.Offset, o.MaxBytes, upTo, o.MinOneBatch)
+	} else if o.MinOneBatch {
 		data, err = p.log.Read(o.Offset, o.MaxBytes, upTo)
 	} else {
 		data, err = p.log.ReadWithin(o.Offset, o.MaxBytes, upTo)
@@ -202,6 +213,13 @@ func (p *Partition) Read(o ReadOptions) ReadResult {
 		res.ErrorCode = kerr.UnknownTopicOrPartition.Code
 	case err != nil:
 		res.ErrorCode = kerr.KafkaStorageError.Code
+	case o.Spans:
+		if recs.Len > 0 {
+			res.Spans = &recs
+			if o.Isolation == ReadCommitted {
+				res.AbortedTransactions = p.abortedBefore(o.Offset, recs.LastOffset+1)
+			}
+		}
 	default:
 		res.Records = data
 		if o.Isolation == ReadCommitted && len(data) > 0 {

@@ -234,6 +234,11 @@ func (p *Partition) abortedIn(from int64, data []byte) []AbortedTxn {
 	})
 }
 
+// abortedBefore is abortedIn for a read of [from, end) whose end is known.
+func (p *Partition) abortedBefore(from, end int64) []AbortedTxn {
+	return p.aborted.overlapping(from, func() int64 { return end })
+}
+
 // WriteMarker appends a COMMIT or ABORT control batch for a producer (the
 // transaction coordinator's WriteTxnMarkers) and returns the offset the high
 // watermark must pass for it to be durable; it is synced within

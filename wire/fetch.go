@@ -6,6 +6,7 @@ import (
 
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/partition"
+	"github.com/oncelog/oncelog/segment"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -23,7 +24,7 @@ func handleFetch(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.FetchRequest)
 	return func(ctx context.Context) kmsg.Response {
 		mayRead := func(topic string) bool { return c.authorize(r.key, opRead, rtTopic, topic) }
-		return reservingFetchResponse{fetch(ctx, c.readerDone, c.s.b, req, r.received, mayRead)}
+		return fetchSpliced(ctx, c.readerDone, c.s.b, req, r.received, mayRead)
 	}
 }
 
@@ -140,16 +141,19 @@ func fetchPartitions(b *broker.Broker, req *kmsg.FetchRequest, mayRead func(stri
 	return out
 }
 
-// fetch answers once MinBytes are readable, MaxWait has passed, ctx ends or
-// stopWaiting is closed (the client stopped sending). While it waits it is
-// woken only by the partitions it reads.
-func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time, mayRead func(string) bool) *kmsg.FetchResponse {
+// fetchSpliced answers once MinBytes are readable, MaxWait has passed, ctx
+// ends or stopWaiting is closed (the client stopped sending). While it
+// waits it is woken only by the partitions it reads. The records of long
+// reads stay in the segment files (see splicedFetchResponse); the caller
+// writes or releases the response.
+func fetchSpliced(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, req *kmsg.FetchRequest, received time.Time, mayRead func(string) bool) *splicedFetchResponse {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	out := &splicedFetchResponse{FetchResponse: resp}
 	if req.Version >= 7 && req.SessionID != 0 {
 		// We never hand out sessions, so a client naming one is
 		// confused; this code makes it start over with a full fetch.
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
-		return resp
+		return out
 	}
 	deadline := received.Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	// Kafka: min(request MaxBytes, fetch.max.bytes). MaxBytes 0 still
@@ -172,10 +176,13 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 		}
 	}()
 	for {
+		// A read that is not answered (too little yet) gives its
+		// spans' descriptors back before the next.
+		out.release()
 		resp.Topics = resp.Topics[:0]
-		total := fetchOnce(parts, resp, maxBytes, iso)
+		total := fetchOnce(parts, out, maxBytes, iso)
 		if total >= minBytes || total > 0 && minBytes <= 0 || !time.Now().Before(deadline) {
-			return resp
+			return out
 		}
 		if w == nil {
 			// Watch, then read again: an advance that landed between
@@ -194,10 +201,10 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 		case <-wait.C:
 		case <-ctx.Done():
 			wait.Stop()
-			return resp
+			return out
 		case <-stopWaiting:
 			wait.Stop()
-			return resp
+			return out
 		}
 		wait.Stop()
 	}
@@ -208,7 +215,9 @@ func fetch(ctx context.Context, stopWaiting <-chan struct{}, b *broker.Broker, r
 // that the first partition returning data returns its first batch whole
 // however big it is (KIP-74, Kafka's minOneMessage), and each partition at
 // most its PartitionMaxBytes.
-func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, iso partition.Isolation) int {
+func fetchOnce(parts []fetchPartition, out *splicedFetchResponse, maxBytes int, iso partition.Isolation) int {
+	resp := out.FetchResponse
+	out.spans = out.spans[:0]
 	total := 0
 	var st *kmsg.FetchResponseTopic
 	for _, fp := range parts {
@@ -218,7 +227,9 @@ func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, i
 			resp.Topics = append(resp.Topics, kmsg.NewFetchResponseTopic())
 			st = &resp.Topics[len(resp.Topics)-1]
 			st.Topic, st.TopicID = fp.topic, fp.id
+			out.spans = append(out.spans, nil)
 		}
+		var spans *segment.Records
 		sp := kmsg.NewFetchResponseTopicPartition()
 		sp.Partition = fp.req.Partition
 		sp.PreferredReadReplica = -1
@@ -249,12 +260,17 @@ func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, i
 				MaxBytes:    max(0, min(int(fp.req.PartitionMaxBytes), maxBytes-total)),
 				MinOneBatch: total == 0,
 				Isolation:   iso,
+				Spans:       true,
 			})
 			sp.ErrorCode = res.ErrorCode
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = res.HighWatermark, res.LastStableOffset, res.LogStartOffset
 			if res.Records != nil {
 				sp.RecordBatches = res.Records
 				total += len(res.Records)
+			}
+			if res.Spans != nil {
+				spans = res.Spans
+				total += res.Spans.Len
 			}
 			if res.AbortedTransactions != nil {
 				sp.AbortedTransactions = make([]kmsg.FetchResponseTopicPartitionAbortedTransaction, len(res.AbortedTransactions))
@@ -266,6 +282,8 @@ func fetchOnce(parts []fetchPartition, resp *kmsg.FetchResponse, maxBytes int, i
 			}
 		}
 		st.Partitions = append(st.Partitions, sp)
+		cur := &out.spans[len(out.spans)-1]
+		*cur = append(*cur, spans)
 	}
 	return total
 }

@@ -812,7 +812,11 @@ func (c *conn) writeAnswer(p pending, api string, resp kmsg.Response, buf []byte
 	if resp == nil {
 		return buf
 	}
+	spliced, _ := resp.(*splicedFetchResponse)
 	if c.ctx.Err() != nil {
+		if spliced != nil {
+			spliced.release()
+		}
 		return buf // drain: the connection is gone
 	}
 	// Produce and Fetch answers carry only topic names (at most
@@ -832,10 +836,17 @@ func (c *conn) writeAnswer(p pending, api string, resp kmsg.Response, buf []byte
 	if resp.IsFlexible() && p.req.key != apiVersionsKey {
 		buf = append(buf, 0)
 	}
-	buf = resp.AppendTo(buf)
-	binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
-	if err := c.write(buf); err != nil {
-		return buf
+	if spliced != nil {
+		var err error
+		if buf, err = c.writeSpliced(buf, spliced); err != nil {
+			return buf
+		}
+	} else {
+		buf = resp.AppendTo(buf)
+		binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
+		if err := c.write(buf); err != nil {
+			return buf
+		}
 	}
 	if cap(buf) > 8<<20 {
 		buf = make([]byte, 0, 64*1024)
