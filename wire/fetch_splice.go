@@ -74,17 +74,6 @@ func (r *splicedFetchResponse) release() {
 	}
 }
 
-func (r *splicedFetchResponse) hasSpans() bool {
-	for i := range r.spans {
-		for _, recs := range r.spans[i] {
-			if recs != nil {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // sentByFile counts the record bytes sent from segment files with
 // sendfile, process-wide: tests check that the zero-copy path ran.
 var sentByFile atomic.Int64
