@@ -157,7 +157,8 @@ func continueProducer(ctx context.Context, addr, topic string, old producedPID) 
 // InitProducerId requests, each followed by one acks=all produce of a
 // one-record batch from that producer id (sequence 0), from many concurrent
 // goroutines so that requests pipeline and fsyncs are shared. It returns
-// the first one.
+// the last one made: the first may be evicted by the broker's producer-id
+// cap (--max-producers) once it was idle for 2 minutes.
 func createProducerIDs(ctx context.Context, addr, topic string, partitions, n int) (producedPID, error) {
 	const workers = 64
 	clients := make([]*kgo.Client, 4)
@@ -170,7 +171,7 @@ func createProducerIDs(ctx context.Context, addr, topic string, partitions, n in
 		clients[i] = cl
 	}
 	value := payload(100)
-	var first producedPID
+	var last producedPID
 	var next atomic.Int64
 	var errs firstError
 	var wg sync.WaitGroup
@@ -183,15 +184,15 @@ func createProducerIDs(ctx context.Context, addr, topic string, partitions, n in
 					return
 				}
 				made, err := initAndProduce(ctx, cl, topic, int32(i%int64(partitions)), value)
-				if i == 0 {
-					first = made
+				if i == int64(n)-1 {
+					last = made
 				}
 				errs.set(err)
 			}
 		})
 	}
 	wg.Wait()
-	return first, errs.get()
+	return last, errs.get()
 }
 
 func initAndProduce(ctx context.Context, cl *kgo.Client, topic string, partition int32, value []byte) (producedPID, error) {
