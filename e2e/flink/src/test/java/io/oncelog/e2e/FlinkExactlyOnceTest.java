@@ -210,9 +210,11 @@ class FlinkExactlyOnceTest {
           .setDeliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)
           .setTransactionalIdPrefix(prefix)
           .setTransactionNamingStrategy(naming)
-          // Well above this test's wait for open transactions below, so a transaction the
+          // Longer than a Kafka restart on a loaded machine (over a minute seen), so the
+          // broker does not abort a prepared transaction on timeout while it restarts, and
+          // far above this test's wait for open transactions below, so a transaction the
           // sink leaves open is seen open, not aborted by the broker's timeout first.
-          .setProperty("transaction.timeout.ms", "60000")
+          .setProperty("transaction.timeout.ms", "600000")
           .build();
       DataStream<String> input = env.fromSource(source, WatermarkStrategy.noWatermarks(), "in");
       if (pauseMillis > 0) {
