@@ -229,15 +229,14 @@ func produceRaw(ctx context.Context, cl *kgo.Client, topic string, partition int
 	if err != nil {
 		return -1, err
 	}
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return -1, fmt.Errorf("produce: %w", err)
-			}
-			return p.BaseOffset, nil
-		}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return -1, fmt.Errorf("produce: the response does not hold exactly the one partition asked for")
 	}
-	return -1, fmt.Errorf("produce: no partition in the response")
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return -1, fmt.Errorf("produce: %w", err)
+	}
+	return p.BaseOffset, nil
 }
 
 // produceByName caps Produce at v12: the raw requests here name topics,
