@@ -151,5 +151,5 @@ var Versions = map[int16][2]int16{
 	26: {0, 5}, // EndTxn: v4 may answer 120; v5 is transaction version 2 (the epoch bumps, the answer carries the next one)
 	28: {0, 5}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 adds the group implicitly (transaction version 2)
 	65: {0, 0}, // DescribeTransactions
-	66: {0, 1}, // ListTransactions
+	66: {0, 2}, // ListTransactions (v2: TransactionalIdPattern, KIP-1152)
 }

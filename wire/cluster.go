@@ -7,7 +7,10 @@ import (
 )
 
 func init() {
-	register(60, 0, 1, handleDescribeCluster)
+	// DescribeCluster v2 (KIP-1073) adds IncludeFencedBrokers and a
+	// broker's IsFenced: this broker is the cluster and never fenced, so
+	// it is listed either way with IsFenced false.
+	register(60, 0, 2, handleDescribeCluster)
 	register(23, 0, 4, handleOffsetForLeaderEpoch)
 	register(10, 0, 6, handleFindCoordinator)
 }

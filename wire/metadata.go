@@ -7,7 +7,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(3, 0, 12, handleMetadata) }
+// Metadata v13 (KIP-1102) only adds a top-level error code, which Kafka
+// sets to REBOOTSTRAP_REQUIRED when it wants a client to start over from
+// its bootstrap servers; a single broker never does, so it stays 0.
+func init() { register(3, 0, 13, handleMetadata) }
 
 func handleMetadata(c *conn, r *request) respond {
 	b := c.s.b

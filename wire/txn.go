@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"regexp"
 
 	"github.com/oncelog/oncelog/txn"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -351,8 +352,22 @@ func handleListTransactions(c *conn, r *request) respond {
 	for _, p := range req.ProducerIDFilters {
 		pids[p] = true
 	}
+	// v2 (KIP-1152): a regular expression (RE2, as Kafka's RE2/J) that
+	// the whole transactional id must match; null or empty lists all.
+	var idPattern *regexp.Regexp
+	if req.Version >= 2 && req.TransactionalIDPattern != nil && *req.TransactionalIDPattern != "" {
+		re, err := regexp.Compile("^(?:" + *req.TransactionalIDPattern + ")$")
+		if err != nil {
+			resp.ErrorCode = kerr.InvalidRegularExpression.Code
+			return ready(resp)
+		}
+		idPattern = re
+	}
 	nowMs := c.s.b.Now().UnixMilli()
 	for _, info := range c.s.b.Txns.List() {
+		if idPattern != nil && !idPattern.MatchString(info.ID) {
+			continue
+		}
 		if len(states) > 0 && !states[info.Status.String()] {
 			continue
 		}
