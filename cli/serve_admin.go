@@ -4,12 +4,19 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/oncelog/oncelog/auth"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The sampling of the mutex and block profiles with --admin-pprof.
+const (
+	mutexProfileFraction = 100
+	blockProfileRate     = 100_000 // ns
 )
 
 // adminHandler serves the admin listener:
@@ -78,6 +85,13 @@ func adminHandlerWith(sec adminSecurity, ready *atomic.Bool, stats *atomic.Point
 		metrics.ServeHTTP(w, r)
 	})))
 	if sec.pprof {
+		// /debug/pprof/mutex and /debug/pprof/block are empty unless
+		// sampled: one contended unlock in mutexProfileFraction, and
+		// blocking events about once per blockProfileRate ns blocked. Both
+		// cost little at these rates and answer "where does a request
+		// wait" (lock contention, channel and fsync waits).
+		runtime.SetMutexProfileFraction(mutexProfileFraction)
+		runtime.SetBlockProfileRate(blockProfileRate)
 		mux.Handle("/debug/pprof/", sec.tokens.Require(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/profile", sec.tokens.Require(http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/symbol", sec.tokens.Require(http.HandlerFunc(pprof.Symbol)))
