@@ -26,6 +26,12 @@ var (
 		"Compacted partitions: share of the closed segments' bytes not yet compacted, at the log cleaner's last look (it cleans above min.cleanable.dirty.ratio).", partitionLabels, nil)
 	lastStableOffsetDesc = prometheus.NewDesc("oncelog_partition_last_stable_offset",
 		"Offset below which every transaction is decided; read_committed consumers stop here. Stuck below the high watermark means an open transaction.", partitionLabels, nil)
+	producerIDsSpilledDesc = prometheus.NewDesc("oncelog_producer_ids_spilled_total",
+		"Producer ids moved from memory to their partition's spill store on disk to stay under --max-producers / --max-producers-per-partition (still deduplicated).", nil, nil)
+	producerIDsRestoredDesc = prometheus.NewDesc("oncelog_producer_ids_restored_total",
+		"Spilled producer ids read back from disk because their producer returned.", nil, nil)
+	producerSpillErrorsDesc = prometheus.NewDesc("oncelog_producer_spill_errors_total",
+		"Failed reads and writes of the producer spill stores (a produce then gets KAFKA_STORAGE_ERROR, or the id stays in memory over the cap).", nil, nil)
 	producerIDsDesc = prometheus.NewDesc("oncelog_producer_ids",
 		"Idempotent producer ids tracked, summed over partitions: a producer writing to 3 partitions counts 3 (capped by --max-producers).", nil, nil)
 	transactionsOngoingDesc = prometheus.NewDesc("oncelog_transactions_ongoing",
@@ -45,6 +51,7 @@ func (scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		logSizeDesc, logEndOffsetDesc, highWatermarkDesc, lastStableOffsetDesc, dirtyRatioDesc,
 		producerIDsDesc, transactionsOngoingDesc, groupMembersDesc, groupLagDesc, offlineDesc,
+		producerIDsSpilledDesc, producerIDsRestoredDesc, producerSpillErrorsDesc,
 	} {
 		ch <- d
 	}
@@ -75,6 +82,10 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(producerIDsDesc, int64(b.limits.Total()))
+	spilled, restored, spillErrors := b.limits.SpillCounts()
+	for d, v := range map[*prometheus.Desc]int64{producerIDsSpilledDesc: spilled, producerIDsRestoredDesc: restored, producerSpillErrorsDesc: spillErrors} {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
 	if b.Txns != nil {
 		gauge(transactionsOngoingDesc, int64(b.Txns.Ongoing()))
 	}

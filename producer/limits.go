@@ -31,6 +31,16 @@ type Limits struct {
 
 	cacheOnce sync.Once
 	cache     *pebble.Cache // block cache shared by the partitions' spill stores
+
+	// Broker-wide spill counters, for metrics (see Stats for their meaning).
+	spilled, restored, spillErrors atomic.Int64
+}
+
+// SpillCounts returns the pids spilled to disk, the spilled pids read back
+// and the failed spill store reads and writes, over every State registered
+// here since the Limits was made.
+func (l *Limits) SpillCounts() (spilled, restored, errors int64) {
+	return l.spilled.Load(), l.restored.Load(), l.spillErrors.Load()
 }
 
 // spillCacheSize is the block cache all the spill stores of a broker share:

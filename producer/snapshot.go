@@ -99,7 +99,7 @@ func (s *State) encodeSnapshot() ([]byte, error) {
 	// durable in the spill store before it is.
 	if s.spill != nil {
 		if err := s.spill.sync(); err != nil {
-			s.stats.SpillErrors.Add(1)
+			s.countSpillError()
 			return nil, err
 		}
 	}

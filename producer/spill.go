@@ -323,7 +323,7 @@ func (s *State) expireSpilledChunk(nowMs, guard int64, from []byte) (removed int
 	}
 	defer func() {
 		if err != nil {
-			s.stats.SpillErrors.Add(1)
+			s.countSpillError()
 		}
 	}()
 	defer sp.guard(&err)

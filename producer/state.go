@@ -262,7 +262,7 @@ func (s *State) find(pid int64, nowMs int64) (slot uint32, ok bool, err error) {
 	var stored entry
 	found, err := s.spill.get(pid, &stored)
 	if err != nil {
-		s.stats.SpillErrors.Add(1)
+		s.countSpillError()
 		return noSlot, false, err
 	}
 	switch found {
@@ -272,7 +272,7 @@ func (s *State) find(pid int64, nowMs int64) (slot uint32, ok bool, err error) {
 		// Its state referred to records the log no longer has: treat
 		// it like a pid evicted without a store.
 		if err := s.spill.delete(pid); err != nil {
-			s.stats.SpillErrors.Add(1)
+			s.countSpillError()
 			return noSlot, false, err
 		}
 		s.evicted.add(pid)
@@ -284,7 +284,7 @@ func (s *State) find(pid int64, nowMs int64) (slot uint32, ok bool, err error) {
 	e := s.slab.at(i)
 	*e = stored
 	s.touch(i, e, nowMs)
-	s.stats.Restored.Add(1)
+	s.countRestored()
 	return i, true, nil
 }
 
@@ -315,6 +315,27 @@ func (s *State) admitReplayed(pid int64, nowMs int64) uint32 {
 		s.replayed[pid] = struct{}{}
 	}
 	return i
+}
+
+func (s *State) countSpilled() {
+	s.stats.Spilled.Add(1)
+	if s.limits != nil {
+		s.limits.spilled.Add(1)
+	}
+}
+
+func (s *State) countRestored() {
+	s.stats.Restored.Add(1)
+	if s.limits != nil {
+		s.limits.restored.Add(1)
+	}
+}
+
+func (s *State) countSpillError() {
+	s.stats.SpillErrors.Add(1)
+	if s.limits != nil {
+		s.limits.spillErrors.Add(1)
+	}
 }
 
 func (s *State) warnSpill(nowMs int64, msg string, err error) {
@@ -360,7 +381,7 @@ func (s *State) mergeStored(e *entry) error {
 	var stored entry
 	found, err := s.spill.get(e.pid, &stored)
 	if err != nil {
-		s.stats.SpillErrors.Add(1)
+		s.countSpillError()
 		return err
 	}
 	if found != spillFound {
@@ -411,7 +432,7 @@ func (s *State) spillOut(e *entry) error {
 		delete(s.replayed, e.pid)
 	}
 	if err := s.spill.put(e); err != nil {
-		s.stats.SpillErrors.Add(1)
+		s.countSpillError()
 		return err
 	}
 	return nil
@@ -704,7 +725,7 @@ func (s *State) Expire(nowMs int64) (removed int) {
 				// A stale stored copy (see spill.go) must not come
 				// back in its place.
 				if err := s.spill.delete(e.pid); err != nil {
-					s.stats.SpillErrors.Add(1)
+					s.countSpillError()
 					s.warnSpill(nowMs, "deleting an expired producer id from the spill store failed; keeping it", err)
 					return
 				}
@@ -815,7 +836,7 @@ func (s *State) evictTail(nowMs int64) bool {
 			return false
 		}
 		s.remove(i, e)
-		s.stats.Spilled.Add(1)
+		s.countSpilled()
 		return true
 	}
 	if elapsed(nowMs, e.lastUsedMs) < s.cfg.MinIdleForEvictionMs {
