@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/oncelog/oncelog/internal/batchtest"
+	"github.com/oncelog/oncelog/internal/kafkafixture"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+)
+
+// TestTV2CommitBeforeProduceMatchesKafka sends, as raw transaction version 2
+// requests (Produce v12, EndTxn v5), what the Java client 4.4 sends when its
+// Sender races the application thread (e2e/jvm/README.md, Kafka Connect):
+// an EndTxn commit at the epoch the previous EndTxn returned, before the
+// transaction's Produce, and then that Produce. It requires oncelog's
+// answers to equal Kafka 4.4's.
+func TestTV2CommitBeforeProduceMatchesKafka(t *testing.T) {
+	kafka := kafkafixture.StartT(t, kafkafixture.Options{})
+	targets := []struct{ name, addr string }{
+		{"oncelog", startBroker(t).Addr()},
+		{"kafka", kafka.Bootstrap()[0]},
+	}
+	answers := map[string][]string{}
+	for _, target := range targets {
+		answers[target.name] = tv2CommitBeforeProduce(t, target.addr)
+	}
+	o, k := answers["oncelog"], answers["kafka"]
+	if len(o) != len(k) {
+		t.Fatalf("different number of steps: oncelog %v, kafka %v", o, k)
+	}
+	for i := range o {
+		if o[i] != k[i] {
+			t.Errorf("step %d: oncelog %s, Kafka %s", i+1, o[i], k[i])
+		} else {
+			t.Logf("step %d: both %s", i+1, o[i])
+		}
+	}
+}
+
+func tv2CommitBeforeProduce(t *testing.T, addr string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Kafka 4.0's versions: Produce v12 (by topic name, implicit adds), EndTxn v5.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.MaxVersions(kversion.V4_0_0()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := "tv2-race"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+		t.Fatalf("%s: create topic: %v", addr, err)
+	}
+	var out []string
+	name := func(code int16) string {
+		if code == 0 {
+			return "NONE"
+		}
+		return kerr.ErrorForCode(code).(*kerr.Error).Message
+	}
+	txnID := "tv2-race-txn"
+	retriable := func(code int16) bool {
+		return code == kerr.CoordinatorLoadInProgress.Code || code == kerr.CoordinatorNotAvailable.Code ||
+			code == kerr.NotCoordinator.Code || code == kerr.ConcurrentTransactions.Code
+	}
+	var pid int64
+	var epoch int16
+	for {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version = 5
+		req.TransactionalID = &txnID
+		req.TransactionTimeoutMillis = 60000
+		req.ProducerID, req.ProducerEpoch = -1, -1
+		resp, err := req.RequestWith(ctx, cl)
+		if err == nil && !retriable(resp.ErrorCode) {
+			if resp.ErrorCode != 0 {
+				t.Fatalf("%s: InitProducerId: %v", addr, kerr.ErrorForCode(resp.ErrorCode))
+			}
+			pid, epoch = resp.ProducerID, resp.ProducerEpoch
+			break
+		}
+		if err != nil && !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) && !errors.Is(err, kerr.NotCoordinator) {
+			t.Fatalf("%s: InitProducerId: %v", addr, err)
+		}
+		time.Sleep(200 * time.Millisecond) // Kafka creates __transaction_state on first use
+	}
+	produce := func(step string, epoch int16) {
+		t.Helper()
+		req := kmsg.NewPtrProduceRequest()
+		req.Version = 12 // transaction version 2: the leader adds the partition
+		req.Acks = -1
+		req.TimeoutMillis = 10000
+		req.TransactionID = &txnID
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = batchtest.Build(batchtest.Spec{Records: 1, ProducerID: pid, ProducerEpoch: epoch, Transactional: true, Timestamp: time.Now().UnixMilli()})
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: produce: %v", addr, err)
+		}
+		out = append(out, fmt.Sprintf("%s -> %s", step, name(resp.Topics[0].Partitions[0].ErrorCode)))
+	}
+	// endTxn retries CONCURRENT_TRANSACTIONS (the markers of the previous
+	// transaction are still being written) and returns the epoch answered.
+	endTxn := func(step string, epoch int16) int16 {
+		t.Helper()
+		for {
+			req := kmsg.NewPtrEndTxnRequest()
+			req.Version = 5
+			req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = txnID, pid, epoch, true
+			resp, err := req.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatalf("%s: EndTxn: %v", addr, err)
+			}
+			if retriable(resp.ErrorCode) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			out = append(out, fmt.Sprintf("%s -> %s", step, name(resp.ErrorCode)))
+			return resp.ProducerEpoch
+		}
+	}
+	produce("transaction 1: Produce v12", epoch)
+	next := endTxn("transaction 1: EndTxn v5 commit", epoch)
+	if next != epoch+1 {
+		t.Fatalf("%s: EndTxn answered epoch %d, want %d (answers so far %v)", addr, next, epoch+1, out)
+	}
+	endTxn("transaction 2: EndTxn v5 commit before its Produce", next)
+	produce("transaction 2: the Produce after it", next)
+	return out
+}
