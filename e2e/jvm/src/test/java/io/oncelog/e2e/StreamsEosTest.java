@@ -201,6 +201,10 @@ class StreamsEosTest {
         feed.check();
         // The pipeline catches up before the next fault, so the faults are separate events.
         awaitOutput(b, appId, res, reader, feed, Duration.ofMinutes(2), live);
+        if (res.hangingTransactions > 0) {
+          from = mid;
+          break; // the broker left hanging transactions: report what the outputs hold
+        }
         // (b) one instance is SIGKILLed (its open transaction and group membership left
         // behind) and replaced by a new one with an empty state dir, while records are fed;
         // the rest is fed once the new one runs, so it processes on its restored state.
@@ -226,6 +230,10 @@ class StreamsEosTest {
         }
         res.restoredAfterKill += restoredAfter - restoredBefore;
         res.restoredByReplacement += fresh.restored();
+        if (res.hangingTransactions > 0) {
+          from = to;
+          break;
+        }
         from = to;
       }
       res.overallRecordsPerSec = from / ((System.nanoTime() - t0) / 1e9);
@@ -272,7 +280,13 @@ class StreamsEosTest {
         }
       }
       if (System.nanoTime() > nextHangingCheck) {
-        res.hangingTransactions += abortHanging(b, appId);
+        int found = abortHanging(b, appId);
+        if (found > 0 && res.hangingTransactions == 0) {
+          // Kafka did not always recover from them even once aborted (README): 30 s more at
+          // most, then the run stops and reports, to keep the suite's time bounded.
+          deadline = Math.min(deadline, System.nanoTime() + TimeUnit.SECONDS.toNanos(30));
+        }
+        res.hangingTransactions += found;
         nextHangingCheck = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
       }
       Thread.sleep(200);
