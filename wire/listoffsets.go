@@ -6,10 +6,27 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ListOffsets v1-v8: -1 latest (the LSO for read_committed), -2 earliest,
-// -3 max timestamp (v7), -4 earliest local (v8, = earliest here), or the
-// first offset whose timestamp is >= the given one.
-func init() { register(2, 1, 8, handleListOffsets) }
+// ListOffsets v1-v10: -1 latest (the LSO for read_committed), -2 earliest,
+// -3 max timestamp (v7), -4 earliest local (v8, = earliest here), -5
+// latest tiered (v9, KIP-1005: offset -1 as Kafka answers without remote
+// storage), or the first offset whose timestamp is >= the given one. v10's
+// TimeoutMillis (KIP-1075) bounds remote storage lookups, which there are
+// none of. v11 (-6, earliest pending upload, KIP-1023) is not served.
+func init() { register(2, 1, 10, handleListOffsets) }
+
+// timestampMinVersion is the first version that may ask for each special
+// timestamp (Kafka's ReplicaManager.timestampMinSupportedVersion); any
+// other negative timestamp, or one asked for at an older version, is
+// UNSUPPORTED_VERSION for that partition.
+var timestampMinVersion = map[int64]int16{-1: 1, -2: 1, -3: 7, -4: 8, -5: 9}
+
+func listOffsetsTimestampUnsupported(ts int64, version int16) bool {
+	if ts >= 0 {
+		return false
+	}
+	min, ok := timestampMinVersion[ts]
+	return !ok || version < min
+}
 
 func handleListOffsets(c *conn, r *request) respond {
 	b := c.s.b
@@ -30,12 +47,20 @@ func handleListOffsets(c *conn, r *request) respond {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
+			if listOffsetsTimestampUnsupported(rp.Timestamp, req.Version) {
+				sp.ErrorCode = kerr.UnsupportedVersion.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			if internal != nil && rp.Partition >= 0 && rp.Partition < internal.Partitions {
 				// The internal topics' state lives in pebble: their
 				// partitions are empty logs, offset 0 at both ends and no
 				// record for any timestamp.
-				if rp.Timestamp == -1 || rp.Timestamp == -2 || rp.Timestamp == -4 {
+				switch rp.Timestamp {
+				case -1, -2, -4:
 					sp.Offset = 0
+				case -5:
+					sp.LeaderEpoch = -1
 				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
@@ -64,14 +89,13 @@ func handleListOffsets(c *conn, r *request) respond {
 				}
 			case -2, -4:
 				sp.Offset = p.LogStartOffset()
+			case -5:
+				// No tiered storage: Kafka answers offset -1, epoch -1.
+				sp.LeaderEpoch = -1
 			case -3:
 				r := p.MaxTimestamp()
 				sp.Offset, sp.Timestamp = r.Offset, r.Timestamp
 			default:
-				if rp.Timestamp < 0 {
-					sp.ErrorCode = kerr.UnsupportedVersion.Code
-					break
-				}
 				if r := p.OffsetForTimestamp(rp.Timestamp, iso); r.Found {
 					sp.Offset, sp.Timestamp = r.Offset, r.Timestamp
 				}

@@ -123,3 +123,63 @@ func pinned(t *testing.T, addr string, key, v int16) *kgo.Client {
 	vs.SetMaxKeyVersion(key, v)
 	return newTestClient(t, addr, kgo.MaxVersions(vs))
 }
+
+// TestListOffsetsV9V10: -5 (latest tiered, v9+) is offset -1 and epoch -1
+// without remote storage, as Kafka; v10's timeout changes nothing; a
+// special timestamp older than its version (-3 before v7, -4 before v8,
+// -5 before v9) or unknown (-7) is UNSUPPORTED_VERSION for the partition.
+func TestListOffsetsV9V10(t *testing.T) {
+	_, addr := startInProcess(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prod := newTestClient(t, addr, kgo.DefaultProduceTopic("lo"), kgo.AllowAutoTopicCreation())
+	for i := range 3 {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(v int16, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Version = v
+		req.ReplicaID = -1
+		req.TimeoutMillis = 1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "lo"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp = ts
+		rp.CurrentLeaderEpoch = -1
+		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
+		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
+		resp, err := req.RequestWith(ctx, pinned(t, addr, 2, v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Version != v {
+			t.Fatalf("answered v%d, want v%d", resp.Version, v)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	for _, v := range []int16{9, 10} {
+		if p := list(v, -5); p.ErrorCode != 0 || p.Offset != -1 || p.LeaderEpoch != -1 || p.Timestamp != -1 {
+			t.Fatalf("v%d -5: %+v", v, p)
+		}
+		if p := list(v, -1); p.ErrorCode != 0 || p.Offset != 3 {
+			t.Fatalf("v%d latest: %+v", v, p)
+		}
+		if p := list(v, -4); p.ErrorCode != 0 || p.Offset != 0 {
+			t.Fatalf("v%d earliest local: %+v", v, p)
+		}
+	}
+	for _, c := range []struct {
+		v  int16
+		ts int64
+	}{{6, -3}, {7, -4}, {8, -5}, {10, -6}, {10, -7}} {
+		if p := list(c.v, c.ts); p.ErrorCode != kerr.UnsupportedVersion.Code {
+			t.Fatalf("v%d timestamp %d: %+v, want UNSUPPORTED_VERSION", c.v, c.ts, p)
+		}
+	}
+	if p := list(7, -3); p.ErrorCode != 0 || p.Offset < 0 || p.Offset > 2 {
+		t.Fatalf("v7 max timestamp: %+v", p)
+	}
+}
