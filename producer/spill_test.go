@@ -363,3 +363,40 @@ func TestSpillStoreFaults(t *testing.T) {
 		}
 	})
 }
+
+// On a compacted topic the cleaner keeps only the last batch of the pids in
+// memory, so a replay can miss a spilled pid's newest batches: the stored
+// copy supplies them, and the producer continues where it was.
+func TestSpillCompletesAReplayThatMissedNewerBatches(t *testing.T) {
+	mem := vfs.NewMem()
+	if err := fsx.MkdirAll(mem, simDir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := spillConfig(mem, 1)
+	s := NewState(cfg, nil, quiet)
+	for seq := range int32(5) {
+		appendBatch(t, s, hdr(1, 0, seq, 1, t0), int64(seq), t0)
+	}
+	appendBatch(t, s, hdr(2, 0, 0, 1, t0), 5, t0) // spills pid 1
+	if s.stats.Spilled.Load() == 0 {
+		t.Fatal("pid 1 was not spilled")
+	}
+	s.Close()
+
+	r := NewState(cfg, nil, quiet)
+	defer r.Close()
+	from, err := r.LoadSnapshot(mem, simDir, 6, t0)
+	if err != nil || from != 0 {
+		t.Fatalf("load: %d, %v", from, err)
+	}
+	r.Update(hdr(1, 0, 0, 1, t0), 0, t0) // seq 1-4 compacted away
+	r.Update(hdr(2, 0, 0, 1, t0), 5, t0)
+	if err := r.FinishReplay(); err != nil {
+		t.Fatal(err)
+	}
+	wantDuplicate(t, r.Check(hdr(1, 0, 4, 1, t0), t0), 4, 4, t0)
+	wantDuplicate(t, r.Check(hdr(1, 0, 0, 1, t0), t0), 0, 0, t0)
+	if d := r.Check(hdr(1, 0, 5, 1, t0), t0); d.Kind != Append {
+		t.Fatalf("next batch after the merge: %+v", d)
+	}
+}

@@ -10,8 +10,10 @@
 package producer
 
 import (
+	"cmp"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -374,9 +376,13 @@ func (s *State) finishReplayLocked() error {
 }
 
 // mergeStored completes e, created by the replay from the log after the
-// snapshot, with the older batches its stored copy has. e's own fields are
-// the newest (the replay saw the pid's last record); only batches of e's
-// epoch older than e's oldest are taken, up to five in all.
+// snapshot, from its stored copy: the cached batches of both of the same
+// epoch, by offset, the newest five. Normally e's fields are the newest (the
+// replay saw the pid's last record) and the copy only adds older batches;
+// but the cleaner keeps only the last batch of the pids in memory, so on a
+// compacted topic a replay from an older snapshot can miss a spilled pid's
+// newest batches, which the copy then supplies (and a newer epoch with
+// them).
 func (s *State) mergeStored(e *entry) error {
 	var stored entry
 	found, err := s.spill.get(e.pid, &stored)
@@ -388,36 +394,45 @@ func (s *State) mergeStored(e *entry) error {
 		return nil
 	}
 	e.coordinatorEpoch = max(e.coordinatorEpoch, stored.coordinatorEpoch)
-	if stored.epoch != e.epoch || stored.nBatches == 0 || int(e.nBatches) == batchesToRetain {
+	if stored.epoch > e.epoch {
+		// The copy is newer than anything the replay saw of this pid.
+		txnFirstOffset, lastUsedMs, prev, next, coordinatorEpoch := e.txnFirstOffset, e.lastUsedMs, e.prev, e.next, e.coordinatorEpoch
+		*e = stored
+		e.txnFirstOffset, e.lastUsedMs, e.prev, e.next, e.coordinatorEpoch = txnFirstOffset, lastUsedMs, prev, next, coordinatorEpoch
+		return nil
+	}
+	if stored.epoch != e.epoch || stored.nBatches == 0 {
 		return nil
 	}
 	type cached struct {
 		lastSeq, delta int32
 		lastOffset, ts int64
 	}
-	var all []cached
-	oldest := int64(math.MaxInt64)
-	if e.nBatches > 0 {
-		_, oldest, _ = e.offsets(e.batch(int(e.nBatches) - 1))
+	all := make([]cached, 0, 2*batchesToRetain)
+	have := func(offset int64) bool {
+		for _, c := range all {
+			if c.lastOffset == offset {
+				return true
+			}
+		}
+		return false
 	}
-	for k := int(stored.nBatches) - 1; k >= 0; k-- { // oldest first
-		b := stored.batch(k)
-		if _, last, ts := stored.offsets(b); last < oldest {
-			all = append(all, cached{b.lastSeq, b.delta, last, ts})
+	for _, from := range []*entry{e, &stored} {
+		for k := int(from.nBatches) - 1; k >= 0; k-- {
+			b := from.batch(k)
+			if _, last, ts := from.offsets(b); !have(last) {
+				all = append(all, cached{b.lastSeq, b.delta, last, ts})
+			}
 		}
 	}
-	for k := int(e.nBatches) - 1; k >= 0; k-- {
-		b := e.batch(k)
-		_, last, ts := e.offsets(b)
-		all = append(all, cached{b.lastSeq, b.delta, last, ts})
-	}
+	slices.SortFunc(all, func(a, b cached) int { return cmp.Compare(a.lastOffset, b.lastOffset) })
 	merged := *e
 	merged.nBatches, merged.head = 0, 0
 	merged.lastTimestamp = math.MinInt64
 	for _, c := range all[max(0, len(all)-batchesToRetain):] {
 		merged.addBatch(c.lastSeq, c.delta, c.lastOffset, c.ts)
 	}
-	merged.setLastTimestamp(e.lastTimestamp)
+	merged.setLastTimestamp(max(e.lastTimestamp, stored.lastTimestamp))
 	*e = merged
 	return nil
 }
