@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/oncelog/oncelog/batch"
 	"github.com/oncelog/oncelog/dedup"
@@ -263,21 +264,50 @@ func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.
 	return e, true, nil
 }
 
+// borrowed is key as a string without a copy, for maps that live no longer
+// than the produce request whose buffer key is a slice of (the filter's
+// per-batch maps), or whose bytes are never written again (appended's copy).
+// A map insert of string(key) would allocate once per record.
+func borrowed(key []byte) string {
+	return unsafe.String(unsafe.SliceData(key), len(key))
+}
+
+// heldKey is a key of the batch that an open transaction of another
+// producer holds (tk.inTxn).
+type heldKey struct {
+	key  []byte
+	open txnKey
+}
+
 // lookupKeys is lookupKey for the keyed records of a batch: the keys it
-// finds (pending, or in the index with one LookupBatch), by key.
-func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, keys []recordKey) (map[string]dedup.Entry, error) {
-	known := map[string]dedup.Entry{}
+// finds (pending, or in the index with one LookupBatch), by key (borrowed
+// strings: valid while the request is). held is the batch's first key, in
+// record order, held by an open transaction of a producer other than pid;
+// the lookups stop there. One tk.mu hold covers the pending and inTxn
+// checks of all the batch's keys.
+func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, keys []recordKey, pid int64) (known map[string]dedup.Entry, held *heldKey, err error) {
+	known = make(map[string]dedup.Entry)
 	var ask [][]byte
-	asked := make(map[string]bool, len(keys))
+	asked := make(map[string]struct{}, len(keys))
 	tk.mu.Lock()
+	checkTxn := len(tk.inTxn) > 0
 	for _, rk := range keys {
 		key := rk.key
-		if key == nil || asked[string(key)] {
+		if key == nil {
 			continue
 		}
-		asked[string(key)] = true
+		if _, dup := asked[string(key)]; dup {
+			continue
+		}
+		asked[borrowed(key)] = struct{}{}
+		if checkTxn {
+			if open, ok := tk.inTxn[string(key)]; ok && open.producerID != pid {
+				tk.mu.Unlock()
+				return nil, &heldKey{key: key, open: open}, nil
+			}
+		}
 		if p, ok := tk.pending[string(key)]; ok {
-			known[string(key)] = p.entry
+			known[borrowed(key)] = p.entry
 		} else {
 			ask = append(ask, key)
 		}
@@ -286,11 +316,11 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, ke
 	if len(ask) > 0 {
 		entries, found, err := b.keys.ix.LookupBatch(topic.Name, ask, cfg.window)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for i, k := range ask {
 			if found[i] {
-				known[string(k)] = entries[i]
+				known[borrowed(k)] = entries[i]
 			}
 		}
 	}
@@ -300,7 +330,7 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, ke
 			delete(known, k)
 		}
 	}
-	return known, nil
+	return known, nil, nil
 }
 
 // recordKey is a record's idempotency key (nil: none) and digest.
@@ -368,11 +398,15 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 			drop      = make([]bool, len(all))
 			conflicts []batch.RecordError
 			firstKey  string
-			seen      = map[string]int{} // key -> index in bk.fresh
+			seen      = make(map[string]int, len(all)) // key (borrowed) -> index in bk.fresh
 		)
-		known, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, dec.keys)
+		known, held, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, dec.keys, h.ProducerID)
 		if err != nil {
 			return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
+		}
+		if held != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.ConcurrentTransactions.Code,
+				ErrorMessage: fmt.Sprintf("idempotency key %q is held by an open transaction of producer %d (partition %d); retry once it is committed or aborted", held.key, held.open.producerID, held.open.partition)}
 		}
 		for i := int32(0); int(i) < len(all); i++ {
 			r := all[i]
@@ -392,14 +426,6 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				bk.inBatch = append(bk.inBatch, bk.fresh[j].delta)
 				continue
 			}
-			bk.tk.mu.Lock()
-			open, held := bk.tk.inTxn[string(key)]
-			bk.tk.mu.Unlock()
-			if held && open.producerID != h.ProducerID {
-				bk.fresh, bk.dups, bk.inBatch = nil, nil, nil
-				return nil, partition.AppendResult{ErrorCode: kerr.ConcurrentTransactions.Code,
-					ErrorMessage: fmt.Sprintf("idempotency key %q is held by an open transaction of producer %d (partition %d); retry once it is committed or aborted", key, open.producerID, open.partition)}
-			}
 			if e, found := known[string(key)]; found {
 				if e.Digest != d {
 					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, e.Partition, e.Offset)})
@@ -411,7 +437,7 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				bk.inBatch = append(bk.inBatch, -1)
 				continue
 			}
-			seen[string(key)] = len(bk.fresh)
+			seen[borrowed(key)] = len(bk.fresh)
 			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: key, delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
 		}
 		if len(conflicts) > 0 {
@@ -486,12 +512,15 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 			ts = ar.LogAppendTime
 		}
 		e := dedup.Entry{Partition: bk.part.Index, Offset: ar.BaseOffset + int64(r.delta), Timestamp: ts, Digest: r.digest}
-		tk.pending[string(r.key)] = pendingKey{entry: e}
-		if pb.txn {
-			tk.inTxn[string(r.key)] = txnKey{producerID: pb.producerID, partition: bk.part.Index}
-		}
 		keys = append(keys, r.key...)
-		pb.inserts = append(pb.inserts, dedup.Insert{Key: keys[len(keys)-len(r.key) : len(keys) : len(keys)], Entry: e})
+		own := keys[len(keys)-len(r.key) : len(keys) : len(keys)]
+		pb.inserts = append(pb.inserts, dedup.Insert{Key: own, Entry: e})
+		// The map keys share the inserts' copy (never written again):
+		// no allocation per key.
+		tk.pending[borrowed(own)] = pendingKey{entry: e}
+		if pb.txn {
+			tk.inTxn[borrowed(own)] = txnKey{producerID: pb.producerID, partition: bk.part.Index}
+		}
 	}
 	pk := tk.partition(bk.part.Index)
 	pk.queue = append(pk.queue, pb)
