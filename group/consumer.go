@@ -985,7 +985,7 @@ func (c *Coordinator) fenceConsumerMember(g *group, m *consumerMember, w *consum
 	if c.validateOnlineDowngrade(g, m) {
 		// The last member using the consumer protocol leaves: the
 		// classic members carry on in a classic group.
-		c.convertToClassicGroup(g, m, w)
+		c.convertToClassicGroup(g, m, w, true)
 		return
 	}
 	cg := g.consumer

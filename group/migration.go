@@ -2,6 +2,7 @@ package group
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -387,15 +388,21 @@ func (c *Coordinator) validateOnlineDowngrade(g *group, leaving *consumerMember)
 }
 
 // convertToClassicGroup turns a consumer group whose last consumer
-// protocol member leaves into a classic group (Kafka's convertToClassicGroup
-// and ClassicGroup.fromConsumerGroup): generation = group epoch, each
-// member holds its target assignment, and a rebalance starts so that the
-// members rejoin under a client-side leader.
-func (c *Coordinator) convertToClassicGroup(g *group, leaving *consumerMember, w *consumerWrites) {
+// protocol member leaves (or is replaced by a classic static member:
+// leaving nil, rebalance false) into a classic group (Kafka's
+// convertToClassicGroup and ClassicGroup.fromConsumerGroup): generation =
+// group epoch, each member holds its target assignment, and a member
+// leaving starts a rebalance so that the members rejoin under a
+// client-side leader.
+func (c *Coordinator) convertToClassicGroup(g *group, leaving *consumerMember, w *consumerWrites, rebalance bool) {
 	cg := g.consumer
 	tc := c.topics()
 	// Every consumer record goes; the classic group record replaces them.
 	w.groupChanged = false
+	for _, id := range slices.Sorted(maps.Keys(w.deleted)) {
+		// Removed earlier in this operation (a replaced static member).
+		w.extra = append(w.extra, writeOp{key: consumerMemberKey(g.name, id), del: true})
+	}
 	w.members, w.deleted = nil, nil
 	w.extra = append(w.extra, writeOp{key: consumerGroupKey(g.name), del: true})
 	ids := cg.sortedMemberIDs()
@@ -432,8 +439,10 @@ func (c *Coordinator) convertToClassicGroup(g *group, leaving *consumerMember, w
 	}
 	g.transitionTo(stateStable, c.now())
 	c.log.Info("consumer group downgraded to a classic group", "group", g.name, "generation", g.generation,
-		"members", len(g.members), "leaving_member", leaving.id)
-	c.prepareRebalance(g, fmt.Sprintf("Downgrade group %s from consumer to classic.", g.name))
+		"members", len(g.members), "rebalance", rebalance)
+	if rebalance {
+		c.prepareRebalance(g, fmt.Sprintf("Downgrade group %s from consumer to classic.", g.name))
+	}
 	w.extra = append(w.extra, c.putGroupOp(g))
 }
 
@@ -470,6 +479,9 @@ func (c *Coordinator) classicJoinToConsumerGroup(g *group, jc *joinCall) *kmsg.J
 	var w consumerWrites
 	var m *consumerMember
 	isNew := false
+	// replacedConsumer: this static member replaces one that used the
+	// consumer protocol (the last one, maybe: a rolling downgrade).
+	replacedConsumer := false
 	if jc.instanceID == nil {
 		if m = cg.members[memberID]; m == nil {
 			m, isNew = c.newConsumerMember(memberID), true
@@ -483,6 +495,7 @@ func (c *Coordinator) classicJoinToConsumerGroup(g *group, jc *joinCall) *kmsg.J
 		case unknown:
 			// A classic static member replaces the previous
 			// instance whatever protocol that one used.
+			replacedConsumer = existing.classic == nil
 			m = c.replaceStaticMember(g, existing, memberID, &w)
 		case existing == nil:
 			return jc.fail(kerr.UnknownMemberID.Code, req.MemberID)
@@ -523,17 +536,42 @@ func (c *Coordinator) classicJoinToConsumerGroup(g *group, jc *joinCall) *kmsg.J
 	}
 	c.advanceConsumerMember(g, m, subscriptionChanged, subscriptionOwned(sub, c.topics()), &w)
 
-	c.cancel(timerConsumerJoin, g, m.id)
-	c.scheduleConsumerSession(g, m)
-	c.scheduleClassicSyncTimeout(g, m)
-	jc.durable = c.write(w.ops(g))
-
 	r := newJoinResponse(req.Version)
 	r.MemberID = m.id
 	r.Generation = m.epoch
 	r.ProtocolType = kmsg.StringPtr(consumerProtocolType)
 	r.Protocol = kmsg.StringPtr(m.classic.protocolName())
+
+	c.cancel(timerConsumerJoin, g, m.id)
+	if replacedConsumer && c.validateOnlineDowngradeReplaced(g) {
+		// Kafka's validateOnlineDowngradeWithReplacedMemberId: the last
+		// consumer protocol member was replaced by this classic one; the
+		// group becomes classic, Stable, without a rebalance.
+		c.convertToClassicGroup(g, nil, &w, false)
+	} else {
+		c.scheduleConsumerSession(g, m)
+		c.scheduleClassicSyncTimeout(g, m)
+	}
+	jc.durable = c.write(w.ops(g))
 	return r
+}
+
+// validateOnlineDowngradeReplaced is Kafka's
+// validateOnlineDowngradeWithReplacedMemberId, asked once the replacement
+// is made: every member now uses the classic protocol.
+func (c *Coordinator) validateOnlineDowngradeReplaced(g *group) bool {
+	cg := g.consumer
+	switch {
+	case cg.numClassicMembers() != len(cg.members):
+		return false
+	case !c.downgradeEnabled():
+		c.log.Info("cannot downgrade consumer group to classic group: online downgrade is disabled", "group", g.name)
+		return false
+	case c.cfg.MaxSize > 0 && len(cg.members) > c.cfg.MaxSize:
+		c.log.Info("cannot downgrade consumer group to classic group: its size is greater than the classic group max size", "group", g.name)
+		return false
+	}
+	return true
 }
 
 func protocolsEqual(a, b []kmsg.JoinGroupRequestProtocol) bool {

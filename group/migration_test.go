@@ -532,3 +532,51 @@ func TestClassicMemberMustRejoinInTime(t *testing.T) {
 		t.Fatalf("c owns %v", c.owned)
 	}
 }
+
+// TestDowngradeByStaticReplacement: a rolling downgrade of static members:
+// the last consumer protocol member leaves for now (epoch -2) and a classic
+// member with its instance id takes its place; the group becomes a classic
+// group at once, Stable, the new member holding what the old one had, and
+// stays so across a restart.
+func TestDowngradeByStaticReplacement(t *testing.T) {
+	e, ft := newConsumerEnv(t)
+	topic := ft.set("t", 4)
+	a := e.classic("g", false)
+	e.classicGroupOf(4, a)
+	c := e.member("g", "c", "t")
+	c.instance = kmsg.StringPtr("ic")
+	c.beat()
+	settle(t, topic.ID, []*classicClient{a}, []*cmember{c})
+	had := slices.Clone(c.owned[topic.ID])
+	if len(had) != 2 {
+		t.Fatalf("c owns %v", c.owned)
+	}
+	leave := c.req()
+	leave.MemberEpoch = -2
+	if r := c.send(leave); r.ErrorCode != 0 {
+		t.Fatalf("static leave: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	b := e.classic("g", false)
+	b.instance = kmsg.StringPtr("ic")
+	r := b.join()
+	if r.ErrorCode != 0 {
+		t.Fatalf("replacing join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if d := e.describeConsumer("g"); d.ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("still a consumer group: %+v", d)
+	}
+	if s := e.state("g"); s != "Stable" {
+		t.Fatalf("state %q", s)
+	}
+	// Its SyncGroup in the classic group gets the replaced member's
+	// partitions.
+	sr := e.c.SyncGroup(context.Background(), b.syncRequest(nil))
+	b.applySync(sr)
+	if !slices.Equal(b.ownedList(), had) {
+		t.Fatalf("b got %v, c had %v", b.ownedList(), had)
+	}
+	e.reopen() // classic members are not durable: the group is Empty
+	if s := e.state("g"); s != "Empty" {
+		t.Fatalf("state after restart %q", s)
+	}
+}
