@@ -11,7 +11,8 @@ import (
 // gauges would touch a metric on every append, commit and rebalance, and
 // they can never drift from the state they describe.
 //
-// Cardinality: four series per partition, one per partition a group has
+// Cardinality: seven series per partition (eight on a topic with a key
+// window), one per partition a group has
 // committed an offset for, and one per group.
 var (
 	partitionLabels = []string{"topic", "partition"}
@@ -40,6 +41,18 @@ var (
 		"Members of a consumer group.", []string{"group"}, nil)
 	offlineDesc = prometheus.NewDesc("oncelog_partition_offline",
 		"1 while a storage failure (failed write or fsync, full disk) keeps the partition offline; it recovers by itself once the fault is gone.", partitionLabels, nil)
+	// Per-partition duplicates dropped. Kafka names no such metric (it has
+	// none for dropped retries at all); these have exactly the labels and
+	// the bound of the partition gauges above — one series per partition,
+	// partitions bounded by the topics an operator creates — so they add
+	// no producer- or key-dependent cardinality. They count since the
+	// broker started, like the broker-wide counters they break down.
+	partitionDupBatchesDesc = prometheus.NewDesc("oncelog_partition_produce_duplicate_batches_total",
+		"Retried batches the partition recognised by producer id, epoch and sequence and answered with their original offset instead of storing them again.", partitionLabels, nil)
+	partitionDupRecordsDesc = prometheus.NewDesc("oncelog_partition_produce_duplicate_records_total",
+		"Records of the retried batches the partition did not store again (sequence dedup).", partitionLabels, nil)
+	partitionKeyDupsDesc = prometheus.NewDesc("oncelog_partition_dedup_duplicates_dropped_total",
+		"Records produced to the partition that the topic's key window (oncelog.dedup.key) did not store again; only for topics with a key window.", partitionLabels, nil)
 	groupLagDesc = prometheus.NewDesc("oncelog_consumer_group_lag",
 		"High watermark minus the group's committed offset (0 if the commit is ahead).", []string{"group", "topic", "partition"}, nil)
 )
@@ -52,6 +65,7 @@ func (scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 		logSizeDesc, logEndOffsetDesc, highWatermarkDesc, lastStableOffsetDesc, dirtyRatioDesc,
 		producerIDsDesc, transactionsOngoingDesc, groupMembersDesc, groupLagDesc, offlineDesc,
 		producerIDsSpilledDesc, producerIDsRestoredDesc, producerSpillErrorsDesc,
+		partitionDupBatchesDesc, partitionDupRecordsDesc, partitionKeyDupsDesc,
 	} {
 		ch <- d
 	}
@@ -62,7 +76,11 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
 	for _, t := range b.Topics() {
+		keyWindow := keyWindowOf(t.Configs).on()
 		for _, p := range t.Partitions {
 			index := strconv.Itoa(int(p.Index))
 			gauge(logSizeDesc, p.Size(), t.Name, index)
@@ -74,6 +92,12 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 				offline = 1
 			}
 			gauge(offlineDesc, offline, t.Name, index)
+			dropped := p.Dropped()
+			counter(partitionDupBatchesDesc, dropped.SequenceBatches, t.Name, index)
+			counter(partitionDupRecordsDesc, dropped.SequenceRecords, t.Name, index)
+			if keyWindow || dropped.KeyWindowRecords > 0 {
+				counter(partitionKeyDupsDesc, dropped.KeyWindowRecords, t.Name, index)
+			}
 			if b.cleaner != nil {
 				if r, ok := b.cleaner.DirtyRatio(p); ok {
 					ch <- prometheus.MustNewConstMetric(dirtyRatioDesc, prometheus.GaugeValue, r, t.Name, index)

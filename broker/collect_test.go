@@ -164,6 +164,10 @@ oncelog_consumer_group_members{group="billing"} 0
 oncelog_consumer_group_members{group="gone"} 0
 oncelog_produce_duplicate_batches_total 1
 oncelog_produce_batches_appended_total 2
+oncelog_partition_produce_duplicate_batches_total{partition="0",topic="orders"} 1
+oncelog_partition_produce_duplicate_batches_total{partition="1",topic="orders"} 0
+oncelog_partition_produce_duplicate_records_total{partition="0",topic="orders"} 3
+oncelog_partition_produce_duplicate_records_total{partition="1",topic="orders"} 0
 `
 	checkSeries(t, b, want)
 }

@@ -525,8 +525,11 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 	pk := tk.partition(bk.part.Index)
 	pk.queue = append(pk.queue, pb)
 	tk.mu.Unlock()
-	if s := bk.b.Stats; s != nil && len(bk.dups) > 0 {
-		s.DedupDuplicates.Add(float64(len(bk.dups)))
+	if len(bk.dups) > 0 {
+		bk.part.CountKeyWindowDuplicates(len(bk.dups))
+		if s := bk.b.Stats; s != nil {
+			s.DedupDuplicates.Add(float64(len(bk.dups)))
+		}
 	}
 }
 

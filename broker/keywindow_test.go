@@ -73,6 +73,13 @@ func TestKeyWindowProduceAndLookup(t *testing.T) {
 			t.Fatalf("duplicate %d: %+v, want %+v", i, d, want[i])
 		}
 	}
+	// Both duplicates count on partition 1, where they were produced and
+	// dropped, though one of them was first written to partition 0.
+	for i, want := range []int64{0, 2} {
+		if got := b.Partition("kw", int32(i)).Dropped(); got.KeyWindowRecords != want || got.SequenceBatches != 0 {
+			t.Fatalf("partition %d dropped %+v, want %d key-window records", i, got, want)
+		}
+	}
 	e, found, err := b.LookupKey("kw", []byte("c"))
 	if err != nil || !found || e.Partition != 1 || e.Offset != 0 {
 		t.Fatalf("lookup c: %+v %v %v", e, found, err)

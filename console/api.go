@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -518,6 +519,38 @@ type producerRow struct {
 	CurrentTxnStartOffset int64 `json:"current_txn_start_offset"`
 }
 
+// partitionDups is what one partition did not store again since the broker
+// started: retried batches (and their records) recognised by sequence, and
+// records dropped by the key window (null on topics without one). From
+// oncelog's per-partition metrics; the whole row is absent without them
+// (another Kafka broker carries no such figure).
+type partitionDups struct {
+	Partition        int32    `json:"partition"`
+	DuplicateBatches float64  `json:"duplicate_batches"`
+	DuplicateRecords float64  `json:"duplicate_records"`
+	KeyWindowRecords *float64 `json:"key_window_records"`
+}
+
+func (c *Console) partitionDuplicates(topic string, partitions []int32) []partitionDups {
+	batches := c.partitionGauge("oncelog_partition_produce_duplicate_batches_total")
+	records := c.partitionGauge("oncelog_partition_produce_duplicate_records_total")
+	keys := c.partitionGauge("oncelog_partition_dedup_duplicates_dropped_total")
+	out := []partitionDups{}
+	for _, p := range partitions {
+		k := partKey{topic, p}
+		b, ok := batches[k]
+		if !ok {
+			continue
+		}
+		row := partitionDups{Partition: p, DuplicateBatches: b, DuplicateRecords: records[k]}
+		if v, ok := keys[k]; ok {
+			row.KeyWindowRecords = &v
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
 func (c *Console) producers(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
@@ -533,9 +566,12 @@ func (c *Console) producers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	set := kadm.TopicsSet{}
+	var indexes []int32
 	for p := range d.Partitions {
 		set.Add(name, p)
+		indexes = append(indexes, p)
 	}
+	slices.Sort(indexes)
 	described, err := c.adm.DescribeProducers(ctx, set)
 	if err != nil && len(described) == 0 {
 		brokerError(w, err)
@@ -553,6 +589,7 @@ func (c *Console) producers(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"producers":             rows,
+		"partitions":            c.partitionDuplicates(name, indexes),
 		"duplicates_dropped":    c.counter("oncelog_produce_duplicate_batches_total"),
 		"duplicates_scope_note": "retried batches dropped by the broker, all topics",
 	})

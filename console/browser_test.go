@@ -70,6 +70,9 @@ func TestConsoleInChromium(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"oncelog.dedup.key": &dedup}, keyTopic); err != nil {
 		t.Fatal(err)
 	}
+	// A retried idempotent batch on partition 0, for the producers tab's
+	// duplicates per partition.
+	newRawProducer(ctx, t, b.Addr()).sendRetried(ctx, t, topic, 0, 2, 1)
 	hdr := []kgo.RecordHeader{{Key: "src", Value: []byte("console-test")}}
 	for i := range 3 {
 		r := &kgo.Record{Topic: topic, Partition: 1, Key: []byte(fmt.Sprint("k", i)), Value: []byte(fmt.Sprint("plain-", i)), Headers: hdr}
@@ -139,7 +142,7 @@ func TestConsoleInChromium(t *testing.T) {
 		shots = filepath.Join(t.TempDir(), "screenshots")
 	}
 	seed, _ := json.Marshal(map[string]any{
-		"topic": topic, "partition": 1, "group": group, "transactionalId": txnID,
+		"topic": topic, "partition": 1, "retriedPartition": 0, "group": group, "transactionalId": txnID,
 		"committedValue": "committed-value", "abortedValue": "aborted-value",
 		"keyTopic": keyTopic, "key": "order-42", "keyPartition": posted.Partition, "keyOffset": posted.Offset,
 	})

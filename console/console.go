@@ -6,7 +6,7 @@
 // could ask, through a kadm/kgo client on the broker's own Kafka listener
 // (so the console would show a Kafka cluster just as well), and read the
 // broker's Prometheus registry for what the Kafka protocol does not carry:
-// log sizes and end offsets, duplicates dropped, the key window's counters
+// log sizes and end offsets, duplicates dropped (per partition), the key window's counters
 // and the live charts. Key lookups go to the HTTP ingest listener's
 // GET /v1/topics/{topic}/keys/{key}, the one place that answers them.
 //

@@ -108,6 +108,45 @@ type Partition struct {
 	lostEnd int64 // storage recovery: offsets below it were handed out (guarded by mu)
 
 	ckpt checkpointState // recoverypoint.go
+
+	// dropped counts what this partition did not store again since the
+	// broker started (console and per-partition metrics; not persisted).
+	dropped droppedCounters
+}
+
+// droppedCounters are the partition's duplicate counts.
+type droppedCounters struct {
+	seqBatches atomic.Int64 // retried batches answered from the producer's sequence cache
+	seqRecords atomic.Int64 // the records of those batches
+	keyRecords atomic.Int64 // records dropped by the topic's key window
+}
+
+// Dropped is how many duplicates a partition did not store again since the
+// broker started.
+type Dropped struct {
+	// SequenceBatches and SequenceRecords: retried idempotent batches
+	// recognised by producer id, epoch and sequence (and their records).
+	SequenceBatches int64
+	SequenceRecords int64
+	// KeyWindowRecords: records of batches produced to this partition that
+	// the key window (oncelog.dedup.window.ms) did not store again.
+	KeyWindowRecords int64
+}
+
+// Dropped reads the partition's duplicate counters.
+func (p *Partition) Dropped() Dropped {
+	return Dropped{
+		SequenceBatches:  p.dropped.seqBatches.Load(),
+		SequenceRecords:  p.dropped.seqRecords.Load(),
+		KeyWindowRecords: p.dropped.keyRecords.Load(),
+	}
+}
+
+// CountKeyWindowDuplicates records n records of a batch produced to this
+// partition that the broker's key window dropped; the partition cannot see
+// them itself, since they never reach Append.
+func (p *Partition) CountKeyWindowDuplicates(n int) {
+	p.dropped.keyRecords.Add(int64(n))
 }
 
 // AppendResult is the answer to one produce batch.
@@ -291,6 +330,8 @@ func (p *Partition) AppendFiltered(b []byte, now time.Time, filter Filter) Appen
 		if cfg.LogAppendTime {
 			res.LogAppendTime = d.Timestamp
 		}
+		p.dropped.seqBatches.Add(1)
+		p.dropped.seqRecords.Add(int64(h.NumRecords))
 		if p.hooks.Duplicate != nil {
 			p.hooks.Duplicate()
 		}

@@ -121,6 +121,13 @@ try {
     await page.click("[data-testid=tab-producers]");
     await page.locator("[data-testid=producers] tbody tr").first().waitFor();
     await expectText("[data-testid=duplicates-dropped]", "retried batches");
+    // The retried batch counts on its own partition: 1 batch of 2 records.
+    const dupRow = page.locator("[data-testid=partition-duplicates] tbody tr").nth(seed.retriedPartition);
+    await dupRow.waitFor();
+    const cells = await dupRow.locator("td").allInnerTexts();
+    if (cells[0] !== String(seed.retriedPartition) || cells[1] !== "1" || cells[2] !== "2") {
+      fail(`duplicates of partition ${seed.retriedPartition}: ${cells.join(" | ")}, want 1 retried batch of 2 records`);
+    }
     await shot("topic-producers");
   });
 

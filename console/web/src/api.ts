@@ -58,7 +58,10 @@ export interface ProducerRow {
   partition: number; producer_id: number; producer_epoch: number; last_sequence: number;
   last_timestamp: number; coordinator_epoch: number; current_txn_start_offset: number;
 }
-export interface Producers { producers: ProducerRow[]; duplicates_dropped: number }
+export interface PartitionDuplicates {
+  partition: number; duplicate_batches: number; duplicate_records: number; key_window_records: number | null;
+}
+export interface Producers { producers: ProducerRow[]; partitions: PartitionDuplicates[]; duplicates_dropped: number }
 export interface TxnRow {
   transactional_id: string; state: string; producer_id: number; producer_epoch: number;
   timeout_ms: number; start_timestamp: number; partitions: string[];

@@ -208,6 +208,19 @@ function ProducersTab({ topic }: { topic: string }) {
           <p className="muted" data-testid="duplicates-dropped">
             {num(p.duplicates_dropped)} retried batches recognised and not stored again (all topics)
           </p>
+          {p.partitions.length > 0 && (
+            <>
+              <h3>Duplicates dropped per partition (since the broker started)</h3>
+              <Table head={["partition", "retried batches", "their records", "key window records"]} testid="partition-duplicates">
+                {p.partitions.map((d) => (
+                  <tr key={d.partition}>
+                    <td>{d.partition}</td><td>{num(d.duplicate_batches)}</td><td>{num(d.duplicate_records)}</td>
+                    <td>{d.key_window_records === null ? "–" : num(d.key_window_records)}</td>
+                  </tr>
+                ))}
+              </Table>
+            </>
+          )}
           <Table head={["partition", "producer id", "epoch", "last sequence", "last write", "open transaction from"]} testid="producers">
             {p.producers.map((r) => (
               <tr key={`${r.partition}-${r.producer_id}`}>
