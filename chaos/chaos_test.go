@@ -37,6 +37,7 @@ func TestChaos(t *testing.T) {
 		Seed:       20260101,
 		CrashEvery: 5 * time.Second,
 		TearTail:   true,
+		TV1Members: 1, // members 0 and 1 run TV2, member 2 TV1
 		Porcupine:  true,
 		Binary:     testbroker.BinaryPath(t),
 		Logger:     slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
@@ -47,6 +48,12 @@ func TestChaos(t *testing.T) {
 	t.Logf("\n%s", report)
 	if !report.OK() {
 		t.Fatalf("chaos run found anomalies or problems (seed %d)", report.Config.Seed)
+	}
+	// Both transactional kinds really ran their protocol: every TV2
+	// transaction got a new epoch (a kept one is an anomaly above), and
+	// the TV1 member kept its epoch between transactions.
+	if f := report.Findings; f.EpochBumps[1] == 0 || f.EpochKept[0] == 0 {
+		t.Fatalf("transaction versions not in effect: TV2 epoch bumps %d, TV1 epochs kept %d", f.EpochBumps[1], f.EpochKept[0])
 	}
 	if report.Crashes < 5 {
 		t.Fatalf("only %d crashes, want at least 5", report.Crashes)

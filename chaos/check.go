@@ -53,13 +53,19 @@ const (
 	// NotLinearizable: acknowledged appends to a partition cannot be put
 	// in an order that respects real time and gives each its offset.
 	NotLinearizable Anomaly = "not-linearizable"
+	// EpochNotBumped: two committed transactions of one transaction
+	// version 2 member under one producer id whose records carry the
+	// same (or a lower) producer epoch; KIP-890 part 2 bumps the epoch
+	// at every EndTxn, so a late write of one transaction can never join
+	// the next.
+	EpochNotBumped Anomaly = "epoch-not-bumped"
 )
 
 // Anomalies lists every class in report order.
 var Anomalies = []Anomaly{
 	LostWrite, Duplicate, InconsistentOffsets, AbortedRead, TornTransaction,
 	NonMonotonicSend, NonMonotonicPoll, Unseen, OutputMissing, OutputDuplicate,
-	BadGroupOffset, Phantom, NotLinearizable,
+	BadGroupOffset, Phantom, NotLinearizable, EpochNotBumped,
 }
 
 // maxExamples bounds the examples kept per anomaly class.
@@ -77,6 +83,10 @@ type Findings struct {
 	TxnsUnknown                    int
 	LinearizabilityOps             int // appends checked for linearizability
 	PorcupineInconclusive          int // partitions porcupine gave up on (timeout)
+	// Consecutive committed transactions of a member under one producer
+	// id, by transaction version: with a new epoch (EpochBumps) or the
+	// same one (EpochKept).
+	EpochBumps, EpochKept [2]int // index 0: TV1 members, 1: TV2 members
 }
 
 // OK reports whether no anomaly was found.
@@ -129,6 +139,7 @@ func Check(h *History, withPorcupine bool) *Findings {
 	c.checkLinearizability(withPorcupine)
 	c.checkOutput()
 	c.checkGroupOffsets()
+	c.checkEpochs()
 	for _, s := range h.PollAnomalies {
 		f.add(NonMonotonicPoll, "%s", s)
 	}
@@ -624,4 +635,62 @@ func sortedRecordIDs(m map[RecordID][]location) []RecordID {
 		}
 		return 0
 	})
+}
+
+// checkEpochs compares the producer epochs of each member's consecutive
+// committed transactions in the committed output read: a TV2 member must
+// have a new epoch for every transaction under the same producer id (a new
+// session may get a new id), a TV1 member keeps one per session.
+func (c *checker) checkEpochs() {
+	type producerEpoch struct {
+		id    int64
+		epoch int16
+	}
+	seen := make(map[TxnID]producerEpoch)
+	for _, p := range slices.Sorted(maps.Keys(c.h.OutputCommitted.Records)) {
+		for _, r := range c.h.OutputCommitted.Records[p] {
+			if r.Control || r.Bad {
+				continue
+			}
+			if _, ok := seen[r.Value.Txn]; !ok {
+				seen[r.Value.Txn] = producerEpoch{r.ProducerID, r.ProducerEpoch}
+			}
+		}
+	}
+	txns := slices.SortedFunc(maps.Keys(seen), func(a, b TxnID) int {
+		if a.Member != b.Member {
+			return int(a.Member) - int(b.Member)
+		}
+		return cmpUint64(a.Seq, b.Seq)
+	})
+	for i := 1; i < len(txns); i++ {
+		prev, cur := txns[i-1], txns[i]
+		if prev.Member != cur.Member || seen[prev].id != seen[cur].id {
+			continue
+		}
+		tv2 := int(cur.Member) < len(c.h.MemberTV2) && c.h.MemberTV2[cur.Member]
+		kind := 0
+		if tv2 {
+			kind = 1
+		}
+		if seen[cur].epoch > seen[prev].epoch {
+			c.f.EpochBumps[kind]++
+			continue
+		}
+		c.f.EpochKept[kind]++
+		if tv2 {
+			c.f.add(EpochNotBumped, "member %d: transaction %v has producer %d epoch %d, its previous committed one %v epoch %d",
+				cur.Member, cur, seen[cur].id, seen[cur].epoch, prev, seen[prev].epoch)
+		}
+	}
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }

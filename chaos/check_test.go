@@ -16,6 +16,7 @@ type historyBuilder struct {
 	inputNext  map[int32]int64
 	outputNext map[int32]int64
 	committed  OutputRead // read_committed as it should be
+	epoch      int16      // the producer epoch of the next transaction's records
 }
 
 func newHistoryBuilder(producers int, partitions int32) *historyBuilder {
@@ -73,7 +74,7 @@ func (b *historyBuilder) txn(member uint16, outcome TxnOutcome, inputs ...locati
 	var partitions []int32
 	for _, in := range inputs {
 		rec := OutputRecord{
-			Offset: b.outputNext[in.Partition], ProducerID: pid, Transactional: true,
+			Offset: b.outputNext[in.Partition], ProducerID: pid, ProducerEpoch: b.epoch, Transactional: true,
 			Value: OutputValue{Txn: id, InputPartition: in.Partition, InputOffset: in.Offset, Input: b.inputAt(in)},
 		}
 		b.outputNext[in.Partition]++
@@ -94,7 +95,7 @@ func (b *historyBuilder) txn(member uint16, outcome TxnOutcome, inputs ...locati
 		if !touched[p] {
 			continue
 		}
-		marker := OutputRecord{Offset: b.outputNext[p], ProducerID: pid, Transactional: true, Control: true, Commit: outcome == TxnCommitted}
+		marker := OutputRecord{Offset: b.outputNext[p], ProducerID: pid, ProducerEpoch: b.epoch, Transactional: true, Control: true, Commit: outcome == TxnCommitted}
 		b.outputNext[p]++
 		b.appendOutput(p, marker)
 		b.committed.Records[p] = append(b.committed.Records[p], marker)
@@ -347,5 +348,46 @@ func TestPorcupineChunksLargeHistory(t *testing.T) {
 	checkPorcupine(f, 0, ops)
 	if f.Counts[NotLinearizable] != 1 {
 		t.Fatalf("illegal chunk not found: %v", f.Counts)
+	}
+}
+
+// TestCheckEpochs: a TV2 member's consecutive committed transactions under
+// one producer id must carry increasing epochs; a TV1 member's may not.
+func TestCheckEpochs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		tv2       bool
+		bump      bool
+		anomalies int
+		bumps     [2]int
+		kept      [2]int
+	}{
+		{name: "TV2 bumped", tv2: true, bump: true, bumps: [2]int{0, 1}},
+		{name: "TV2 kept", tv2: true, bump: false, anomalies: 1, kept: [2]int{0, 1}},
+		{name: "TV1 kept", tv2: false, bump: false, kept: [2]int{1, 0}},
+		{name: "TV1 bumped (a timed-out abort bumps it)", tv2: false, bump: true, bumps: [2]int{1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newHistoryBuilder(1, 1)
+			first, second := b.send(0, 0), b.send(0, 0)
+			b.epoch = 3
+			b.txn(0, TxnCommitted, first)
+			if tc.bump {
+				b.epoch = 4
+			}
+			b.txn(0, TxnCommitted, second)
+			h := b.build()
+			h.MemberTV2 = []bool{tc.tv2, false}
+			f := Check(h, false)
+			if got := f.Counts[EpochNotBumped]; got != tc.anomalies {
+				t.Errorf("%d %s anomalies, want %d: %v", got, EpochNotBumped, tc.anomalies, f.Examples)
+			}
+			if f.Total() != tc.anomalies {
+				t.Errorf("other anomalies: %v", f.Examples)
+			}
+			if f.EpochBumps != tc.bumps || f.EpochKept != tc.kept {
+				t.Errorf("bumps %v kept %v, want %v and %v", f.EpochBumps, f.EpochKept, tc.bumps, tc.kept)
+			}
+		})
 	}
 }

@@ -18,7 +18,13 @@
 //     input partition and offset and the transaction that carries it, to
 //     the same partition of the output topic; each poll is one transaction
 //     that also commits the consumed offsets. The outcome each member was
-//     told (committed, aborted, unknown) is recorded.
+//     told (committed, aborted, unknown) is recorded. Members come in two
+//     transactional kinds: TV2 (transaction version 2, KIP-890 part 2:
+//     Produce v12 adds partitions implicitly, EndTxn v5 bumps the producer
+//     epoch at every commit or abort) and TV1 (the last
+//     Config.TV1Members members cap Produce, EndTxn and TxnOffsetCommit
+//     below those versions, so franz-go keeps AddPartitionsToTxn and one
+//     epoch per session, as a Kafka 3.x client does against a TV2 broker).
 //   - A monitor samples the group's committed offsets and the input high
 //     watermarks.
 //
@@ -81,7 +87,11 @@
 //   - phantom: a record nobody wrote;
 //   - not-linearizable: acknowledged appends to a partition whose offsets
 //     contradict real time (checked exactly, and with Config.Porcupine also
-//     by porcupine on chunks of the history).
+//     by porcupine on chunks of the history);
+//   - epoch-not-bumped: a TV2 member's consecutive committed transactions
+//     under one producer id whose records carry the same producer epoch.
+//     The report also counts bumped and kept epochs per kind, which shows
+//     that each kind really ran its protocol.
 //
 // The appends' linearizability uses the final read only to place records
 // that were stored although their producer never heard back; whether the

@@ -11,6 +11,9 @@ type History struct {
 	Sends [][]Send
 	// Txns[member][seq-1] is the transaction with TxnID{member, seq}.
 	Txns [][]Txn
+	// MemberTV2[member] is whether the member ran transaction version 2,
+	// under which every transaction gets a new producer epoch.
+	MemberTV2 []bool
 	// PollAnomalies are non-monotonic polls the transform members saw
 	// while running: an offset not above the previous one on a
 	// partition, with no rebalance or transaction reset in between.
@@ -138,6 +141,7 @@ type OutputRead struct {
 type OutputRecord struct {
 	Offset        int64
 	ProducerID    int64
+	ProducerEpoch int16
 	Transactional bool
 	Control       bool
 	Commit        bool // for control records: a COMMIT (else ABORT) marker

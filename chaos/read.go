@@ -92,6 +92,7 @@ func readOutput(ctx context.Context, seeds, name string, ends map[int32]int64, c
 		rec := OutputRecord{
 			Offset:        r.Offset,
 			ProducerID:    r.ProducerID,
+			ProducerEpoch: r.ProducerEpoch,
 			Transactional: r.Attrs.IsTransactional(),
 			Control:       r.Attrs.IsControl(),
 		}

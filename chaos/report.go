@@ -35,8 +35,8 @@ func (r *Report) String() string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "oncelog chaos run: %s (seed %d, %v of faults, %v in all)\n", verdict, cfg.Seed, cfg.Duration, r.Elapsed.Round(time.Second))
-	fmt.Fprintf(&b, "  workload: %d producers x %d records/s, %d transform members (transaction.version %d), %d partitions, tear-tail %v, porcupine %v\n",
-		cfg.Producers, cfg.ProducerRate, cfg.Transformers, cfg.transactionVersion(), cfg.Partitions, cfg.TearTail, cfg.Porcupine)
+	fmt.Fprintf(&b, "  workload: %d producers x %d records/s, %d transform members (%d of them capped to TV1; broker transaction.version %d), %d partitions, tear-tail %v, porcupine %v\n",
+		cfg.Producers, cfg.ProducerRate, cfg.Transformers, cfg.TV1Members, cfg.transactionVersion(), cfg.Partitions, cfg.TearTail, cfg.Porcupine)
 
 	fmt.Fprintf(&b, "faults: %d crashes (kill -9)\n", r.Crashes)
 	for _, kind := range slices.Sorted(maps.Keys(r.Faults)) {
@@ -64,6 +64,8 @@ func (r *Report) String() string {
 		}
 		fmt.Fprintf(&b, "transform: %d transactions committed, %d aborted, %d unknown; %d session restarts; caught up: %v\n",
 			f.TxnsCommitted, f.TxnsAborted, f.TxnsUnknown, r.SessionRestarts, r.CaughtUp)
+		fmt.Fprintf(&b, "producer epochs between consecutive committed transactions of a member: TV2 members %d bumped, %d kept; TV1 members %d bumped, %d kept\n",
+			f.EpochBumps[1], f.EpochKept[1], f.EpochBumps[0], f.EpochKept[0])
 		fmt.Fprintf(&b, "read back: %d input records, %d committed and %d aborted output records\n", f.InputRead, f.OutputCommitted, f.OutputAborted)
 		linear := fmt.Sprintf("linearizability: %d appends in real-time order", f.LinearizabilityOps)
 		if cfg.Porcupine {

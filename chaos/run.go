@@ -54,6 +54,13 @@ type Config struct {
 	// part 2 (AddPartitionsToTxn, one epoch per producer session); by
 	// default it is 2 and kgo bumps the epoch at every commit or abort.
 	TV1 bool
+	// TV1Members is how many transform members (the last ones) cap their
+	// clients below Produce v12, EndTxn v5 and TxnOffsetCommit v5: the
+	// TV1 transactional kind, which keeps the protocol before KIP-890
+	// part 2 (explicit AddPartitionsToTxn, one epoch per session) against
+	// a broker that finalized transaction.version 2, as Kafka serves old
+	// clients. The other members are the TV2 kind (0: all of them).
+	TV1Members int
 	// SettleTimeout bounds each wait after the faults stop: producers
 	// flushing, the transform catching up, open transactions ending, each
 	// final read (3 min).
@@ -61,6 +68,12 @@ type Config struct {
 	// Logger receives progress at Info and details at Debug; nil
 	// discards.
 	Logger *slog.Logger
+}
+
+// memberTV2 reports whether transform member id uses transaction version 2
+// (the broker finalized it and the member's client does not cap it away).
+func (c Config) memberTV2(id int) bool {
+	return !c.TV1 && id < c.Transformers-c.TV1Members
 }
 
 // transactionVersion is the broker's --transaction-version.
@@ -108,6 +121,8 @@ func (c Config) validate() error {
 		return errors.New("chaos: at most 65535 producers")
 	case c.Transformers > 1<<16-1:
 		return errors.New("chaos: at most 65535 transformers")
+	case c.TV1Members < 0 || c.TV1Members > c.Transformers:
+		return fmt.Errorf("chaos: %d TV1 members of %d transform members", c.TV1Members, c.Transformers)
 	}
 	return nil
 }
@@ -277,6 +292,7 @@ func (r *runner) run(ctx context.Context) (*Report, error) {
 				sessionTimeout:   6 * time.Second,
 				rebalanceTimeout: 15 * time.Second,
 				txnTimeout:       15 * time.Second,
+				tv1Client:        !cfg.memberTV2(i),
 			},
 		}
 	}
@@ -368,6 +384,9 @@ wait:
 	}
 
 	h := &History{Partitions: cfg.Partitions, Torn: report.Torn, GroupSamples: monitor.history()}
+	for i := range transformers {
+		h.MemberTV2 = append(h.MemberTV2, cfg.memberTV2(i))
+	}
 	for _, p := range producers {
 		h.Sends = append(h.Sends, p.history())
 		p.mu.Lock()

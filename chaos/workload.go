@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 const (
@@ -202,11 +204,25 @@ type transformOptions struct {
 	sessionTimeout   time.Duration
 	rebalanceTimeout time.Duration
 	txnTimeout       time.Duration
+	// tv1Client caps the versions that KIP-890 part 2 needs, so franz-go
+	// keeps the TV1 transaction protocol whatever the broker finalized.
+	tv1Client bool
+}
+
+// tv1Versions are the newest versions of the Kafka protocol without
+// KIP-890 part 2: franz-go uses TV2 only when it may send Produce v12,
+// EndTxn v5 and TxnOffsetCommit v5.
+func tv1Versions() *kversion.Versions {
+	v := kversion.Stable()
+	v.SetMaxKeyVersion(int16(kmsg.Produce), 11)
+	v.SetMaxKeyVersion(int16(kmsg.EndTxn), 4)
+	v.SetMaxKeyVersion(int16(kmsg.TxnOffsetCommit), 4)
+	return v
 }
 
 func (t *transformer) newSession() (*kgo.GroupTransactSession, error) {
 	bump := func(context.Context, *kgo.Client, map[string][]int32) { t.epoch.Add(1) }
-	return kgo.NewGroupTransactSession(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(t.seeds),
 		kgo.ClientID(fmt.Sprintf("chaos-transform-%d", t.id)),
 		kgo.TransactionalID(fmt.Sprintf("chaos-transform-%d", t.id)),
@@ -217,8 +233,8 @@ func (t *transformer) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.SessionTimeout(t.opts.sessionTimeout),
 		kgo.RebalanceTimeout(t.opts.rebalanceTimeout),
-		kgo.HeartbeatInterval(t.opts.sessionTimeout/6),
-		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.HeartbeatInterval(t.opts.sessionTimeout / 6),
+		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ProducerLinger(time.Millisecond),
@@ -227,7 +243,11 @@ func (t *transformer) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.OnPartitionsRevoked(bump),
 		kgo.OnPartitionsLost(bump),
 		kgo.WithLogger(endTxnWatcher{t}),
-	)
+	}
+	if t.opts.tv1Client {
+		opts = append(opts, kgo.MaxVersions(tv1Versions()))
+	}
+	return kgo.NewGroupTransactSession(opts...)
 }
 
 // endTxnWatcher is a franz-go logger that only watches for the message

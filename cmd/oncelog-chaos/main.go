@@ -31,6 +31,7 @@ func run() int {
 	flag.DurationVar(&cfg.CrashEvery, "crash-every", 6*time.Second, "mean time between kill -9s")
 	flag.BoolVar(&cfg.TearTail, "tear-tail", false, "while the broker is down, cut the tail of an input segment (only bytes beyond the high watermark)")
 	flag.BoolVar(&cfg.TV1, "tv1", false, "run the broker at transaction.version 1, so the transform members use the transaction protocol before KIP-890 part 2 (default: version 2, an epoch bump per transaction)")
+	flag.IntVar(&cfg.TV1Members, "tv1-members", 1, "transform members whose clients cap Produce, EndTxn and TxnOffsetCommit below KIP-890 part 2 (the TV1 transactional kind beside the TV2 kind on a transaction.version 2 broker)")
 	flag.BoolVar(&cfg.Porcupine, "porcupine", false, "also check per-partition linearizability of appends with porcupine")
 	flag.StringVar(&cfg.Binary, "binary", "", "prebuilt oncelog binary (default: go build ./cmd/oncelog)")
 	flag.Int64Var(&cfg.SegmentBytes, "segment-bytes", 1<<20, "broker --log-segment-bytes (small, so that segments roll during the run)")
