@@ -15,9 +15,11 @@
 // offsets and pending transactional offsets live in a pebble store. Every
 // OffsetCommit, TxnOffsetCommit, OffsetDelete, DeleteGroups and CompleteTxn
 // is fsynced before it is answered; writes from concurrent requests share
-// one fsync. Classic members are not persisted: after a restart every
-// classic group is Empty and its consumers rejoin (their heartbeats get
-// UNKNOWN_MEMBER_ID). Consumer groups keep their members, epochs and
+// one fsync. A classic group's members and assignments are stored when a
+// generation completes (the leader's SyncGroup, durable before any member
+// gets its assignment), as Kafka stores GroupMetadataValue: after a
+// restart the group is Stable in that generation, its members' sessions
+// start afresh and they carry on without a rebalance. Consumer groups keep their members, epochs and
 // assignments (consumer_store.go): their members carry on.
 //
 // Time: deadlines (sessions, rebalance timeouts, the initial rebalance
@@ -252,8 +254,9 @@ func Open(cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// restore rebuilds the in-memory state from the store. Groups come back
-// Empty: members are not persisted.
+// restore rebuilds the in-memory state from the store. A classic group
+// with a stored generation comes back Stable with its members (Kafka's
+// loadGroup), every session restarted from now; others come back Empty.
 func (c *Coordinator) restore() error {
 	l, err := c.store.load()
 	if err != nil {
@@ -267,6 +270,7 @@ func (c *Coordinator) restore() error {
 		if rec.emptySinceMs >= 0 {
 			g.stateSince = time.UnixMilli(rec.emptySinceMs)
 		}
+		c.restoreClassicMembers(g, rec.stored, now)
 		g.computeSubscribedTopics()
 		c.groups[name] = g
 	}
@@ -304,6 +308,36 @@ func (c *Coordinator) restore() error {
 	c.log.Info("group coordinator loaded", "node", c.cfg.NodeID, "groups", len(c.groups),
 		"offsets", offsets, "open_txns", len(c.pending))
 	return nil
+}
+
+// restoreClassicMembers puts a stored generation's members back and starts
+// their sessions.
+func (c *Coordinator) restoreClassicMembers(g *group, sg *storedGeneration, now time.Time) {
+	if sg == nil || len(sg.members) == 0 {
+		return
+	}
+	for _, sm := range sg.members {
+		g.add(&member{
+			id:               sm.id,
+			instanceID:       sm.instanceID,
+			clientID:         sm.clientID,
+			clientHost:       sm.clientHost,
+			protocolType:     g.protocolType,
+			protocols:        []kmsg.JoinGroupRequestProtocol{{Name: sg.protocol, Metadata: sm.subscription}},
+			rebalanceTimeout: sm.rebalanceTimeout,
+			sessionTimeout:   sm.sessionTimeout,
+			assignment:       sm.assignment,
+		}, nil)
+	}
+	g.protocol = sg.protocol
+	if g.members[sg.leader] != nil {
+		g.leader = sg.leader
+	}
+	g.stored = sg
+	g.transitionTo(stateStable, now)
+	for _, m := range g.orderedMembers() {
+		c.rescheduleHeartbeat(g, m, m.sessionTimeout)
+	}
 }
 
 // Close answers every parked JoinGroup and SyncGroup with NOT_COORDINATOR,
@@ -420,8 +454,9 @@ func (c *Coordinator) putGroupOp(g *group) writeOp {
 }
 
 // persistGroup records the group's metadata without waiting for the sync:
-// members are not durable anyway, and since one writer applies changes in
-// order, the group is on disk before any of its offsets is acknowledged.
+// since one writer applies changes in order, the group is on disk before
+// any of its offsets is acknowledged. (The leader's assignment is the one
+// write answers wait for: storeLeaderSync.)
 // (A failed write is logged by the store.)
 func (c *Coordinator) persistGroup(g *group) {
 	c.write([]writeOp{c.putGroupOp(g)})

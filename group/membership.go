@@ -377,6 +377,8 @@ func (c *Coordinator) updateStaticMemberThenRebalance(g *group, jc *joinCall, ol
 			c.maybePrepareRebalanceOrCompleteJoin(g, "static member "+newID+" rejoined with new metadata")
 			return nil
 		}
+		// The replaced member id is the one a restart must bring back.
+		g.snapshot()
 		c.persistGroup(g)
 		g.completeJoin(m, func(r *kmsg.JoinGroupResponse) {
 			if jc.req.Version >= 9 {
@@ -500,6 +502,7 @@ func (c *Coordinator) prepareRebalance(g *group, reason string) {
 		c.resetAndPropagateAssignment(g, kerr.RebalanceInProgress.Code)
 	}
 	c.removeSyncExpiration(g)
+	g.storingAssignment = false
 	initial := g.state == stateEmpty
 	if initial {
 		delay := c.cfg.InitialRebalanceDelay
@@ -632,17 +635,6 @@ func (c *Coordinator) resetAndPropagateAssignment(g *group, code int16) {
 	c.propagateAssignment(g, code)
 }
 
-func (c *Coordinator) setAndPropagateAssignment(g *group, assignments map[string][]byte) {
-	for _, m := range g.members {
-		a, ok := assignments[m.id]
-		if !ok {
-			a = []byte{}
-		}
-		m.assignment = a
-	}
-	c.propagateAssignment(g, 0)
-}
-
 // propagateAssignment answers every parked SyncGroup.
 func (c *Coordinator) propagateAssignment(g *group, code int16) {
 	for _, m := range g.orderedMembers() {
@@ -681,6 +673,7 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 	g := c.groups[req.Group]
 	var resp *kmsg.SyncGroupResponse
 	var waiter *syncWaiter
+	var stored func()
 	switch {
 	case c.closed:
 		resp = fail(kerr.CoordinatorNotAvailable.Code)
@@ -713,8 +706,8 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 			waiter = &syncWaiter{ch: make(chan *kmsg.SyncGroupResponse, 1), version: req.Version}
 			m.sync = waiter
 			c.removePendingSyncMember(g, m.id)
-			if g.isLeader(m.id) {
-				c.completeLeaderSync(g, req)
+			if g.isLeader(m.id) && !g.storingAssignment {
+				stored = c.storeLeaderSync(g, req)
 			}
 		case stateStable:
 			c.removePendingSyncMember(g, m.id)
@@ -725,6 +718,9 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		}
 	}
 	c.unlock()
+	if stored != nil {
+		stored()
+	}
 	if waiter == nil {
 		return resp
 	}
@@ -742,19 +738,53 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 	return fail(kerr.NotCoordinator.Code)
 }
 
-// completeLeaderSync installs the leader's assignment (members it left out
-// get an empty one), answers every parked SyncGroup and makes the group
-// Stable.
-func (c *Coordinator) completeLeaderSync(g *group, req *kmsg.SyncGroupRequest) {
+// storeLeaderSync installs the leader's assignment (members it left out
+// get an empty one) and makes the generation durable, as Kafka's
+// storeGroup does; the returned function, called without the lock, waits
+// for the write and only then answers every parked SyncGroup and makes
+// the group Stable, so that no member holds an assignment a restart would
+// not bring back. Members that sync meanwhile park as before.
+func (c *Coordinator) storeLeaderSync(g *group, req *kmsg.SyncGroupRequest) func() {
 	assignments := make(map[string][]byte, len(req.GroupAssignment))
 	for _, a := range req.GroupAssignment {
 		assignments[a.MemberID] = bytes.Clone(a.MemberAssignment)
 	}
 	c.log.Info("assignment received from leader", "group", g.name, "generation", g.generation,
 		"leader", req.MemberID, "members", len(g.members))
-	c.persistGroup(g)
-	c.setAndPropagateAssignment(g, assignments)
-	g.transitionTo(stateStable, c.now())
+	for _, m := range g.members {
+		a, ok := assignments[m.id]
+		if !ok {
+			a = []byte{}
+		}
+		m.assignment = a
+	}
+	g.snapshot()
+	g.storingAssignment = true
+	done := c.write([]writeOp{c.putGroupOp(g)})
+	gen := g.generation
+	return func() {
+		err := <-done
+		c.lock()
+		defer c.unlock()
+		if c.groups[g.name] != g || g.generation != gen || !g.storingAssignment {
+			return // the group moved on; parked members were answered
+		}
+		g.storingAssignment = false
+		if g.state != stateCompletingRebalance {
+			return
+		}
+		if err != nil {
+			// Kafka answers a failed __consumer_offsets append of the
+			// group's metadata with an error and rebalances; the
+			// members rejoin.
+			c.log.Error("group assignment not durable", "group", g.name, "err", err)
+			c.resetAndPropagateAssignment(g, kerr.NotCoordinator.Code)
+			c.prepareRebalance(g, "failed to store the group's assignment")
+			return
+		}
+		c.propagateAssignment(g, 0)
+		g.transitionTo(stateStable, c.now())
+	}
 }
 
 func (c *Coordinator) removePendingSyncMember(g *group, memberID string) {

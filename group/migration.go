@@ -438,6 +438,9 @@ func (c *Coordinator) convertToClassicGroup(g *group, leaving *consumerMember, w
 		c.rescheduleHeartbeat(g, m, m.sessionTimeout)
 	}
 	g.transitionTo(stateStable, c.now())
+	// The converted generation is stored, as Kafka writes it at the
+	// downgrade, before the rebalance begins.
+	g.snapshot()
 	c.log.Info("consumer group downgraded to a classic group", "group", g.name, "generation", g.generation,
 		"members", len(g.members), "rebalance", rebalance)
 	if rebalance {

@@ -163,6 +163,16 @@ type group struct {
 	subscribed      map[string]bool
 	subscribedKnown bool
 
+	// stored is the last completed generation as it was made durable
+	// (nil: none since the group was created or went Empty). Like Kafka,
+	// which writes a classic group's members to __consumer_offsets only
+	// when a generation completes, the group record always carries this
+	// generation, so a restart brings it back Stable with these members.
+	stored *storedGeneration
+	// storingAssignment is set while the leader's assignment is being
+	// made durable, before any member is answered.
+	storingAssignment bool
+
 	// consumer is set while the group is a KIP-848 consumer group; the
 	// classic fields above then stay Empty.
 	consumer *consumerGroup
@@ -479,14 +489,62 @@ func (g *group) currentMembers() []kmsg.JoinGroupResponseMember {
 	return out
 }
 
+// storedGeneration is a completed generation of a classic group: what
+// Kafka's GroupMetadataValue holds.
+type storedGeneration struct {
+	generation int32
+	protocol   string
+	leader     string
+	members    []storedMember
+}
+
+// storedMember is one member of a stored generation; only the selected
+// protocol's metadata is kept, as in Kafka's MemberMetadata record.
+type storedMember struct {
+	id               string
+	instanceID       *string
+	clientID         string
+	clientHost       string
+	rebalanceTimeout time.Duration
+	sessionTimeout   time.Duration
+	subscription     []byte
+	assignment       []byte
+}
+
+// snapshot records the current generation, with its members and their
+// assignments, as the one the group record carries from now on.
+func (g *group) snapshot() {
+	sg := &storedGeneration{generation: g.generation, protocol: g.protocol, leader: g.leader}
+	for _, m := range g.orderedMembers() {
+		sg.members = append(sg.members, storedMember{
+			id:               m.id,
+			instanceID:       m.instanceID,
+			clientID:         m.clientID,
+			clientHost:       m.clientHost,
+			rebalanceTimeout: m.rebalanceTimeout,
+			sessionTimeout:   m.sessionTimeout,
+			subscription:     m.metadata(g.protocol),
+			assignment:       m.assignment,
+		})
+	}
+	g.stored = sg
+}
+
 func (g *group) record() groupRecord {
 	r := groupRecord{
 		protocolType: g.protocolType,
 		generation:   g.generation,
 		emptySinceMs: -1,
 	}
-	if g.state == stateEmpty {
+	switch {
+	case g.state == stateEmpty || g.state == stateDead:
+		g.stored = nil
 		r.emptySinceMs = g.stateSince.UnixMilli()
+	case g.stored != nil:
+		// Mid-rebalance: the last completed generation stays the
+		// durable one.
+		r.stored = g.stored
+		r.generation = g.stored.generation
 	}
 	return r
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/oncelog/oncelog/internal/fsx"
@@ -262,15 +263,17 @@ var (
 	errCorruptRecord = errors.New("corrupt group store record")
 )
 
-// groupRecord is what survives a restart of a group: its existence, its
-// protocol type and generation. Members do not survive; a group always
-// comes back Empty.
+// groupRecord is what survives a restart of a classic group: its
+// existence, its protocol type and generation and, once a generation has
+// completed, that generation's members and assignments (stored), which
+// come back Stable. A group without stored comes back Empty.
 type groupRecord struct {
 	protocolType string
 	generation   int32
 	// emptySinceMs is when the group became Empty, or -1 if it was not
 	// Empty when written (it then counts as Empty from the reload).
 	emptySinceMs int64
+	stored       *storedGeneration
 }
 
 func groupKey(group string) []byte {
@@ -282,6 +285,24 @@ func encodeGroupRecord(r groupRecord) []byte {
 	b = appendString(b, r.protocolType)
 	b = binary.AppendVarint(b, int64(r.generation))
 	b = binary.AppendVarint(b, r.emptySinceMs)
+	// The stored generation follows; records written before members were
+	// kept end above.
+	if sg := r.stored; sg != nil {
+		b = append(b, 1)
+		b = appendString(b, sg.protocol)
+		b = appendString(b, sg.leader)
+		b = binary.AppendUvarint(b, uint64(len(sg.members)))
+		for _, m := range sg.members {
+			b = appendString(b, m.id)
+			b = appendOptString(b, m.instanceID)
+			b = appendString(b, m.clientID)
+			b = appendString(b, m.clientHost)
+			b = binary.AppendVarint(b, m.rebalanceTimeout.Milliseconds())
+			b = binary.AppendVarint(b, m.sessionTimeout.Milliseconds())
+			b = appendString(b, string(m.subscription))
+			b = appendString(b, string(m.assignment))
+		}
+	}
 	return b
 }
 
@@ -294,6 +315,31 @@ func decodeGroupRecord(b []byte) (groupRecord, error) {
 	r.protocolType = d.string()
 	r.generation = int32(d.varint())
 	r.emptySinceMs = d.varint()
+	if len(d.b) > 0 && !d.bad {
+		if d.byte() != 1 {
+			return r, errCorruptRecord
+		}
+		sg := &storedGeneration{generation: r.generation}
+		sg.protocol = d.string()
+		sg.leader = d.string()
+		n := d.uvarint()
+		if n > uint64(len(d.b)) {
+			return r, errCorruptRecord
+		}
+		for range n {
+			var m storedMember
+			m.id = d.string()
+			m.instanceID = d.optString()
+			m.clientID = d.string()
+			m.clientHost = d.string()
+			m.rebalanceTimeout = time.Duration(d.varint()) * time.Millisecond
+			m.sessionTimeout = time.Duration(d.varint()) * time.Millisecond
+			m.subscription = []byte(d.string())
+			m.assignment = []byte(d.string())
+			sg.members = append(sg.members, m)
+		}
+		r.stored = sg
+	}
 	return r, d.err()
 }
 
