@@ -575,8 +575,13 @@ func TestDowngradeByStaticReplacement(t *testing.T) {
 	if !slices.Equal(b.ownedList(), had) {
 		t.Fatalf("b got %v, c had %v", b.ownedList(), had)
 	}
-	e.reopen() // classic members are not durable: the group is Empty
-	if s := e.state("g"); s != "Empty" {
+	// The converted generation was stored (Kafka writes it with the
+	// downgrade): after a restart the group is Stable with both members.
+	e.reopen()
+	if s := e.state("g"); s != "Stable" {
 		t.Fatalf("state after restart %q", s)
+	}
+	if code := e.heartbeat("g", b.id, b.gen); code != 0 {
+		t.Fatalf("heartbeat of the replacing member after restart: %v", kerr.ErrorForCode(code))
 	}
 }
