@@ -793,6 +793,36 @@ func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
+	// Share groups are not in DescribeGroups (so not in Lag), and KIP-848
+	// groups' members are in ConsumerGroupDescribe: take their member
+	// counts from there.
+	var share, consumer []string
+	for _, row := range rows {
+		switch row.Type {
+		case "share":
+			share = append(share, row.Group)
+		case "consumer":
+			consumer = append(consumer, row.Group)
+		}
+	}
+	if len(consumer) > 0 {
+		if d, err := c.adm.DescribeConsumerGroups(ctx, consumer...); err == nil {
+			for i, row := range rows {
+				if g, ok := d[row.Group]; ok && row.Type == "consumer" && g.Err == nil {
+					rows[i].Members = len(g.Members)
+				}
+			}
+		}
+	}
+	if len(share) > 0 {
+		if d, err := c.adm.DescribeShareGroups(ctx, share...); err == nil {
+			for i, row := range rows {
+				if g, ok := d[row.Group]; ok && row.Type == "share" && g.Err == nil {
+					rows[i].Members = len(g.Members)
+				}
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, rows)
 }
 
@@ -802,6 +832,157 @@ type memberRow struct {
 	ClientID    string   `json:"client_id"`
 	Host        string   `json:"host"`
 	Assignments []string `json:"assignments"`
+	// KIP-848 consumer and share group members only: the member's epoch,
+	// its subscription and (consumer groups) the assignment it is moving to.
+	MemberEpoch *int32   `json:"member_epoch,omitempty"`
+	Subscribed  []string `json:"subscribed,omitempty"`
+	Target      []string `json:"target_assignment,omitempty"`
+}
+
+// shareOffsetRow is a share group's position on one partition: the
+// share-partition start offset (records below it are acknowledged or
+// archived) and the records from there to the high watermark.
+type shareOffsetRow struct {
+	Topic       string `json:"topic"`
+	Partition   int32  `json:"partition"`
+	StartOffset int64  `json:"start_offset"`
+	Lag         int64  `json:"lag"`
+	Error       string `json:"error,omitempty"`
+}
+
+func partitionList(s kadm.TopicsSet) []string {
+	out := []string{}
+	for _, tp := range s.Sorted() {
+		for _, p := range tp.Partitions {
+			out = append(out, fmt.Sprintf("%s/%d", tp.Topic, p))
+		}
+	}
+	return out
+}
+
+// groupType is the group's type as ListGroups reports it (classic,
+// consumer for KIP-848, share for KIP-932); "" if the broker does not say.
+func (c *Console) groupType(ctx context.Context, name string) string {
+	listed, err := c.adm.ListGroups(ctx)
+	if err != nil {
+		return ""
+	}
+	return listed[name].GroupType
+}
+
+// consumerGroup describes a KIP-848 consumer group: its members' epochs,
+// subscriptions and target assignments are only in ConsumerGroupDescribe;
+// the lag is its committed offsets against the partitions' high watermarks.
+func (c *Console) consumerGroup(ctx context.Context, w http.ResponseWriter, name string) {
+	described, err := c.adm.DescribeConsumerGroups(ctx, name)
+	if err != nil {
+		brokerError(w, err)
+		return
+	}
+	g, ok := described[name]
+	if !ok || g.Err != nil {
+		if ok {
+			brokerError(w, g.Err)
+		} else {
+			writeError(w, http.StatusNotFound, "consumer group %q does not exist", name)
+		}
+		return
+	}
+	members := []memberRow{}
+	owner := map[string]map[int32]string{}
+	for _, m := range g.Members {
+		epoch := m.MemberEpoch
+		row := memberRow{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, MemberEpoch: &epoch,
+			Assignments: partitionList(m.Assignment), Target: partitionList(m.TargetAssignment), Subscribed: m.SubscribedTopics}
+		if m.InstanceID != nil {
+			row.InstanceID = *m.InstanceID
+		}
+		for t, ps := range m.Assignment {
+			if owner[t] == nil {
+				owner[t] = map[int32]string{}
+			}
+			for p := range ps {
+				owner[t][p] = m.MemberID
+			}
+		}
+		members = append(members, row)
+	}
+	committed, err := c.adm.FetchOffsets(ctx, name)
+	if err != nil {
+		brokerError(w, err)
+		return
+	}
+	var topics []string
+	for t := range committed {
+		topics = append(topics, t)
+	}
+	ends, _ := c.adm.ListEndOffsets(ctx, topics...)
+	rows := []lagRow{}
+	var total int64
+	for _, o := range committed.Sorted() {
+		row := lagRow{Topic: o.Topic, Partition: o.Partition, Committed: o.At, End: -1, Lag: -1, MemberID: owner[o.Topic][o.Partition]}
+		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && e.Err == nil {
+			row.End = e.Offset
+			row.Lag = max(e.Offset-o.At, 0)
+			total += row.Lag
+		}
+		if o.Err != nil {
+			row.Error = o.Err.Error()
+		}
+		rows = append(rows, row)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "consumer", "state": g.State,
+		"protocol_type": "consumer", "protocol": g.AssignorName, "coordinator": g.Coordinator.NodeID, "epoch": g.Epoch,
+		"lag": total, "members": members, "offsets": rows})
+}
+
+// shareGroup describes a KIP-932 share group: DescribeGroups does not know
+// it, DescribeShareGroups and DescribeShareGroupOffsets do.
+func (c *Console) shareGroup(ctx context.Context, w http.ResponseWriter, name string) {
+	described, err := c.adm.DescribeShareGroups(ctx, name)
+	if err != nil {
+		brokerError(w, err)
+		return
+	}
+	g, ok := described[name]
+	if !ok || g.Err != nil {
+		if ok {
+			brokerError(w, g.Err)
+		} else {
+			writeError(w, http.StatusNotFound, "share group %q does not exist", name)
+		}
+		return
+	}
+	members := []memberRow{}
+	for _, m := range g.Members {
+		epoch := m.MemberEpoch
+		members = append(members, memberRow{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost,
+			Assignments: partitionList(m.Assignment), MemberEpoch: &epoch, Subscribed: m.SubscribedTopicNames})
+	}
+	offsets := []shareOffsetRow{}
+	var total int64
+	if got, err := c.adm.DescribeShareGroupOffsets(ctx, name); err == nil {
+		d := got[name]
+		d.Offsets.Each(func(o kadm.ShareOffset) {
+			row := shareOffsetRow{Topic: o.Topic, Partition: o.Partition, StartOffset: o.StartOffset, Lag: o.Lag}
+			if o.Err != nil {
+				row.Error = o.Err.Error()
+			}
+			if o.Lag > 0 {
+				total += o.Lag
+			}
+			offsets = append(offsets, row)
+		})
+	}
+	sort.Slice(offsets, func(i, j int) bool {
+		if offsets[i].Topic != offsets[j].Topic {
+			return offsets[i].Topic < offsets[j].Topic
+		}
+		return offsets[i].Partition < offsets[j].Partition
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "share", "state": g.GroupState,
+		"protocol_type": "share", "protocol": g.Assignor, "coordinator": g.Coordinator.NodeID, "epoch": g.GroupEpoch,
+		"lag": total, "members": members, "offsets": []lagRow{}, "share_offsets": offsets})
 }
 
 type lagRow struct {
@@ -818,6 +999,15 @@ func (c *Console) group(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	name := r.PathValue("group")
+	typ := c.groupType(ctx, name)
+	switch typ {
+	case "share":
+		c.shareGroup(ctx, w, name)
+		return
+	case "consumer":
+		c.consumerGroup(ctx, w, name)
+		return
+	}
 	lags, err := c.adm.Lag(ctx, name)
 	if err != nil {
 		brokerError(w, err)
@@ -849,6 +1039,7 @@ func (c *Console) group(w http.ResponseWriter, r *http.Request) {
 		}
 		members = append(members, row)
 	}
+	out["type"] = typ
 	out["members"] = members
 	rows := []lagRow{}
 	for _, ps := range l.Lag.Sorted() {

@@ -123,6 +123,16 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("HTTP ingest answered %d", resp.StatusCode)
 	}
 
+	// A KIP-848 consumer and a share consumer, for the groups pages.
+	const topic848, group848, shareGroup = "events", "billing-848", "billing-share"
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic848); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic848, Value: []byte("e")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	startKIP848AndShareConsumers(ctx, t, b.Addr(), topic848, group848, shareGroup)
+
 	// Keep producing while the charts page samples the rate.
 	stop := make(chan struct{})
 	defer close(stop)
@@ -142,7 +152,8 @@ func TestConsoleInChromium(t *testing.T) {
 		shots = filepath.Join(t.TempDir(), "screenshots")
 	}
 	seed, _ := json.Marshal(map[string]any{
-		"topic": topic, "partition": 1, "retriedPartition": 0, "group": group, "transactionalId": txnID,
+		"topic": topic, "partition": 1, "retriedPartition": 0, "group": group,
+		"group848": group848, "shareGroup": shareGroup, "topic848": topic848, "transactionalId": txnID,
 		"committedValue": "committed-value", "abortedValue": "aborted-value",
 		"keyTopic": keyTopic, "key": "order-42", "keyPartition": posted.Partition, "keyOffset": posted.Offset,
 	})

@@ -148,6 +148,29 @@ try {
     await shot("group");
   });
 
+  await check("a KIP-848 consumer group: type, member epoch and assignment, lag", async () => {
+    await page.click("[data-testid=nav-groups]");
+    await expectText("[data-testid=groups]", seed.group848);
+    const row = page.locator(`[data-testid=groups] tr:has(a:text-is("${seed.group848}"))`);
+    const cells = await row.locator("td").allInnerTexts();
+    if (cells[1] !== "consumer") fail(`group ${seed.group848} listed with type ${cells[1]}, want consumer`);
+    await page.click(`[data-testid=groups] a:text-is("${seed.group848}")`);
+    await expectText("[data-testid=group-summary]", "consumer group");
+    await expectText("[data-testid=members]", `${seed.topic848}/0`);
+    await expectText("[data-testid=offsets]", `${seed.topic848}/0`);
+    await shot("group-kip848");
+  });
+
+  await check("a share group: type, members and share-partition offsets", async () => {
+    await page.click("[data-testid=nav-groups]");
+    await expectText("[data-testid=groups]", seed.shareGroup);
+    await page.click(`[data-testid=groups] a:text-is("${seed.shareGroup}")`);
+    await expectText("[data-testid=group-summary]", "share group");
+    await expectText("[data-testid=members]", seed.topic848);
+    await expectText("[data-testid=share-offsets]", `${seed.topic848}/0`);
+    await shot("group-share");
+  });
+
   await check("key window: a key written through HTTP ingest is found", async () => {
     await page.click("[data-testid=nav-keys]");
     await page.fill("[data-testid=key-topic]", seed.keyTopic);

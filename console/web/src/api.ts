@@ -75,9 +75,14 @@ export interface Transactions {
 }
 export interface GroupRow { group: string; state: string; protocol_type: string; type: string; members: number; lag: number }
 export interface GroupDetail {
-  group: string; state: string; protocol_type: string; protocol: string; coordinator: number; lag: number;
-  members: { member_id: string; instance_id?: string; client_id: string; host: string; assignments: string[] }[];
+  group: string; type?: string; state: string; protocol_type: string; protocol: string; coordinator: number; lag: number;
+  epoch?: number;
+  members: {
+    member_id: string; instance_id?: string; client_id: string; host: string; assignments: string[];
+    member_epoch?: number; subscribed?: string[]; target_assignment?: string[];
+  }[];
   offsets: { topic: string; partition: number; committed: number; end: number; lag: number; member_id?: string; error?: string }[];
+  share_offsets?: { topic: string; partition: number; start_offset: number; lag: number; error?: string }[];
 }
 export interface KeyWindow { metrics: { name: string; help: string; value: number }[]; lookup_enabled: boolean }
 export interface KeyEntry { key: string; partition: number; offset: number; timestamp: number; digest: string }
