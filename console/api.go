@@ -811,6 +811,11 @@ func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
 				if g, ok := d[row.Group]; ok && row.Type == "consumer" && g.Err == nil {
 					rows[i].Members = len(g.Members)
 				}
+				if row.Type == "consumer" {
+					if _, total, err := c.committedLag(ctx, row.Group, nil); err == nil {
+						rows[i].Lag = total
+					}
+				}
 			}
 		}
 	}
@@ -819,6 +824,9 @@ func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
 			for i, row := range rows {
 				if g, ok := d[row.Group]; ok && row.Type == "share" && g.Err == nil {
 					rows[i].Members = len(g.Members)
+				}
+				if row.Type == "share" {
+					rows[i].Lag = c.shareLag(ctx, row.Group)
 				}
 			}
 		}
@@ -870,6 +878,36 @@ func (c *Console) groupType(ctx context.Context, name string) string {
 	return listed[name].GroupType
 }
 
+// committedLag is a group's committed offsets against the partitions'
+// high watermarks (kadm's Lag needs DescribeGroups, which refuses KIP-848
+// groups as Kafka's does); owner names each partition's member, if known.
+func (c *Console) committedLag(ctx context.Context, name string, owner map[string]map[int32]string) ([]lagRow, int64, error) {
+	committed, err := c.adm.FetchOffsets(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	var topics []string
+	for t := range committed {
+		topics = append(topics, t)
+	}
+	ends, _ := c.adm.ListEndOffsets(ctx, topics...)
+	rows := []lagRow{}
+	var total int64
+	for _, o := range committed.Sorted() {
+		row := lagRow{Topic: o.Topic, Partition: o.Partition, Committed: o.At, End: -1, Lag: -1, MemberID: owner[o.Topic][o.Partition]}
+		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && e.Err == nil {
+			row.End = e.Offset
+			row.Lag = max(e.Offset-o.At, 0)
+			total += row.Lag
+		}
+		if o.Err != nil {
+			row.Error = o.Err.Error()
+		}
+		rows = append(rows, row)
+	}
+	return rows, total, nil
+}
+
 // consumerGroup describes a KIP-848 consumer group: its members' epochs,
 // subscriptions and target assignments are only in ConsumerGroupDescribe;
 // the lag is its committed offsets against the partitions' high watermarks.
@@ -907,29 +945,10 @@ func (c *Console) consumerGroup(ctx context.Context, w http.ResponseWriter, name
 		}
 		members = append(members, row)
 	}
-	committed, err := c.adm.FetchOffsets(ctx, name)
+	rows, total, err := c.committedLag(ctx, name, owner)
 	if err != nil {
 		brokerError(w, err)
 		return
-	}
-	var topics []string
-	for t := range committed {
-		topics = append(topics, t)
-	}
-	ends, _ := c.adm.ListEndOffsets(ctx, topics...)
-	rows := []lagRow{}
-	var total int64
-	for _, o := range committed.Sorted() {
-		row := lagRow{Topic: o.Topic, Partition: o.Partition, Committed: o.At, End: -1, Lag: -1, MemberID: owner[o.Topic][o.Partition]}
-		if e, ok := ends.Lookup(o.Topic, o.Partition); ok && e.Err == nil {
-			row.End = e.Offset
-			row.Lag = max(e.Offset-o.At, 0)
-			total += row.Lag
-		}
-		if o.Err != nil {
-			row.Error = o.Err.Error()
-		}
-		rows = append(rows, row)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "consumer", "state": g.State,
 		"protocol_type": "consumer", "protocol": g.AssignorName, "coordinator": g.Coordinator.NodeID, "epoch": g.Epoch,
@@ -959,6 +978,19 @@ func (c *Console) shareGroup(ctx context.Context, w http.ResponseWriter, name st
 		members = append(members, memberRow{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost,
 			Assignments: partitionList(m.Assignment), MemberEpoch: &epoch, Subscribed: m.SubscribedTopicNames})
 	}
+	offsets, total := c.shareOffsets(ctx, name)
+	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "share", "state": g.GroupState,
+		"protocol_type": "share", "protocol": g.Assignor, "coordinator": g.Coordinator.NodeID, "epoch": g.GroupEpoch,
+		"lag": total, "members": members, "offsets": []lagRow{}, "share_offsets": offsets})
+}
+
+func (c *Console) shareLag(ctx context.Context, name string) int64 {
+	_, total := c.shareOffsets(ctx, name)
+	return total
+}
+
+// shareOffsets is a share group's start offset and lag per partition.
+func (c *Console) shareOffsets(ctx context.Context, name string) ([]shareOffsetRow, int64) {
 	offsets := []shareOffsetRow{}
 	var total int64
 	if got, err := c.adm.DescribeShareGroupOffsets(ctx, name); err == nil {
@@ -980,9 +1012,7 @@ func (c *Console) shareGroup(ctx context.Context, w http.ResponseWriter, name st
 		}
 		return offsets[i].Partition < offsets[j].Partition
 	})
-	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "share", "state": g.GroupState,
-		"protocol_type": "share", "protocol": g.Assignor, "coordinator": g.Coordinator.NodeID, "epoch": g.GroupEpoch,
-		"lag": total, "members": members, "offsets": []lagRow{}, "share_offsets": offsets})
+	return offsets, total
 }
 
 type lagRow struct {

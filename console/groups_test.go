@@ -10,7 +10,9 @@ import (
 
 	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 type consoleGroup struct {
@@ -35,6 +37,10 @@ type consoleGroup struct {
 
 // getJSON decodes a console answer into v; false on 404 (a group not
 // created yet), a failed test on anything else but 200.
+type consoleGroupLag struct {
+	Lag int64 `json:"lag"`
+}
+
 func getJSON(t *testing.T, url string, v any) bool {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -77,6 +83,35 @@ func TestKIP848AndShareGroups(t *testing.T) {
 	}
 	startKIP848AndShareConsumers(ctx, t, b.Addr(), topic, "g848", "gshare")
 
+	// A KIP-848 member that commits offset 1 of the 5 records itself: its
+	// group lags by 4, in the list and in the group's page.
+	lagging, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g848-lagging"),
+		kgo.ServerSideBalancer(), kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lagging.Close()
+	for {
+		lagging.PollFetches(ctx) // joins the group and gets partition 0
+		var commitErr error
+		lagging.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{topic: {0: {Epoch: -1, Offset: 1}}},
+			func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+				commitErr = err
+				if err == nil {
+					for _, rt := range resp.Topics {
+						for _, rp := range rt.Partitions {
+							commitErr = kerr.ErrorForCode(rp.ErrorCode)
+						}
+					}
+				}
+			})
+		if commitErr == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("commit of the lagging member: %v", commitErr)
+		}
+	}
 	console := "http://" + b.AdminAddr()
 	var cg, sg consoleGroup
 	for {
@@ -102,17 +137,23 @@ func TestKIP848AndShareGroups(t *testing.T) {
 		Group   string `json:"group"`
 		Type    string `json:"type"`
 		Members int    `json:"members"`
+		Lag     int64  `json:"lag"`
 	}
 	getJSON(t, console+"/api/groups", &list)
-	types := map[string]string{}
+	types, lags := map[string]string{}, map[string]int64{}
 	for _, g := range list {
-		types[g.Group] = g.Type
+		types[g.Group], lags[g.Group] = g.Type, g.Lag
 		if g.Members != 1 {
 			t.Errorf("group %s listed with %d members, want 1", g.Group, g.Members)
 		}
 	}
-	if types["g848"] != "consumer" || types["gshare"] != "share" {
-		t.Errorf("groups listed %+v, want g848 consumer and gshare share", list)
+	var lg consoleGroupLag
+	getJSON(t, console+"/api/groups/g848-lagging", &lg)
+	if lg.Lag != 4 {
+		t.Errorf("g848-lagging: lag %d on its page, want 4", lg.Lag)
+	}
+	if types["g848"] != "consumer" || types["gshare"] != "share" || types["g848-lagging"] != "consumer" || lags["g848-lagging"] != 4 {
+		t.Errorf("groups listed %+v, want g848 and g848-lagging (lag 4) consumer and gshare share", list)
 	}
 }
 
