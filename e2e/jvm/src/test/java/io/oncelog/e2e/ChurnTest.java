@@ -1,6 +1,7 @@
 package io.oncelog.e2e;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
@@ -40,11 +41,27 @@ class ChurnTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("brokers")
   void consumeTransformProduceAcrossKill9AndMemberChurn(Broker b) throws Exception {
-    run(b, 1500);
+    run(b, 1500, "classic");
+  }
+
+  /**
+   * The same with group.protocol=consumer (KIP-848): broker-side assignment and member
+   * epochs across the kill -9 and the join and leave, read_committed input and
+   * transactional output exactly once, and no partition's committed offset going back.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("brokers")
+  void consumerProtocolAcrossKill9AndMemberChurn(Broker b) throws Exception {
+    run(b, 1500, "consumer");
   }
 
   /** The churn scenario over n inputs (SoakTest runs it longer). */
   static void run(Broker b, int n) throws Exception {
+    run(b, n, "classic");
+  }
+
+  /** The churn scenario with the given group.protocol. */
+  static void run(Broker b, int n, String protocol) throws Exception {
     String in = Clients.topic("churn-in");
     String out = Clients.topic("churn-out");
     Clients.createTopic(b, in, 4, Map.of());
@@ -58,20 +75,34 @@ class ChurnTest {
       p.flush();
     }
     String group = Clients.topic("churn-group");
-    Worker w1 = new Worker(b, group, in, out, "w1");
-    Worker w2 = new Worker(b, group, in, out, "w2");
+    Worker w1 = new Worker(b, group, in, out, "w1", protocol);
+    Worker w2 = new Worker(b, group, in, out, "w2", protocol);
+    Map<TopicPartition, Long> highest = new HashMap<>();
+    List<String> backwards = new ArrayList<>();
     w1.start();
     long deadline = System.nanoTime() + Duration.ofMinutes(5).toNanos();
     boolean joined = false;
+    long joinedAt = 0;
     boolean killed = false;
     boolean left = false;
     long done = 0;
     try (Admin a = b.admin()) {
       while (done < n && System.nanoTime() < deadline && w1.failure == null && w2.failure == null) {
-        done = committed(a, group, in);
+        done = committed(a, group, in, highest, backwards);
         if (!joined && done >= n / 10) {
+          if (protocol.equals("consumer")) {
+            // The broker assigns the newcomer partitions only after w1 revoked them on a
+            // heartbeat (every group.consumer.heartbeat.interval.ms): w1 pauses until then,
+            // so that w2 takes part whatever the speed of the machine.
+            w1.hold = true;
+          }
           w2.start(); // a second member joins: the group rebalances
           joined = true;
+          joinedAt = System.nanoTime();
+        } else if (w1.hold && w2.assigned > 0) {
+          w1.hold = false;
+        } else if (w1.hold && System.nanoTime() - joinedAt > Duration.ofSeconds(60).toNanos()) {
+          break; // w2 never got a partition: the assertions below say so
         } else if (joined && !killed && done >= n / 3) {
           b.killAndRestart(); // transactions are in flight on both members
           killed = true;
@@ -85,12 +116,14 @@ class ChurnTest {
       w1.shutdown();
       w2.shutdown();
     }
-    System.out.println("consumeTransformProduceAcrossKill9AndMemberChurn " + b + ": committed " + done + " of " + n
+    System.out.println("churn (group.protocol=" + protocol + ") " + b + ": committed " + done + " of " + n
         + "; transactions committed w1=" + w1.commits.get() + " w2=" + w2.commits.get()
         + ", aborted or lost w1=" + w1.aborts.get() + " w2=" + w2.aborts.get());
+    assertFalse(w1.hold, "w2 got no partition within 60 s of joining (w1 paused for it)");
     assertEquals(null, w1.failure, "w1");
     assertEquals(null, w2.failure, "w2");
     assertEquals(n, done, "committed input offsets");
+    assertEquals(List.of(), backwards, "committed offsets that went back");
     assertTrue(joined && killed && left, "joined " + joined + " killed " + killed + " left " + left);
     assertTrue(w2.commits.get() > 0, "the second member committed no transaction");
     List<String> got = new ArrayList<>(Clients.readAll(b, out, "read_committed"));
@@ -100,12 +133,22 @@ class ChurnTest {
     assertEquals(want, got);
   }
 
-  private static long committed(Admin a, String group, String in) {
+  /**
+   * The sum of the group's committed offsets on in; records in backwards every partition whose
+   * committed offset is below one seen before (highest).
+   */
+  private static long committed(Admin a, String group, String in, Map<TopicPartition, Long> highest,
+      List<String> backwards) {
     try {
       long sum = 0;
       for (Map.Entry<TopicPartition, OffsetAndMetadata> e
           : a.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get(10, TimeUnit.SECONDS).entrySet()) {
         if (e.getKey().topic().equals(in) && e.getValue() != null) {
+          long offset = e.getValue().offset();
+          Long before = highest.put(e.getKey(), Math.max(offset, highest.getOrDefault(e.getKey(), 0L)));
+          if (before != null && offset < before) {
+            backwards.add(e.getKey() + ": " + before + " then " + offset);
+          }
           sum += e.getValue().offset();
         }
       }
@@ -127,13 +170,19 @@ class ChurnTest {
     final String in;
     final String out;
     final String txid;
+    final String protocol;
     final AtomicInteger commits = new AtomicInteger();
     final AtomicInteger aborts = new AtomicInteger();
     volatile boolean stop;
+    /** Pause fetching (reconciliation goes on in poll) until the test clears it. */
+    volatile boolean hold;
+    /** The number of partitions assigned after the last poll. */
+    volatile int assigned;
     volatile Throwable failure;
 
-    Worker(Broker b, String group, String in, String out, String name) {
+    Worker(Broker b, String group, String in, String out, String name, String protocol) {
       super(name);
+      this.protocol = protocol;
       this.b = b;
       this.group = group;
       this.in = in;
@@ -150,19 +199,31 @@ class ChurnTest {
 
     @Override
     public void run() {
-      try (KafkaConsumer<String, String> c = Clients.consumer(b, Map.of(
+      Map<String, Object> config = new HashMap<>(Map.of(
           ConsumerConfig.GROUP_ID_CONFIG, group,
           ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed",
           ConsumerConfig.MAX_POLL_RECORDS_CONFIG, 10,
-          ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 45000,
-          ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000))) {
+          ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, 30000,
+          ConsumerConfig.GROUP_PROTOCOL_CONFIG, protocol));
+      if (protocol.equals("classic")) {
+        // The consumer protocol takes the session timeout from the broker
+        // (group.consumer.session.timeout.ms) and rejects the client setting.
+        config.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 45000);
+      }
+      try (KafkaConsumer<String, String> c = Clients.consumer(b, config)) {
         KafkaProducer<String, String> p = newProducer();
         try {
           c.subscribe(List.of(in));
           while (!stop) {
             ConsumerRecords<String, String> recs;
             try {
+              if (hold) {
+                c.pause(c.assignment());
+              } else if (!c.paused().isEmpty()) {
+                c.resume(c.paused());
+              }
               recs = c.poll(Duration.ofMillis(200));
+              assigned = c.assignment().size();
             } catch (Exception e) {
               continue; // the broker is restarting
             }
