@@ -196,3 +196,28 @@ func TestClassicAssignmentIsSyncedBeforeItIsAnswered(t *testing.T) {
 		}
 	}
 }
+
+// A stored generation larger than a since lowered group.max.size is
+// rebalanced at load (Kafka's onLoaded), and only max.size members get
+// back in.
+func TestClassicRestoredGroupOverMaxSizeRebalances(t *testing.T) {
+	e := newEnv(t)
+	ids, gen := e.stableGroup("g", 3)
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.MaxSize = 2
+	e.open()
+	if s := e.state("g"); s != "PreparingRebalance" {
+		t.Fatalf("state after loading an oversized group %q", s)
+	}
+	if code := e.heartbeat("g", ids[0], gen); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("heartbeat: %v", kerr.ErrorForCode(code))
+	}
+	e.joinAsync("client", joinReq("g", withMember(ids[0])))
+	e.joinAsync("client", joinReq("g", withMember(ids[1])))
+	e.awaitingJoin("g", 2)
+	if j := e.c.JoinGroup(e.ctx("client"), joinReq("g", withMember(ids[2]))); j.ErrorCode != kerr.GroupMaxSizeReached.Code {
+		t.Fatalf("third rejoin: %v", kerr.ErrorForCode(j.ErrorCode))
+	}
+}

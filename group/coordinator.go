@@ -338,6 +338,11 @@ func (c *Coordinator) restoreClassicMembers(g *group, sg *storedGeneration, now 
 	for _, m := range g.orderedMembers() {
 		c.rescheduleHeartbeat(g, m, m.sessionTimeout)
 	}
+	if max := c.cfg.MaxSize; max > 0 && len(g.members) > max {
+		// group.max.size was lowered since the generation was stored:
+		// Kafka's onLoaded rebalances, and only max members get back in.
+		c.prepareRebalance(g, fmt.Sprintf("freshly-loaded group %s (size %d) is over capacity %d", g.name, len(g.members), max))
+	}
 }
 
 // Close answers every parked JoinGroup and SyncGroup with NOT_COORDINATOR,
