@@ -221,7 +221,20 @@ class StreamsEosTest {
         live.add(fresh);
         feeder.join();
         feed.check();
-        fresh.awaitRunning(Duration.ofMinutes(2));
+        try {
+          fresh.awaitRunning(Duration.ofMinutes(2));
+        } catch (IllegalStateException notRunning) {
+          // On Kafka the replacement can stay REBALANCING for good behind a hanging
+          // transaction (its restore waits for an LSO that never moves, README): the
+          // operator's find-hanging/abort, then report as the stalled-output case does.
+          int found = res.broker.equals("kafka") && fresh.proc.isAlive() ? abortHanging(b, appId) : 0;
+          if (found == 0) {
+            throw notRunning;
+          }
+          res.hangingTransactions += found;
+          from = q;
+          break;
+        }
         feed.send(q, to, 0);
         awaitOutput(b, appId, res, reader, feed, Duration.ofMinutes(3), live);
         long restoredAfter = 0;
