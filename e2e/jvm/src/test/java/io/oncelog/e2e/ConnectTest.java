@@ -119,7 +119,20 @@ class ConnectTest {
       double brokerRestart = secs(tKill);
       int atBrokerUp = distinctSinkLines(sinkFile);
       log(b, "broker kill -9 and restart: %.1f s, sink at %d", brokerRestart, atBrokerUp);
-      awaitSinkLines(sinkFile, Math.min(atBrokerUp + 1500, held - 1000), Duration.ofSeconds(120), w);
+      try {
+        awaitSinkLines(sinkFile, Math.min(atBrokerUp + 1500, held - 1000), Duration.ofSeconds(120), w);
+      } catch (AssertionError stalled) {
+        if (!b.toString().equals("kafka")) {
+          throw stalled;
+        }
+        // Kafka's single node does not always come back whole from a kill -9 (its
+        // re-registration is refused until the old session expires and leaders are then
+        // re-elected uncleanly; README, "Differences found"): the pipeline on Kafka is the
+        // reference only while Kafka recovers. Seen once in CI: the source connector
+        // UNASSIGNED for 2 minutes after Kafka's restart. oncelog must always recover.
+        org.junit.jupiter.api.Assumptions.abort("Kafka did not recover the Connect pipeline within 2 min"
+            + " of its kill -9; not asserted on Kafka: " + stalled.getMessage());
+      }
       double brokerOutage = secs(tKill);
       tKill = System.nanoTime();
       w.kill();
