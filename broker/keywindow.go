@@ -134,6 +134,10 @@ type topicKeys struct {
 	// written, rather than dropped as a duplicate of a record that an
 	// abort would take away.
 	inTxn map[string]txnKey
+	// txnHeld lists the keys each open transaction holds in inTxn, per
+	// partition, so that its marker releases them without a walk over
+	// every key all open transactions hold.
+	txnHeld map[txnKey][]string
 	// dropped is set when the topic's keys were dropped (deleted, or its
 	// oncelog.dedup.key changed): a flush still under way must not write
 	// them to the index again.
@@ -171,7 +175,7 @@ func (kw *keyWindows) topic(name string) *topicKeys {
 	defer kw.mu.Unlock()
 	tk := kw.m[name]
 	if tk == nil {
-		tk = &topicKeys{pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, parts: map[int32]*partitionKeys{}}
+		tk = &topicKeys{pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
 		kw.m[name] = tk
 	}
 	return tk
@@ -519,7 +523,7 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 		// no allocation per key.
 		tk.pending[borrowed(own)] = pendingKey{entry: e}
 		if pb.txn {
-			tk.inTxn[borrowed(own)] = txnKey{producerID: pb.producerID, partition: bk.part.Index}
+			tk.holdForTxn(borrowed(own), txnKey{producerID: pb.producerID, partition: bk.part.Index})
 		}
 	}
 	pk := tk.partition(bk.part.Index)
@@ -909,7 +913,7 @@ func (b *Broker) loadOpenTxnKeys(t *Topic, part *partition.Partition, cfg keyWin
 		}
 		tk.mu.Lock()
 		for _, k := range keys {
-			tk.inTxn[string(k.Key)] = txnKey{producerID: e.ProducerID, partition: part.Index}
+			tk.holdForTxn(string(k.Key), txnKey{producerID: e.ProducerID, partition: part.Index})
 		}
 		tk.mu.Unlock()
 	}
@@ -921,11 +925,21 @@ func (b *Broker) loadOpenTxnKeys(t *Topic, part *partition.Partition, cfg keyWin
 func (tk *topicKeys) releaseTxnKeys(pid int64, part int32) {
 	tk.mu.Lock()
 	defer tk.mu.Unlock()
-	for k, o := range tk.inTxn {
-		if o.producerID == pid && o.partition == part {
+	txn := txnKey{producerID: pid, partition: part}
+	for _, k := range tk.txnHeld[txn] {
+		// A key another transaction took over since is that one's to
+		// release.
+		if tk.inTxn[k] == txn {
 			delete(tk.inTxn, k)
 		}
 	}
+	delete(tk.txnHeld, txn)
+}
+
+// holdForTxn marks key as held by the open transaction txn (under tk.mu).
+func (tk *topicKeys) holdForTxn(key string, txn txnKey) {
+	tk.inTxn[key] = txn
+	tk.txnHeld[txn] = append(tk.txnHeld[txn], key)
 }
 
 // AfterMarker is called once a transaction marker of producer pid was
