@@ -48,23 +48,24 @@ import (
 )
 
 // Versions are the request versions served, per API key: the wire layer's
-// ApiVersions answer must list exactly these. Newer versions that replace
-// topic names with topic ids (OffsetCommit v10, OffsetFetch v10) are not
-// served. TxnOffsetCommit is registered with the transaction APIs
-// (txn.Versions), since the transaction coordinator checks it first.
+// ApiVersions answer must list exactly these. The versions that name
+// topics by id (OffsetCommit v10, OffsetFetch v10) reach the coordinator
+// with the names the wire layer resolved (wire/topicids.go).
+// TxnOffsetCommit is registered with the transaction APIs (txn.Versions),
+// since the transaction coordinator checks it first.
 var Versions = map[int16][2]int16{
-	8:  {0, 9}, // OffsetCommit
-	9:  {0, 9}, // OffsetFetch
-	11: {0, 9}, // JoinGroup
-	12: {0, 4}, // Heartbeat
-	13: {0, 5}, // LeaveGroup
-	14: {0, 5}, // SyncGroup
-	15: {0, 6}, // DescribeGroups
-	16: {0, 5}, // ListGroups
-	42: {0, 2}, // DeleteGroups
-	47: {0, 0}, // OffsetDelete
-	68: {0, 1}, // ConsumerGroupHeartbeat (KIP-848)
-	69: {0, 1}, // ConsumerGroupDescribe (KIP-848)
+	8:  {0, 10}, // OffsetCommit (v10: topic ids, resolved by the wire layer)
+	9:  {0, 10}, // OffsetFetch (v10: topic ids, resolved by the wire layer)
+	11: {0, 9},  // JoinGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 5},  // LeaveGroup
+	14: {0, 5},  // SyncGroup
+	15: {0, 6},  // DescribeGroups
+	16: {0, 5},  // ListGroups
+	42: {0, 3},  // DeleteGroups (v3: ErrorMessage, null as Kafka 4.4 answers it)
+	47: {0, 0},  // OffsetDelete
+	68: {0, 1},  // ConsumerGroupHeartbeat (KIP-848)
+	69: {0, 1},  // ConsumerGroupDescribe (KIP-848)
 }
 
 // Kafka's defaults for the settings below.

@@ -149,7 +149,7 @@ var Versions = map[int16][2]int16{
 	24: {0, 5}, // AddPartitionsToTxn: v4+ is the batched, broker-to-broker form (KIP-890)
 	25: {0, 4}, // AddOffsetsToTxn: v4 may answer TRANSACTION_ABORTABLE (120)
 	26: {0, 5}, // EndTxn: v4 may answer 120; v5 is transaction version 2 (the epoch bumps, the answer carries the next one)
-	28: {0, 5}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 adds the group implicitly (transaction version 2)
+	28: {0, 6}, // TxnOffsetCommit: v4 answers 120 where v3 answers 48; v5 adds the group implicitly (transaction version 2); v6 names topics by id (KIP-1319, resolved by the wire layer)
 	65: {0, 0}, // DescribeTransactions
 	66: {0, 2}, // ListTransactions (v2: TransactionalIdPattern, KIP-1152)
 }

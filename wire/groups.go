@@ -97,31 +97,57 @@ func init() {
 	})
 }
 
-// offsetCommit answers partitions of unknown topics with
-// UNKNOWN_TOPIC_OR_PARTITION, as Kafka's request layer does, and hands the
-// rest to the coordinator.
+// offsetCommit answers partitions of unknown topics, and partitions a
+// topic does not have, with UNKNOWN_TOPIC_OR_PARTITION, as Kafka's request
+// layer does, and hands the rest to the coordinator.
 func offsetCommit(b *broker.Broker, ctx context.Context, req *kmsg.OffsetCommitRequest) kmsg.Response {
 	if b.Shares.Exists(req.Group) {
 		return offsetCommitShareGroup(req)
 	}
 	var unknown []kmsg.OffsetCommitResponseTopic
+	// missing are the partitions of existing topics that do not exist,
+	// by topic: merged into the coordinator's answer for the topic.
+	missing := map[string][]kmsg.OffsetCommitResponseTopicPartition{}
+	requested := req.Topics
 	known := req.Topics[:0:0]
 	for _, t := range req.Topics {
-		if b.Topic(t.Topic) != nil {
-			known = append(known, t)
+		topic := b.Topic(t.Topic)
+		if topic == nil {
+			unknown = append(unknown, offsetCommitErrorTopic(t, kerr.UnknownTopicOrPartition.Code))
 			continue
 		}
-		rt := kmsg.NewOffsetCommitResponseTopic()
-		rt.Topic = t.Topic
+		exist := t.Partitions[:0:0]
 		for _, p := range t.Partitions {
+			if p.Partition >= 0 && int(p.Partition) < len(topic.Partitions) {
+				exist = append(exist, p)
+				continue
+			}
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition, rp.ErrorCode = p.Partition, kerr.UnknownTopicOrPartition.Code
-			rt.Partitions = append(rt.Partitions, rp)
+			missing[t.Topic] = append(missing[t.Topic], rp)
 		}
-		unknown = append(unknown, rt)
+		if len(exist) > 0 {
+			t.Partitions = exist
+			known = append(known, t)
+		}
 	}
 	req.Topics = known
 	resp := b.Groups.OffsetCommit(ctx, req)
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		if m, ok := missing[t.Topic]; ok {
+			t.Partitions = append(m, t.Partitions...)
+			delete(missing, t.Topic)
+		}
+	}
+	for _, t := range requested {
+		if m, ok := missing[t.Topic]; ok {
+			rt := kmsg.NewOffsetCommitResponseTopic()
+			rt.Topic, rt.Partitions = t.Topic, m
+			resp.Topics = append(resp.Topics, rt)
+			delete(missing, t.Topic)
+		}
+	}
 	resp.Topics = append(resp.Topics, unknown...)
 	return resp
 }

@@ -20,6 +20,23 @@ func authorizedOffsetCommit(c *conn, r *request, ctx context.Context, req *kmsg.
 		}
 		return resp
 	}
+	requested := req.Topics
+	// v10 names topics by id; Kafka resolves them from its metadata
+	// before authorizing by name, and answers an id it does not know
+	// (the zero id too) UNKNOWN_TOPIC_ID.
+	var unknownIDs []kmsg.OffsetCommitResponseTopic
+	if req.Version >= 10 {
+		named := make([]kmsg.OffsetCommitRequestTopic, 0, len(req.Topics))
+		for _, t := range req.Topics {
+			if name, ok := topicNameByID(c.s.b, t.TopicID); ok {
+				t.Topic = name
+				named = append(named, t)
+			} else {
+				unknownIDs = append(unknownIDs, offsetCommitErrorTopic(t, kerr.UnknownTopicID.Code))
+			}
+		}
+		req.Topics = named
+	}
 	var denied []kmsg.OffsetCommitResponseTopic
 	allowed := req.Topics[:0:0]
 	for _, t := range req.Topics {
@@ -33,13 +50,23 @@ func authorizedOffsetCommit(c *conn, r *request, ctx context.Context, req *kmsg.
 	resp := offsetCommit(c.s.b, ctx, req)
 	if r, ok := resp.(*kmsg.OffsetCommitResponse); ok {
 		r.Topics = append(r.Topics, denied...)
+		if req.Version >= 10 {
+			r.Topics = append(r.Topics, unknownIDs...)
+			for i := range r.Topics {
+				if t := &r.Topics[i]; t.TopicID == ([16]byte{}) {
+					t.TopicID = topicIDByName(c.s.b, t.Topic)
+				}
+			}
+			inRequestOrder(r.Topics, requested, func(t kmsg.OffsetCommitResponseTopic) [16]byte { return t.TopicID },
+				func(t kmsg.OffsetCommitRequestTopic) [16]byte { return t.TopicID })
+		}
 	}
 	return resp
 }
 
 func offsetCommitErrorTopic(t kmsg.OffsetCommitRequestTopic, code int16) kmsg.OffsetCommitResponseTopic {
 	rt := kmsg.NewOffsetCommitResponseTopic()
-	rt.Topic = t.Topic
+	rt.Topic, rt.TopicID = t.Topic, t.TopicID
 	for _, p := range t.Partitions {
 		rp := kmsg.NewOffsetCommitResponseTopicPartition()
 		rp.Partition, rp.ErrorCode = p.Partition, code
@@ -104,6 +131,35 @@ func authorizedOffsetFetch(c *conn, r *request, ctx context.Context, req *kmsg.O
 	for _, g := range allowedGroups {
 		all[g.Group] = g.Topics == nil
 	}
+	// v10 names topics by id: resolved to names here (an id no topic has
+	// is answered UNKNOWN_TOPIC_ID), back to ids below.
+	unknownIDs := map[string][]kmsg.OffsetFetchResponseGroupTopic{}
+	if req.Version >= 10 {
+		resolved := make([]kmsg.OffsetFetchRequestGroup, len(allowedGroups))
+		for gi, g := range allowedGroups {
+			if g.Topics != nil {
+				named := make([]kmsg.OffsetFetchRequestGroupTopic, 0, len(g.Topics))
+				for _, t := range g.Topics {
+					if name, ok := topicNameByID(b, t.TopicID); ok {
+						t.Topic = name
+						named = append(named, t)
+						continue
+					}
+					rt := kmsg.NewOffsetFetchResponseGroupTopic()
+					rt.TopicID = t.TopicID
+					for _, p := range t.Partitions {
+						rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+						rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p, -1, -1, new(string), kerr.UnknownTopicID.Code
+						rt.Partitions = append(rt.Partitions, rp)
+					}
+					unknownIDs[g.Group] = append(unknownIDs[g.Group], rt)
+				}
+				g.Topics = named
+			}
+			resolved[gi] = g
+		}
+		allowedGroups = resolved
+	}
 	sub := *req
 	sub.Groups = allowedGroups
 	resp := b.Groups.OffsetFetch(ctx, &sub)
@@ -126,6 +182,9 @@ func authorizedOffsetFetch(c *conn, r *request, ctx context.Context, req *kmsg.O
 			kept = append(kept, t)
 		}
 		g.Topics = kept
+		if req.Version >= 10 {
+			g.Topics = offsetFetchTopicIDs(c, g, all[g.Group], unknownIDs[g.Group], requestedTopics(req, g.Group))
+		}
 	}
 	// Answered in request order, as Kafka's.
 	out := make([]kmsg.OffsetFetchResponseGroup, 0, len(req.Groups))
@@ -144,6 +203,36 @@ func authorizedOffsetFetch(c *conn, r *request, ctx context.Context, req *kmsg.O
 	}
 	resp.Groups = out
 	return resp
+}
+
+// offsetFetchTopicIDs gives a v10 group answer its topic ids, in the
+// order the request named them. A full fetch leaves out offsets of topics
+// that no longer exist, which a v10 answer could not name.
+func offsetFetchTopicIDs(c *conn, g *kmsg.OffsetFetchResponseGroup, all bool, unknownIDs []kmsg.OffsetFetchResponseGroupTopic, requested []kmsg.OffsetFetchRequestGroupTopic) []kmsg.OffsetFetchResponseGroupTopic {
+	out := g.Topics[:0]
+	for _, t := range g.Topics {
+		if t.TopicID == ([16]byte{}) {
+			t.TopicID = topicIDByName(c.s.b, t.Topic)
+		}
+		if all && t.TopicID == ([16]byte{}) {
+			continue
+		}
+		out = append(out, t)
+	}
+	out = append(out, unknownIDs...)
+	inRequestOrder(out, requested, func(t kmsg.OffsetFetchResponseGroupTopic) [16]byte { return t.TopicID },
+		func(t kmsg.OffsetFetchRequestGroupTopic) [16]byte { return t.TopicID })
+	return out
+}
+
+// requestedTopics are the topics a multi-group OffsetFetch names for a group.
+func requestedTopics(req *kmsg.OffsetFetchRequest, group string) []kmsg.OffsetFetchRequestGroupTopic {
+	for _, g := range req.Groups {
+		if g.Group == group {
+			return g.Topics
+		}
+	}
+	return nil
 }
 
 func authorizedDescribeGroups(c *conn, r *request, ctx context.Context, req *kmsg.DescribeGroupsRequest) kmsg.Response {
@@ -184,7 +273,14 @@ func authorizedDescribeGroups(c *conn, r *request, ctx context.Context, req *kms
 func authorizedDeleteGroups(c *conn, r *request, ctx context.Context, req *kmsg.DeleteGroupsRequest) kmsg.Response {
 	allowed := req.Groups[:0:0]
 	var denied []kmsg.DeleteGroupsResponseGroup
+	// Kafka answers each group once, however often the request names it
+	// (its answer is keyed by group id).
+	seen := make(map[string]bool, len(req.Groups))
 	for _, g := range req.Groups {
+		if seen[g] {
+			continue
+		}
+		seen[g] = true
 		if c.authorize(r.key, opDelete, rtGroup, g) {
 			allowed = append(allowed, g)
 			continue

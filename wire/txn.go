@@ -205,7 +205,7 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 		var out []kmsg.TxnOffsetCommitResponseTopic
 		for _, t := range topics {
 			st := kmsg.NewTxnOffsetCommitResponseTopic()
-			st.Topic = t.Topic
+			st.Topic, st.TopicID = t.Topic, t.TopicID
 			for _, p := range t.Partitions {
 				sp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 				sp.Partition, sp.ErrorCode = p.Partition, code
@@ -231,9 +231,62 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 	case !c.ownsProducerID(r.key, req.ProducerID):
 		return errorResponse(kerr.InvalidProducerIDMapping.Code)
 	}
+	requested := req.Topics
+	// v6 names topics by id (KIP-1319): resolved to names before the
+	// topic authorization, as Kafka does; an id no topic has is
+	// answered UNKNOWN_TOPIC_ID.
+	var unknownIDs []kmsg.TxnOffsetCommitRequestTopic
+	if req.Version >= 6 {
+		named := make([]kmsg.TxnOffsetCommitRequestTopic, 0, len(req.Topics))
+		for _, t := range req.Topics {
+			if name, ok := topicNameByID(b, t.TopicID); ok {
+				t.Topic = name
+				named = append(named, t)
+			} else {
+				unknownIDs = append(unknownIDs, t)
+			}
+		}
+		req.Topics = named
+	}
 	allowed, denied := splitAuthorized(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) bool { return c.authorize(r.key, opRead, rtTopic, t.Topic) })
-	req.Topics = allowed
+	// Kafka answers partitions its metadata does not have
+	// UNKNOWN_TOPIC_OR_PARTITION and commits the rest.
+	var missing []kmsg.TxnOffsetCommitRequestTopic
+	req.Topics = allowed[:0:0]
+	for _, t := range allowed {
+		topic := b.Topic(t.Topic)
+		exist, absent := splitAuthorized(t.Partitions, func(p kmsg.TxnOffsetCommitRequestTopicPartition) bool {
+			return topic != nil && p.Partition >= 0 && int(p.Partition) < len(topic.Partitions)
+		})
+		if len(absent) > 0 {
+			mt := t
+			mt.Partitions = absent
+			missing = append(missing, mt)
+		}
+		if len(exist) > 0 {
+			t.Partitions = exist
+			req.Topics = append(req.Topics, t)
+		}
+	}
 	deniedTopics := errorTopics(denied, kerr.TopicAuthorizationFailed.Code)
+	deniedTopics = append(deniedTopics, errorTopics(missing, kerr.UnknownTopicOrPartition.Code)...)
+	deniedTopics = append(deniedTopics, errorTopics(unknownIDs, kerr.UnknownTopicID.Code)...)
+	// finish merges the answers to the partitions set aside above into
+	// the coordinator's (one entry per topic, as Kafka's), and from v6
+	// names the topics by id in request order.
+	finish := func(resp *kmsg.TxnOffsetCommitResponse) *kmsg.TxnOffsetCommitResponse {
+		resp.Topics = mergeTxnOffsetCommitTopics(append(resp.Topics, deniedTopics...))
+		if req.Version >= 6 {
+			for i := range resp.Topics {
+				if t := &resp.Topics[i]; t.TopicID == ([16]byte{}) {
+					t.TopicID = topicIDByName(b, t.Topic)
+				}
+			}
+			inRequestOrder(resp.Topics, requested, func(t kmsg.TxnOffsetCommitResponseTopic) [16]byte { return t.TopicID },
+				func(t kmsg.TxnOffsetCommitRequestTopic) [16]byte { return t.TopicID })
+		}
+		return resp
+	}
 	verify := b.Txns.VerifyGroup
 	if req.Version >= 5 {
 		// Transaction version 2: no AddOffsetsToTxn came before; the
@@ -247,14 +300,28 @@ func handleTxnOffsetCommit(c *conn, r *request) respond {
 			code = kerr.TransactionAbortable.Code
 		}
 		resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-		resp.Topics = append(errorTopics(req.Topics, code), deniedTopics...)
-		return ready(resp)
+		resp.Topics = errorTopics(req.Topics, code)
+		return ready(finish(resp))
 	}
 	return func(ctx context.Context) kmsg.Response {
-		resp := b.Groups.TxnOffsetCommit(ctx, req)
-		resp.Topics = append(resp.Topics, deniedTopics...)
-		return resp
+		return finish(b.Groups.TxnOffsetCommit(ctx, req))
 	}
+}
+
+// mergeTxnOffsetCommitTopics joins answers for the same topic into one
+// entry. Topics with an unresolved id (no name) stay separate.
+func mergeTxnOffsetCommitTopics(topics []kmsg.TxnOffsetCommitResponseTopic) []kmsg.TxnOffsetCommitResponseTopic {
+	at := map[string]int{}
+	out := topics[:0]
+	for _, t := range topics {
+		if i, ok := at[t.Topic]; ok && t.Topic != "" {
+			out[i].Partitions = append(out[i].Partitions, t.Partitions...)
+			continue
+		}
+		at[t.Topic] = len(out)
+		out = append(out, t)
+	}
+	return out
 }
 
 // authorizeAddPartitions is AddPartitionsToTxn v0-v3's authorization, as

@@ -1,0 +1,337 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/oncelog/oncelog/internal/kafkafixture"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestTopicIDGroupAPIsMatchKafka sends the Kafka 4.4 versions of the group
+// APIs that name topics by id (OffsetCommit v10, OffsetFetch v10,
+// TxnOffsetCommit v6) and DeleteGroups v3 to oncelog and to a real Kafka 4.4,
+// with a known topic id, an unknown one and the zero id, and requires the
+// same answers: error codes per partition and group, which topic id each
+// answer carries, the committed offsets, and DeleteGroups' ErrorMessage.
+func TestTopicIDGroupAPIsMatchKafka(t *testing.T) {
+	kafka := kafkafixture.StartT(t, kafkafixture.Options{})
+	targets := []struct{ name, addr string }{
+		{"kafka", kafka.Bootstrap()[0]},
+		{"oncelog", startBroker(t).Addr()},
+	}
+	answers := map[string][]string{}
+	for _, target := range targets {
+		answers[target.name] = topicIDGroupAnswers(t, target.addr)
+		for i, a := range answers[target.name] {
+			t.Logf("%s step %d: %s", target.name, i+1, a)
+		}
+	}
+	o, k := answers["oncelog"], answers["kafka"]
+	if len(o) != len(k) {
+		t.Fatalf("different number of steps:\noncelog %v\nkafka   %v", o, k)
+	}
+	for i := range o {
+		if o[i] != k[i] {
+			t.Errorf("step %d:\noncelog %s\nkafka   %s", i+1, o[i], k[i])
+		} else {
+			t.Logf("step %d: both %s", i+1, o[i])
+		}
+	}
+}
+
+func topicIDGroupAnswers(t *testing.T, addr string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := "idgroups"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		t.Fatalf("%s: create topic: %v", addr, err)
+	}
+	var known [16]byte
+	for known == ([16]byte{}) {
+		md, err := kadm.NewClient(cl).Metadata(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		known = md.Topics[topic].ID
+	}
+	unknown := [16]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	idName := func(id [16]byte) string {
+		switch id {
+		case known:
+			return "known"
+		case unknown:
+			return "unknown"
+		case [16]byte{}:
+			return "zero"
+		}
+		return fmt.Sprintf("other(%x)", id)
+	}
+	code := func(c int16) string {
+		if c == 0 {
+			return "NONE"
+		}
+		return kerr.ErrorForCode(c).(*kerr.Error).Message
+	}
+	// Coordinator lookups may answer "not yet" on a fresh broker: retry.
+	retriable := func(c int16) bool {
+		return c == kerr.CoordinatorLoadInProgress.Code || c == kerr.CoordinatorNotAvailable.Code || c == kerr.NotCoordinator.Code
+	}
+	var out []string
+	group := "idgroups-g"
+
+	commit := func() string {
+		for {
+			req := kmsg.NewPtrOffsetCommitRequest()
+			req.Version = 10
+			req.Group, req.Generation = group, -1
+			for _, id := range [][16]byte{known, unknown, {}} {
+				rt := kmsg.NewOffsetCommitRequestTopic()
+				rt.TopicID = id
+				for _, p := range []int32{0, 1, 5} {
+					rp := kmsg.NewOffsetCommitRequestTopicPartition()
+					rp.Partition, rp.Offset = p, 7
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				req.Topics = append(req.Topics, rt)
+			}
+			resp, err := req.RequestWith(ctx, cl)
+			if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
+				time.Sleep(200 * time.Millisecond) // the coordinator lookup
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s: OffsetCommit v10: %v", addr, err)
+			}
+			sentVersion(t, addr, req.Version, 10)
+			s := "OffsetCommit v10:"
+			again := false
+			for _, rt := range resp.Topics {
+				s += fmt.Sprintf(" %s[name %q]", idName(rt.TopicID), rt.Topic)
+				// Partition order within a topic is not part of the answer.
+				sort.Slice(rt.Partitions, func(i, j int) bool { return rt.Partitions[i].Partition < rt.Partitions[j].Partition })
+				for _, p := range rt.Partitions {
+					again = again || retriable(p.ErrorCode)
+					s += fmt.Sprintf(" %d:%s", p.Partition, code(p.ErrorCode))
+				}
+			}
+			if !again {
+				return s
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	out = append(out, commit())
+
+	fetch := func(all bool) string {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version = 10
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = group
+		if !all {
+			for _, id := range [][16]byte{known, unknown, {}} {
+				rt := kmsg.NewOffsetFetchRequestGroupTopic()
+				rt.TopicID, rt.Partitions = id, []int32{0, 1, 5}
+				rg.Topics = append(rg.Topics, rt)
+			}
+		}
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: OffsetFetch v10: %v", addr, err)
+		}
+		sentVersion(t, addr, req.Version, 10)
+		s := fmt.Sprintf("OffsetFetch v10 all=%v:", all)
+		for _, g := range resp.Groups {
+			s += fmt.Sprintf(" group %s %s", g.Group, code(g.ErrorCode))
+			for _, rt := range g.Topics {
+				s += fmt.Sprintf(" %s[name %q]", idName(rt.TopicID), rt.Topic)
+				for _, p := range rt.Partitions {
+					s += fmt.Sprintf(" %d:%d/%d/%s", p.Partition, p.Offset, p.LeaderEpoch, code(p.ErrorCode))
+				}
+			}
+		}
+		return s
+	}
+	out = append(out, fetch(false), fetch(true))
+
+	// A transactional producer (transaction version 2: TxnOffsetCommit v5+
+	// adds the group itself) commits by topic id.
+	txnID := "idgroups-txn"
+	var pid int64
+	var epoch int16
+	for {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.Version = 5
+		req.TransactionalID = &txnID
+		req.TransactionTimeoutMillis = 60000
+		req.ProducerID, req.ProducerEpoch = -1, -1
+		resp, err := req.RequestWith(ctx, cl)
+		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if retriable(resp.ErrorCode) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if resp.ErrorCode != 0 {
+			t.Fatalf("%s: InitProducerId: %s", addr, code(resp.ErrorCode))
+		}
+		pid, epoch = resp.ProducerID, resp.ProducerEpoch
+		break
+	}
+	txnGroup := "idgroups-txn-g"
+	for {
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.Version = 6
+		req.TransactionalID, req.Group = txnID, txnGroup
+		req.ProducerID, req.ProducerEpoch, req.Generation = pid, epoch, -1
+		for _, id := range [][16]byte{known, unknown, {}} {
+			rt := kmsg.NewTxnOffsetCommitRequestTopic()
+			rt.TopicID = id
+			for _, p := range []int32{0, 5} {
+				rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				rp.Partition, rp.Offset = p, 3
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, cl)
+		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: TxnOffsetCommit v6: %v", addr, err)
+		}
+		sentVersion(t, addr, req.Version, 6)
+		s := "TxnOffsetCommit v6:"
+		again := false
+		for _, rt := range resp.Topics {
+			s += fmt.Sprintf(" %s[name %q]", idName(rt.TopicID), rt.Topic)
+			sort.Slice(rt.Partitions, func(i, j int) bool { return rt.Partitions[i].Partition < rt.Partitions[j].Partition })
+			for _, p := range rt.Partitions {
+				again = again || retriable(p.ErrorCode) || p.ErrorCode == kerr.ConcurrentTransactions.Code
+				s += fmt.Sprintf(" %d:%s", p.Partition, code(p.ErrorCode))
+			}
+		}
+		if again {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		out = append(out, s)
+		break
+	}
+	{
+		req := kmsg.NewPtrEndTxnRequest()
+		req.Version = 5
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = txnID, pid, epoch, true
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, "EndTxn v5 commit: "+code(resp.ErrorCode))
+	}
+	// The committed transactional offset, read back by id (require
+	// stable: wait out the markers).
+	for i := 0; ; i++ {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version, req.RequireStable = 10, true
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group = txnGroup
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := "OffsetFetch v10 txn group:"
+		again := false
+		for _, g := range resp.Groups {
+			s += " " + code(g.ErrorCode)
+			for _, rt := range g.Topics {
+				s += fmt.Sprintf(" %s", idName(rt.TopicID))
+				for _, p := range rt.Partitions {
+					again = again || p.ErrorCode == kerr.UnstableOffsetCommit.Code
+					s += fmt.Sprintf(" %d:%d/%s", p.Partition, p.Offset, code(p.ErrorCode))
+				}
+			}
+		}
+		// Kafka answers a full fetch without the offsets whose commit
+		// markers are not written yet.
+		again = again || len(resp.Groups) == 0 || len(resp.Groups[0].Topics) == 0
+		if again && i < 50 {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		out = append(out, s)
+		break
+	}
+
+	// A consumer group (KIP-848) with a member is not empty.
+	live := "idgroups-live"
+	for {
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.MemberEpoch = live, "idgroups-member-0000001", 0
+		req.RebalanceTimeoutMillis = 60000
+		req.SubscribedTopicNames = []string{topic}
+		req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		resp, err := req.RequestWith(ctx, cl)
+		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: ConsumerGroupHeartbeat: %v", addr, err)
+		}
+		if retriable(resp.ErrorCode) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		out = append(out, "ConsumerGroupHeartbeat join: "+code(resp.ErrorCode))
+		break
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Version = 3
+	del.Groups = []string{group, "idgroups-missing", group, live}
+	resp, err := del.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("%s: DeleteGroups v3: %v", addr, err)
+	}
+	sentVersion(t, addr, del.Version, 3)
+	s := "DeleteGroups v3:"
+	for _, g := range resp.Groups {
+		msg := "null"
+		if g.ErrorMessage != nil {
+			msg = fmt.Sprintf("%q", *g.ErrorMessage)
+		}
+		s += fmt.Sprintf(" %s:%s/%s", g.Group, code(g.ErrorCode), msg)
+	}
+	out = append(out, s)
+	return out
+}
+
+// sentVersion fails unless the client sent the version under test: franz-go
+// lowers a request's version to the broker's ApiVersions maximum.
+func sentVersion(t *testing.T, addr string, sent, want int16) {
+	t.Helper()
+	if sent != want {
+		t.Fatalf("%s: the request went at v%d, not v%d: the broker does not advertise it", addr, sent, want)
+	}
+}
