@@ -248,6 +248,57 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 			t.Fatal(err)
 		}
 		out = append(out, "EndTxn v5 commit: "+code(resp.ErrorCode))
+		pid, epoch = resp.ProducerID, resp.ProducerEpoch
+	}
+	// A member's commit (generation and member id set) to a group that
+	// does not exist, at v6 and at v5.
+	for _, v := range []int16{6, 5} {
+	retry:
+		req := kmsg.NewPtrTxnOffsetCommitRequest()
+		req.Version = v
+		req.TransactionalID, req.Group = txnID, fmt.Sprintf("idgroups-nogroup-v%d", v)
+		req.ProducerID, req.ProducerEpoch, req.Generation, req.MemberID = pid, epoch, 3, "idgroups-member"
+		rt := kmsg.NewTxnOffsetCommitRequestTopic()
+		rt.Topic, rt.TopicID = topic, known
+		rt.Partitions = []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1, LeaderEpoch: -1}}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
+			time.Sleep(200 * time.Millisecond)
+			goto retry
+		}
+		if err != nil {
+			t.Fatalf("%s: TxnOffsetCommit v%d: %v", addr, v, err)
+		}
+		s := fmt.Sprintf("TxnOffsetCommit v%d member commit to a missing group:", v)
+		again := false
+		for _, rt := range resp.Topics {
+			for _, p := range rt.Partitions {
+				// Kafka is still completing the previous transaction.
+				again = again || p.ErrorCode == kerr.ConcurrentTransactions.Code
+				s += fmt.Sprintf(" %d:%s", p.Partition, code(p.ErrorCode))
+			}
+		}
+		if again {
+			time.Sleep(200 * time.Millisecond)
+			goto retry
+		}
+		out = append(out, s)
+	}
+	for {
+		req := kmsg.NewPtrEndTxnRequest()
+		req.Version = 5
+		req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = txnID, pid, epoch, false
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ErrorCode == kerr.ConcurrentTransactions.Code {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		out = append(out, "EndTxn v5 abort: "+code(resp.ErrorCode))
+		break
 	}
 	// The committed transactional offset, read back by id (require
 	// stable: wait out the markers).

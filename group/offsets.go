@@ -34,6 +34,12 @@ func (c *Coordinator) validateOffsetCommitLocked(groupID string, id commitIdenti
 			c.groups[g.name] = g
 		case !transactional && version >= 9:
 			return nil, kerr.GroupIDNotFound.Code
+		case transactional && version >= 5:
+			// Measured: Kafka 4.4 answers a member's TxnOffsetCommit
+			// v5 and v6 to a missing group so (e2e
+			// TestTopicIDGroupAPIsMatchKafka); older versions keep
+			// ILLEGAL_GENERATION, not compared.
+			return nil, kerr.GroupIDNotFound.Code
 		default:
 			return nil, kerr.IllegalGeneration.Code
 		}
