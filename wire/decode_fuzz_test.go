@@ -24,6 +24,27 @@ func FuzzRequestDecode(f *testing.F) {
 		func() kmsg.Request { r := kmsg.NewPtrProduceRequest(); r.Version = 9; return r }(),
 		func() kmsg.Request { r := kmsg.NewPtrFetchRequest(); r.Version = 12; return r }(),
 		func() kmsg.Request { r := kmsg.NewPtrJoinGroupRequest(); r.Version = 9; return r }(),
+		// The versions that name topics by id, and DeleteGroups v3.
+		func() kmsg.Request {
+			r := kmsg.NewPtrOffsetCommitRequest()
+			r.Version, r.Topics = 10, []kmsg.OffsetCommitRequestTopic{{TopicID: [16]byte{1}, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{}}}}
+			return r
+		}(),
+		func() kmsg.Request {
+			r := kmsg.NewPtrOffsetFetchRequest()
+			r.Version, r.Groups = 10, []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: []kmsg.OffsetFetchRequestGroupTopic{{TopicID: [16]byte{1}, Partitions: []int32{0}}}}}
+			return r
+		}(),
+		func() kmsg.Request {
+			r := kmsg.NewPtrTxnOffsetCommitRequest()
+			r.Version, r.Topics = 6, []kmsg.TxnOffsetCommitRequestTopic{{TopicID: [16]byte{1}, Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{}}}}
+			return r
+		}(),
+		func() kmsg.Request {
+			r := kmsg.NewPtrDeleteGroupsRequest()
+			r.Version, r.Groups = 3, []string{"g"}
+			return r
+		}(),
 		func() kmsg.Request { r := kmsg.NewPtrInitProducerIDRequest(); r.Version = 4; return r }(),
 	} {
 		f.Add(frame(req, 1))
