@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
@@ -16,6 +17,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.stream.Stream;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -24,6 +26,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -31,7 +34,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * KIP-447 consume-transform-produce under churn: two group members, each with its own
  * transactional producer, process a 4-partition input while the second member joins
  * late and leaves mid-way and the broker is killed with SIGKILL and restarted. The
- * read_committed output holds every input exactly once.
+ * read_committed output holds every input exactly once, and no input partition is owned by
+ * two members at once: a member's ConsumerRebalanceListener is told of a partition only
+ * after the member that had it returned from its revocation of it (Ownership).
  */
 class ChurnTest {
   static Stream<Broker> brokers() throws Exception {
@@ -55,6 +60,37 @@ class ChurnTest {
     run(b, 1500, "consumer");
   }
 
+  /** The ownership check itself, on made-up listener calls: it sees what it must refuse. */
+  @Test
+  void ownershipCheckFindsOverlaps() {
+    TopicPartition p0 = new TopicPartition("t", 0);
+    TopicPartition p1 = new TopicPartition("t", 1);
+    Ownership ok = new Ownership();
+    ok.record("a", "assigned", List.of(p0, p1));
+    ok.record("a", "revoked", List.of(p1));
+    ok.record("b", "assigned", List.of(p1));
+    assertEquals(List.of(), ok.overlaps());
+    assertEquals(1, ok.handOvers());
+
+    Ownership early = new Ownership(); // b is given p0 before a's revocation returned
+    early.record("a", "assigned", List.of(p0));
+    early.record("b", "assigned", List.of(p0));
+    early.record("a", "revoked", List.of(p0));
+    assertEquals(1, early.overlaps().size(), early.overlaps().toString());
+
+    Ownership never = new Ownership(); // a never gives p0 up
+    never.record("a", "assigned", List.of(p0));
+    never.record("b", "assigned", List.of(p0));
+    assertEquals(1, never.overlaps().size(), never.overlaps().toString());
+
+    Ownership lost = new Ownership(); // a was fenced: it learns of the loss late
+    lost.record("a", "assigned", List.of(p0));
+    lost.record("b", "assigned", List.of(p0));
+    lost.record("a", "lost", List.of(p0));
+    assertEquals(List.of(), lost.overlaps());
+    assertEquals(1, lost.afterLoss());
+  }
+
   /** The churn scenario over n inputs (SoakTest runs it longer). */
   static void run(Broker b, int n) throws Exception {
     run(b, n, "classic");
@@ -75,8 +111,9 @@ class ChurnTest {
       p.flush();
     }
     String group = Clients.topic("churn-group");
-    Worker w1 = new Worker(b, group, in, out, "w1", protocol);
-    Worker w2 = new Worker(b, group, in, out, "w2", protocol);
+    Ownership owners = new Ownership();
+    Worker w1 = new Worker(b, group, in, out, "w1", protocol, owners);
+    Worker w2 = new Worker(b, group, in, out, "w2", protocol, owners);
     Map<TopicPartition, Long> highest = new HashMap<>();
     List<String> backwards = new ArrayList<>();
     w1.start();
@@ -117,12 +154,16 @@ class ChurnTest {
     }
     System.out.println("churn (group.protocol=" + protocol + ") " + b + ": committed " + done + " of " + n
         + "; transactions committed w1=" + w1.commits.get() + " w2=" + w2.commits.get()
-        + ", aborted or lost w1=" + w1.aborts.get() + " w2=" + w2.aborts.get());
+        + ", aborted or lost w1=" + w1.aborts.get() + " w2=" + w2.aborts.get()
+        + "; rebalance callbacks " + owners.events() + ", hand-overs " + owners.handOvers()
+        + ", taken over after a loss " + owners.afterLoss());
     assertFalse(w1.hold, "w2 got no partition within 60 s of joining (w1 paused for it)");
     assertEquals(null, w1.failure, "w1");
     assertEquals(null, w2.failure, "w2");
     assertEquals(n, done, "committed input offsets");
     assertEquals(List.of(), backwards, "committed offsets that went back");
+    assertEquals(List.of(), owners.overlaps(), "partitions owned by two members at once");
+    assertTrue(owners.handOvers() > 0, "no partition moved between the members: the ownership check saw nothing");
     assertTrue(joined && killed && left, "joined " + joined + " killed " + killed + " left " + left);
     assertTrue(w2.commits.get() > 0, "the second member committed no transaction");
     List<String> got = new ArrayList<>(Clients.readAll(b, out, "read_committed"));
@@ -158,6 +199,83 @@ class ChurnTest {
   }
 
   /**
+   * The order in which the members' rebalance listeners took and gave up partitions, on one
+   * sequence for all members. A partition assigned to a member while another still owned it
+   * (that one's onPartitionsRevoked for it had not returned) is an overlap, unless the other
+   * one's ownership ends in onPartitionsLost: a member that lost its partitions (its session
+   * or epoch fenced by the broker) learns so only after the group moved on, as in Kafka, and
+   * its transactional offset commits are then refused.
+   */
+  static final class Ownership {
+    private record Event(String member, String kind, TopicPartition tp) {}
+
+    private final List<Event> log = new ArrayList<>();
+
+    synchronized void record(String member, String kind, Collection<TopicPartition> tps) {
+      for (TopicPartition tp : tps) {
+        log.add(new Event(member, kind, tp));
+      }
+    }
+
+    synchronized int events() {
+      return log.size();
+    }
+
+    /** Partitions that moved from one member to another after a revocation. */
+    synchronized int handOvers() {
+      return (int) replay().stream().filter(s -> s.startsWith("hand-over")).count();
+    }
+
+    /** Partitions taken by a member while another owned it, that other later losing it. */
+    synchronized int afterLoss() {
+      return (int) replay().stream().filter(s -> s.startsWith("after-loss")).count();
+    }
+
+    synchronized List<String> overlaps() {
+      return replay().stream().filter(s -> s.startsWith("overlap")).toList();
+    }
+
+    /** Replays the log: one line per hand-over, per take-over after a loss and per overlap. */
+    private List<String> replay() {
+      List<String> out = new ArrayList<>();
+      Map<TopicPartition, String> owner = new HashMap<>();
+      Map<TopicPartition, String> lastReleasedBy = new HashMap<>();
+      // The member that still owned a partition when another was given it, per partition.
+      Map<TopicPartition, String> pending = new HashMap<>();
+      for (int i = 0; i < log.size(); i++) {
+        Event e = log.get(i);
+        String cur = owner.get(e.tp);
+        switch (e.kind) {
+          case "assigned" -> {
+            if (cur != null && !cur.equals(e.member)) {
+              pending.put(e.tp, cur + " still owned it at event " + i + " when " + e.member + " was assigned it");
+            } else if (cur == null && lastReleasedBy.containsKey(e.tp) && !lastReleasedBy.get(e.tp).equals(e.member)) {
+              out.add("hand-over " + e.tp + " " + lastReleasedBy.get(e.tp) + " -> " + e.member);
+            }
+            owner.put(e.tp, e.member);
+          }
+          case "revoked", "lost" -> {
+            String p = pending.get(e.tp);
+            if (p != null && p.startsWith(e.member + " ")) {
+              pending.remove(e.tp);
+              out.add((e.kind.equals("lost") ? "after-loss " : "overlap ") + e.tp + ": " + p
+                  + ", and gave it up (" + e.kind + ") at event " + i);
+            } else if (e.member.equals(cur)) {
+              owner.remove(e.tp);
+              lastReleasedBy.put(e.tp, e.member);
+            }
+          }
+          default -> throw new IllegalStateException(e.kind);
+        }
+      }
+      for (String p : pending.values()) {
+        out.add("overlap " + p + ", and never gave it up");
+      }
+      return out;
+    }
+  }
+
+  /**
    * One group member and its transactional producer. On any error inside a transaction it
    * aborts (or, when the producer cannot abort, replaces the producer: initTransactions
    * with the same transactional.id ends the old one's transaction), then rewinds to the
@@ -170,6 +288,7 @@ class ChurnTest {
     final String out;
     final String txid;
     final String protocol;
+    final Ownership owners;
     final AtomicInteger commits = new AtomicInteger();
     final AtomicInteger aborts = new AtomicInteger();
     volatile boolean stop;
@@ -179,8 +298,9 @@ class ChurnTest {
     volatile int assigned;
     volatile Throwable failure;
 
-    Worker(Broker b, String group, String in, String out, String name, String protocol) {
+    Worker(Broker b, String group, String in, String out, String name, String protocol, Ownership owners) {
       super(name);
+      this.owners = owners;
       this.protocol = protocol;
       this.b = b;
       this.group = group;
@@ -212,7 +332,24 @@ class ChurnTest {
       try (KafkaConsumer<String, String> c = Clients.consumer(b, config)) {
         KafkaProducer<String, String> p = newProducer();
         try {
-          c.subscribe(List.of(in));
+          String me = getName();
+          c.subscribe(List.of(in), new ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsAssigned(Collection<TopicPartition> tps) {
+              owners.record(me, "assigned", tps);
+            }
+
+            @Override
+            public void onPartitionsRevoked(Collection<TopicPartition> tps) {
+              // Recorded as the callback returns: until then the partitions are this member's.
+              owners.record(me, "revoked", tps);
+            }
+
+            @Override
+            public void onPartitionsLost(Collection<TopicPartition> tps) {
+              owners.record(me, "lost", tps);
+            }
+          });
           while (!stop) {
             ConsumerRecords<String, String> recs;
             try {
