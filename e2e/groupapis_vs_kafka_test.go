@@ -167,6 +167,35 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 		return s
 	}
 	out = append(out, fetch(false), fetch(true))
+	{
+		// A member's fetch from a group that does not exist: the group's
+		// error, with or without the unknown id's topic.
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version = 10
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group, rg.MemberID, rg.MemberEpoch = "idgroups-nothere", kmsg.StringPtr("idgroups-member"), 5
+		for _, id := range [][16]byte{known, unknown} {
+			rt := kmsg.NewOffsetFetchRequestGroupTopic()
+			rt.TopicID, rt.Partitions = id, []int32{0}
+			rg.Topics = append(rg.Topics, rt)
+		}
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: OffsetFetch v10: %v", addr, err)
+		}
+		s := "OffsetFetch v10 member of a missing group:"
+		for _, g := range resp.Groups {
+			s += fmt.Sprintf(" group %s %s", g.Group, code(g.ErrorCode))
+			for _, rt := range g.Topics {
+				s += " " + idName(rt.TopicID)
+				for _, p := range rt.Partitions {
+					s += fmt.Sprintf(" %d:%d/%s", p.Partition, p.Offset, code(p.ErrorCode))
+				}
+			}
+		}
+		out = append(out, s)
+	}
 
 	// A transactional producer (transaction version 2: TxnOffsetCommit v5+
 	// adds the group itself) commits by topic id.
