@@ -284,3 +284,35 @@ func BenchmarkAuthorize(b *testing.B) {
 		a.Authorize("User:u30", ip, write, topic, name)
 	}
 }
+
+// Kafka 4.4's AclOperation TWO_PHASE_COMMIT (15) is a valid operation in
+// CreateAcls and in filters, and one the TransactionalId resource supports
+// (AclEntry.supportedOperations); 16 is past the last one.
+func TestTwoPhaseCommitOperation(t *testing.T) {
+	a := newAuth(t, Config{})
+	txnID := kmsg.ACLResourceTypeTransactionalId
+	literal := kmsg.ACLResourcePatternTypeLiteral
+	allow := kmsg.ACLPermissionTypeAllow
+	good := Binding{ResourceType: txnID, PatternType: literal, ResourceName: "tx", Principal: "User:alice", Host: "*", Operation: OperationTwoPhaseCommit, Permission: allow}
+	past := good
+	past.Operation = OperationTwoPhaseCommit + 1
+	errs := a.Create([]Binding{good, past})
+	if errs[0] != nil {
+		t.Errorf("TWO_PHASE_COMMIT binding refused: %v", errs[0])
+	}
+	if !errors.Is(errs[1], ErrInvalid) {
+		t.Errorf("operation 16: err %v, want ErrInvalid", errs[1])
+	}
+	f := AnyFilter
+	f.Operation = OperationTwoPhaseCommit
+	if err := f.Validate(); err != nil {
+		t.Errorf("TWO_PHASE_COMMIT filter refused: %v", err)
+	}
+	f.Operation = OperationTwoPhaseCommit + 1
+	if err := f.Validate(); err == nil {
+		t.Error("operation 16 filter accepted")
+	}
+	if got, want := AllOperations(txnID), int32(1<<4|1<<8|1<<15); got != want {
+		t.Errorf("TransactionalId operations %b, want %b (WRITE, DESCRIBE, TWO_PHASE_COMMIT)", got, want)
+	}
+}
