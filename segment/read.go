@@ -81,23 +81,31 @@ func (l *Log) ReadWithin(offset int64, maxBytes int, upTo int64) ([]byte, error)
 	return l.read(offset, maxBytes, upTo, false)
 }
 
-func (l *Log) read(offset int64, maxBytes int, upTo int64, minOneBatch bool) ([]byte, error) {
+// startRead makes the checks Read and ReadRecords open with and snapshots
+// the segment holding offset. ok is false (with a nil error) when there is
+// nothing to read: offset >= upTo, offset == NextOffset(), or no segment.
+// When ok is true the caller owns the snapshot's reference to its segment.
+func (l *Log) startRead(offset, upTo int64) (sn segSnap, ok bool, interval int, err error) {
 	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if l.closed {
-		l.mu.RUnlock()
-		return nil, ErrClosed
+		return segSnap{}, false, 0, ErrClosed
 	}
 	if offset < l.start || offset > l.next {
-		l.mu.RUnlock()
-		return nil, ErrOffsetOutOfRange
+		return segSnap{}, false, 0, ErrOffsetOutOfRange
 	}
 	if offset >= upTo || offset == l.next {
-		l.mu.RUnlock()
-		return nil, nil
+		return segSnap{}, false, 0, nil
 	}
-	sn, ok := l.snapLocked(l.segmentFor(offset))
-	interval := l.cfg.IndexIntervalBytes
-	l.mu.RUnlock()
+	sn, ok = l.snapLocked(l.segmentFor(offset))
+	return sn, ok, l.cfg.IndexIntervalBytes, nil
+}
+
+func (l *Log) read(offset int64, maxBytes int, upTo int64, minOneBatch bool) ([]byte, error) {
+	sn, ok, interval, err := l.startRead(offset, upTo)
+	if err != nil {
+		return nil, err
+	}
 	for ok {
 		data, found, err := l.readSegment(sn, offset, maxBytes, upTo, interval, minOneBatch)
 		if err != nil || found {

@@ -86,22 +86,10 @@ const headerChunk = 4 << 10
 // runs of batches are file spans; the caller must Close the result.
 func (l *Log) ReadRecords(offset int64, maxBytes int, upTo int64, minOneBatch bool) (Records, error) {
 	recs := Records{LastOffset: -1}
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		return recs, ErrClosed
+	sn, ok, interval, err := l.startRead(offset, upTo)
+	if err != nil {
+		return recs, err
 	}
-	if offset < l.start || offset > l.next {
-		l.mu.RUnlock()
-		return recs, ErrOffsetOutOfRange
-	}
-	if offset >= upTo || offset == l.next {
-		l.mu.RUnlock()
-		return recs, nil
-	}
-	sn, ok := l.snapLocked(l.segmentFor(offset))
-	interval := l.cfg.IndexIntervalBytes
-	l.mu.RUnlock()
 	for ok {
 		sp, last, found, atEnd, err := l.spanSegment(sn, offset, maxBytes-recs.Len, upTo, interval, minOneBatch && recs.Len == 0)
 		if err != nil {
