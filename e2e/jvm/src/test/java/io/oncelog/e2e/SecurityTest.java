@@ -25,6 +25,7 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AccessControlEntryFilter;
 import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclBindingFilter;
 import org.apache.kafka.common.acl.AclOperation;
@@ -34,6 +35,7 @@ import org.apache.kafka.common.errors.SaslAuthenticationException;
 import org.apache.kafka.common.errors.TopicAuthorizationException;
 import org.apache.kafka.common.resource.PatternType;
 import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourcePatternFilter;
 import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
@@ -246,6 +248,31 @@ class SecurityTest {
       if (causeOf(after, TopicAuthorizationException.class) == null) {
         fail("after deleteAcls: want TopicAuthorizationException", after);
       }
+    }
+  }
+
+  /**
+   * KIP-939's TWO_PHASE_COMMIT ACL operation on a transactional id: createAcls takes it,
+   * describeAcls lists it and deleteAcls by it removes it, with 2PC itself not enabled
+   * (Kafka 4.4's default). Removed again, so scramLoginAndAcls sees only its own ACLs.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("brokers")
+  void twoPhaseCommitAclOnTransactionalId(Broker b) throws Exception {
+    String txnId = Clients.topic("sec-2pc");
+    AclBinding binding = allow(ResourceType.TRANSACTIONAL_ID, txnId, AclOperation.TWO_PHASE_COMMIT);
+    AclBindingFilter byOperation = new AclBindingFilter(
+        new ResourcePatternFilter(ResourceType.TRANSACTIONAL_ID, txnId, PatternType.LITERAL),
+        new AccessControlEntryFilter(null, null, AclOperation.TWO_PHASE_COMMIT, AclPermissionType.ANY));
+    try (Admin admin = admin(b, "admin", USERS.get("admin"))) {
+      admin.createAcls(List.of(binding)).all().get(20, TimeUnit.SECONDS);
+      try {
+        assertEquals(List.of(binding), List.copyOf(admin.describeAcls(byOperation).values().get(20, TimeUnit.SECONDS)));
+      } finally {
+        assertEquals(List.of(binding),
+            List.copyOf(admin.deleteAcls(List.of(byOperation)).all().get(20, TimeUnit.SECONDS)));
+      }
+      assertEquals(List.of(), List.copyOf(admin.describeAcls(byOperation).values().get(20, TimeUnit.SECONDS)));
     }
   }
 }
