@@ -6,19 +6,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ListOffsets v1-v10: -1 latest (the LSO for read_committed), -2 earliest,
+// ListOffsets v1-v11: -1 latest (the LSO for read_committed), -2 earliest,
 // -3 max timestamp (v7), -4 earliest local (v8, = earliest here), -5
-// latest tiered (v9, KIP-1005: offset -1 as Kafka answers without remote
-// storage), or the first offset whose timestamp is >= the given one. v10's
+// latest tiered (v9, KIP-1005), -6 earliest pending upload (v11,
+// KIP-1023), or the first offset whose timestamp is >= the given one. There
+// is no tiered storage, so -5 and -6 get what Kafka 4.4's UnifiedLog answers
+// for a topic without remote storage: offset -1, leader epoch -1. v10's
 // TimeoutMillis (KIP-1075) bounds remote storage lookups, which there are
-// none of. v11 (-6, earliest pending upload, KIP-1023) is not served.
-func init() { register(2, 1, 10, handleListOffsets) }
+// none of.
+func init() { register(2, 1, 11, handleListOffsets) }
 
 // timestampMinVersion is the first version that may ask for each special
 // timestamp (Kafka's ReplicaManager.timestampMinSupportedVersion); any
 // other negative timestamp, or one asked for at an older version, is
 // UNSUPPORTED_VERSION for that partition.
-var timestampMinVersion = map[int64]int16{-1: 1, -2: 1, -3: 7, -4: 8, -5: 9}
+var timestampMinVersion = map[int64]int16{-1: 1, -2: 1, -3: 7, -4: 8, -5: 9, -6: 11}
 
 func listOffsetsTimestampUnsupported(ts int64, version int16) bool {
 	if ts >= 0 {
@@ -59,7 +61,7 @@ func handleListOffsets(c *conn, r *request) respond {
 				switch rp.Timestamp {
 				case -1, -2, -4:
 					sp.Offset = 0
-				case -5:
+				case -5, -6:
 					sp.LeaderEpoch = -1
 				}
 				st.Partitions = append(st.Partitions, sp)
@@ -89,7 +91,7 @@ func handleListOffsets(c *conn, r *request) respond {
 				}
 			case -2, -4:
 				sp.Offset = p.LogStartOffset()
-			case -5:
+			case -5, -6:
 				// No tiered storage: Kafka answers offset -1, epoch -1.
 				sp.LeaderEpoch = -1
 			case -3:

@@ -124,11 +124,13 @@ func pinned(t *testing.T, addr string, key, v int16) *kgo.Client {
 	return newTestClient(t, addr, kgo.MaxVersions(vs))
 }
 
-// TestListOffsetsV9V10: -5 (latest tiered, v9+) is offset -1 and epoch -1
-// without remote storage, as Kafka; v10's timeout changes nothing; a
-// special timestamp older than its version (-3 before v7, -4 before v8,
-// -5 before v9) or unknown (-7) is UNSUPPORTED_VERSION for the partition.
-func TestListOffsetsV9V10(t *testing.T) {
+// TestListOffsetsV9V10V11: -5 (latest tiered, v9+) and -6 (earliest
+// pending upload, v11+) are offset -1, epoch -1 and timestamp -1 without
+// remote storage, as Kafka 4.4's UnifiedLog answers; v10's timeout changes
+// nothing; a special timestamp older than its version (-3 before v7, -4
+// before v8, -5 before v9, -6 before v11) or unknown (-7) is
+// UNSUPPORTED_VERSION for the partition.
+func TestListOffsetsV9V10V11(t *testing.T) {
 	_, addr := startInProcess(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -160,7 +162,10 @@ func TestListOffsetsV9V10(t *testing.T) {
 		}
 		return resp.Topics[0].Partitions[0]
 	}
-	for _, v := range []int16{9, 10} {
+	if p := list(11, -6); p.ErrorCode != 0 || p.Offset != -1 || p.LeaderEpoch != -1 || p.Timestamp != -1 {
+		t.Fatalf("v11 -6: %+v", p)
+	}
+	for _, v := range []int16{9, 10, 11} {
 		if p := list(v, -5); p.ErrorCode != 0 || p.Offset != -1 || p.LeaderEpoch != -1 || p.Timestamp != -1 {
 			t.Fatalf("v%d -5: %+v", v, p)
 		}
@@ -174,7 +179,7 @@ func TestListOffsetsV9V10(t *testing.T) {
 	for _, c := range []struct {
 		v  int16
 		ts int64
-	}{{6, -3}, {7, -4}, {8, -5}, {10, -6}, {10, -7}} {
+	}{{6, -3}, {7, -4}, {8, -5}, {10, -6}, {10, -7}, {11, -7}} {
 		if p := list(c.v, c.ts); p.ErrorCode != kerr.UnsupportedVersion.Code {
 			t.Fatalf("v%d timestamp %d: %+v, want UNSUPPORTED_VERSION", c.v, c.ts, p)
 		}
