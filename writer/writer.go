@@ -247,6 +247,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		if size := e.size(); size > int64(w.cfg.MaxEventBytes) {
 			return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
 		}
+		e.contentDigest = e.computeDigest()
 		es[i], digests[i] = e, e.digest()
 	}
 
