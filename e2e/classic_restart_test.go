@@ -188,8 +188,14 @@ func TestClassicMemberRawRequestsAfterKill9(t *testing.T) {
 	oc := kmsg.NewPtrOffsetCommitRequest()
 	oc.Version = 8
 	oc.Group, oc.MemberID, oc.Generation = group, member, gen
+	// kgo sends the highest version both sides know whatever Version
+	// says: from v10 the topic goes by its id, below by its name.
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, "raw-classic")
+	if err != nil || topics["raw-classic"].Err != nil {
+		t.Fatalf("topic id: %v %v", err, topics["raw-classic"].Err)
+	}
 	ot := kmsg.NewOffsetCommitRequestTopic()
-	ot.Topic = "raw-classic"
+	ot.Topic, ot.TopicID = "raw-classic", topics["raw-classic"].ID
 	op := kmsg.NewOffsetCommitRequestTopicPartition()
 	op.Offset = 0
 	ot.Partitions = append(ot.Partitions, op)
