@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oncelog/oncelog/internal/kafkafixture"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -22,29 +21,7 @@ import (
 // same answers: error codes per partition and group, which topic id each
 // answer carries, the committed offsets, and DeleteGroups' ErrorMessage.
 func TestTopicIDGroupAPIsMatchKafka(t *testing.T) {
-	kafka := kafkafixture.StartT(t, kafkafixture.Options{})
-	targets := []struct{ name, addr string }{
-		{"kafka", kafka.Bootstrap()[0]},
-		{"oncelog", startBroker(t).Addr()},
-	}
-	answers := map[string][]string{}
-	for _, target := range targets {
-		answers[target.name] = topicIDGroupAnswers(t, target.addr)
-		for i, a := range answers[target.name] {
-			t.Logf("%s step %d: %s", target.name, i+1, a)
-		}
-	}
-	o, k := answers["oncelog"], answers["kafka"]
-	if len(o) != len(k) {
-		t.Fatalf("different number of steps:\noncelog %v\nkafka   %v", o, k)
-	}
-	for i := range o {
-		if o[i] != k[i] {
-			t.Errorf("step %d:\noncelog %s\nkafka   %s", i+1, o[i], k[i])
-		} else {
-			t.Logf("step %d: both %s", i+1, o[i])
-		}
-	}
+	requireSameAnswersAsKafka(t, topicIDGroupAnswers)
 }
 
 func topicIDGroupAnswers(t *testing.T, addr string) []string {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/internal/batchtest"
-	"github.com/oncelog/oncelog/internal/kafkafixture"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,26 +22,7 @@ import (
 // transaction's Produce, and then that Produce. It requires oncelog's
 // answers to equal Kafka 4.4's.
 func TestTV2CommitBeforeProduceMatchesKafka(t *testing.T) {
-	kafka := kafkafixture.StartT(t, kafkafixture.Options{})
-	targets := []struct{ name, addr string }{
-		{"oncelog", startBroker(t).Addr()},
-		{"kafka", kafka.Bootstrap()[0]},
-	}
-	answers := map[string][]string{}
-	for _, target := range targets {
-		answers[target.name] = tv2CommitBeforeProduce(t, target.addr)
-	}
-	o, k := answers["oncelog"], answers["kafka"]
-	if len(o) != len(k) {
-		t.Fatalf("different number of steps: oncelog %v, kafka %v", o, k)
-	}
-	for i := range o {
-		if o[i] != k[i] {
-			t.Errorf("step %d: oncelog %s, Kafka %s", i+1, o[i], k[i])
-		} else {
-			t.Logf("step %d: both %s", i+1, o[i])
-		}
-	}
+	requireSameAnswersAsKafka(t, tv2CommitBeforeProduce)
 }
 
 func tv2CommitBeforeProduce(t *testing.T, addr string) []string {
