@@ -115,15 +115,7 @@ func shareAcknowledgeAuthorized(c *conn, api int16, req *kmsg.ShareAcknowledgeRe
 // shareDescribeAuthorized: DESCRIBE on each group; a denied group is
 // answered GROUP_AUTHORIZATION_FAILED in its own entry.
 func shareDescribeAuthorized(c *conn, api int16, req *kmsg.ShareGroupDescribeRequest, serve func(*kmsg.ShareGroupDescribeRequest) *kmsg.ShareGroupDescribeResponse) *kmsg.ShareGroupDescribeResponse {
-	allowed := req.GroupIDs[:0:0]
-	var denied []string
-	for _, g := range req.GroupIDs {
-		if c.authorize(api, opDescribe, rtGroup, g) {
-			allowed = append(allowed, g)
-		} else {
-			denied = append(denied, g)
-		}
-	}
+	allowed, denied := splitAuthorized(req.GroupIDs, func(g string) bool { return c.authorize(api, opDescribe, rtGroup, g) })
 	sub := *req
 	sub.GroupIDs = allowed
 	resp := serve(&sub)
@@ -161,14 +153,9 @@ func shareDescribeOffsetsAuthorized(c *conn, api int16, req *kmsg.DescribeShareG
 		one := *req
 		g := rg
 		if rg.Topics != nil {
-			g.Topics = make([]kmsg.DescribeShareGroupOffsetsRequestGroupTopic, 0, len(rg.Topics))
-			for _, t := range rg.Topics {
-				if c.authorize(api, opDescribe, rtTopic, t.Topic) {
-					g.Topics = append(g.Topics, t)
-				} else {
-					denied = append(denied, t)
-				}
-			}
+			g.Topics, denied = splitAuthorized(rg.Topics, func(t kmsg.DescribeShareGroupOffsetsRequestGroupTopic) bool {
+				return c.authorize(api, opDescribe, rtTopic, t.Topic)
+			})
 		}
 		one.Groups = []kmsg.DescribeShareGroupOffsetsRequestGroup{g}
 		got := serve(&one).Groups
