@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/oncelog/oncelog/internal/batchtest"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
@@ -44,11 +42,7 @@ func misuseAnswers(t *testing.T, addr string) []string {
 	}
 	var out []string
 	record := func(step string, code int16) {
-		name := "NONE"
-		if code != 0 {
-			name = kerr.ErrorForCode(code).(*kerr.Error).Message
-		}
-		out = append(out, fmt.Sprintf("%s -> %s", step, name))
+		out = append(out, fmt.Sprintf("%s -> %s", step, errName(code)))
 	}
 	produce := func(batch []byte, txnID *string) int16 {
 		t.Helper()
@@ -69,34 +63,7 @@ func misuseAnswers(t *testing.T, addr string) []string {
 		}
 		return resp.Topics[0].Partitions[0].ErrorCode
 	}
-	initPID := func(txnID *string) (int64, int16) {
-		t.Helper()
-		for {
-			req := kmsg.NewPtrInitProducerIDRequest()
-			req.Version = 4
-			req.TransactionalID = txnID
-			req.TransactionTimeoutMillis = 60000
-			req.ProducerID, req.ProducerEpoch = -1, -1
-			resp, err := req.RequestWith(ctx, cl)
-			if errors.Is(err, kerr.CoordinatorNotAvailable) || errors.Is(err, kerr.CoordinatorLoadInProgress) || errors.Is(err, kerr.NotCoordinator) {
-				time.Sleep(200 * time.Millisecond) // Kafka creates __transaction_state on first use
-				continue
-			}
-			if err != nil {
-				t.Fatalf("%s: InitProducerId: %v", addr, err)
-			}
-			if resp.ErrorCode == kerr.CoordinatorLoadInProgress.Code || resp.ErrorCode == kerr.CoordinatorNotAvailable.Code || resp.ErrorCode == kerr.NotCoordinator.Code {
-				time.Sleep(200 * time.Millisecond) // Kafka's transaction log is still loading
-				continue
-			}
-			if resp.ErrorCode != 0 {
-				t.Fatalf("%s: InitProducerId: %v", addr, kerr.ErrorForCode(resp.ErrorCode))
-			}
-			return resp.ProducerID, resp.ProducerEpoch
-		}
-	}
-
-	pid, epoch := initPID(nil)
+	pid, epoch := initProducerIDRaw(ctx, t, cl, addr, 4, nil)
 	record("idempotent batch, sequence 0", produce(batchtest.Idempotent(1, pid, epoch, 0), nil))
 	record("the same batch again (a retry)", produce(batchtest.Idempotent(1, pid, epoch, 0), nil))
 	record("sequence 5 after 0 (a gap)", produce(batchtest.Idempotent(1, pid, epoch, 5), nil))
@@ -104,7 +71,7 @@ func misuseAnswers(t *testing.T, addr string) []string {
 	record("sequence 3 of a producer id nobody has", produce(batchtest.Idempotent(1, pid+1000, 0, 3), nil))
 
 	txnID := "misuse-txn"
-	tpid, tepoch := initPID(&txnID)
+	tpid, tepoch := initProducerIDRaw(ctx, t, cl, addr, 4, &txnID)
 	end := kmsg.NewPtrEndTxnRequest()
 	end.Version = 3
 	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = txnID, tpid, tepoch, true

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -40,38 +39,8 @@ func tv2CommitBeforeProduce(t *testing.T, addr string) []string {
 		t.Fatalf("%s: create topic: %v", addr, err)
 	}
 	var out []string
-	name := func(code int16) string {
-		if code == 0 {
-			return "NONE"
-		}
-		return kerr.ErrorForCode(code).(*kerr.Error).Message
-	}
 	txnID := "tv2-race-txn"
-	retriable := func(code int16) bool {
-		return code == kerr.CoordinatorLoadInProgress.Code || code == kerr.CoordinatorNotAvailable.Code ||
-			code == kerr.NotCoordinator.Code || code == kerr.ConcurrentTransactions.Code
-	}
-	var pid int64
-	var epoch int16
-	for {
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.Version = 5
-		req.TransactionalID = &txnID
-		req.TransactionTimeoutMillis = 60000
-		req.ProducerID, req.ProducerEpoch = -1, -1
-		resp, err := req.RequestWith(ctx, cl)
-		if err == nil && !retriable(resp.ErrorCode) {
-			if resp.ErrorCode != 0 {
-				t.Fatalf("%s: InitProducerId: %v", addr, kerr.ErrorForCode(resp.ErrorCode))
-			}
-			pid, epoch = resp.ProducerID, resp.ProducerEpoch
-			break
-		}
-		if err != nil && !errors.Is(err, kerr.CoordinatorNotAvailable) && !errors.Is(err, kerr.CoordinatorLoadInProgress) && !errors.Is(err, kerr.NotCoordinator) {
-			t.Fatalf("%s: InitProducerId: %v", addr, err)
-		}
-		time.Sleep(200 * time.Millisecond) // Kafka creates __transaction_state on first use
-	}
+	pid, epoch := initProducerIDRaw(ctx, t, cl, addr, 5, &txnID)
 	produce := func(step string, epoch int16) {
 		t.Helper()
 		req := kmsg.NewPtrProduceRequest()
@@ -89,7 +58,7 @@ func tv2CommitBeforeProduce(t *testing.T, addr string) []string {
 		if err != nil {
 			t.Fatalf("%s: produce: %v", addr, err)
 		}
-		out = append(out, fmt.Sprintf("%s -> %s", step, name(resp.Topics[0].Partitions[0].ErrorCode)))
+		out = append(out, fmt.Sprintf("%s -> %s", step, errName(resp.Topics[0].Partitions[0].ErrorCode)))
 	}
 	// endTxn retries CONCURRENT_TRANSACTIONS (the markers of the previous
 	// transaction are still being written) and returns the epoch answered.
@@ -103,11 +72,11 @@ func tv2CommitBeforeProduce(t *testing.T, addr string) []string {
 			if err != nil {
 				t.Fatalf("%s: EndTxn: %v", addr, err)
 			}
-			if retriable(resp.ErrorCode) {
+			if coordinatorStarting(resp.ErrorCode) || resp.ErrorCode == kerr.ConcurrentTransactions.Code {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s -> %s", step, name(resp.ErrorCode)))
+			out = append(out, fmt.Sprintf("%s -> %s", step, errName(resp.ErrorCode)))
 			return resp.ProducerEpoch
 		}
 	}
