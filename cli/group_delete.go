@@ -45,36 +45,18 @@ func runGroupDelete(ctx context.Context, o *clientOptions, adm *kadm.Client, out
 	if err != nil && len(resps) == 0 {
 		return o.explain(err, "")
 	}
-	results := make([]deletedGroup, 0, len(groups))
-	var failed []error
-	for _, group := range groups {
+	return reportDeletions(o, out, "group", groups, func(group string) error {
 		r, ok := resps[group]
-		var gerr error
 		switch {
 		case !ok:
-			gerr = errors.New("missing from the broker's response")
+			return errors.New("missing from the broker's response")
 		case errors.Is(r.Err, kerr.GroupIDNotFound):
-			gerr = errors.New("group does not exist (see `oncelog group list`)")
+			return errors.New("group does not exist (see `oncelog group list`)")
 		case errors.Is(r.Err, kerr.NonEmptyGroup):
-			gerr = fmt.Errorf("group has active members: stop its consumers first (see `oncelog group describe %s`) (%w)", group, r.Err)
+			return fmt.Errorf("group has active members: stop its consumers first (see `oncelog group describe %s`) (%w)", group, r.Err)
 		case r.Err != nil:
-			gerr = o.explain(withMessage(r.Err, r.ErrMessage), "")
+			return o.explain(withMessage(r.Err, r.ErrMessage), "")
 		}
-		results = append(results, deletedGroup{Group: group, Error: errorString(gerr)})
-		if gerr != nil {
-			failed = append(failed, fmt.Errorf("delete group %q: %w", group, gerr))
-		}
-	}
-	if o.json() {
-		if err := writeJSON(out, results); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range results {
-			if r.Error == "" {
-				fmt.Fprintf(out, "deleted group %q\n", r.Group)
-			}
-		}
-	}
-	return errors.Join(failed...)
+		return nil
+	}, func(group, errText string) deletedGroup { return deletedGroup{Group: group, Error: errText} })
 }

@@ -393,36 +393,18 @@ func runTopicDelete(ctx context.Context, o *clientOptions, adm *kadm.Client, out
 	if err != nil {
 		return o.explain(err, "")
 	}
-	results := make([]deletedTopic, 0, len(topics))
-	var failed []error
-	for _, topic := range topics {
+	return reportDeletions(o, out, "topic", topics, func(topic string) error {
 		r, ok := resps[topic]
-		var terr error
 		switch {
 		case !ok:
-			terr = errors.New("missing from the broker's response")
+			return errors.New("missing from the broker's response")
 		case errors.Is(r.Err, kerr.UnknownTopicOrPartition):
-			terr = errors.New("topic does not exist")
+			return errors.New("topic does not exist")
 		case r.Err != nil:
-			terr = o.explain(withMessage(r.Err, r.ErrMessage), "")
+			return o.explain(withMessage(r.Err, r.ErrMessage), "")
 		}
-		results = append(results, deletedTopic{Topic: topic, Error: errorString(terr)})
-		if terr != nil {
-			failed = append(failed, fmt.Errorf("delete topic %q: %w", topic, terr))
-		}
-	}
-	if o.json() {
-		if err := writeJSON(out, results); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range results {
-			if r.Error == "" {
-				fmt.Fprintf(out, "deleted topic %q\n", r.Topic)
-			}
-		}
-	}
-	return errors.Join(failed...)
+		return nil
+	}, func(topic, errText string) deletedTopic { return deletedTopic{Topic: topic, Error: errText} })
 }
 
 func newTopicAlterConfigCmd(o *clientOptions) *cobra.Command {
