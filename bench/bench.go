@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -531,6 +532,47 @@ func (b *bench) consume(ctx context.Context) {
 			}
 		}
 		b.addRatioCheck("read_committed / read_uncommitted consume, "+source.what, committed, uncommitted, 0.95, true)
+		b.rawFetch(ctx, source.role, source.what)
+	}
+}
+
+// rawFetchSection holds the raw Fetch rows (see kafkaRawFetch).
+const rawFetchSection = "consume, raw Fetch (records not decoded: the broker's fetch rate)"
+
+// rawFetch reads a consume source again with raw Fetch requests, both
+// isolation levels alternating, the fastest read of each counting.
+func (b *bench) rawFetch(ctx context.Context, role, what string) {
+	rows := [2]*row{
+		b.report.addRow(rawFetchSection, "read_uncommitted, "+what, "rec/s", false),
+		b.report.addRow(rawFetchSection, "read_committed, "+what, "rec/s", false),
+	}
+	b.logf("raw fetch: %s", what)
+	for _, t := range b.kafka {
+		src, ok := b.sources[t.name][role]
+		if !ok {
+			continue
+		}
+		var runs [2][]throughput
+		var err error
+	repeats:
+		for range b.profile.ConsumeRepeats {
+			for i := range rows {
+				var res throughput
+				if res, err = kafkaRawFetch(ctx, t, src.topic, src.partitions, src.records, i == 1, b.profile.ConsumeTimeout); err != nil {
+					break repeats
+				}
+				runs[i] = append(runs[i], res)
+			}
+		}
+		for i, rw := range rows {
+			if err != nil {
+				b.record(rw, t.name, nil, err)
+				continue
+			}
+			c := consumeCell(fastest(runs[i]))
+			c.Text = strings.Replace(c.Text, " MB/s", " MB/s of batches", 1)
+			b.record(rw, t.name, c, nil)
+		}
 	}
 }
 

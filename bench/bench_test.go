@@ -41,7 +41,7 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 	}
 	for _, want := range []string{
 		"produce acks=all, idempotent", "plain vs idempotent", "compressed produce", "transactions",
-		"headline: acks=all idempotent", "consume", "end-to-end latency", "restart (oncelog only)",
+		"headline: acks=all idempotent", "consume", rawFetchSection, "end-to-end latency", "restart (oncelog only)",
 		"key window: keyed produce", "key window index (oncelog only)", "HTTP ingest (oncelog only)",
 	} {
 		if !sections[want] {

@@ -84,6 +84,13 @@ func compressionCodec(name string) kgo.CompressionCodec {
 // kgo fill large batches without holding records back for long.
 const producerLinger = 5 * time.Millisecond
 
+// maxBufferedBytes bounds the record bytes the producer clients of a run
+// buffer together, minBufferedBytes each one's share.
+const (
+	maxBufferedBytes = 32 << 20
+	minBufferedBytes = 4 << 20
+)
+
 func (t kafkaTarget) admin() (*kadm.Client, *kgo.Client, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(t.addr))
 	if err != nil {
@@ -132,7 +139,14 @@ func (t kafkaTarget) producerOpts(spec produceSpec, producer int) []kgo.Opt {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(spec.Linger),
 		kgo.ProducerBatchCompression(compressionCodec(spec.Compression)),
+		// At most 256k records, and a share of 32 MB of values, wait in a
+		// client: the deadline only stops new records, so what is buffered
+		// then is still sent, and 256k records of 1 KB (256 MB per
+		// producer) took a slow target many seconds past the deadline to
+		// flush. 32 MB over all producers still covers 5 requests in
+		// flight of full batches at 1 GB/s and 10 ms round trips.
 		kgo.MaxBufferedRecords(256 << 10),
+		kgo.MaxBufferedBytes(max(minBufferedBytes, maxBufferedBytes/max(1, spec.Producers))),
 		kgo.ProduceRequestTimeout(30 * time.Second),
 	}
 	switch spec.Mode {
@@ -163,15 +177,26 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 			}
 		}
 	}()
+	// The clients connect and warm up side by side: one after the other,
+	// 8 or 32 of them took seconds per run on a loaded machine (each is a
+	// few round trips: ApiVersions, Metadata, InitProducerId, a produce).
+	var setupErrs firstError
+	var setup sync.WaitGroup
 	for i := range clients {
 		cl, err := kgo.NewClient(t.producerOpts(spec, i)...)
 		if err != nil {
 			return throughput{}, err
 		}
 		clients[i] = cl
-		if err := warmUpProducer(ctx, cl, spec.Mode, value); err != nil {
-			return throughput{}, fmt.Errorf("warm-up produce: %w", err)
-		}
+		setup.Go(func() {
+			if err := warmUpProducer(ctx, cl, spec.Mode, value); err != nil {
+				setupErrs.set(fmt.Errorf("warm-up produce: %w", err))
+			}
+		})
+	}
+	setup.Wait()
+	if err := setupErrs.get(); err != nil {
+		return throughput{}, err
 	}
 
 	var acked atomic.Int64

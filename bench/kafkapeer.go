@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -88,17 +89,39 @@ func startKafkaPeers(names []string, workDir string) (map[string]startedKafka, e
 	return out, nil
 }
 
+// warmUpKafkas warms every Kafka peer up at once (see warmUpKafka).
+func (b *bench) warmUpKafkas(ctx context.Context, targets []kafkaTarget) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	topics := make([][]string, len(targets))
+	for i := range targets {
+		topics[i] = []string{b.topic("warmup"), b.topic("warmup")}
+	}
+	b.logf("warming %d Kafka peers up (%v of produce of each kind, untimed)", len(targets), b.profile.KafkaWarmUp)
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			if err := warmUpKafka(ctx, t, topics[i], b.profile.KafkaWarmUp); err != nil {
+				errs[i] = fmt.Errorf("warming %s up: %w", t.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
 // warmUpKafka runs a JVM through the paths the workloads take (idempotent
 // and transactional produce on 12 partitions, a read back), untimed, so that
 // the measured runs meet a JIT-compiled broker, as a long-running Kafka is;
 // oncelog's and the in-process peers' code is compiled ahead of time.
-func (b *bench) warmUpKafka(ctx context.Context, t kafkaTarget) error {
-	d := b.profile.KafkaWarmUp
+func warmUpKafka(ctx context.Context, t kafkaTarget, topics []string, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}
-	for _, mode := range []produceMode{idempotentProduce, transactionalProduce} {
-		spec := produceSpec{Topic: b.topic("warmup"), RecordSize: 100, Producers: 4, Partitions: 12, Records: 1 << 30,
+	for i, mode := range []produceMode{idempotentProduce, transactionalProduce} {
+		spec := produceSpec{Topic: topics[i], RecordSize: 100, Producers: 4, Partitions: 12, Records: 1 << 30,
 			Deadline: d, Mode: mode, TxnRecords: 100, Linger: producerLinger}
 		res, err := kafkaProduce(ctx, t, spec)
 		if err != nil {

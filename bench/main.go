@@ -52,6 +52,10 @@ type options struct {
 	keepWorkDir bool
 }
 
+// defaultPeers are every peer but nats-fsync (about 5k messages/s: it
+// would dominate the run's time and says little more than nats).
+const defaultPeers = "kfake,nats,kafka,kafka-fsync"
+
 var knownPeers = []string{"kfake", "nats", "nats-fsync", kafkaPeer, kafkaFsyncPeer}
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -59,7 +63,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "small counts: completes in under a minute")
 	full := fs.Bool("full", false, "large counts: 1.5 GB restart log, longer runs")
-	peers := fs.String("peers", "kfake,nats", "peers to compare with, comma-separated, from "+strings.Join(knownPeers, ", ")+" (kafka and kafka-fsync are Apache Kafka JVMs the bench starts, skipped without java and mvn; empty: oncelog only)")
+	peers := fs.String("peers", defaultPeers, "peers to compare with, comma-separated, from "+strings.Join(knownPeers, ", ")+" (kafka and kafka-fsync are Apache Kafka JVMs the bench starts, skipped without java and mvn; empty: oncelog only)")
 	var o options
 	fs.StringVar(&o.peerKafka, "peer-kafka", "", "host:port of another Kafka-protocol broker to compare with (topics are created on it)")
 	fs.StringVar(&o.jsonPath, "json", "", "write the results as JSON to this file")
@@ -178,6 +182,46 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 	b.report.Generated = time.Now()
 	b.report.Machine = describeMachine(workDir)
 
+	// The Kafka JVMs start (5-80 s, by the machine's load) while oncelog
+	// is built: nothing is measured before both are ready.
+	var kafkaNames []string
+	for _, peer := range opts.peers {
+		if isKafkaPeer(peer) {
+			kafkaNames = append(kafkaNames, peer)
+		}
+	}
+	if len(kafkaNames) > 0 {
+		b.logf("starting %s (Apache Kafka JVMs)", strings.Join(kafkaNames, ", "))
+	}
+	type kafkaStart struct {
+		peers map[string]startedKafka
+		err   error
+	}
+	kafkaStarted := make(chan kafkaStart, 1)
+	go func() {
+		peers, err := startKafkaPeers(kafkaNames, workDir)
+		kafkaStarted <- kafkaStart{peers, err}
+	}()
+	var kafkaPeers map[string]startedKafka
+	kafkaWaited := false
+	waitKafka := func() error {
+		if kafkaWaited {
+			return nil
+		}
+		kafkaWaited = true
+		ks := <-kafkaStarted
+		kafkaPeers = ks.peers
+		return ks.err
+	}
+	defer func() {
+		waitKafka()
+		for _, k := range kafkaPeers {
+			if k.cluster != nil {
+				k.cluster.Stop()
+			}
+		}
+	}()
+
 	binary := opts.oncelogBin
 	if binary == "" {
 		b.logf("building oncelog")
@@ -222,41 +266,32 @@ func runBench(ctx context.Context, opts options, progress io.Writer) (*report, e
 	}
 	b.restartBroker = restartBroker
 
-	var kafkaNames []string
-	for _, peer := range opts.peers {
-		if isKafkaPeer(peer) {
-			kafkaNames = append(kafkaNames, peer)
-		}
-	}
-	if len(kafkaNames) > 0 {
-		b.logf("starting %s (Apache Kafka JVMs)", strings.Join(kafkaNames, ", "))
-	}
-	kafkaPeers, err := startKafkaPeers(kafkaNames, workDir)
-	if err != nil {
+	if err := waitKafka(); err != nil {
 		b.logf("SKIPPING the Kafka peers %s: %v", strings.Join(kafkaNames, ", "), err)
 		b.report.Notes = append(b.report.Notes, fmt.Sprintf("the Kafka peers %s were skipped: %v", strings.Join(kafkaNames, ", "), err))
 	}
-	for _, k := range kafkaPeers {
-		if k.cluster != nil {
-			defer k.cluster.Stop()
-		}
-	}
+	// The JVMs warm up side by side: untimed, so sharing the machine
+	// changes nothing but how long it takes.
+	var warm []kafkaTarget
 	for _, peer := range opts.peers {
-		if isKafkaPeer(peer) {
-			k, ok := kafkaPeers[peer]
-			if !ok {
-				continue
-			}
+		if k, ok := kafkaPeers[peer]; ok {
 			if k.err != nil {
 				return nil, fmt.Errorf("starting %s: %w", peer, k.err)
 			}
-			t := kafkaTarget{name: peer, addr: k.cluster.Addrs()[0], replication: 1, pid: k.cluster.Pid(1)}
-			b.logf("warming %s up (%v of produce of each kind, untimed)", peer, b.profile.KafkaWarmUp)
-			if err := b.warmUpKafka(ctx, t); err != nil {
-				return nil, fmt.Errorf("warming %s up: %w", peer, err)
+			warm = append(warm, kafkaTarget{name: peer, addr: k.cluster.Addrs()[0], replication: 1, pid: k.cluster.Pid(1)})
+		}
+	}
+	if err := b.warmUpKafkas(ctx, warm); err != nil {
+		return nil, err
+	}
+	for _, peer := range opts.peers {
+		if isKafkaPeer(peer) {
+			for _, t := range warm {
+				if t.name == peer {
+					b.kafka = append(b.kafka, t)
+					b.report.Targets = append(b.report.Targets, targetInfo{peer, kafkaPeerDescription(peer)})
+				}
 			}
-			b.kafka = append(b.kafka, t)
-			b.report.Targets = append(b.report.Targets, targetInfo{peer, kafkaPeerDescription(peer)})
 			continue
 		}
 		b.logf("starting %s", peer)

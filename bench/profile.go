@@ -126,30 +126,34 @@ func fullMatrix() []shape {
 }
 
 func defaultProfile() profile {
+	// Sized to take about 6 minutes with every peer (kfake, NATS and both
+	// Kafkas), Kafka's start included: one run of each case (the
+	// alternation of compared modes stays), 1 s per run, 3 s headlines.
+	// --full repeats and runs longer.
 	return profile{
 		Name:             "default",
 		Matrix:           defaultMatrix(),
 		MatrixRecords:    map[int]int{100: 5_000_000, 1024: 1_500_000},
-		MatrixDeadline:   1200 * time.Millisecond,
-		MatrixRepeats:    2,
+		MatrixDeadline:   time.Second,
+		MatrixRepeats:    1,
 		RatioShapes:      []shape{tinyHundred, wideHundred},
-		Repeats:          3,
+		Repeats:          1,
 		TxnShape:         wideHundred,
 		TxnSize:          100,
 		TxnRecords:       5_000_000,
 		HeadlineShape:    headlineShape,
 		HeadlineRecords:  1_000_000,
-		HeadlineDeadline: 8 * time.Second,
+		HeadlineDeadline: 3 * time.Second,
 		PerfTestShape:    perfTestShape,
-		PerfTestRecords:  2_000_000,
-		PerfTestTimeout:  20 * time.Second,
-		KafkaWarmUp:      4 * time.Second,
+		PerfTestRecords:  1_000_000,
+		PerfTestTimeout:  10 * time.Second,
+		KafkaWarmUp:      2 * time.Second,
 		ConsumeTimeout:   60 * time.Second,
-		ConsumeRepeats:   3,
-		LatencyDuration:  3 * time.Second,
+		ConsumeRepeats:   2,
+		LatencyDuration:  2 * time.Second,
 		LatencyLoad:      0.5,
 		LatencyFixedRate: 10_000,
-		Restart:          restartSpec{LogBytes: 512 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12},
+		Restart:          restartSpec{LogBytes: 256 << 20, LogPartitions: 4, ProducerIDs: 50_000, PIDPartitions: 12},
 		KeyIndexKeys:     1_000_000,
 	}
 }
@@ -189,11 +193,13 @@ func fullProfile() profile {
 	p.Matrix = fullMatrix()
 	p.MatrixRecords = map[int]int{100: 20_000_000, 1024: 6_000_000}
 	p.MatrixDeadline = 4 * time.Second
+	p.MatrixRepeats = 2
 	p.Repeats = 4
 	p.TxnRecords = 20_000_000
 	p.HeadlineDeadline = 60 * time.Second
 	p.PerfTestRecords = 10_000_000
 	p.PerfTestTimeout = time.Minute
+	p.KafkaWarmUp = 4 * time.Second
 	p.LatencyDuration = 10 * time.Second
 	p.ConsumeRepeats = 5
 	p.Restart = restartSpec{LogBytes: 1536 << 20, LogPartitions: 4, ProducerIDs: 100_000, PIDPartitions: 12}
