@@ -214,7 +214,7 @@ func (c *Coordinator) deleteGroupLocked(g *group, ops []writeOp) []writeOp {
 	g.transitionTo(stateDead, c.now())
 	delete(c.groups, g.name)
 	if g.consumer != nil {
-		ops = append(ops, writeOp{key: consumerGroupKey(g.name), del: true})
+		ops = append(ops, writeOp{Key: consumerGroupKey(g.name), Delete: true})
 	}
-	return append(ops, writeOp{key: groupKey(g.name), del: true})
+	return append(ops, writeOp{Key: groupKey(g.name), Delete: true})
 }

@@ -544,13 +544,13 @@ func (w *consumerWrites) ops(g *group) []writeOp {
 		return ops // downgraded: extra has it all
 	}
 	if w.groupChanged {
-		ops = append(ops, writeOp{key: consumerGroupKey(g.name), value: encodeConsumerGroupRecord(g)})
+		ops = append(ops, writeOp{Key: consumerGroupKey(g.name), Value: encodeConsumerGroupRecord(g)})
 	}
 	for _, id := range slices.Sorted(maps.Keys(w.members)) {
-		ops = append(ops, writeOp{key: consumerMemberKey(g.name, id), value: encodeConsumerMember(w.members[id])})
+		ops = append(ops, writeOp{Key: consumerMemberKey(g.name, id), Value: encodeConsumerMember(w.members[id])})
 	}
 	for _, id := range slices.Sorted(maps.Keys(w.deleted)) {
-		ops = append(ops, writeOp{key: consumerMemberKey(g.name, id), del: true})
+		ops = append(ops, writeOp{Key: consumerMemberKey(g.name, id), Delete: true})
 	}
 	return ops
 }
@@ -694,7 +694,7 @@ func (c *Coordinator) consumerGroupFor(name string, create bool, w *consumerWrit
 		clear(g.pendingJoin)
 		g.consumer = newConsumerGroup()
 		g.protocolType = consumerProtocolType
-		w.extra = append(w.extra, writeOp{key: groupKey(g.name), del: true})
+		w.extra = append(w.extra, writeOp{Key: groupKey(g.name), Delete: true})
 		w.groupChanged = true
 		c.log.Info("empty classic group converted to a consumer group", "group", g.name)
 		return g, nil
@@ -1147,6 +1147,6 @@ func (c *Coordinator) downgradeEmptyConsumerGroup(g *group) {
 	g.consumer = nil
 	g.protocolType = ""
 	g.generation = 0
-	c.write([]writeOp{{key: consumerGroupKey(g.name), del: true}, c.putGroupOp(g)})
+	c.write([]writeOp{{Key: consumerGroupKey(g.name), Delete: true}, c.putGroupOp(g)})
 	c.log.Info("empty consumer group converted to a classic group", "group", g.name)
 }

@@ -456,7 +456,7 @@ func (c *Coordinator) write(ops []writeOp) <-chan error {
 }
 
 func (c *Coordinator) putGroupOp(g *group) writeOp {
-	return writeOp{key: groupKey(g.name), value: encodeGroupRecord(g.record())}
+	return writeOp{Key: groupKey(g.name), Value: encodeGroupRecord(g.record())}
 }
 
 // persistGroup records the group's metadata without waiting for the sync:

@@ -334,7 +334,7 @@ func (c *Coordinator) convertToConsumerGroup(g *group, w *consumerWrites) *heart
 	g.consumer = cg
 	g.protocolType = consumerProtocolType
 	w.groupChanged = true
-	w.extra = append(w.extra, writeOp{key: groupKey(g.name), del: true})
+	w.extra = append(w.extra, writeOp{Key: groupKey(g.name), Delete: true})
 	for _, m := range converted {
 		c.scheduleConsumerSession(g, m)
 	}
@@ -401,13 +401,13 @@ func (c *Coordinator) convertToClassicGroup(g *group, leaving *consumerMember, w
 	w.groupChanged = false
 	for _, id := range slices.Sorted(maps.Keys(w.deleted)) {
 		// Removed earlier in this operation (a replaced static member).
-		w.extra = append(w.extra, writeOp{key: consumerMemberKey(g.name, id), del: true})
+		w.extra = append(w.extra, writeOp{Key: consumerMemberKey(g.name, id), Delete: true})
 	}
 	w.members, w.deleted = nil, nil
-	w.extra = append(w.extra, writeOp{key: consumerGroupKey(g.name), del: true})
+	w.extra = append(w.extra, writeOp{Key: consumerGroupKey(g.name), Delete: true})
 	ids := cg.sortedMemberIDs()
 	for _, id := range ids {
-		w.extra = append(w.extra, writeOp{key: consumerMemberKey(g.name, id), del: true})
+		w.extra = append(w.extra, writeOp{Key: consumerMemberKey(g.name, id), Delete: true})
 		c.cancelConsumerTimers(g, id)
 	}
 

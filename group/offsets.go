@@ -167,7 +167,7 @@ func (c *Coordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommitRequ
 				v.expireMs = now.UnixMilli() + retention
 			}
 			c.setOffset(g, topic, p.Partition, v)
-			ops = append(ops, writeOp{key: offsetKey(g.name, topic, p.Partition), value: encodeOffsetValue(v, false, 0)})
+			ops = append(ops, writeOp{Key: offsetKey(g.name, topic, p.Partition), Value: encodeOffsetValue(v, false, 0)})
 		}
 	}
 	done := c.write(ops)
@@ -393,7 +393,7 @@ func (c *Coordinator) deleteOffset(g *group, topic string, partition int32, ops 
 		if len(g.offsets[topic]) == 0 {
 			delete(g.offsets, topic)
 		}
-		ops = append(ops, writeOp{key: offsetKey(g.name, topic, partition), del: true})
+		ops = append(ops, writeOp{Key: offsetKey(g.name, topic, partition), Delete: true})
 	}
 	for _, pid := range sortedKeys(g.openTxns) {
 		pt := c.pending[pid]
@@ -412,7 +412,7 @@ func (c *Coordinator) deleteOffset(g *group, topic string, partition int32, ops 
 		if len(pt.offsets) == 0 {
 			delete(c.pending, pid)
 		}
-		ops = append(ops, writeOp{key: pendingKey(pid, g.name, topic, partition), del: true})
+		ops = append(ops, writeOp{Key: pendingKey(pid, g.name, topic, partition), Delete: true})
 	}
 	return ops
 }
@@ -537,8 +537,8 @@ func (c *Coordinator) TxnOffsetCommit(_ context.Context, req *kmsg.TxnOffsetComm
 			}
 			c.addPending(g, req.ProducerID, req.ProducerEpoch, topic, p.Partition, v)
 			ops = append(ops, writeOp{
-				key:   pendingKey(req.ProducerID, g.name, topic, p.Partition),
-				value: encodeOffsetValue(v, true, req.ProducerEpoch),
+				Key:   pendingKey(req.ProducerID, g.name, topic, p.Partition),
+				Value: encodeOffsetValue(v, true, req.ProducerEpoch),
 			})
 		}
 	}
@@ -577,7 +577,7 @@ func (c *Coordinator) CompleteTxn(producerID int64, commit bool) error {
 		for _, topic := range sortedKeys(byTopic) {
 			for _, p := range sortedKeys(byTopic[topic]) {
 				v := byTopic[topic][p]
-				ops = append(ops, writeOp{key: pendingKey(producerID, groupID, topic, p), del: true})
+				ops = append(ops, writeOp{Key: pendingKey(producerID, groupID, topic, p), Delete: true})
 				if !commit || g == nil {
 					continue
 				}
@@ -585,7 +585,7 @@ func (c *Coordinator) CompleteTxn(producerID int64, commit bool) error {
 					continue
 				}
 				c.setOffset(g, topic, p, v)
-				ops = append(ops, writeOp{key: offsetKey(groupID, topic, p), value: encodeOffsetValue(v, false, 0)})
+				ops = append(ops, writeOp{Key: offsetKey(groupID, topic, p), Value: encodeOffsetValue(v, false, 0)})
 			}
 		}
 		if g != nil {

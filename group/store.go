@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,33 +31,15 @@ const (
 	recordVersion = 1
 )
 
-// writeOp is one key change: a set, or a delete when del is true.
-type writeOp struct {
-	key   []byte
-	value []byte
-	del   bool
-}
+// writeOp is one key change: a set, or a delete when Delete is true.
+type writeOp = pebblestore.Op
 
-// queuedWrite is a set of key changes that become durable together.
-type queuedWrite struct {
-	ops  []writeOp
-	done chan error // receives the outcome once; buffered
-}
-
-// store is the durable half of the coordinator. Changes are queued in the
-// order the coordinator made them (under its lock) and one writer goroutine
-// applies everything queued so far as a single synced pebble batch: commits
-// from many clients share one fsync (group commit), and a later change to a
-// key can never be overtaken by an earlier one.
+// store is the durable half of the coordinator: its changes become durable
+// through a group commit (pebblestore.Committer), in the order the
+// coordinator queued them under its lock.
 type store struct {
-	db  *pebble.DB
-	log *slog.Logger
-
-	mu      sync.Mutex
-	queue   []*queuedWrite
-	kick    chan struct{} // wakes the writer; buffered 1
-	closing bool
-	stopped chan struct{} // closed when the writer has drained and exited
+	db        *pebble.DB
+	committer *pebblestore.Committer
 }
 
 func openStore(dir string, fs fsx.FS, log *slog.Logger, onFatal func(error)) (*store, error) {
@@ -66,98 +47,20 @@ func openStore(dir string, fs fsx.FS, log *slog.Logger, onFatal func(error)) (*s
 	if err != nil {
 		return nil, err
 	}
-	s := &store{
-		db:      db,
-		log:     log,
-		kick:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-	}
-	go s.writer()
-	return s, nil
+	return &store{db: db, committer: pebblestore.NewCommitter(db, func(err error) {
+		log.Error("group store write failed", "err", err)
+	})}, nil
 }
 
 // enqueue schedules ops to be written and synced. The returned channel
 // receives nil once they are durable, or the write error.
-func (s *store) enqueue(ops []writeOp) <-chan error {
-	w := &queuedWrite{ops: ops, done: make(chan error, 1)}
-	if len(ops) == 0 {
-		w.done <- nil
-		return w.done
-	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		w.done <- errStoreClosed
-		return w.done
-	}
-	s.queue = append(s.queue, w)
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	return w.done
-}
+func (s *store) enqueue(ops []writeOp) <-chan error { return s.committer.Enqueue(ops) }
 
 var errStoreClosed = errors.New("group store closed")
 
-func (s *store) writer() {
-	defer close(s.stopped)
-	for {
-		s.mu.Lock()
-		batch := s.queue
-		s.queue = nil
-		closing := s.closing
-		s.mu.Unlock()
-
-		if len(batch) > 0 {
-			err := s.apply(batch)
-			for _, w := range batch {
-				w.done <- err
-			}
-			continue // look for more before sleeping
-		}
-		if closing {
-			return
-		}
-		<-s.kick
-	}
-}
-
-func (s *store) apply(writes []*queuedWrite) (err error) {
-	defer pebblestore.Guard(&err)
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, w := range writes {
-		for _, op := range w.ops {
-			var err error
-			if op.del {
-				err = b.Delete(op.key, nil)
-			} else {
-				err = b.Set(op.key, op.value, nil)
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		s.log.Error("group store write failed", "err", err)
-		return err
-	}
-	return nil
-}
-
 // close drains queued writes, then closes pebble.
 func (s *store) close() error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	<-s.stopped
+	s.committer.Close()
 	return closeDB(s.db)
 }
 

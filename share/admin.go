@@ -54,9 +54,9 @@ func (c *Coordinator) Delete(ctx context.Context, id string) int16 {
 			delete(c.sessions, k)
 		}
 	}
-	ops := []writeOp{{key: groupKey(id), del: true}}
+	ops := []writeOp{{Key: groupKey(id), Delete: true}}
 	for k := range g.parts {
-		ops = append(ops, writeOp{key: partitionKey(id, k.id, k.p), del: true})
+		ops = append(ops, writeOp{Key: partitionKey(id, k.id, k.p), Delete: true})
 	}
 	done := c.store.enqueue(ops)
 	c.mu.Unlock()
@@ -142,7 +142,7 @@ func (c *Coordinator) AlterOffsets(ctx context.Context, req *kmsg.AlterShareGrou
 		return resp
 	}
 	g = c.makeLiveLocked(req.GroupID)
-	ops := []writeOp{{key: groupKey(g.id), value: c.encodeGroupLocked(g)}}
+	ops := []writeOp{{Key: groupKey(g.id), Value: c.encodeGroupLocked(g)}}
 	for _, rt := range req.Topics {
 		ot := kmsg.NewAlterShareGroupOffsetsResponseTopic()
 		ot.Topic = rt.Topic
@@ -172,7 +172,7 @@ func (c *Coordinator) AlterOffsets(ctx context.Context, req *kmsg.AlterShareGrou
 					g.parts[k] = sp
 				}
 				sp.reset(start)
-				ops = append(ops, writeOp{key: partitionKey(g.id, k.id, k.p), value: sp.encode()})
+				ops = append(ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Value: sp.encode()})
 			}
 			ot.Partitions = append(ot.Partitions, op)
 		}
@@ -217,7 +217,7 @@ func (c *Coordinator) DeleteOffsets(ctx context.Context, req *kmsg.DeleteShareGr
 		for k := range g.parts {
 			if k.id == t.ID {
 				delete(g.parts, k)
-				ops = append(ops, writeOp{key: partitionKey(g.id, k.id, k.p), del: true})
+				ops = append(ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Delete: true})
 			}
 		}
 		resp.Topics = append(resp.Topics, ot)

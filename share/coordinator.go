@@ -280,7 +280,7 @@ func (c *Coordinator) sweepOnce(now time.Time) {
 		limit := c.deliveryLimit(g)
 		for k, sp := range g.parts {
 			if sp.expire(now, limit) {
-				ops = append(ops, writeOp{key: partitionKey(g.id, k.id, k.p), value: sp.encode()})
+				ops = append(ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Value: sp.encode()})
 				woke = true
 			}
 		}
@@ -299,11 +299,11 @@ func (c *Coordinator) removeMemberLocked(g *group, id string) []writeOp {
 	delete(c.sessions, sessionKey{g.id, id})
 	g.epoch++
 	c.assignLocked(g)
-	ops := []writeOp{{key: groupKey(g.id), value: c.encodeGroupLocked(g)}}
+	ops := []writeOp{{Key: groupKey(g.id), Value: c.encodeGroupLocked(g)}}
 	limit := c.deliveryLimit(g)
 	for k, sp := range g.parts {
 		if sp.releaseOwned(id, limit) {
-			ops = append(ops, writeOp{key: partitionKey(g.id, k.id, k.p), value: sp.encode()})
+			ops = append(ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Value: sp.encode()})
 		}
 	}
 	return ops

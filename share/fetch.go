@@ -99,7 +99,7 @@ func (c *Coordinator) ackLocked(g *group, member string, acks []ackPart, renew b
 			continue
 		}
 		codes[a.tp] = 0
-		*ops = append(*ops, writeOp{key: partitionKey(g.id, a.tp.id, a.tp.p), value: sp.encode()})
+		*ops = append(*ops, writeOp{Key: partitionKey(g.id, a.tp.id, a.tp.p), Value: sp.encode()})
 		if releases(a.batches) {
 			// Another member's parked fetch can take them now.
 			c.wakeLocked()
@@ -125,7 +125,7 @@ func (c *Coordinator) releaseSessionLocked(g *group, member string, s *session, 
 	woke := false
 	for k := range s.parts {
 		if sp := g.parts[k]; sp != nil && sp.releaseOwned(member, limit) {
-			*ops = append(*ops, writeOp{key: partitionKey(g.id, k.id, k.p), value: sp.encode()})
+			*ops = append(*ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Value: sp.encode()})
 			woke = true
 		}
 	}
@@ -354,7 +354,7 @@ func (c *Coordinator) acquire(g *group, key sessionKey, s *session, maxRecords i
 			continue
 		}
 		if changed {
-			ops = append(ops, writeOp{key: partitionKey(g.id, k.id, k.p), value: sp.encode()})
+			ops = append(ops, writeOp{Key: partitionKey(g.id, k.id, k.p), Value: sp.encode()})
 		}
 		if len(ranges) == 0 {
 			continue

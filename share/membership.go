@@ -171,7 +171,7 @@ func (c *Coordinator) AlterGroupConfigs(ctx context.Context, id string, changes 
 			g.configs[ch.Name] = ch.Value
 		}
 	}
-	done := c.store.enqueue([]writeOp{{key: groupKey(id), value: c.encodeGroupLocked(g)}})
+	done := c.store.enqueue([]writeOp{{Key: groupKey(id), Value: c.encodeGroupLocked(g)}})
 	c.mu.Unlock()
 	if err := waitDurable(ctx, done); err != nil {
 		return kerr.CoordinatorNotAvailable.Code, err.Error()
@@ -238,7 +238,7 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 		g.members[m.id] = m
 		g.epoch++
 		assignChanged = true
-		ops = append(ops, writeOp{key: groupKey(g.id), value: c.encodeGroupLocked(g)})
+		ops = append(ops, writeOp{Key: groupKey(g.id), Value: c.encodeGroupLocked(g)})
 	case m == nil:
 		c.mu.Unlock()
 		return fail(kerr.UnknownMemberID, "Member "+req.MemberID+" is not in group "+req.GroupID+".")
@@ -255,13 +255,13 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.ShareGroupHeartbe
 			m.topics = t
 			g.epoch++
 			assignChanged = true
-			ops = append(ops, writeOp{key: groupKey(g.id), value: c.encodeGroupLocked(g)})
+			ops = append(ops, writeOp{Key: groupKey(g.id), Value: c.encodeGroupLocked(g)})
 		}
 	}
 	if sig := c.subscriptionSignature(g); sig != g.subscribed {
 		if g.subscribed != "" && !assignChanged {
 			g.epoch++
-			ops = append(ops, writeOp{key: groupKey(g.id), value: c.encodeGroupLocked(g)})
+			ops = append(ops, writeOp{Key: groupKey(g.id), Value: c.encodeGroupLocked(g)})
 		}
 		assignChanged = true
 	}

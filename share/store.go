@@ -2,9 +2,7 @@ package share
 
 import (
 	"encoding/binary"
-	"errors"
 	"log/slog"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/oncelog/oncelog/internal/fsx"
@@ -26,112 +24,29 @@ const (
 	groupVersion = 2
 )
 
-type writeOp struct {
-	key, value []byte
-	del        bool
-}
-
-type queuedWrite struct {
-	ops  []writeOp
-	done chan error
-}
+type writeOp = pebblestore.Op
 
 // store applies queued changes in the order the coordinator queued them
-// (under its lock), everything queued so far as one synced batch: group
-// commit, and a later snapshot of a partition never overtaken by an older.
+// (under its lock), everything queued so far as one synced batch
+// (pebblestore.Committer): group commit, and a later snapshot of a
+// partition never overtaken by an older.
 type store struct {
-	db *pebble.DB
-
-	mu      sync.Mutex
-	queue   []*queuedWrite
-	kick    chan struct{}
-	closing bool
-	stopped chan struct{}
+	db        *pebble.DB
+	committer *pebblestore.Committer
 }
-
-var errStoreClosed = errors.New("share group store closed")
 
 func openStore(dir string, fs fsx.FS, log *slog.Logger, onFatal func(error)) (*store, error) {
 	db, err := pebblestore.Open(dir, pebblestore.Config{Name: "share-groups", FS: fs, Logger: log, OnFatal: onFatal})
 	if err != nil {
 		return nil, err
 	}
-	s := &store{db: db, kick: make(chan struct{}, 1), stopped: make(chan struct{})}
-	go s.writer()
-	return s, nil
+	return &store{db: db, committer: pebblestore.NewCommitter(db, nil)}, nil
 }
 
-func (s *store) enqueue(ops []writeOp) <-chan error {
-	w := &queuedWrite{ops: ops, done: make(chan error, 1)}
-	if len(ops) == 0 {
-		w.done <- nil
-		return w.done
-	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		w.done <- errStoreClosed
-		return w.done
-	}
-	s.queue = append(s.queue, w)
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	return w.done
-}
-
-func (s *store) writer() {
-	defer close(s.stopped)
-	for {
-		s.mu.Lock()
-		q := s.queue
-		s.queue = nil
-		closing := s.closing
-		s.mu.Unlock()
-		if len(q) > 0 {
-			err := s.apply(q)
-			for _, w := range q {
-				w.done <- err
-			}
-			continue
-		}
-		if closing {
-			return
-		}
-		<-s.kick
-	}
-}
-
-func (s *store) apply(q []*queuedWrite) (err error) {
-	defer pebblestore.Guard(&err)
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, w := range q {
-		for _, op := range w.ops {
-			if op.del {
-				err = b.Delete(op.key, nil)
-			} else {
-				err = b.Set(op.key, op.value, nil)
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return b.Commit(pebble.Sync)
-}
+func (s *store) enqueue(ops []writeOp) <-chan error { return s.committer.Enqueue(ops) }
 
 func (s *store) close() error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	<-s.stopped
+	s.committer.Close()
 	return s.db.Close()
 }
 
