@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oncelog/oncelog/internal/faultproxy"
+	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -84,6 +85,22 @@ func TestKill9WhileProducing(t *testing.T) {
 	const crashes = 12
 	createTopic(t, proxy.Addr(), topic, 3, nil)
 
+	acks := produceThroughCrashes(t, b, proxy, topic, total, crashes, total/(crashes+2), 7, nil)
+	t.Logf("%d crashes, %d records acknowledged", crashes, acks.count())
+	checkExactlyOnce(t, b.Addr(), topic, total, numberValue)
+}
+
+// produceThroughCrashes sends total numbered records (idempotent, acks=all,
+// round robin over the topic's partitions, many small requests so that
+// crashes land between them) through proxy while it kill -9's b crashes
+// times, the i-th crash after about i*step acknowledgements (seeded
+// jitter). Every second crash happens while the proxy holds produce
+// responses back, so the broker has written (and fsynced) batches whose
+// acks the client never saw. whileDown, if set, runs with the broker down
+// before each restart. It returns once every record is acknowledged and
+// fails the test if one failed.
+func produceThroughCrashes(t *testing.T, b *testbroker.Broker, proxy *faultproxy.Proxy, topic string, total, crashes, step int, seed uint64, whileDown func(crash int)) *ackTracker {
+	t.Helper()
 	cl := newClient(t, proxy.Addr(),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.ProducerLinger(2*time.Millisecond),
@@ -104,8 +121,7 @@ func TestKill9WhileProducing(t *testing.T) {
 		}
 	}()
 
-	rng := rand.New(rand.NewPCG(7, 7))
-	step := total / (crashes + 2)
+	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := 1; i <= crashes; i++ {
 		target := i*step + rng.IntN(step/2)
 		select {
@@ -113,8 +129,7 @@ func TestKill9WhileProducing(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("crash %d: only %d acks before timeout", i, acks.count())
 		}
-		betweenWriteAndAck := i%2 == 0
-		if betweenWriteAndAck {
+		if betweenWriteAndAck := i%2 == 0; betweenWriteAndAck {
 			proxy.SetRules(faultproxy.Rules{DelayResponse: map[int16]time.Duration{produceKey: time.Hour}})
 			// Wait for the next produce to reach the broker so the
 			// crash lands after a write whose ack is held back.
@@ -127,14 +142,18 @@ func TestKill9WhileProducing(t *testing.T) {
 		b.Kill()
 		proxy.CutAll()
 		proxy.SetRules(faultproxy.Rules{})
+		if whileDown != nil {
+			whileDown(i)
+		}
+		began := time.Now()
 		b.Restart()
+		t.Logf("crash %d at %d acks: restarted in %v", i, acks.count(), time.Since(began))
 	}
 	acks.inflight.Wait()
 	if len(acks.failed) > 0 {
 		t.Fatalf("%d records failed, first: %v", len(acks.failed), acks.failed[0])
 	}
-	t.Logf("%d crashes, %d records acknowledged", crashes, acks.count())
-	checkExactlyOnce(t, b.Addr(), topic, total, numberValue)
+	return acks
 }
 
 // TestRecoveryTruncatesBadTail corrupts the last segment of a partition while
