@@ -390,12 +390,27 @@ func kafkaLatency(ctx context.Context, t kafkaTarget, topic string, recordSize i
 	}
 
 	var errs firstError
-	promise := func(_ *kgo.Record, err error) { errs.set(err) }
+	var acksMu sync.Mutex
+	acks := make([]time.Duration, 0, int(rate*d.Seconds())+1024)
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			errs.set(err)
+			return
+		}
+		// kgo sets Timestamp in Produce; the value's stamp is the same
+		// moment, taken just before.
+		took := time.Since(r.Timestamp)
+		acksMu.Lock()
+		acks = append(acks, took)
+		acksMu.Unlock()
+	}
 	settle()
-	rec.startMeasuring(time.Now())
+	paceStart := time.Now()
+	rec.startMeasuring(paceStart)
 	sent := pace(rate, d, func() bool { return errs.get() != nil || ctx.Err() != nil }, func(int) {
 		producer.Produce(ctx, &kgo.Record{Value: stampValue(base, time.Now())}, promise)
 	})
+	sentRate := float64(sent) / time.Since(paceStart).Seconds()
 	errs.set(producer.Flush(ctx))
 	if err := errs.get(); err != nil {
 		return latencies{}, err
@@ -403,5 +418,10 @@ func kafkaLatency(ctx context.Context, t kafkaTarget, topic string, recordSize i
 	if !rec.waitFor(int64(sent)+1, 30*time.Second) {
 		return latencies{}, fmt.Errorf("consumer received %d of %d records", rec.receivedCount(), sent+1)
 	}
-	return rec.result(rate), nil
+	l := rec.result(rate)
+	l.Sent = sentRate
+	acksMu.Lock()
+	l.AckP99 = summariseLatencies(acks, rate).P99
+	acksMu.Unlock()
+	return l, nil
 }

@@ -88,6 +88,12 @@ type latencies struct {
 	P50, P99, P999 time.Duration
 	Samples        int
 	Rate           float64 // records/s the producer was paced at
+	// Sent is the rate the records were actually handed to the client
+	// (below Rate when the producer's buffer was full); AckP99 the p99 of
+	// Produce-to-acknowledgement, the producer's half of the end-to-end
+	// latency (Kafka targets only; zero when not measured).
+	Sent   float64
+	AckP99 time.Duration
 }
 
 func summariseLatencies(samples []time.Duration, rate float64) latencies {

@@ -58,6 +58,9 @@ type profile struct {
 	TxnShape   shape
 	TxnSize    int
 	TxnRecords int
+	// TxnWideProducers, when not 0, runs TxnShape's transactions once more
+	// with this many producers (how far concurrency takes them).
+	TxnWideProducers int
 
 	// Headline runs: HeadlineRecords records of each size with HeadlineShape
 	// (its RecordSize is ignored).
@@ -128,8 +131,9 @@ func fullMatrix() []shape {
 func defaultProfile() profile {
 	// Sized to take about 6 minutes with every peer (kfake, NATS and both
 	// Kafkas), Kafka's start included: one run of each case (the
-	// alternation of compared modes stays), 1 s per run, 3 s headlines.
-	// --full repeats and runs longer.
+	// alternation of compared modes stays), 1 s per run, 3 s headlines,
+	// no 32-producer transactions (12 s on Kafka with fsync alone). --full
+	// repeats and runs longer.
 	return profile{
 		Name:             "default",
 		Matrix:           defaultMatrix(),
@@ -146,8 +150,8 @@ func defaultProfile() profile {
 		HeadlineDeadline: 3 * time.Second,
 		PerfTestShape:    perfTestShape,
 		PerfTestRecords:  1_000_000,
-		PerfTestTimeout:  10 * time.Second,
-		KafkaWarmUp:      2 * time.Second,
+		PerfTestTimeout:  8 * time.Second,
+		KafkaWarmUp:      1500 * time.Millisecond,
 		ConsumeTimeout:   60 * time.Second,
 		ConsumeRepeats:   2,
 		LatencyDuration:  2 * time.Second,
@@ -170,13 +174,14 @@ func quickProfile() profile {
 		TxnShape:         wideHundred,
 		TxnSize:          100,
 		TxnRecords:       2_000_000,
+		TxnWideProducers: 32,
 		HeadlineShape:    headlineShape,
 		HeadlineRecords:  500_000,
 		HeadlineDeadline: 1500 * time.Millisecond,
 		PerfTestShape:    perfTestShape,
 		PerfTestRecords:  500_000,
-		PerfTestTimeout:  10 * time.Second,
-		KafkaWarmUp:      2 * time.Second,
+		PerfTestTimeout:  8 * time.Second,
+		KafkaWarmUp:      1500 * time.Millisecond,
 		ConsumeTimeout:   30 * time.Second,
 		ConsumeRepeats:   2,
 		LatencyDuration:  700 * time.Millisecond,
@@ -196,6 +201,7 @@ func fullProfile() profile {
 	p.MatrixRepeats = 2
 	p.Repeats = 4
 	p.TxnRecords = 20_000_000
+	p.TxnWideProducers = 32
 	p.HeadlineDeadline = 60 * time.Second
 	p.PerfTestRecords = 10_000_000
 	p.PerfTestTimeout = time.Minute
@@ -220,6 +226,7 @@ func smokeProfile() profile {
 		TxnShape:         shape{RecordSize: 100, Producers: 2, Partitions: 2},
 		TxnSize:          100,
 		TxnRecords:       2_000,
+		TxnWideProducers: 8,
 		HeadlineShape:    shape{Producers: 2, Partitions: 2},
 		HeadlineRecords:  20_000,
 		HeadlineDeadline: time.Second,
