@@ -39,11 +39,18 @@ type kip848Consumer struct {
 
 func startKIP848Consumer(t *testing.T, addr, group, topic string, seen *seenSet, opts ...kgo.Opt) *kip848Consumer {
 	t.Helper()
+	return startGroupConsumer(t, addr, group, topic, seen, append([]kgo.Opt{kgo.ServerSideBalancer()}, opts...)...)
+}
+
+// startGroupConsumer is a kgo group consumer from the start of topic,
+// committing every 200 ms, adding every value it reads to seen; opts
+// choose the protocol.
+func startGroupConsumer(t *testing.T, addr, group, topic string, seen *seenSet, opts ...kgo.Opt) *kip848Consumer {
+	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(addr),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topic),
-		kgo.ServerSideBalancer(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitInterval(200 * time.Millisecond),
 	}, opts...)...)

@@ -66,31 +66,9 @@ func (o *ownership) check(t *testing.T) {
 // broker does when the group is a consumer group).
 func startClassicConsumer(t *testing.T, addr, group, topic string, seen *seenSet, balancers []kgo.GroupBalancer, opts ...kgo.Opt) *kip848Consumer {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(addr),
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics(topic),
-		kgo.Balancers(balancers...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitInterval(200 * time.Millisecond),
-		kgo.FetchMaxBytes(2000),
-		kgo.FetchMaxPartitionBytes(2000),
+	return startGroupConsumer(t, addr, group, topic, seen, append([]kgo.Opt{
+		kgo.Balancers(balancers...), kgo.FetchMaxBytes(2000), kgo.FetchMaxPartitionBytes(2000),
 	}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &kip848Consumer{cl: cl, done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		for {
-			fs := cl.PollFetches(context.Background())
-			if fs.IsClientClosed() {
-				return
-			}
-			fs.EachRecord(func(r *kgo.Record) { seen.add(string(r.Value)) })
-		}
-	}()
-	return c
 }
 
 func groupType(t *testing.T, adm *kadm.Client, group string) string {
