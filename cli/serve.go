@@ -30,6 +30,7 @@ type serveOptions struct {
 	listen, advertise, adminListen string
 	httpListen                     string
 	adminConsole                   bool
+	consoleLogin                   consoleLoginOptions
 	http                           httpapi.Config
 	httpRequestTimeoutMs           int64
 	configFile                     string
@@ -108,7 +109,8 @@ docs/operations.md.`,
 	f.StringVar(&o.advertise, "advertise", "", "host:port clients are told to connect to (advertised.listeners); set it when clients reach the broker by another name (default: the --listen address)")
 	addSecurityFlags(f, o)
 	f.StringVar(&o.adminListen, "admin-listen", "127.0.0.1:9644", "host:port of the HTTP listener for /metrics, /healthz and /readyz; empty turns it off")
-	f.BoolVar(&o.adminConsole, "admin-console", true, "serve the web console at / on the admin listener (topics, records, producers, transactions, groups, key window, live charts; docs/console.md): anyone who can reach the admin listener gets the broker's full rights through it")
+	f.BoolVar(&o.adminConsole, "admin-console", true, "serve the web console at / on the admin listener (topics, records, producers, transactions, groups, key window, live charts; docs/console.md): with a SASL listener every user logs in and the broker's ACLs decide what the console shows and does for them; without one, anyone who can reach the admin listener gets the broker's full rights through it")
+	addConsoleLoginFlags(f, &o.consoleLogin)
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:8082", "host:port of the HTTP ingest listener (POST /v1/topics/{topic}/records with Idempotency-Key, GET /v1/topics/{topic}/keys/{key}; docs/http.md); empty turns it off")
 	f.IntVar(&o.http.MaxConcurrentRequests, "http-max-concurrent-requests", o.http.MaxConcurrentRequests, "most HTTP ingest requests served at once; one more is answered 503 with Retry-After at once")
 	f.Int64Var(&o.httpRequestTimeoutMs, "http-request-timeout-ms", o.http.RequestTimeout.Milliseconds(), "bound on reading an HTTP ingest request and on waiting for its record to be fsynced, in milliseconds (as the producer's request.timeout.ms); idle keep-alive connections close after --connections-max-idle-ms")
@@ -218,6 +220,9 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{o.requestReadTimeoutMs < 1, "--request-read-timeout-ms must be positive"},
 		{o.http.MaxConcurrentRequests < 1, "--http-max-concurrent-requests must be at least 1"},
 		{o.httpRequestTimeoutMs < 1, "--http-request-timeout-ms must be positive"},
+		{o.consoleLogin.maxSessions < 1, "--admin-console-max-sessions must be at least 1"},
+		{o.consoleLogin.idleTimeout <= 0, "--admin-console-session-idle-timeout must be positive"},
+		{o.consoleLogin.maxAge <= 0, "--admin-console-session-max-age must be positive"},
 		{segErr != nil, fmt.Sprintf("--log-segment-bytes %d: %v (log.segment.bytes; 1 MiB is Kafka 4.0's minimum)", c.SegmentBytes, segErr)},
 		{c.SegmentMs < broker.MinSegmentMs, "--log-segment-ms must be at least 1"},
 		{c.MaxPartitions < 1, "--max-partitions must be at least 1"},

@@ -3,13 +3,18 @@ package cli
 import (
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"github.com/oncelog/oncelog/auth"
 	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/console"
 	"github.com/oncelog/oncelog/internal/buildinfo"
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // withConsole puts the web console beside the admin endpoints: /healthz,
@@ -39,11 +44,31 @@ func consoleHandler(cons *atomic.Pointer[console.Console]) http.Handler {
 	})
 }
 
-// startConsole builds the console once the Kafka listeners are bound: its
-// client talks to the first PLAINTEXT listener (the console acts with the
-// broker's full rights, so it needs no credentials of a user).
+// consoleLoginOptions bound the console's login sessions (used when the
+// broker has a SASL listener).
+type consoleLoginOptions struct {
+	maxSessions  int
+	idleTimeout  time.Duration
+	maxAge       time.Duration
+	secureCookie bool
+}
+
+func addConsoleLoginFlags(f *pflag.FlagSet, o *consoleLoginOptions) {
+	f.IntVar(&o.maxSessions, "admin-console-max-sessions", console.DefaultMaxSessions, "most web console login sessions held at once, with a SASL listener (each holds a Kafka client authenticated as its user); a login beyond it is refused with 503 until one logs out or expires")
+	f.DurationVar(&o.idleTimeout, "admin-console-session-idle-timeout", console.DefaultIdleTimeout, "a web console login session unused this long ends and its client is closed")
+	f.DurationVar(&o.maxAge, "admin-console-session-max-age", console.DefaultMaxAge, "a web console login session ends this long after its login, used or not")
+	f.BoolVar(&o.secureCookie, "admin-console-secure-cookie", false, "mark the console's session cookie Secure, for a TLS-terminating proxy in front of the admin listener (the admin listener itself serves plain HTTP; default off)")
+}
+
+// startConsole builds the console once the Kafka listeners are bound.
+// With a SASL listener, every user logs in and the console acts through a
+// client authenticated as that user on that listener (a SASL_PLAINTEXT one
+// if there is one: it is local). Without one, its single client talks to
+// the first PLAINTEXT listener as the anonymous principal.
 func startConsole(o *serveOptions, b *broker.Broker, kafkaLns []net.Listener, ingestLn net.Listener) (*console.Console, error) {
 	cfg := console.Config{Gatherer: b.Stats.Registry, Version: strings.SplitN(versionLine(buildinfo.Get()), "\n", 2)[0], Logger: o.logger}
+	var saslAddr string
+	var saslTLS bool
 	for i, l := range o.sec.resolved {
 		addr := kafkaLns[i].Addr().String()
 		cfg.Listeners = append(cfg.Listeners, console.Listener{Name: l.Name, Protocol: string(l.Protocol), Address: addr,
@@ -51,10 +76,27 @@ func startConsole(o *serveOptions, b *broker.Broker, kafkaLns []net.Listener, in
 		if len(cfg.Brokers) == 0 && !l.Protocol.TLS() && !l.Protocol.SASL() {
 			cfg.Brokers = []string{addr}
 		}
+		if l.Protocol.SASL() && (saslAddr == "" || saslTLS && !l.Protocol.TLS()) {
+			saslAddr, saslTLS = addr, l.Protocol.TLS()
+		}
+	}
+	if saslAddr != "" {
+		login := &console.Login{Brokers: []string{saslAddr}, MaxSessions: o.consoleLogin.maxSessions,
+			IdleTimeout: o.consoleLogin.idleTimeout, MaxAge: o.consoleLogin.maxAge, SecureCookie: o.consoleLogin.secureCookie}
+		for _, m := range []string{auth.MechanismSCRAM512, auth.MechanismSCRAM256, auth.MechanismPlain} {
+			if !slices.Contains(o.wire.SASLMechanisms, m) || m == auth.MechanismPlain && !saslTLS && !o.wire.SASLPlainAllowUnencrypted {
+				continue
+			}
+			login.Mechanisms = append(login.Mechanisms, m)
+		}
+		if saslTLS {
+			// The console dials the broker's own listener: it trusts
+			// exactly the certificate that listener serves.
+			login.ClientOpts = []kgo.Opt{kgo.DialTLSConfig(o.sec.tlsReloader.SelfClientConfig())}
+		}
+		cfg.Login = login
 	}
 	if len(cfg.Brokers) == 0 {
-		// Only authenticated listeners: the console still serves its page
-		// and says why every call fails.
 		cfg.Brokers = []string{kafkaLns[0].Addr().String()}
 	}
 	if ingestLn != nil {

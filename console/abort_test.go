@@ -65,13 +65,18 @@ func TestAbortRefusesTrackedTransaction(t *testing.T) {
 	}
 
 	body := fmt.Sprintf(`{"topic":"ledger","partition":0,"producer_id":%d}`, got.Open[0].ProducerID)
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("POST", "/api/transactions/abort", strings.NewReader(body)))
+	post := func(body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/api/transactions/abort", strings.NewReader(body))
+		req.Header.Set("X-CSRF-Token", "open")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	w = post(body)
 	if w.Code != 409 || !strings.Contains(w.Body.String(), "tracked by its coordinator") {
 		t.Errorf("abort of a tracked transaction: %d %s, want 409", w.Code, w.Body)
 	}
-	w = httptest.NewRecorder()
-	h.ServeHTTP(w, httptest.NewRequest("POST", "/api/transactions/abort", strings.NewReader(`{"topic":"ledger","partition":0,"producer_id":999999}`)))
+	w = post(`{"topic":"ledger","partition":0,"producer_id":999999}`)
 	if w.Code != 404 {
 		t.Errorf("abort of no transaction: %d %s, want 404", w.Code, w.Body)
 	}

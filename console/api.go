@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Bounds on what one API call can make the broker (and the console) hold.
@@ -34,19 +35,22 @@ const (
 )
 
 func (c *Console) routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/overview", c.overview)
-	mux.HandleFunc("GET /api/topics", c.topics)
-	mux.HandleFunc("GET /api/topics/{topic}", c.topic)
-	mux.HandleFunc("POST /api/topics/{topic}/configs", c.alterConfigs)
-	mux.HandleFunc("GET /api/topics/{topic}/records", c.records)
-	mux.HandleFunc("GET /api/topics/{topic}/producers", c.producers)
-	mux.HandleFunc("GET /api/transactions", c.transactions)
-	mux.HandleFunc("POST /api/transactions/abort", c.abort)
-	mux.HandleFunc("GET /api/groups", c.groups)
-	mux.HandleFunc("GET /api/groups/{group}", c.group)
-	mux.HandleFunc("GET /api/keywindow", c.keyWindow)
-	mux.HandleFunc("GET /api/keys/{topic}/{key}", c.lookupKey)
-	mux.HandleFunc("GET /api/metrics", c.metrics)
+	mux.HandleFunc("GET /api/session", c.sessionState)
+	mux.HandleFunc("POST /api/login", c.login)
+	mux.HandleFunc("POST /api/logout", c.logout)
+	mux.HandleFunc("GET /api/overview", c.with((*view).overview))
+	mux.HandleFunc("GET /api/topics", c.with((*view).topics))
+	mux.HandleFunc("GET /api/topics/{topic}", c.with((*view).topic))
+	mux.HandleFunc("POST /api/topics/{topic}/configs", c.with((*view).alterConfigs))
+	mux.HandleFunc("GET /api/topics/{topic}/records", c.with((*view).records))
+	mux.HandleFunc("GET /api/topics/{topic}/producers", c.with((*view).producers))
+	mux.HandleFunc("GET /api/transactions", c.with((*view).transactions))
+	mux.HandleFunc("POST /api/transactions/abort", c.with((*view).abort))
+	mux.HandleFunc("GET /api/groups", c.with((*view).groups))
+	mux.HandleFunc("GET /api/groups/{group}", c.with((*view).group))
+	mux.HandleFunc("GET /api/keywindow", c.with((*view).keyWindow))
+	mux.HandleFunc("GET /api/keys/{topic}/{key}", c.with((*view).lookupKey))
+	mux.HandleFunc("GET /api/metrics", c.with((*view).metrics))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such console API: %s %s", r.Method, r.URL.Path)
 	})
@@ -63,10 +67,28 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
-// brokerError answers an error from the broker: 404 for what does not
+// authorizationError reports whether the broker refused the principal
+// (its ACLs), as opposed to failing.
+func authorizationError(err error) bool {
+	for _, e := range []error{kerr.TopicAuthorizationFailed, kerr.GroupAuthorizationFailed, kerr.ClusterAuthorizationFailed,
+		kerr.TransactionalIDAuthorizationFailed, kerr.DelegationTokenAuthorizationFailed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// brokerError answers an error from the broker: 403 for what the
+// principal may not do (the broker's error says which ACL is missing),
+// 401 when the broker no longer accepts the login, 404 for what does not
 // exist, 502 for the rest (the console works, the broker did not answer).
 func brokerError(w http.ResponseWriter, err error) {
 	switch {
+	case authorizationError(err):
+		writeError(w, http.StatusForbidden, "the broker refused: %v", err)
+	case errors.Is(err, kerr.SaslAuthenticationFailed):
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": fmt.Sprintf("the broker no longer accepts this login: %v", err), "login_required": true})
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.GroupIDNotFound):
 		writeError(w, http.StatusNotFound, "%v", err)
 	case errors.Is(err, kerr.InvalidConfig), errors.Is(err, kerr.InvalidRequest), errors.Is(err, kerr.PolicyViolation):
@@ -75,6 +97,15 @@ func brokerError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadGateway, "broker: %v", err)
 	}
 }
+
+// listAll marks a context for kadm calls that list every topic: their
+// Metadata request goes to the broker rather than to kgo's metadata
+// cache (kadm.WithAuthorizedOps bypasses it). A cached answer can carry a
+// topic this user was refused earlier (the topic page of a topic they may
+// not describe), and kadm fails a whole listing on one such topic; the
+// broker's own answer to "all topics" leaves out what the user may not
+// describe.
+func listAll(ctx context.Context) context.Context { return kadm.WithAuthorizedOps(ctx) }
 
 type brokerInfo struct {
 	ID   int32  `json:"id"`
@@ -94,10 +125,10 @@ type overview struct {
 	Totals     map[string]float64 `json:"totals"`
 }
 
-func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
+func (c *view) overview(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	md, err := c.adm.Metadata(ctx)
+	md, err := c.adm.Metadata(listAll(ctx))
 	if err != nil {
 		brokerError(w, err)
 		return
@@ -129,10 +160,10 @@ type topicSummary struct {
 	SizeBytes  int64  `json:"size_bytes"`
 }
 
-func (c *Console) topics(w http.ResponseWriter, r *http.Request) {
+func (c *view) topics(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	details, err := c.adm.ListTopicsWithInternal(ctx)
+	details, err := c.adm.ListTopicsWithInternal(listAll(ctx))
 	if err != nil {
 		brokerError(w, err)
 		return
@@ -192,7 +223,7 @@ type topicDetail struct {
 	Configs          []configEntry     `json:"configs"`
 }
 
-func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
+func (c *view) topic(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	name := r.PathValue("topic")
@@ -267,7 +298,7 @@ type alterConfigsBody struct {
 	Delete []string          `json:"delete"`
 }
 
-func (c *Console) alterConfigs(w http.ResponseWriter, r *http.Request) {
+func (c *view) alterConfigs(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	name := r.PathValue("topic")
@@ -299,7 +330,9 @@ func (c *Console) alterConfigs(w http.ResponseWriter, r *http.Request) {
 				msg += ": " + resp.ErrMessage
 			}
 			status := http.StatusBadRequest
-			if errors.Is(resp.Err, kerr.UnknownTopicOrPartition) {
+			if authorizationError(resp.Err) {
+				status = http.StatusForbidden
+			} else if errors.Is(resp.Err, kerr.UnknownTopicOrPartition) {
 				status = http.StatusNotFound
 			}
 			writeError(w, status, "%s", msg)
@@ -360,7 +393,7 @@ type browseResult struct {
 
 // records is the record browser: up to limit records of one partition from
 // an offset (default: the start) or the first at or after a timestamp.
-func (c *Console) records(w http.ResponseWriter, r *http.Request) {
+func (c *view) records(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("topic")
 	q := r.URL.Query()
 	partition, err := intParam(q, "partition", 0, 0, 1<<31-1)
@@ -451,12 +484,10 @@ func (c *Console) records(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(c.cfg.Brokers...), kgo.ClientID("oncelog-console-browser"),
+	opts := append(slices.Clone(c.opts), kgo.ClientID("oncelog-console-browser"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{name: {p: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(iso), kgo.FetchMaxBytes(maxBrowseBytes), kgo.FetchMaxPartitionBytes(maxBrowseBytes),
-		kgo.FetchMaxWait(500 * time.Millisecond),
-	}, c.cfg.ClientOpts...)
+		kgo.FetchMaxWait(500*time.Millisecond))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "consumer: %v", err)
@@ -531,7 +562,7 @@ type partitionDups struct {
 	KeyWindowRecords *float64 `json:"key_window_records"`
 }
 
-func (c *Console) partitionDuplicates(topic string, partitions []int32) []partitionDups {
+func (c *view) partitionDuplicates(topic string, partitions []int32) []partitionDups {
 	batches := c.partitionGauge("oncelog_partition_produce_duplicate_batches_total")
 	records := c.partitionGauge("oncelog_partition_produce_duplicate_records_total")
 	keys := c.partitionGauge("oncelog_partition_dedup_duplicates_dropped_total")
@@ -551,7 +582,7 @@ func (c *Console) partitionDuplicates(topic string, partitions []int32) []partit
 	return out
 }
 
-func (c *Console) producers(w http.ResponseWriter, r *http.Request) {
+func (c *view) producers(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	name := r.PathValue("topic")
@@ -610,7 +641,7 @@ type openRow struct {
 	Hanging bool `json:"hanging"`
 }
 
-func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
+func (c *view) transactions(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	listed, err := c.adm.ListTransactions(ctx, nil, nil)
@@ -636,7 +667,7 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
 			rows = append(rows, row)
 		}
 	}
-	open, truncated, err := c.openTransactions(r)
+	open, truncated, unreadable, err := c.openTransactions(r)
 	if err != nil {
 		brokerError(w, err)
 		return
@@ -645,23 +676,28 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
 		"transactions":   rows,
 		"open":           open,
 		"open_truncated": truncated,
-		"committed":      c.counter("oncelog_transactions_committed_total"),
-		"aborted":        c.counter("oncelog_transactions_aborted_total"),
-		"timed_out":      c.counter("oncelog_transactions_timed_out_total"),
+		// Topics whose open transactions this user may not see (no
+		// READ): DescribeProducers refused them.
+		"open_unreadable": unreadable,
+		"committed":       c.counter("oncelog_transactions_committed_total"),
+		"aborted":         c.counter("oncelog_transactions_aborted_total"),
+		"timed_out":       c.counter("oncelog_transactions_timed_out_total"),
 	})
 }
 
 // openTransactions lists what partitions hold open and which of it hangs
 // (no coordinator will complete it: see package txnscan).
-func (c *Console) openTransactions(r *http.Request) ([]openRow, bool, error) {
+// Topics the user may describe but not read (DescribeProducers needs READ)
+// are left out of the scan and named in unreadable.
+func (c *view) openTransactions(r *http.Request) (rows []openRow, truncated bool, unreadable []string, err error) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	details, err := c.adm.ListTopics(ctx)
+	details, err := c.adm.ListTopics(listAll(ctx))
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	set := kadm.TopicsSet{}
-	n, truncated := 0, false
+	n := 0
 	for _, name := range details.Names() {
 		for p := range details[name].Partitions {
 			if n == maxScannedPartitions {
@@ -673,14 +709,24 @@ func (c *Console) openTransactions(r *http.Request) ([]openRow, bool, error) {
 		}
 	}
 	open, err := txnscan.Open(ctx, c.adm, set, time.Now())
+	if authorizationError(err) {
+		// Find every topic refused (kadm stops at the first), then scan
+		// the others.
+		unreadable = c.unreadableTopics(ctx, set)
+		for _, t := range unreadable {
+			delete(set, t)
+		}
+		slices.Sort(unreadable)
+		open, err = txnscan.Open(ctx, c.adm, set, time.Now())
+	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	hanging, err := txnscan.Hanging(ctx, c.adm, open)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
-	rows := []openRow{}
+	rows = []openRow{}
 	for _, o := range open {
 		row := openRow{OpenTxn: o}
 		for _, h := range hanging {
@@ -690,7 +736,32 @@ func (c *Console) openTransactions(r *http.Request) ([]openRow, bool, error) {
 		}
 		rows = append(rows, row)
 	}
-	return rows, truncated, nil
+	return rows, truncated, unreadable, nil
+}
+
+// unreadableTopics are the topics of set whose producers DescribeProducers
+// refuses to show this user (it needs READ).
+func (c *view) unreadableTopics(ctx context.Context, set kadm.TopicsSet) []string {
+	req := kmsg.NewPtrDescribeProducersRequest()
+	for _, t := range set.IntoList() {
+		rt := kmsg.NewDescribeProducersRequestTopic()
+		rt.Topic, rt.Partitions = t.Topic, t.Partitions
+		req.Topics = append(req.Topics, rt)
+	}
+	var out []string
+	for _, shard := range c.cl.RequestSharded(ctx, req) {
+		if shard.Err != nil {
+			continue
+		}
+		for _, rt := range shard.Resp.(*kmsg.DescribeProducersResponse).Topics {
+			for _, rp := range rt.Partitions {
+				if authorizationError(kerr.ErrorForCode(rp.ErrorCode)) && !slices.Contains(out, rt.Topic) {
+					out = append(out, rt.Topic)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // abortBody names a hanging transaction: the partition and the producer
@@ -706,7 +777,7 @@ type abortBody struct {
 // still tracks: that one completes or times out by itself, and a marker
 // written behind the coordinator's back could tear a transaction it then
 // commits.
-func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
+func (c *view) abort(w http.ResponseWriter, r *http.Request) {
 	var body abortBody
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxConfigBody)).Decode(&body); err != nil || body.Topic == "" {
 		writeError(w, http.StatusBadRequest, "body must be JSON {\"topic\", \"partition\", \"producer_id\"}")
@@ -757,7 +828,7 @@ func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
 		brokerError(w, pr.Err)
 		return
 	}
-	c.cfg.Logger.Info("console aborted a hanging transaction", "topic", body.Topic, "partition", body.Partition,
+	c.cfg.Logger.Info("console aborted a hanging transaction", "user", c.user, "topic", body.Topic, "partition", body.Partition,
 		"producer_id", target.ProducerID, "producer_epoch", target.ProducerEpoch, "reason", hanging[0].Reason)
 	writeJSON(w, http.StatusOK, map[string]any{"aborted": hanging[0]})
 }
@@ -771,7 +842,7 @@ type groupRow struct {
 	Lag          int64  `json:"lag"`
 }
 
-func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
+func (c *view) groups(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	listed, err := c.adm.ListGroups(ctx)
@@ -870,7 +941,7 @@ func partitionList(s kadm.TopicsSet) []string {
 
 // groupType is the group's type as ListGroups reports it (classic,
 // consumer for KIP-848, share for KIP-932); "" if the broker does not say.
-func (c *Console) groupType(ctx context.Context, name string) string {
+func (c *view) groupType(ctx context.Context, name string) string {
 	listed, err := c.adm.ListGroups(ctx)
 	if err != nil {
 		return ""
@@ -881,7 +952,7 @@ func (c *Console) groupType(ctx context.Context, name string) string {
 // committedLag is a group's committed offsets against the partitions'
 // high watermarks (kadm's Lag needs DescribeGroups, which refuses KIP-848
 // groups as Kafka's does); owner names each partition's member, if known.
-func (c *Console) committedLag(ctx context.Context, name string, owner map[string]map[int32]string) ([]lagRow, int64, error) {
+func (c *view) committedLag(ctx context.Context, name string, owner map[string]map[int32]string) ([]lagRow, int64, error) {
 	committed, err := c.adm.FetchOffsets(ctx, name)
 	if err != nil {
 		return nil, 0, err
@@ -911,7 +982,7 @@ func (c *Console) committedLag(ctx context.Context, name string, owner map[strin
 // consumerGroup describes a KIP-848 consumer group: its members' epochs,
 // subscriptions and target assignments are only in ConsumerGroupDescribe;
 // the lag is its committed offsets against the partitions' high watermarks.
-func (c *Console) consumerGroup(ctx context.Context, w http.ResponseWriter, name string) {
+func (c *view) consumerGroup(ctx context.Context, w http.ResponseWriter, name string) {
 	described, err := c.adm.DescribeConsumerGroups(ctx, name)
 	if err != nil {
 		brokerError(w, err)
@@ -957,7 +1028,7 @@ func (c *Console) consumerGroup(ctx context.Context, w http.ResponseWriter, name
 
 // shareGroup describes a KIP-932 share group: DescribeGroups does not know
 // it, DescribeShareGroups and DescribeShareGroupOffsets do.
-func (c *Console) shareGroup(ctx context.Context, w http.ResponseWriter, name string) {
+func (c *view) shareGroup(ctx context.Context, w http.ResponseWriter, name string) {
 	described, err := c.adm.DescribeShareGroups(ctx, name)
 	if err != nil {
 		brokerError(w, err)
@@ -984,13 +1055,13 @@ func (c *Console) shareGroup(ctx context.Context, w http.ResponseWriter, name st
 		"lag": total, "members": members, "offsets": []lagRow{}, "share_offsets": offsets})
 }
 
-func (c *Console) shareLag(ctx context.Context, name string) int64 {
+func (c *view) shareLag(ctx context.Context, name string) int64 {
 	_, total := c.shareOffsets(ctx, name)
 	return total
 }
 
 // shareOffsets is a share group's start offset and lag per partition.
-func (c *Console) shareOffsets(ctx context.Context, name string) ([]shareOffsetRow, int64) {
+func (c *view) shareOffsets(ctx context.Context, name string) ([]shareOffsetRow, int64) {
 	offsets := []shareOffsetRow{}
 	var total int64
 	if got, err := c.adm.DescribeShareGroupOffsets(ctx, name); err == nil {
@@ -1025,7 +1096,7 @@ type lagRow struct {
 	Error     string `json:"error,omitempty"`
 }
 
-func (c *Console) group(w http.ResponseWriter, r *http.Request) {
+func (c *view) group(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := c.ctx(r)
 	defer cancel()
 	name := r.PathValue("group")
@@ -1086,7 +1157,7 @@ func (c *Console) group(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (c *Console) keyWindow(w http.ResponseWriter, _ *http.Request) {
+func (c *view) keyWindow(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"metrics":        c.families(func(name string) bool { return containsAny(name, "dedup", "key_window", "idempotency") }),
 		"lookup_enabled": c.cfg.KeyLookupURL != "",
@@ -1094,13 +1165,24 @@ func (c *Console) keyWindow(w http.ResponseWriter, _ *http.Request) {
 }
 
 // lookupKey asks the HTTP ingest listener where a key is in the window.
-func (c *Console) lookupKey(w http.ResponseWriter, r *http.Request) {
+func (c *view) lookupKey(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.KeyLookupURL == "" {
 		writeError(w, http.StatusNotFound, "key lookup needs the HTTP ingest listener (serve --http-listen)")
 		return
 	}
 	ctx, cancel := c.ctx(r)
 	defer cancel()
+	// The HTTP ingest listener does not know the console's user: the
+	// user must at least be allowed to DESCRIBE the topic.
+	details, err := c.adm.ListTopics(ctx, r.PathValue("topic"))
+	if err != nil {
+		brokerError(w, err)
+		return
+	}
+	if d, ok := details[r.PathValue("topic")]; ok && authorizationError(d.Err) {
+		brokerError(w, d.Err)
+		return
+	}
 	u := c.cfg.KeyLookupURL + "/v1/topics/" + url.PathEscape(r.PathValue("topic")) + "/keys/" + url.PathEscape(r.PathValue("key"))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -1119,6 +1201,6 @@ func (c *Console) lookupKey(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
 }
 
-func (c *Console) metrics(w http.ResponseWriter, _ *http.Request) {
+func (c *view) metrics(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"time_ms": time.Now().UnixMilli(), "values": c.totals()})
 }

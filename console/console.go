@@ -2,17 +2,21 @@
 // bundle in dist/, built from web/ and embedded in the binary, so `oncelog
 // serve` needs nothing else) and the JSON endpoints it calls under /api/.
 //
-// The endpoints own no state. They ask the broker what any Kafka client
-// could ask, through a kadm/kgo client on the broker's own Kafka listener
-// (so the console would show a Kafka cluster just as well), and read the
-// broker's Prometheus registry for what the Kafka protocol does not carry:
-// log sizes and end offsets, duplicates dropped (per partition), the key window's counters
-// and the live charts. Key lookups go to the HTTP ingest listener's
+// The endpoints own no state but the login sessions. They ask the broker
+// what any Kafka client could ask, through a kadm/kgo client on the
+// broker's own Kafka listener (so the console would show a Kafka cluster
+// just as well), and read the broker's Prometheus registry for what the
+// Kafka protocol does not carry: log sizes and end offsets, duplicates
+// dropped (per partition), the key window's counters and the live charts.
+// Key lookups go to the HTTP ingest listener's
 // GET /v1/topics/{topic}/keys/{key}, the one place that answers them.
 //
-// Anyone who can reach the admin listener can use the console, with the
-// broker's full rights (it can alter configs and abort transactions): keep
-// the admin listener on loopback or protect it (docs/console.md).
+// Without Config.Login the console has one client, and anyone who can
+// reach the admin listener acts with that client's rights. With it (the
+// broker has SASL listeners), every browser logs in with a username and
+// password, and gets a client of its own authenticated as that user: the
+// broker's ACLs decide each thing the console shows or does (session.go,
+// docs/console.md).
 package console
 
 import (
@@ -48,6 +52,9 @@ type Config struct {
 	Brokers []string
 	// ClientOpts are added to the client's options (SASL, TLS).
 	ClientOpts []kgo.Opt
+	// Login, if set, makes every browser log in: Brokers and ClientOpts
+	// are then unused, each session has a client of its own.
+	Login *Login
 	// Gatherer is the broker's metrics registry; nil hides the charts and
 	// the figures only metrics carry.
 	Gatherer prometheus.Gatherer
@@ -64,11 +71,13 @@ type Config struct {
 
 // Console serves the web UI and its API.
 type Console struct {
-	cfg     Config
-	client  *kgo.Client
-	adm     *kadm.Client
-	static  http.Handler
-	handler http.Handler
+	cfg Config
+	// open is the one client's view, without Login; sessions are the
+	// logged-in browsers' views, with it.
+	open     *view
+	sessions *sessionStore
+	static   http.Handler
+	handler  http.Handler
 	// browse bounds concurrent record browsing: each opens a consumer.
 	browse chan struct{}
 }
@@ -77,31 +86,47 @@ type Console struct {
 // holds a consumer client and up to maxBrowseBytes of records.
 const maxConcurrentBrowse = 4
 
+// view is what one request acts through: the open console's client, or
+// the session's client of the user logged in.
+type view struct {
+	*Console
+	cl  *kgo.Client
+	adm *kadm.Client
+	// opts make a client like adm's (seed brokers, TLS, SASL): the
+	// record browser opens a consumer with them.
+	opts []kgo.Opt
+	// user is the SASL username; "" for the open console.
+	user string
+}
+
 // New builds the console. Its client connects lazily, so New does not
 // wait for the broker.
 func New(cfg Config) (*Console, error) {
-	if len(cfg.Brokers) == 0 {
-		return nil, errors.New("console: no broker address")
-	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID("oncelog-console")}, cfg.ClientOpts...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, err
-	}
 	dist, err := fs.Sub(assets, "dist")
 	if err != nil {
-		cl.Close()
 		return nil, err
 	}
-	c := &Console{
-		cfg: cfg, client: cl, adm: kadm.NewClient(cl),
-		static: spa(dist), browse: make(chan struct{}, maxConcurrentBrowse),
+	c := &Console{cfg: cfg, static: spa(dist), browse: make(chan struct{}, maxConcurrentBrowse)}
+	if cfg.Login != nil {
+		if c.sessions, err = newSessionStore(c, *cfg.Login); err != nil {
+			return nil, err
+		}
+	} else {
+		if len(cfg.Brokers) == 0 {
+			return nil, errors.New("console: no broker address")
+		}
+		opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID("oncelog-console")}, cfg.ClientOpts...)
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, err
+		}
+		c.open = &view{Console: c, cl: cl, adm: kadm.NewClient(cl), opts: opts}
 	}
 	mux := http.NewServeMux()
 	c.routes(mux)
@@ -110,8 +135,16 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-// Close closes the console's Kafka client.
-func (c *Console) Close() { c.client.Close() }
+// Close closes the console's Kafka clients: the open console's, or every
+// session's.
+func (c *Console) Close() {
+	if c.open != nil {
+		c.open.adm.Close()
+	}
+	if c.sessions != nil {
+		c.sessions.close()
+	}
+}
 
 // Handler serves the API under /api/ and the app at / (any other path
 // without a file extension gets index.html, for the app's router).

@@ -44,6 +44,10 @@ func do(t *testing.T, h http.Handler, method, path, body string) (int, string) {
 		r = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, r)
+	if method == "POST" {
+		// The console's page sends it on every state-changing request.
+		req.Header.Set("X-CSRF-Token", "open")
+	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	return w.Code, w.Body.String()
@@ -162,5 +166,42 @@ func TestStaticApp(t *testing.T) {
 	}
 	if code, _ := do(t, h, "POST", "/", "x"); code != 405 {
 		t.Errorf("POST /: %d, want 405", code)
+	}
+}
+
+// Without login (the broker has no SASL listener) the console is open,
+// but a state-changing request must still come from its own page: the
+// X-CSRF-Token header present (a cross-site form cannot set one) and no
+// foreign Origin.
+func TestOpenConsoleRefusesCrossSitePosts(t *testing.T) {
+	c, _ := newKfakeConsole(t)
+	h := c.Handler()
+	code, body := do(t, h, "GET", "/api/session", "")
+	if s := decode[sessionInfo](t, body); code != 200 || s.LoginRequired || s.CSRFToken == "" {
+		t.Fatalf("session of the open console: %d %s", code, body)
+	}
+	post := func(header map[string]string) (int, string) {
+		req := httptest.NewRequest("POST", "/api/topics/orders/configs", strings.NewReader(`{"set":{"retention.ms":"2000"}}`))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code, w.Body.String()
+	}
+	if code, body := post(nil); code != 403 || !strings.Contains(body, "X-CSRF-Token") {
+		t.Errorf("POST without the CSRF header: %d %s, want 403", code, body)
+	}
+	if code, body := post(map[string]string{"X-CSRF-Token": "open", "Origin": "https://evil.example"}); code != 403 || !strings.Contains(body, "cross-site") {
+		t.Errorf("POST from another origin: %d %s, want 403", code, body)
+	}
+	if code, body := post(map[string]string{"X-CSRF-Token": "open", "Sec-Fetch-Site": "cross-site"}); code != 403 {
+		t.Errorf("POST with Sec-Fetch-Site cross-site: %d %s, want 403", code, body)
+	}
+	if code, body := post(map[string]string{"X-CSRF-Token": "open", "Origin": "http://example.com"}); code != 200 {
+		t.Errorf("POST from the console's own origin (httptest's host example.com): %d %s, want 200", code, body)
+	}
+	if code, body := do(t, h, "POST", "/api/login", `{"username":"a","password":"b"}`); code != 404 || !strings.Contains(body, "no SASL listener") {
+		t.Errorf("login on the open console: %d %s, want 404", code, body)
 	}
 }

@@ -50,7 +50,10 @@ func Open(ctx context.Context, adm *kadm.Client, set kadm.TopicsSet, now time.Ti
 		return nil, nil
 	}
 	described, err := adm.DescribeProducers(ctx, set)
-	if err != nil && len(described) == 0 {
+	if err != nil {
+		// kadm stops at a partition refused (no READ on its topic) and
+		// returns what it had: treating that as the whole answer would
+		// report no open transaction where there may be some.
 		return nil, err
 	}
 	var open []OpenTxn
