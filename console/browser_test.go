@@ -16,6 +16,7 @@ import (
 	"github.com/oncelog/oncelog/internal/testbroker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // requireBrowserTools skips when Chromium, node or the console's npm
@@ -167,5 +168,65 @@ func TestConsoleInChromium(t *testing.T) {
 	t.Logf("console e2e (screenshots in %s):\n%s", shots, out.String())
 	if err != nil {
 		t.Fatalf("console e2e failed: %v", err)
+	}
+}
+
+// TestConsoleLoginInChromium drives the login of a broker with a SASL
+// listener and ACLs in headless Chromium (console/web/e2e/login.e2e.mjs):
+// the login form, a wrong password, alice's session cookie, her topics, a
+// config edit allowed and one refused by the broker, logout, then bob's
+// topics. Screenshots go to $CONSOLE_SCREENSHOT_DIR as for
+// TestConsoleInChromium.
+func TestConsoleLoginInChromium(t *testing.T) {
+	node, chromium := requireBrowserTools(t)
+	dir := t.TempDir()
+	bin := testbroker.BinaryPath(t)
+	for _, u := range []string{"admin", "alice", "bob"} {
+		cmd := exec.Command(bin, "user", "create", u, "--password-stdin", "--data-dir", dir)
+		cmd.Stdin = strings.NewReader(u + "-password\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("user create %s: %v\n%s", u, err, out)
+		}
+	}
+	b := testbroker.Start(t, testbroker.Options{DataDir: dir, Protocol: "SASL_PLAINTEXT",
+		ExtraArgs: []string{"--authorizer", "acl", "--super-users", "User:admin"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-password"}.AsSha512Mechanism()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const aliceTopic, bobTopic, sharedTopic = "alice-orders", "bob-events", "shared"
+	for _, topic := range []string{aliceTopic, bobTopic, sharedTopic} {
+		if _, err := adm.CreateTopic(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []*kadm.ACLBuilder{
+		kadm.NewACLs().Allow("User:alice").AllowHosts().Topics(aliceTopic).Operations(kadm.OpDescribe, kadm.OpDescribeConfigs, kadm.OpAlterConfigs),
+		kadm.NewACLs().Allow("User:alice", "User:bob").AllowHosts().Topics(sharedTopic).Operations(kadm.OpDescribe, kadm.OpDescribeConfigs),
+		kadm.NewACLs().Allow("User:bob").AllowHosts().Topics(bobTopic).Operations(kadm.OpDescribe, kadm.OpDescribeConfigs),
+	} {
+		if res, err := adm.CreateACLs(ctx, a); err != nil || res[0].Err != nil {
+			t.Fatalf("CreateAcls: %+v %v", res, err)
+		}
+	}
+	shots := os.Getenv("CONSOLE_SCREENSHOT_DIR")
+	if shots == "" {
+		shots = filepath.Join(t.TempDir(), "screenshots")
+	}
+	seed, _ := json.Marshal(map[string]string{"aliceTopic": aliceTopic, "bobTopic": bobTopic, "sharedTopic": sharedTopic})
+	cmd := exec.CommandContext(ctx, node, "e2e/login.e2e.mjs")
+	cmd.Dir = "web"
+	cmd.Env = append(os.Environ(), "CONSOLE_URL=http://"+b.AdminAddr(), "CHROMIUM="+chromium,
+		"SCREENSHOT_DIR="+shots, "SEED="+string(seed))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	t.Logf("console login e2e (screenshots in %s):\n%s", shots, out.String())
+	if err != nil {
+		t.Fatalf("console login e2e failed: %v", err)
 	}
 }

@@ -16,6 +16,6 @@ export default tseslint.config(
   },
   {
     files: ["e2e/**/*.mjs"],
-    languageOptions: { globals: { process: "readonly", console: "readonly", document: "readonly" } },
+    languageOptions: { globals: { process: "readonly", console: "readonly", document: "readonly", fetch: "readonly" } },
   },
 );

@@ -1,5 +1,7 @@
-import type { ReactNode } from "react";
+import { useCallback, useEffect, useState, type ReactNode } from "react";
+import { get, loginRequiredEvent, post, setCsrfToken, type Session } from "./api";
 import { useHashRoute } from "./hooks";
+import { Login } from "./pages/Login";
 import { Overview } from "./pages/Overview";
 import { Topics, Topic } from "./pages/Topics";
 import { Transactions } from "./pages/Transactions";
@@ -16,7 +18,44 @@ const nav: [string, string][] = [
   ["charts", "Live charts"],
 ];
 
+// App asks GET /api/session first: with a SASL broker the console needs a
+// login, and every page then acts as that user; without one it is open.
 export function App() {
+  const [session, setSession] = useState<Session | null>(null);
+  const [sessionError, setSessionError] = useState<string | null>(null);
+  const [note, setNote] = useState<string | undefined>(undefined);
+  const adopt = useCallback((s: Session) => {
+    setCsrfToken(s.csrf_token ?? "");
+    setSession(s);
+  }, []);
+  useEffect(() => {
+    get<Session>("/api/session").then(adopt, (e: Error) => setSessionError(e.message));
+    const expired = () => {
+      setCsrfToken("");
+      setNote("Your session ended (logged out, idle or too old): log in again.");
+      setSession({ login_required: true });
+    };
+    window.addEventListener(loginRequiredEvent, expired);
+    return () => window.removeEventListener(loginRequiredEvent, expired);
+  }, [adopt]);
+  if (sessionError) return <p className="error" role="alert">{sessionError}</p>;
+  if (session === null) return <p className="muted">Loading…</p>;
+  if (session.login_required && !session.user) {
+    return <Login onLogin={(s) => { setNote(undefined); adopt(s); }} note={note} />;
+  }
+  const logout = async () => {
+    try {
+      await post("/api/logout", {});
+    } finally {
+      setCsrfToken("");
+      setNote("Logged out.");
+      setSession({ login_required: true });
+    }
+  };
+  return <Pages user={session.user} onLogout={logout} />;
+}
+
+function Pages({ user, onLogout }: { user?: string; onLogout: () => void }) {
   const route = useHashRoute();
   const section = route[0] ?? "";
   let page: ReactNode;
@@ -51,6 +90,13 @@ export function App() {
             {label}
           </a>
         ))}
+        {user && (
+          <div className="whoami" data-testid="whoami">
+            logged in as <b>{user}</b>
+            <br />
+            <button className="secondary" onClick={onLogout} data-testid="logout">Log out</button>
+          </div>
+        )}
       </nav>
       <main>{page}</main>
     </div>

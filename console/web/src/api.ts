@@ -8,10 +8,25 @@ export class ApiError extends Error {
   }
 }
 
+// The CSRF token of the session (GET /api/session, POST /api/login): sent
+// on every state-changing request in the X-CSRF-Token header.
+let csrfToken = "";
+export const setCsrfToken = (t: string) => {
+  csrfToken = t;
+};
+
+// A 401 that asks for a login (session expired, logged out elsewhere)
+// fires this event on window; the app then shows the login form.
+export const loginRequiredEvent = "oncelog-login-required";
+
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken;
   const resp = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "Content-Type": "application/json" },
+    headers,
+    credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await resp.text();
@@ -23,6 +38,9 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   }
   if (!resp.ok) {
     const msg = (data as { error?: string } | null)?.error ?? resp.statusText;
+    if (resp.status === 401 && (data as { login_required?: boolean } | null)?.login_required && path !== "/api/login") {
+      window.dispatchEvent(new Event(loginRequiredEvent));
+    }
     throw new ApiError(resp.status, msg);
   }
   return data as T;
@@ -30,6 +48,11 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 
 export const get = <T,>(path: string) => call<T>("GET", path);
 export const post = <T,>(path: string, body: unknown) => call<T>("POST", path, body);
+
+export interface Session {
+  login_required: boolean; user?: string; mechanism?: string; csrf_token?: string;
+  idle_timeout_s?: number; expires_at_ms?: number;
+}
 
 export interface Listener { name: string; protocol: string; address: string; advertise: string }
 export interface Overview {
@@ -71,7 +94,8 @@ export interface OpenRow {
   start_offset: number; last_timestamp: number; duration_ms: number; transactional_id?: string; reason: string; hanging: boolean;
 }
 export interface Transactions {
-  transactions: TxnRow[]; open: OpenRow[]; open_truncated: boolean; committed: number; aborted: number; timed_out: number;
+  transactions: TxnRow[]; open: OpenRow[]; open_truncated: boolean; open_unreadable: string[] | null;
+  committed: number; aborted: number; timed_out: number;
 }
 export interface GroupRow { group: string; state: string; protocol_type: string; type: string; members: number; lag: number }
 export interface GroupDetail {

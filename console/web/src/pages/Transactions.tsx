@@ -41,6 +41,11 @@ export function Transactions() {
             </Table>
             <h2>Open on partitions</h2>
             {t.open_truncated && <p className="muted">Only the first 2000 partitions were scanned.</p>}
+            {t.open_unreadable && t.open_unreadable.length > 0 && (
+              <p className="muted" data-testid="open-unreadable">
+                Not scanned (you may not READ them, which DescribeProducers needs): {t.open_unreadable.join(", ")}
+              </p>
+            )}
             <Table head={["partition", "producer id", "epoch", "start offset", "open for", "transactional id", "status", ""]} testid="open-txns">
               {t.open.map((o) => (
                 <tr key={`${o.topic}-${o.partition}-${o.producer_id}`} className={o.hanging ? "hanging" : ""}>
