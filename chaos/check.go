@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -593,16 +594,7 @@ func mergeKeys[V any](a, b map[int32]V) map[int32]struct{} {
 }
 
 func compareLocations(a, b location) int {
-	if a.Partition != b.Partition {
-		return int(a.Partition - b.Partition)
-	}
-	switch {
-	case a.Offset < b.Offset:
-		return -1
-	case a.Offset > b.Offset:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
 }
 
 func sortedLocations[V any](m map[location]V) []location {
@@ -610,30 +602,12 @@ func sortedLocations[V any](m map[location]V) []location {
 }
 
 func compareTxnIDs(a, b TxnID) int {
-	if a.Member != b.Member {
-		return int(a.Member) - int(b.Member)
-	}
-	switch {
-	case a.Seq < b.Seq:
-		return -1
-	case a.Seq > b.Seq:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(a.Member, b.Member), cmp.Compare(a.Seq, b.Seq))
 }
 
 func sortedRecordIDs(m map[RecordID][]location) []RecordID {
 	return slices.SortedFunc(maps.Keys(m), func(a, b RecordID) int {
-		if a.Producer != b.Producer {
-			return int(a.Producer) - int(b.Producer)
-		}
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
+		return cmp.Or(cmp.Compare(a.Producer, b.Producer), cmp.Compare(a.Seq, b.Seq))
 	})
 }
 
