@@ -8,12 +8,15 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/oncelog/oncelog/internal/brokerproc"
 	"github.com/oncelog/oncelog/internal/testbroker"
+	"github.com/oncelog/oncelog/internal/testcerts"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -342,4 +345,54 @@ func requestErr(ctx context.Context, cl *kgo.Client) error {
 func jsonInt(v int64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// With only a SASL_SSL listener to authenticate on (beside the PLAINTEXT
+// one), the broker's console logs users in over TLS, trusting the
+// certificate the broker serves (auth.TLSReloader.SelfClientConfig), and
+// still refuses a wrong password.
+func TestBrokerConsoleLoginOverSASLSSL(t *testing.T) {
+	dir := t.TempDir()
+	bin := testbroker.BinaryPath(t)
+	cmd := exec.Command(bin, "user", "create", "alice", "--password-stdin", "--data-dir", dir)
+	cmd.Stdin = strings.NewReader("alice-password\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("user create: %v\n%s", err, out)
+	}
+	server := testcerts.New(t, t.TempDir()).Server("broker")
+	ports, err := brokerproc.PickFreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testbroker.Start(t, testbroker.Options{DataDir: dir, ExtraListeners: "SASL_SSL://127.0.0.1:" + strconv.Itoa(ports[0]),
+		ExtraArgs: []string{"--tls-cert-file", server.CertFile, "--tls-key-file", server.KeyFile}})
+	login := func(password string) *http.Response {
+		t.Helper()
+		resp, err := http.Post("http://"+b.AdminAddr()+"/api/login", "application/json",
+			strings.NewReader(`{"username":"alice","password":"`+password+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := login("wrong"); resp.StatusCode != 401 {
+		t.Errorf("wrong password over SASL_SSL: %d, want 401", resp.StatusCode)
+	}
+	resp := login("alice-password")
+	if resp.StatusCode != 200 {
+		t.Fatalf("login over SASL_SSL: %d\n%s", resp.StatusCode, b.Stderr())
+	}
+	req, _ := http.NewRequest("GET", "http://"+b.AdminAddr()+"/api/overview", nil)
+	for _, ck := range resp.Cookies() {
+		req.AddCookie(ck)
+	}
+	ov, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ov.Body.Close()
+	if ov.StatusCode != 200 {
+		t.Errorf("overview as alice over SASL_SSL: %d", ov.StatusCode)
+	}
 }
