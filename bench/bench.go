@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -637,8 +638,29 @@ func (b *bench) latencyAt(ctx context.Context, what string, rateFor func(target 
 	for _, t := range b.kafka {
 		if rate, ok := rateFor(t.name); ok {
 			topic := b.topic("latency")
+			// oncelog answers acks=all after fdatasync, so a slow one holds
+			// every record behind it: its /metrics says how slow they were.
+			var fsyncsBefore fsyncHistogram
+			var scrapeErr error
+			if t.name == "oncelog" && b.broker != nil {
+				fsyncsBefore, scrapeErr = scrapeFsyncs(b.broker.adminAddr)
+			}
 			l, err := kafkaLatency(ctx, t, topic, size, rate, b.profile.LatencyDuration)
 			record(t.name, l, err)
+			if err == nil && t.name == "oncelog" && b.broker != nil {
+				var after fsyncHistogram
+				if scrapeErr == nil {
+					after, scrapeErr = scrapeFsyncs(b.broker.adminAddr)
+				}
+				if scrapeErr != nil {
+					b.logf("  oncelog    reading its fsync latencies: %v", scrapeErr)
+				} else {
+					n, slow, bound, slowest := fsyncsBetween(fsyncsBefore, after)
+					note := fmt.Sprintf(" (%d fsyncs, %d over %s, slowest <= %s)", n, slow, humanDuration(secondsDuration(bound)), humanDuration(secondsDuration(slowest)))
+					rows["p99"].Cells[t.name].Text += note
+					b.logf("  oncelog    fsyncs during the run:%s", note)
+				}
+			}
 			written[t.name] = consumeSource{topic: topic, partitions: 1}
 		}
 	}
@@ -700,3 +722,12 @@ func (b *bench) restart(ctx context.Context) {
 
 // checksFailed reports whether any oncelog measurement errored.
 func (b *bench) failed() bool { return b.oncelogErrors > 0 }
+
+// secondsDuration converts a histogram bound in seconds (+Inf: the
+// largest duration).
+func secondsDuration(s float64) time.Duration {
+	if math.IsInf(s, 1) || s > math.MaxInt64/1e9 {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Duration(s * float64(time.Second))
+}

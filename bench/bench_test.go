@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +50,20 @@ func TestHarnessAgainstOncelog(t *testing.T) {
 		if !sections[want] {
 			t.Errorf("no rows in section %q", want)
 		}
+	}
+	// The latency rows carry oncelog's fsyncs during the run (from its
+	// /metrics), and raw Fetch counted the records it read.
+	fsyncNotes := 0
+	for _, rw := range rep.Rows {
+		if c := rw.Cells["oncelog"]; rw.Section == "end-to-end latency" && strings.HasPrefix(rw.Name, "p99, ") && c != nil {
+			if !strings.Contains(c.Text, " fsyncs, ") {
+				t.Errorf("%s: oncelog cell %q has no fsync note", rw.Name, c.Text)
+			}
+			fsyncNotes++
+		}
+	}
+	if fsyncNotes != 2 {
+		t.Errorf("%d p99 latency rows with oncelog, want 2", fsyncNotes)
 	}
 	if len(rep.Checks) != 10 {
 		t.Errorf("%d checks, want 10", len(rep.Checks))
@@ -93,6 +110,38 @@ func TestOneRecordBatchIsValid(t *testing.T) {
 	}
 	if h.ProducerID != 42 || h.ProducerEpoch != 3 || h.BaseSequence != 0 || h.NumRecords != 1 || h.Size() != len(b) {
 		t.Errorf("header %+v for a %d-byte batch", h, len(b))
+	}
+}
+
+func TestWalkBatches(t *testing.T) {
+	a := oneRecordBatch(1, 0, []byte("a"))
+	b := oneRecordBatch(1, 0, []byte("bb"))
+	binary.BigEndian.PutUint64(b[0:8], 1) // base offset 1
+	control := oneRecordBatch(1, 0, []byte("c"))
+	binary.BigEndian.PutUint64(control[0:8], 2)
+	binary.BigEndian.PutUint16(control[21:23], binary.BigEndian.Uint16(control[21:23])|0x20)
+	all := slices.Concat(a, b, control)
+	// A fetch may end in part of a batch: it is not counted.
+	n, records, next := walkBatches(append(slices.Clone(all), b[:len(b)-1]...))
+	if n != len(all) || records != 2 || next != 3 {
+		t.Errorf("walkBatches = %d bytes, %d records, next %d; want %d, 2, 3", n, records, next, len(all))
+	}
+	if n, records, next := walkBatches(a[:60]); n != 0 || records != 0 || next != 0 {
+		t.Errorf("walkBatches of a partial header = %d, %d, %d; want zeros", n, records, next)
+	}
+}
+
+func TestFsyncsBetween(t *testing.T) {
+	bounds := []float64{0.0016, 0.0512, 0.1024, 0.4096}
+	before := fsyncHistogram{count: 10, bounds: bounds, counts: []uint64{8, 10, 10, 10}}
+	after := fsyncHistogram{count: 25, bounds: bounds, counts: []uint64{18, 22, 24, 25}}
+	n, slow, bound, slowest := fsyncsBetween(before, after)
+	if n != 15 || slow != 3 || bound != 0.0512 || slowest != 0.4096 {
+		t.Errorf("fsyncsBetween = %d, %d over %v, slowest %v; want 15, 3 over 0.0512, 0.4096", n, slow, bound, slowest)
+	}
+	after.count, after.counts[3] = 26, 25 // one beyond the last bucket
+	if _, _, _, slowest := fsyncsBetween(before, after); !math.IsInf(slowest, 1) {
+		t.Errorf("slowest %v, want +Inf", slowest)
 	}
 }
 
