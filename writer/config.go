@@ -90,6 +90,10 @@ type Hooks struct {
 	// OnEmit is called after each Emit: how long it took to make the event
 	// durable (zero for a duplicate), and whether the key was a duplicate.
 	OnEmit func(durable time.Duration, duplicate bool)
+	// OnCommit is called after each synced outbox commit (one fsync)
+	// with the number of Emit/EmitBatch calls it made durable and their
+	// new events: concurrent callers share a commit (group commit).
+	OnCommit func(emits, events int)
 	// OnDelivered is called after a group of entries was acknowledged by
 	// the broker and removed from the outbox.
 	OnDelivered func(entries int)

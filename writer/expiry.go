@@ -16,6 +16,7 @@ func (w *Writer) runExpiry() {
 	for {
 		for w.expireOnce(time.Now().Add(-w.cfg.KeyWindow)) {
 		}
+		w.filter.expire(time.Now().UnixMilli())
 		if !w.sleep(every) {
 			return
 		}

@@ -119,24 +119,43 @@ func (w *Writer) runKeyWindow() {
 		})
 	}
 
-	var sentHi uint64 // entries up to sentHi were handed to the client
-	for w.ctx.Err() == nil {
-		hi := w.durable()
-		for sentHi < hi && w.ctx.Err() == nil {
-			es, err := w.readEntries(sentHi+1, hi, readChunk)
+	// produceStored produces the entries in [lo, hi] read back from the
+	// store; it returns the next seq to produce (hi+1 unless a read
+	// failed).
+	produceStored := func(lo, hi uint64) uint64 {
+		for lo <= hi && w.ctx.Err() == nil {
+			es, err := w.readEntries(lo, hi, readChunk)
 			if err != nil {
 				w.cfg.Logger.Error("writer: read outbox", "err", err)
 				w.sleep(backoffMax)
-				break
+				return lo
 			}
 			for _, e := range es {
 				produce(e)
 			}
 			if len(es) < readChunk {
-				sentHi = hi
-			} else {
-				sentHi = es[len(es)-1].seq
+				return hi + 1
 			}
+			lo = es[len(es)-1].seq + 1
+		}
+		return lo
+	}
+	var next uint64 = 1 // entries below next were handed to the client
+	for w.ctx.Err() == nil {
+		// Committed entries come from memory (sendQ); what it lacks (at
+		// Open, or when the sender fell behind) is read from the store.
+		hi, q := w.takeSendQ()
+		if len(q) > 0 && q[0].seq > next {
+			next = produceStored(next, q[0].seq-1)
+		}
+		if len(q) == 0 || q[0].seq <= next {
+			for _, e := range q {
+				if e.seq >= next {
+					produce(e)
+					next = e.seq + 1
+				}
+			}
+			next = produceStored(next, hi)
 		}
 		retryMu.Lock()
 		again := retry

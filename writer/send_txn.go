@@ -62,7 +62,9 @@ func (w *Writer) runTransactional() {
 				continue
 			}
 		}
-		es, err := w.readEntries(0, w.durable(), w.cfg.TxnMaxEntries)
+		// From txnFrom: reading from 0 walked every deleted entry's
+		// tombstone, once per transaction.
+		es, err := w.readEntries(w.txnFrom, w.durable(), w.cfg.TxnMaxEntries)
 		if err != nil {
 			if !fail(err) {
 				return
@@ -91,6 +93,8 @@ func (w *Writer) runTransactional() {
 			w.cfg.Logger.Error("writer: outbox commit failed", "err", err)
 			return
 		}
+		// Delivered, or given up by transact (a rejected entry).
+		w.txnFrom = es[len(es)-1].seq + 1
 	}
 }
 
@@ -232,10 +236,14 @@ func (w *Writer) resync(cl *kgo.Client) error {
 	if err != nil {
 		return err
 	}
-	for pos > 0 {
-		es, err := w.readEntries(0, pos-1, readChunk)
-		if err != nil || len(es) == 0 {
+	for pos > w.txnFrom {
+		es, err := w.readEntries(w.txnFrom, pos-1, readChunk)
+		if err != nil {
 			return err
+		}
+		if len(es) == 0 {
+			w.txnFrom = pos
+			return nil
 		}
 		ds := make([]delivered, len(es))
 		for i, e := range es {
@@ -245,6 +253,7 @@ func (w *Writer) resync(cl *kgo.Client) error {
 		if err := w.commitDelivered(ds); err != nil {
 			return err
 		}
+		w.txnFrom = es[len(es)-1].seq + 1
 	}
 	return nil
 }

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/oncelog/oncelog/internal/pebblestore"
 )
 
@@ -30,18 +33,34 @@ type Writer struct {
 	wake   chan struct{}  // cap 1: new durable entries for the sender
 	emits  sync.WaitGroup // Emits committing to the store; Close waits for them
 
+	// The group committer (commit.go).
+	commitWake    chan struct{} // cap 1: commitQ is not empty
+	commitStop    chan struct{} // closed by Close once no Emit is left
+	committerDone chan struct{}
+
+	// delivGen counts the groups of keys that left pendingByKey after
+	// their delivery (changed under mu); an Emit that looked a key up in
+	// the store before taking mu looks again if it moved meanwhile.
+	delivGen atomic.Uint64
+	// filter answers most lookups of new keys without the key index.
+	filter *deliveredFilter
+
 	mu sync.Mutex
 	// nextSeq is the next entry's sequence number (see the invariant in
 	// store.go).
 	nextSeq uint64
-	// committing holds the seqs whose Emit batch is being committed.
-	// Batches commit concurrently (that is the group commit), so a later
-	// seq can become visible before an earlier one; the sender only reads
-	// up to durableHi, below which no seq is still committing, so it never
-	// passes over an entry that is about to appear (the transactional
-	// position would then skip it for good).
-	committing map[uint64]struct{}
-	durableHi  uint64
+	// commitQ holds the Emits waiting for the committer, in seq order;
+	// durableHi is the highest committed seq: every seq up to it is in
+	// the store (or already delivered). The sender reads only up to it.
+	commitQ   []*commitReq
+	durableHi uint64
+	// sendQ holds committed entries for the key-window sender
+	// (contiguous seqs, bounded; see queueSendLocked).
+	sendQ      []*entry
+	sendQBytes int64
+	// txnFrom is where the transactional sender reads the outbox from:
+	// every entry below it is delivered or given up (its goroutine only).
+	txnFrom uint64
 	// pending is every undelivered entry (seq -> size), pendingByKey its
 	// keys; both are loaded at Open.
 	pending      map[uint64]int64
@@ -74,14 +93,16 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{
-		cfg:          c,
-		lock:         lock,
-		wake:         make(chan struct{}, 1),
-		committing:   map[uint64]struct{}{},
-		pending:      map[uint64]int64{},
-		pendingByKey: map[string]pendingKey{},
-		results:      map[uint64]*Result{},
-		space:        make(chan struct{}),
+		cfg:           c,
+		lock:          lock,
+		wake:          make(chan struct{}, 1),
+		commitWake:    make(chan struct{}, 1),
+		commitStop:    make(chan struct{}),
+		committerDone: make(chan struct{}),
+		pending:       map[uint64]int64{},
+		pendingByKey:  map[string]pendingKey{},
+		results:       map[uint64]*Result{},
+		space:         make(chan struct{}),
 	}
 	if err := w.load(); err != nil {
 		if w.db != nil {
@@ -95,6 +116,7 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 		w.txnID = "oncelog-outbox-" + w.outboxID
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	go w.runCommitter()
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
@@ -116,7 +138,15 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 // a crash mid-write is discarded there) and rebuilds the in-memory view of
 // the undelivered entries.
 func (w *Writer) load() (err error) {
-	w.db, err = pebblestore.Open(filepath.Join(w.cfg.Dir, "store"), pebblestore.Config{Name: "outbox", Logger: w.cfg.Logger})
+	w.db, err = pebblestore.Open(filepath.Join(w.cfg.Dir, "store"), pebblestore.Config{Name: "outbox", Logger: w.cfg.Logger,
+		Tune: func(o *pebble.Options) {
+			// Every Emit of a caller-given key reads the key index,
+			// and most keys are new: a bloom filter answers a
+			// missing key without reading the table's blocks.
+			for i := range o.Levels {
+				o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+			}
+		}})
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
@@ -147,13 +177,32 @@ func (w *Writer) load() (err error) {
 		w.pending[seq] = e.size()
 		w.bytes += e.size()
 		w.pendingByKey[e.idemKey] = pendingKey{seq: seq, digest: e.digest()}
+		if w.txnFrom == 0 {
+			w.txnFrom = seq
+		}
 		last = max(last, seq)
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
+	w.filter = newDeliveredFilter(w.cfg.KeyWindow.Milliseconds())
+	kit, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+	if err != nil {
+		return err
+	}
+	for kit.First(); kit.Valid(); kit.Next() {
+		if ks, derr := decodeKeyState(kit.Value()); derr == nil && ks.state == stateDelivered {
+			w.filter.add(kit.Key()[1:], ks.atMs)
+		}
+	}
+	if err := kit.Close(); err != nil {
+		return err
+	}
 	w.nextSeq = last + 1
 	w.durableHi = last
+	if w.txnFrom == 0 {
+		w.txnFrom = w.nextSeq
+	}
 	return nil
 }
 
@@ -223,7 +272,8 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		return nil, fmt.Errorf("%w: a batch of %d events, max outbox entries %d", ErrOutboxFull, len(events), w.cfg.MaxOutboxEntries)
 	}
 	es := make([]*entry, len(events))
-	digests := make([][32]byte, len(events))
+	// generated[i]: es[i]'s key is random and new, no need to look it up.
+	generated := make([]bool, len(events))
 	now := time.Now().UnixMilli()
 	for i, ev := range events {
 		if ev.Topic == "" {
@@ -239,6 +289,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			var b [16]byte
 			_, _ = rand.Read(b[:])
 			k = hex.EncodeToString(b[:])
+			generated[i] = true
 		}
 		if len(k) > DefaultMaxKeyBytes {
 			return nil, fmt.Errorf("writer: idempotency key of %d bytes, at most %d", len(k), DefaultMaxKeyBytes)
@@ -248,17 +299,31 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
 		}
 		e.contentDigest = e.computeDigest()
-		es[i], digests[i] = e, e.digest()
+		es[i] = e
 	}
 
 	results := make([]*Result, len(es))
+	stored := make([]storedKey, len(es))
 	var (
 		deadline <-chan time.Time
 		fresh    []*entry // the events this call writes
 		dups     int
+		inBatch  map[string]int
 	)
-	w.mu.Lock()
+	if len(es) > 1 {
+		inBatch = make(map[string]int, len(es))
+	}
 	for {
+		// The key index is read before taking w.mu (a point read per
+		// key is the slow part of a lookup); lookupLocked reads it again
+		// under w.mu if a delivery moved keys out of pendingByKey since.
+		gen := w.delivGen.Load()
+		for i, e := range es {
+			if !generated[i] {
+				stored[i] = w.storedKey(e.idemKey)
+			}
+		}
+		w.mu.Lock()
 		if w.closed {
 			w.mu.Unlock()
 			return nil, ErrClosed
@@ -267,31 +332,38 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			w.mu.Unlock()
 			return nil, w.failed
 		}
+		stale := w.delivGen.Load() != gen
 		// Answer known keys; the rest need space. A key twice in one
 		// batch: the second copy follows the first.
 		fresh, dups = fresh[:0], 0
+		clear(inBatch)
 		var need int64
-		inBatch := map[string]int{}
 		for i, e := range es {
 			results[i] = nil
-			if j, ok := inBatch[e.idemKey]; ok {
-				if digests[j] != digests[i] {
-					w.mu.Unlock()
-					return nil, fmt.Errorf("%w: %q twice in the batch with different events", ErrKeyConflict, e.idemKey)
+			if inBatch != nil {
+				if j, ok := inBatch[e.idemKey]; ok {
+					if es[j].digest() != e.digest() {
+						w.mu.Unlock()
+						return nil, fmt.Errorf("%w: %q twice in the batch with different events", ErrKeyConflict, e.idemKey)
+					}
+					continue
 				}
-				continue
 			}
-			r, done, err := w.lookupLocked(e, digests[i])
-			if err != nil {
-				w.mu.Unlock()
-				return nil, err
+			if !generated[i] {
+				r, done, err := w.lookupLocked(e, &stored[i], stale)
+				if err != nil {
+					w.mu.Unlock()
+					return nil, err
+				}
+				if done {
+					results[i] = r
+					dups++
+					continue
+				}
 			}
-			if done {
-				results[i] = r
-				dups++
-				continue
+			if inBatch != nil {
+				inBatch[e.idemKey] = i
 			}
-			inBatch[e.idemKey] = i
 			fresh = append(fresh, e)
 			need += e.size()
 		}
@@ -316,29 +388,27 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		w.mu.Lock()
-	}
-	bySeq := map[*entry]*Result{}
-	for _, e := range fresh {
-		e.seq = w.nextSeq
-		w.nextSeq++
-		w.committing[e.seq] = struct{}{}
-		w.pending[e.seq] = e.size()
-		w.bytes += e.size()
-		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
-		r := newResult()
-		w.results[e.seq] = r
-		bySeq[e] = r
 	}
 	for i, e := range es {
 		if results[i] != nil {
 			continue
 		}
-		if r, ok := bySeq[e]; ok {
-			results[i] = r
-		} else {
+		if inBatch != nil && inBatch[e.idemKey] != i {
+			continue // a repeat of a key earlier in this batch, below
+		}
+		e.seq = w.nextSeq
+		w.nextSeq++
+		w.pending[e.seq] = e.size()
+		w.bytes += e.size()
+		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
+		r := newResult()
+		w.results[e.seq] = r
+		results[i] = r
+	}
+	for i, e := range es {
+		if results[i] == nil {
 			// A repeat of a key earlier in this batch.
-			results[i] = bySeq[es[firstIndex(es, e.idemKey)]].follow()
+			results[i] = results[inBatch[e.idemKey]].follow()
 		}
 	}
 	if callback != nil {
@@ -346,8 +416,10 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			r.onDone(callback)
 		}
 	}
+	var req *commitReq
 	if len(fresh) > 0 {
 		w.emits.Add(1)
+		req = w.queueCommitLocked(fresh)
 	}
 	w.mu.Unlock()
 	if dups > 0 {
@@ -358,68 +430,65 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 	}
 	defer w.emits.Done()
 
-	err := w.commitEmit(fresh)
-
-	w.mu.Lock()
-	for _, e := range fresh {
-		delete(w.committing, e.seq)
-	}
-	w.durableHi = w.nextSeq - 1
-	for s := range w.committing {
-		w.durableHi = min(w.durableHi, s-1)
-	}
-	if err != nil {
-		// The store is broken (pebble refuses every later write after a
-		// failed WAL write): fail these and every later Emit.
-		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
+	if err := <-req.done; err != nil {
+		w.mu.Lock()
 		var rs []*Result
 		for _, e := range fresh {
 			rs = append(rs, w.results[e.seq])
 			w.removePendingLocked(e)
 		}
+		w.spaceFreedLocked()
 		w.mu.Unlock()
 		for _, r := range rs {
-			r.complete(Delivery{}, w.failed)
+			r.complete(Delivery{}, err)
 		}
-		return nil, w.failed
+		return nil, err
 	}
-	w.mu.Unlock()
-	w.notify()
 	w.hookEmit(time.Since(start), false)
 	w.hookOutbox()
 	return results, nil
 }
 
-func firstIndex(es []*entry, key string) int {
-	for i, e := range es {
-		if e.idemKey == key {
-			return i
-		}
-	}
-	return -1
+// storedKey is what the key index held for a key when an Emit read it.
+type storedKey struct {
+	read      bool // looked up
+	delivered bool // ks is a delivered key's state
+	ks        keyState
+	err       error
 }
 
-func (w *Writer) commitEmit(es []*entry) (err error) {
-	defer pebblestore.Guard(&err)
-	b := w.db.NewBatch()
-	defer b.Close()
-	for _, e := range es {
-		ks := keyState{state: statePending, seq: e.seq, topic: e.topic, digest: e.digest(), partition: -1, offset: -1}
-		if err := b.Set(entryKey(e.seq), e.encode(), nil); err != nil {
-			return err
-		}
-		if err := b.Set(idemKey(e.idemKey), ks.encode(), nil); err != nil {
-			return err
-		}
+// storedKey reads a key's state from the key index (no lock needed: pebble
+// reads are safe alongside writes).
+func (w *Writer) storedKey(k string) (sk storedKey) {
+	sk.read = true
+	if !w.filter.mayContain([]byte(k)) {
+		return sk
 	}
-	// Sync: the commit pipeline shares one WAL fsync among the batches of
-	// concurrent Emits (group commit).
-	return b.Commit(pebble.Sync)
+	v, closer, err := func() (v []byte, closer io.Closer, err error) {
+		defer pebblestore.Guard(&err)
+		return w.db.Get(idemKey(k))
+	}()
+	if err != nil {
+		if !errors.Is(err, pebble.ErrNotFound) {
+			sk.err = fmt.Errorf("writer: key index: %w", err)
+		}
+		return sk
+	}
+	ks, derr := decodeKeyState(v)
+	closer.Close()
+	if derr == nil && ks.state == stateDelivered {
+		sk.delivered, sk.ks = true, ks
+	}
+	return sk
 }
 
 // lookupLocked answers an Emit whose key the outbox knows: done is false
-// for a key it does not (or no longer, past the window) know.
-func (w *Writer) lookupLocked(e *entry, digest [32]byte) (r *Result, done bool, err error) {
+// for a key it does not (or no longer, past the window) know. sk is the
+// key index's answer read before w.mu was taken; stale says a delivery
+// may have moved the key from pendingByKey to the index since, so the index
+// is read again.
+func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, done bool, err error) {
+	digest := e.digest()
 	if pk, ok := w.pendingByKey[e.idemKey]; ok {
 		if pk.digest != digest {
 			return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
@@ -431,18 +500,16 @@ func (w *Writer) lookupLocked(e *entry, digest [32]byte) (r *Result, done bool, 
 		}
 		return orig.follow(), true, nil
 	}
-	v, closer, gerr := w.db.Get(idemKey(e.idemKey))
-	if gerr != nil {
-		if errors.Is(gerr, pebble.ErrNotFound) {
-			return nil, false, nil
-		}
-		return nil, true, fmt.Errorf("writer: key index: %w", gerr)
+	if stale || !sk.read {
+		*sk = w.storedKey(e.idemKey)
 	}
-	ks, derr := decodeKeyState(v)
-	closer.Close()
-	if derr != nil || ks.state != stateDelivered {
+	if sk.err != nil {
+		return nil, true, sk.err
+	}
+	if !sk.delivered {
 		return nil, false, nil
 	}
+	ks := sk.ks
 	if time.Since(time.UnixMilli(ks.atMs)) >= w.cfg.KeyWindow {
 		return nil, false, nil
 	}
@@ -463,6 +530,11 @@ func (w *Writer) removePendingLocked(e *entry) {
 		delete(w.pendingByKey, e.idemKey)
 	}
 	delete(w.results, e.seq)
+}
+
+// spaceFreedLocked wakes the Emits waiting for space, after entries left
+// the outbox.
+func (w *Writer) spaceFreedLocked() {
 	close(w.space)
 	w.space = make(chan struct{})
 }
@@ -509,6 +581,10 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 			return err
 		}
 		w.sentSeq = sent
+		// Before the keys leave pendingByKey (below).
+		for _, d := range ds {
+			w.filter.add([]byte(d.e.idemKey), now)
+		}
 		return nil
 	}()
 	if err != nil {
@@ -529,6 +605,10 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		}
 		w.removePendingLocked(d.e)
 	}
+	w.spaceFreedLocked()
+	// After the store says delivered and before mu is released: an Emit
+	// that read the key index earlier reads it again (lookupLocked).
+	w.delivGen.Add(1)
 	w.mu.Unlock()
 	for _, d := range dones {
 		d.r.complete(d.d, nil)
@@ -565,6 +645,7 @@ func (w *Writer) failEntries(es []*entry, cause error) {
 		}
 		w.removePendingLocked(e)
 	}
+	w.spaceFreedLocked()
 	w.mu.Unlock()
 	for _, r := range rs {
 		r.complete(Delivery{}, cause)
@@ -670,6 +751,8 @@ func (w *Writer) Close() error {
 	w.cancel()
 	w.wg.Wait()
 	w.emits.Wait()
+	close(w.commitStop)
+	<-w.committerDone
 	err := func() (err error) {
 		defer pebblestore.Guard(&err)
 		return w.db.Close()

@@ -27,10 +27,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oncelog/oncelog/internal/brokerproc"
@@ -55,7 +58,13 @@ var (
 	rounds      = flag.Int("rounds", 2, "rounds of bare/key-window/transactional, alternating; the best of each is reported")
 	partitions  = flag.Int("partitions", 3, "partitions per topic")
 	batch       = flag.Int("batch", 1, "events per EmitBatch call (1: Emit)")
+	only        = flag.String("only", "bare,bare-callers,kw,txn,reader", "measurements to run (comma-separated)")
+	cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile of the writer runs (key-window and transactional) to this file")
+	mutexProf   = flag.String("mutexprofile", "", "write a mutex contention profile of the writer runs to this file")
+	blockProf   = flag.String("blockprofile", "", "write a blocking profile of the writer runs to this file")
 )
+
+func want(name string) bool { return slices.Contains(strings.Split(*only, ","), name) }
 
 func run() error {
 	flag.Parse()
@@ -100,63 +109,154 @@ func run() error {
 			best[name] = r
 		}
 	}
-	var kwTopic string
-	for round := range *rounds {
-		bare := fmt.Sprintf("bare-%d", round)
-		kw := fmt.Sprintf("kw-%d", round)
-		txn := fmt.Sprintf("txn-%d", round)
-		if err := createTopic(brokers, bare, true); err != nil {
-			return err
-		}
-		if err := createTopic(brokers, kw, true); err != nil {
-			return err
-		}
-		if err := createTopic(brokers, txn, false); err != nil {
-			return err
-		}
-		r, err := benchBare(brokers, bare)
-		if err != nil {
-			return err
-		}
-		keep("bare kgo idempotent", r)
-		r, err = benchWriter(brokers, kw, writer.ModeKeyWindow, filepath.Join(work, "outbox-"+kw))
-		if err != nil {
-			return err
-		}
-		keep("writer key-window", r)
-		r, err = benchWriter(brokers, txn, writer.ModeTransactional, filepath.Join(work, "outbox-"+txn))
-		if err != nil {
-			return err
-		}
-		keep("writer transactional", r)
-		kwTopic = kw
-	}
-	applied, err := benchReader(brokers, kwTopic, filepath.Join(work, "ledger.db"))
+	stopProfiles, err := startProfiles()
 	if err != nil {
 		return err
 	}
+	var kwTopic string
+	for round := range *rounds {
+		names := map[string]string{}
+		for _, m := range []string{"bare", "bare-callers", "kw", "txn"} {
+			if !want(m) {
+				continue
+			}
+			names[m] = fmt.Sprintf("%s-%d", m, round)
+			if err := createTopic(brokers, names[m], m != "txn"); err != nil {
+				return err
+			}
+		}
+		if want("bare") {
+			r, err := benchBare(brokers, names["bare"])
+			if err != nil {
+				return err
+			}
+			keep("bare kgo idempotent", r)
+		}
+		if want("bare-callers") {
+			r, err := benchBareCallers(brokers, names["bare-callers"])
+			if err != nil {
+				return err
+			}
+			keep("bare kgo, C callers", r)
+		}
+		if want("kw") {
+			profiling(true)
+			r, err := benchWriter(brokers, names["kw"], writer.ModeKeyWindow, filepath.Join(work, "outbox-"+names["kw"]))
+			profiling(false)
+			if err != nil {
+				return err
+			}
+			keep("writer key-window", r)
+			kwTopic = names["kw"]
+		}
+		if want("txn") {
+			profiling(true)
+			r, err := benchWriter(brokers, names["txn"], writer.ModeTransactional, filepath.Join(work, "outbox-"+names["txn"]))
+			profiling(false)
+			if err != nil {
+				return err
+			}
+			keep("writer transactional", r)
+		}
+	}
+	if err := stopProfiles(); err != nil {
+		return err
+	}
+	var applied float64
+	if want("reader") && kwTopic != "" {
+		if applied, err = benchReader(brokers, kwTopic, filepath.Join(work, "ledger.db")); err != nil {
+			return err
+		}
+	}
 
-	b, kw, tx := best["bare kgo idempotent"], best["writer key-window"], best["writer transactional"]
-	fmt.Printf("| measurement | events/s | Emit p50 | Emit p99 | vs bare kgo |\n|---|---:|---:|---:|---:|\n")
-	fmt.Printf("| bare kgo idempotent producer, acks=all (end to end) | %.0f | | | 1.00x |\n", b.endToEnd)
-	fmt.Printf("| writer key-window: Emit (durable in the outbox) | %.0f | %v | %v | |\n", kw.emit, kw.p50, kw.p99)
-	fmt.Printf("| writer key-window: end to end (acknowledged) | %.0f | | | %.2fx |\n", kw.endToEnd, kw.endToEnd/b.endToEnd)
-	fmt.Printf("| writer transactional: Emit (durable in the outbox) | %.0f | %v | %v | |\n", tx.emit, tx.p50, tx.p99)
-	fmt.Printf("| writer transactional: end to end (committed) | %.0f | | | %.2fx |\n", tx.endToEnd, tx.endToEnd/b.endToEnd)
-	fmt.Printf("| reader: applied to SQLite (read_committed) | %.0f | | | |\n", applied)
+	b, bc, kw, tx := best["bare kgo idempotent"], best["bare kgo, C callers"], best["writer key-window"], best["writer transactional"]
+	ratio := func(x, y float64) string {
+		if y == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%.2fx", x/y)
+	}
+	fmt.Printf("| measurement | events/s | p50 | p99 | vs bare kgo | vs bare kgo, %d callers | calls (events) per outbox fsync |\n|---|---:|---:|---:|---:|---:|---:|\n", *concurrency)
+	fmt.Printf("| bare kgo idempotent producer, acks=all, all records in flight (end to end) | %.0f | | | 1.00x | | |\n", b.endToEnd)
+	fmt.Printf("| bare kgo idempotent producer, acks=all, %d callers each waiting for its ack (end to end) | %.0f | %v | %v | %s | 1.00x | |\n", *concurrency, bc.endToEnd, bc.p50, bc.p99, ratio(bc.endToEnd, b.endToEnd))
+	fmt.Printf("| writer key-window: Emit (durable in the outbox) | %.0f | %v | %v | | | %.1f (%.1f) |\n", kw.emit, kw.p50, kw.p99, kw.groupCalls, kw.groupCommit)
+	fmt.Printf("| writer key-window: end to end (acknowledged) | %.0f | | | %s | %s | |\n", kw.endToEnd, ratio(kw.endToEnd, b.endToEnd), ratio(kw.endToEnd, bc.endToEnd))
+	fmt.Printf("| writer transactional: Emit (durable in the outbox) | %.0f | %v | %v | | | %.1f (%.1f) |\n", tx.emit, tx.p50, tx.p99, tx.groupCalls, tx.groupCommit)
+	fmt.Printf("| writer transactional: end to end (committed) | %.0f | | | %s | %s | |\n", tx.endToEnd, ratio(tx.endToEnd, b.endToEnd), ratio(tx.endToEnd, bc.endToEnd))
+	if applied > 0 {
+		fmt.Printf("| reader: applied to SQLite (read_committed) | %.0f | | | | | |\n", applied)
+	}
 	return nil
+}
+
+// startProfiles starts the requested profiles; profiling(true/false)
+// brackets the writer runs so the mutex and block profiles and the CPU
+// profile cover them only (the CPU profile runs throughout, the broker is
+// another process).
+func startProfiles() (stop func() error, err error) {
+	var cpu *os.File
+	if *cpuProfile != "" {
+		if cpu, err = os.Create(*cpuProfile); err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			return nil, err
+		}
+	}
+	return func() error {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				return err
+			}
+		}
+		for name, path := range map[string]string{"mutex": *mutexProf, "block": *blockProf} {
+			if path == "" {
+				continue
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
+}
+
+func profiling(on bool) {
+	rate := 0
+	if on {
+		rate = 1
+	}
+	if *mutexProf != "" {
+		runtime.SetMutexProfileFraction(rate)
+	}
+	if *blockProf != "" {
+		runtime.SetBlockProfileRate(rate * 10000) // one sample per 10 us blocked
+	}
 }
 
 type result struct {
 	emit, endToEnd float64 // events/s
 	p50, p99       time.Duration
+	groupCommit    float64 // events per synced outbox commit
+	groupCalls     float64 // Emit/EmitBatch calls per synced outbox commit
 }
 
 func (r result) String() string {
 	if r.p50 == 0 {
 		return fmt.Sprintf("end to end %.0f/s", r.endToEnd)
 	}
-	return fmt.Sprintf("emit %.0f/s (p50 %v, p99 %v), end to end %.0f/s", r.emit, r.p50, r.p99, r.endToEnd)
+	if r.emit == 0 {
+		return fmt.Sprintf("end to end %.0f/s (p50 %v, p99 %v)", r.endToEnd, r.p50, r.p99)
+	}
+	return fmt.Sprintf("emit %.0f/s (p50 %v, p99 %v; per outbox fsync %.1f calls, %.1f events), end to end %.0f/s", r.emit, r.p50, r.p99, r.groupCalls, r.groupCommit, r.endToEnd)
 }
 
 func createTopic(brokers []string, topic string, keyWindow bool) error {
@@ -217,9 +317,66 @@ func benchBare(brokers []string, topic string) (result, error) {
 	return result{endToEnd: float64(*events) / time.Since(start).Seconds()}, first
 }
 
+// benchBareCallers produces the same records with one idempotent producer
+// from --concurrency callers, each producing --batch records at a time and
+// waiting for their acks before the next: the writer's callers' shape, with
+// the broker's ack where the writer has its outbox fsync.
+func benchBareCallers(brokers []string, topic string) (result, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return result{}, err
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	lat := make([][]time.Duration, *concurrency)
+	errs := make(chan error, *concurrency)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := range *concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for from := c * *batch; from < *events; from += *concurrency * *batch {
+				rs := make([]*kgo.Record, 0, *batch)
+				for i := from; i < min(from+*batch, *events); i++ {
+					k := "e" + strconv.Itoa(i)
+					rs = append(rs, &kgo.Record{Key: []byte(k), Value: value(i), Headers: []kgo.RecordHeader{{Key: writer.HeaderIdempotencyKey, Value: []byte(k)}}})
+				}
+				t0 := time.Now()
+				if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+					errs <- err
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	total := time.Since(start)
+	select {
+	case err := <-errs:
+		return result{}, err
+	default:
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	return result{
+		endToEnd: float64(*events) / total.Seconds(),
+		p50:      all[len(all)/2].Round(time.Microsecond),
+		p99:      all[len(all)*99/100].Round(time.Microsecond),
+	}, nil
+}
+
 func benchWriter(brokers []string, topic string, mode writer.Mode, dir string) (result, error) {
 	ctx := context.Background()
-	w, err := writer.Open(ctx, writer.Config{Brokers: brokers, Dir: dir, Mode: mode})
+	var commits, committedCalls, committedEvents atomic.Int64
+	w, err := writer.Open(ctx, writer.Config{Brokers: brokers, Dir: dir, Mode: mode, Hooks: writer.Hooks{
+		OnCommit: func(calls, events int) {
+			commits.Add(1)
+			committedCalls.Add(int64(calls))
+			committedEvents.Add(int64(events))
+		},
+	}})
 	if err != nil {
 		return result{}, err
 	}
@@ -261,10 +418,12 @@ func benchWriter(brokers []string, topic string, mode writer.Mode, dir string) (
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	return result{
-		emit:     float64(*events) / emitted.Seconds(),
-		endToEnd: float64(*events) / total.Seconds(),
-		p50:      all[len(all)/2].Round(time.Microsecond),
-		p99:      all[len(all)*99/100].Round(time.Microsecond),
+		emit:        float64(*events) / emitted.Seconds(),
+		endToEnd:    float64(*events) / total.Seconds(),
+		p50:         all[len(all)/2].Round(time.Microsecond),
+		p99:         all[len(all)*99/100].Round(time.Microsecond),
+		groupCommit: float64(committedEvents.Load()) / float64(max(commits.Load(), 1)),
+		groupCalls:  float64(committedCalls.Load()) / float64(max(commits.Load(), 1)),
 	}, nil
 }
 
