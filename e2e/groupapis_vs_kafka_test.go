@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // TestTopicIDGroupAPIsMatchKafka sends the Kafka 4.4 versions of the group
@@ -20,6 +21,9 @@ import (
 // with a known topic id, an unknown one and the zero id, and requires the
 // same answers: error codes per partition and group, which topic id each
 // answer carries, the committed offsets, and DeleteGroups' ErrorMessage.
+// Also pinned: a member's TxnOffsetCommit v6 to v3 to a missing group,
+// OffsetFetch v10 answered with a group-level error (which topics it lists)
+// and ListOffsets timestamp -6 at v11 and v10.
 func TestTopicIDGroupAPIsMatchKafka(t *testing.T) {
 	requireSameAnswersAsKafka(t, topicIDGroupAnswers)
 }
@@ -257,18 +261,33 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 		pid, epoch = resp.ProducerID, resp.ProducerEpoch
 	}
 	// A member's commit (generation and member id set) to a group that
-	// does not exist, at v6 and at v5.
-	for _, v := range []int16{6, 5} {
+	// does not exist, at v6 down to v3. v5 and v6 add the group to the
+	// transaction (TV2) and reach the group check; v3 and v4 are verified
+	// against the transaction first. Kafka verifies the group's
+	// __consumer_offsets partition, not the group: a v3/v4 commit to a
+	// group that shares a partition with one v5/v6 added passes on to the
+	// group check (ILLEGAL_GENERATION), where oncelog, verifying the group,
+	// answers INVALID_TXN_STATE/TRANSACTION_ABORTABLE. The v3 group's name
+	// is picked to share the fixture's partition (hash % 3 == 1) with the
+	// v4 group, which no commit adds, so that both behave alike here.
+	// kgo sends the highest version both sides know, whatever the request
+	// says: a client capped at v goes at v.
+	for _, v := range []int16{6, 5, 4, 3} {
+		vcl := cappedClient(t, addr, 28, v)
+		noGroup := fmt.Sprintf("idgroups-nogroup-v%d", v)
+		if v == 3 {
+			noGroup = "idgroups-nogroup-v3-c"
+		}
 	retry:
 		req := kmsg.NewPtrTxnOffsetCommitRequest()
 		req.Version = v
-		req.TransactionalID, req.Group = txnID, fmt.Sprintf("idgroups-nogroup-v%d", v)
+		req.TransactionalID, req.Group = txnID, noGroup
 		req.ProducerID, req.ProducerEpoch, req.Generation, req.MemberID = pid, epoch, 3, "idgroups-member"
 		rt := kmsg.NewTxnOffsetCommitRequestTopic()
 		rt.Topic, rt.TopicID = topic, known
 		rt.Partitions = []kmsg.TxnOffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1, LeaderEpoch: -1}}
 		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctx, cl)
+		resp, err := req.RequestWith(ctx, vcl)
 		if ke := (*kerr.Error)(nil); errors.As(err, &ke) && retriable(ke.Code) {
 			time.Sleep(200 * time.Millisecond)
 			goto retry
@@ -276,6 +295,7 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 		if err != nil {
 			t.Fatalf("%s: TxnOffsetCommit v%d: %v", addr, v, err)
 		}
+		sentVersion(t, addr, req.Version, v)
 		s := fmt.Sprintf("TxnOffsetCommit v%d member commit to a missing group:", v)
 		again := false
 		for _, rt := range resp.Topics {
@@ -343,6 +363,7 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 
 	// A consumer group (KIP-848) with a member is not empty.
 	live := "idgroups-live"
+	var liveEpoch int32
 	for {
 		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 		req.Group, req.MemberID, req.MemberEpoch = live, "idgroups-member-0000001", 0
@@ -362,7 +383,71 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 			continue
 		}
 		out = append(out, "ConsumerGroupHeartbeat join: "+code(resp.ErrorCode))
+		liveEpoch = resp.MemberEpoch
 		break
+	}
+	// OffsetFetch v10 answered with a group-level error (a stale member
+	// epoch, an unknown member): are the topics, the unknown id's among
+	// them, listed under it?
+	for _, m := range []struct {
+		what   string
+		member string
+		epoch  int32
+	}{
+		{"stale member epoch", "idgroups-member-0000001", liveEpoch + 5},
+		{"unknown member", "idgroups-member-0000099", liveEpoch},
+	} {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Version = 10
+		rg := kmsg.NewOffsetFetchRequestGroup()
+		rg.Group, rg.MemberID, rg.MemberEpoch = live, kmsg.StringPtr(m.member), m.epoch
+		for _, id := range [][16]byte{known, unknown} {
+			rt := kmsg.NewOffsetFetchRequestGroupTopic()
+			rt.TopicID, rt.Partitions = id, []int32{0}
+			rg.Topics = append(rg.Topics, rt)
+		}
+		req.Groups = append(req.Groups, rg)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatalf("%s: OffsetFetch v10: %v", addr, err)
+		}
+		sentVersion(t, addr, req.Version, 10)
+		s := "OffsetFetch v10 " + m.what + ":"
+		for _, g := range resp.Groups {
+			s += fmt.Sprintf(" group %s %s", g.Group, code(g.ErrorCode))
+			for _, rt := range g.Topics {
+				s += fmt.Sprintf(" %s[name %q]", idName(rt.TopicID), rt.Topic)
+				for _, p := range rt.Partitions {
+					s += fmt.Sprintf(" %d:%d/%s", p.Partition, p.Offset, code(p.ErrorCode))
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	// ListOffsets timestamp -6 (KIP-1023, earliest pending upload) at v11,
+	// where it is defined, and at v10, where it is not.
+	for _, v := range []int16{11, 10} {
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp, rp.CurrentLeaderEpoch = 0, -6, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cappedClient(t, addr, 2, v))
+		if err != nil {
+			t.Fatalf("%s: ListOffsets v%d: %v", addr, v, err)
+		}
+		// kgo shards ListOffsets: the version went on a copy.
+		sentVersion(t, addr, resp.Version, v)
+		s := fmt.Sprintf("ListOffsets v%d timestamp -6:", v)
+		for _, rt := range resp.Topics {
+			for _, p := range rt.Partitions {
+				s += fmt.Sprintf(" %d:%s offset %d epoch %d timestamp %d", p.Partition, code(p.ErrorCode), p.Offset, p.LeaderEpoch, p.Timestamp)
+			}
+		}
+		out = append(out, s)
 	}
 	del := kmsg.NewPtrDeleteGroupsRequest()
 	del.Version = 3
@@ -382,6 +467,21 @@ func topicIDGroupAnswers(t *testing.T, addr string) []string {
 	}
 	out = append(out, s)
 	return out
+}
+
+// cappedClient is a client that sends API key at version v at most (kgo
+// otherwise sends the highest version both sides know, whatever a
+// request's Version says).
+func cappedClient(t *testing.T, addr string, key, v int16) *kgo.Client {
+	t.Helper()
+	vs := kversion.Stable()
+	vs.SetMaxKeyVersion(key, v)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.RequestRetries(0), kgo.MaxVersions(vs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
 
 // sentVersion fails unless the client sent the version under test: franz-go

@@ -34,11 +34,10 @@ func (c *Coordinator) validateOffsetCommitLocked(groupID string, id commitIdenti
 			c.groups[g.name] = g
 		case !transactional && version >= 9:
 			return nil, kerr.GroupIDNotFound.Code
-		case transactional && version >= 5:
+		case transactional && version >= 6:
 			// Measured: Kafka 4.4 answers a member's TxnOffsetCommit
-			// v5 and v6 to a missing group so (e2e
-			// TestTopicIDGroupAPIsMatchKafka); older versions keep
-			// ILLEGAL_GENERATION, not compared.
+			// v6 (KIP-1319) to a missing group so, and v3-v5 with
+			// ILLEGAL_GENERATION (e2e TestTopicIDGroupAPIsMatchKafka).
 			return nil, kerr.GroupIDNotFound.Code
 		default:
 			return nil, kerr.IllegalGeneration.Code

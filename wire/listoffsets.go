@@ -50,7 +50,8 @@ func handleListOffsets(c *conn, r *request) respond {
 				continue
 			}
 			if listOffsetsTimestampUnsupported(rp.Timestamp, req.Version) {
-				sp.ErrorCode = kerr.UnsupportedVersion.Code
+				// Kafka 4.4 answers offset, epoch and timestamp -1.
+				sp.ErrorCode, sp.LeaderEpoch = kerr.UnsupportedVersion.Code, -1
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
