@@ -254,7 +254,10 @@ func (p *Partition) abortedBefore(from, end int64) []AbortedTxn {
 // epoch need no marker to be fenced: KIP-890 verification refuses them.
 func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int64, now time.Time) (int64, error) {
 	// oncelog's one in-process coordinator never changes epoch: 0.
-	return p.writeMarker(pid, epoch, 0, commit, before, now)
+	// Its markers follow the rules of transaction version 0/1 (an epoch
+	// equal to the producer's passes); the before offset makes its retries
+	// idempotent.
+	return p.writeMarker(pid, epoch, 0, 0, commit, before, false, now)
 }
 
 // WriteRequestedMarker writes a marker a WriteTxnMarkers request asks for
@@ -262,23 +265,32 @@ func (p *Partition) WriteMarker(pid int64, epoch int16, commit bool, before int6
 // does) with the request's coordinator epoch, which fences it as Kafka
 // does: an older epoch than the partition recorded for the producer is
 // TRANSACTION_COORDINATOR_FENCED, an older producer epoch
-// INVALID_PRODUCER_EPOCH. It ends whatever transaction the producer has
-// open here; with none open nothing is appended (Kafka would append a
-// marker that changes nothing). The returned offset is as WriteMarker's.
-func (p *Partition) WriteRequestedMarker(pid int64, epoch int16, coordinatorEpoch int32, commit bool, now time.Time) (int64, error) {
-	return p.writeMarker(pid, epoch, coordinatorEpoch, commit, math.MaxInt64, now)
+// INVALID_PRODUCER_EPOCH, where transactionVersion (WriteTxnMarkers v2,
+// KIP-1228; 0 before) decides what older means: from version 2 the marker's
+// epoch must be newer than the producer's (producer.State.CheckMarkerVersion).
+// It ends whatever transaction the producer has open here; with none open
+// the marker is appended all the same, as Kafka appends it: it still makes
+// its epochs the producer's, which fences what comes at an older one
+// (measured, e2e TestWriteTxnMarkersV2MatchesKafka). The returned offset
+// is as WriteMarker's.
+func (p *Partition) WriteRequestedMarker(pid int64, epoch int16, coordinatorEpoch int32, transactionVersion int8, commit bool, now time.Time) (int64, error) {
+	return p.writeMarker(pid, epoch, coordinatorEpoch, transactionVersion, commit, math.MaxInt64, true, now)
 }
 
-func (p *Partition) writeMarker(pid int64, epoch int16, coordinatorEpoch int32, commit bool, before int64, now time.Time) (int64, error) {
+// writeMarker appends a marker that passes the producer checks. always
+// appends it with no transaction open below before too (a requested
+// marker); otherwise that case appends nothing (the coordinator's
+// idempotent completion).
+func (p *Partition) writeMarker(pid int64, epoch int16, coordinatorEpoch int32, transactionVersion int8, commit bool, before int64, always bool, now time.Time) (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.sync.failure(); err != nil {
 		return 0, err
 	}
-	if code := p.producers.CheckMarker(pid, epoch, coordinatorEpoch); code != 0 {
+	if code := p.producers.CheckMarkerVersion(pid, epoch, coordinatorEpoch, transactionVersion); code != 0 {
 		return 0, kerr.ErrorForCode(code)
 	}
-	if e, ok := p.producers.Entry(pid); !ok || e.CurrentTxnStartOffset < 0 || e.CurrentTxnStartOffset >= before {
+	if e, ok := p.producers.Entry(pid); !always && (!ok || e.CurrentTxnStartOffset < 0 || e.CurrentTxnStartOffset >= before) {
 		p.sync.kickSoon() // whatever precedes the log end becomes durable
 		return p.log.NextOffset(), nil
 	}
@@ -288,7 +300,7 @@ func (p *Partition) writeMarker(pid int64, epoch int16, coordinatorEpoch int32, 
 		p.sync.fail(err)
 		return 0, err
 	}
-	completed, code := p.producers.ApplyMarker(pid, epoch, commit, coordinatorEpoch, off, now.UnixMilli())
+	completed, code := p.producers.ApplyMarkerVersion(pid, epoch, commit, coordinatorEpoch, transactionVersion, off, now.UnixMilli())
 	if code != 0 {
 		return 0, fmt.Errorf("marker rejected after append: %w", kerr.ErrorForCode(code))
 	}

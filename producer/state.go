@@ -567,17 +567,30 @@ func (s *State) Update(h batch.Header, firstOffset int64, nowMs int64) {
 
 // CheckMarker validates a COMMIT or ABORT marker from the transaction
 // coordinator without changing anything: an epoch older than the producer's
-// is 47, a coordinator epoch older than the last one seen is 52.
+// is 47, a coordinator epoch older than the last one seen is 52. It applies
+// the rules of a marker of transaction version 0 or 1; CheckMarkerVersion
+// takes the marker's version.
 func (s *State) CheckMarker(pid int64, epoch int16, coordinatorEpoch int32) int16 {
+	return s.CheckMarkerVersion(pid, epoch, coordinatorEpoch, 0)
+}
+
+// CheckMarkerVersion is CheckMarker for a marker of the given transaction
+// version (WriteTxnMarkers v2, KIP-1228), with Kafka 4.4's rule
+// (ProducerAppendInfo.checkProducerEpoch): a version 2 marker carries the
+// epoch the coordinator bumped at the end of the transaction, so it must be
+// newer than the producer's epoch, except that a retry at the same epoch of
+// a marker whose transaction is already complete (none open, or the epoch
+// is at its maximum) is accepted; below version 2 an equal epoch is enough.
+func (s *State) CheckMarkerVersion(pid int64, epoch int16, coordinatorEpoch int32, transactionVersion int8) int16 {
 	if pid < 0 {
 		return ErrInvalidRecord
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.checkMarkerLocked(pid, epoch, coordinatorEpoch)
+	return s.checkMarkerLocked(pid, epoch, coordinatorEpoch, transactionVersion)
 }
 
-func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32) int16 {
+func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32, transactionVersion int8) int16 {
 	i, ok, err := s.find(pid, time.Now().UnixMilli())
 	if err != nil {
 		return ErrKafkaStorage
@@ -586,7 +599,14 @@ func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32
 		return ErrNone
 	}
 	e := s.slab.at(i)
-	if epoch < e.epoch {
+	stale := epoch < e.epoch
+	if transactionVersion >= 2 {
+		stale = epoch <= e.epoch
+		if epoch == e.epoch && (e.txnFirstOffset < 0 || epoch == math.MaxInt16) {
+			stale = false // a retried marker of a completed transaction
+		}
+	}
+	if stale {
 		s.stats.Fenced.Add(1)
 		return ErrInvalidProducerEpoch
 	}
@@ -605,12 +625,18 @@ func (s *State) checkMarkerLocked(pid int64, epoch int16, coordinatorEpoch int32
 // epoch is remembered. nowMs is the marker's timestamp and becomes the
 // producer's lastTimestamp. On rejection nothing changes.
 func (s *State) ApplyMarker(pid int64, epoch int16, commit bool, coordinatorEpoch int32, markerOffset int64, nowMs int64) (*CompletedTxn, int16) {
+	return s.ApplyMarkerVersion(pid, epoch, commit, coordinatorEpoch, 0, markerOffset, nowMs)
+}
+
+// ApplyMarkerVersion is ApplyMarker for a marker of the given transaction
+// version, checked as CheckMarkerVersion checks it.
+func (s *State) ApplyMarkerVersion(pid int64, epoch int16, commit bool, coordinatorEpoch int32, transactionVersion int8, markerOffset int64, nowMs int64) (*CompletedTxn, int16) {
 	if pid < 0 {
 		return nil, ErrInvalidRecord
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if code := s.checkMarkerLocked(pid, epoch, coordinatorEpoch); code != ErrNone {
+	if code := s.checkMarkerLocked(pid, epoch, coordinatorEpoch, transactionVersion); code != ErrNone {
 		return nil, code
 	}
 	return s.applyMarkerLocked(pid, epoch, commit, coordinatorEpoch, markerOffset, nowMs), ErrNone

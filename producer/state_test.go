@@ -354,6 +354,51 @@ func TestMarkers(t *testing.T) {
 	}
 }
 
+// TestMarkerTransactionVersion2: a marker of transaction version 2
+// (WriteTxnMarkers v2, KIP-1228) must carry an epoch newer than the
+// producer's, the coordinator having bumped it, except a retry at that
+// epoch once nothing is open (or at the largest epoch); below version 2 an
+// equal epoch passes. These are Kafka 4.4's ProducerAppendInfo rules.
+func TestMarkerTransactionVersion2(t *testing.T) {
+	s := newTestState(t, Config{Stats: new(Stats)})
+	appendBatch(t, s, txnHdr(1, 3, 0, 1, t0), 0, t0)
+	for _, tc := range []struct {
+		epoch int16
+		tv    int8
+		want  int16
+	}{
+		{2, 0, ErrInvalidProducerEpoch},
+		{3, 0, ErrNone},
+		{2, 2, ErrInvalidProducerEpoch},
+		{3, 2, ErrInvalidProducerEpoch}, // the open transaction's own epoch
+		{4, 2, ErrNone},
+	} {
+		if code := s.CheckMarkerVersion(1, tc.epoch, 0, tc.tv); code != tc.want {
+			t.Errorf("open transaction at epoch 3, TV%d marker at epoch %d: %d, want %d", tc.tv, tc.epoch, code, tc.want)
+		}
+	}
+	if _, code := s.ApplyMarkerVersion(1, 3, false, 0, 2, 1, t0); code != ErrInvalidProducerEpoch {
+		t.Fatalf("TV2 marker at the open transaction's epoch applied: %d", code)
+	}
+	done, code := s.ApplyMarkerVersion(1, 4, false, 0, 2, 1, t0)
+	if code != ErrNone || done == nil || *done != (CompletedTxn{ProducerID: 1, FirstOffset: 0, LastOffset: 1, Aborted: true}) {
+		t.Fatalf("TV2 abort: %+v %d", done, code)
+	}
+	// Nothing open: the coordinator's retry at the bumped epoch passes.
+	if done, code := s.ApplyMarkerVersion(1, 4, false, 0, 2, 2, t0); done != nil || code != ErrNone {
+		t.Fatalf("TV2 retry: %+v %d", done, code)
+	}
+	if code := s.CheckMarkerVersion(1, 3, 0, 2); code != ErrInvalidProducerEpoch {
+		t.Fatalf("TV2 marker older than the bumped epoch: %d", code)
+	}
+	// At the largest epoch an equal-epoch marker passes even with a
+	// transaction open.
+	appendBatch(t, s, txnHdr(2, math.MaxInt16, 0, 1, t0), 3, t0)
+	if code := s.CheckMarkerVersion(2, math.MaxInt16, 0, 2); code != ErrNone {
+		t.Fatalf("TV2 marker at the largest epoch: %d", code)
+	}
+}
+
 func TestDuplicateKeepsItsTimestampAcrossMarkers(t *testing.T) {
 	// On LogAppendTime topics the duplicate's answer carries the original
 	// append time, even after a later marker moved lastTimestamp.

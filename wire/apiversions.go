@@ -8,7 +8,9 @@ import (
 
 const apiVersionsKey = 18
 
-func init() { register(apiVersionsKey, 0, 4, handleApiVersions) }
+// v5 (KIP-1242) lets a client name the cluster and node it means to reach;
+// Kafka 4.4 advertises it by default (it is not latestVersionUnstable).
+func init() { register(apiVersionsKey, 0, 5, handleApiVersions) }
 
 // apiVersionsFallback answers an ApiVersions request of a version we don't
 // serve the way Kafka does (KIP-511): a v0 response with UNSUPPORTED_VERSION
@@ -27,8 +29,15 @@ func apiVersionsFallback() kmsg.Response {
 func handleApiVersions(c *conn, r *request) respond {
 	req := r.kreq.(*kmsg.ApiVersionsRequest)
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
-	if req.Version >= 3 && (!validSoftwareName(req.ClientSoftwareName) || !validSoftwareName(req.ClientSoftwareVersion)) {
+	if !validApiVersionsRequest(req) {
 		resp.ErrorCode = kerr.InvalidRequest.Code
+		return ready(resp)
+	}
+	// Kafka's SaslServerAuthenticator answers the ApiVersions that comes
+	// before authentication without this check; KafkaApis makes it.
+	preAuth := c.listener.Protocol.SASL() && c.sasl.stage != saslDone
+	if !preAuth && wrongClusterOrNode(req, c.s.b.ClusterID, c.s.b.Config().NodeID) {
+		resp.ErrorCode = kerr.RebootstrapRequired.Code
 		return ready(resp)
 	}
 	resp.ApiKeys = supportedAPIs()
@@ -36,11 +45,34 @@ func handleApiVersions(c *conn, r *request) respond {
 	return ready(resp)
 }
 
+// validApiVersionsRequest is Kafka's ApiVersionsRequest.isValid: from v5
+// ClusterId and NodeId come together or not at all (KIP-1242), and from
+// v3 the client software name and version must match Kafka's pattern.
+func validApiVersionsRequest(req *kmsg.ApiVersionsRequest) bool {
+	if req.Version >= 5 && (req.ClusterID == nil) != (req.NodeID == -1) {
+		return false
+	}
+	return req.Version < 3 || validSoftwareName(req.ClientSoftwareName) && validSoftwareName(req.ClientSoftwareVersion)
+}
+
+// wrongClusterOrNode is KafkaApis' KIP-1242 check: a v5 request that names
+// a cluster must name this broker's cluster and node id, or the client's
+// metadata is stale (the address now belongs to another broker or cluster)
+// and it is told REBOOTSTRAP_REQUIRED, with no API list.
+func wrongClusterOrNode(req *kmsg.ApiVersionsRequest, clusterID string, nodeID int32) bool {
+	return req.Version >= 5 && req.ClusterID != nil && (*req.ClusterID != clusterID || req.NodeID != nodeID)
+}
+
 // addFeatures fills the KIP-584 feature fields (v3+): what this broker
 // supports and the finalized levels clients act on. kgo, for one, turns
 // on transaction version 2 when transaction.version is finalized at 2.
 func addFeatures(c *conn, resp *kmsg.ApiVersionsResponse) {
 	for _, f := range broker.SupportedFeatures {
+		if resp.Version < 4 && f.Min == 0 {
+			// KAFKA-17011: v3 clients cannot take a minimum of 0, so
+			// Kafka leaves such features out below v4.
+			continue
+		}
 		sf := kmsg.NewApiVersionsResponseSupportedFeature()
 		sf.Name, sf.MinVersion, sf.MaxVersion = f.Name, f.Min, f.Max
 		resp.SupportedFeatures = append(resp.SupportedFeatures, sf)

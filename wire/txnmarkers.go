@@ -6,15 +6,16 @@ import (
 	"math"
 	"time"
 
+	"github.com/oncelog/oncelog/broker"
 	"github.com/oncelog/oncelog/partition"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func init() {
-	// v2 (KIP-1228) adds the transaction version per marker; v0-v1 as
-	// Kafka 2.8 to 4.1.
-	register(27, 0, 1, handleWriteTxnMarkers)
+	// v2 (KIP-1228) adds the transaction version per marker, which
+	// decides the epoch check; v0-v1 markers are version 0.
+	register(27, 0, 2, handleWriteTxnMarkers)
 }
 
 // writeTxnMarkersTimeout bounds the wait for the markers' fsync: the
@@ -46,6 +47,29 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 	// Kafka: CLUSTER_ACTION on the cluster (markers come from the
 	// transaction coordinator, or an operator's abort tool).
 	clusterAction := c.authorizeCluster(r.key, opClusterAction)
+	if clusterAction && unbuildableMarker(b, req) {
+		// Kafka 4.4 cannot build the control batch of a marker with
+		// producer id or epoch -1 (MemoryRecordsBuilder throws): the
+		// whole request answers UNKNOWN_SERVER_ERROR, every partition of
+		// every marker (KafkaApis' error response; measured by e2e
+		// TestWriteTxnMarkersV2MatchesKafka). Nothing is written.
+		for _, rm := range req.Markers {
+			sm := kmsg.NewWriteTxnMarkersResponseMarker()
+			sm.ProducerID = rm.ProducerID
+			for _, rt := range rm.Topics {
+				st := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
+				st.Topic = rt.Topic
+				for _, idx := range rt.Partitions {
+					sp := kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
+					sp.Partition, sp.ErrorCode = idx, kerr.UnknownServerError.Code
+					st.Partitions = append(st.Partitions, sp)
+				}
+				sm.Topics = append(sm.Topics, st)
+			}
+			resp.Markers = append(resp.Markers, sm)
+		}
+		return ready(resp)
+	}
 	for _, rm := range req.Markers {
 		sm := kmsg.NewWriteTxnMarkersResponseMarker()
 		sm.ProducerID = rm.ProducerID
@@ -66,6 +90,16 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 					st.Partitions = append(st.Partitions, sp)
 					continue
 				}
+				if rm.TransactionVersion == -1 {
+					// Kafka 4.4's ProducerAppendInfo refuses the
+					// unknown version (-1) from anyone but a replica:
+					// an IllegalArgumentException, answered per
+					// partition (measured, e2e
+					// TestWriteTxnMarkersV2MatchesKafka).
+					sp.ErrorCode = kerr.UnknownServerError.Code
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
 				var err error
 				if !rm.Committed {
 					// An aborted transaction's keys leave the key window.
@@ -73,7 +107,7 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 				}
 				var off int64
 				if err == nil {
-					off, err = p.WriteRequestedMarker(rm.ProducerID, rm.ProducerEpoch, rm.CoordinatorEpoch, rm.Committed, now)
+					off, err = p.WriteRequestedMarker(rm.ProducerID, rm.ProducerEpoch, rm.CoordinatorEpoch, rm.TransactionVersion, rm.Committed, now)
 					if err == nil {
 						b.AfterMarker(rt.Topic, p, rm.ProducerID)
 					}
@@ -111,4 +145,23 @@ func handleWriteTxnMarkers(c *conn, r *request) respond {
 		}
 		return resp
 	}
+}
+
+// unbuildableMarker reports whether a marker Kafka would build a control
+// batch for (one that names a partition this broker has) carries producer
+// id -1 or producer epoch -1, which Kafka's MemoryRecordsBuilder refuses.
+func unbuildableMarker(b *broker.Broker, req *kmsg.WriteTxnMarkersRequest) bool {
+	for _, rm := range req.Markers {
+		if rm.ProducerID != -1 && rm.ProducerEpoch != -1 {
+			continue
+		}
+		for _, rt := range rm.Topics {
+			for _, idx := range rt.Partitions {
+				if b.Partition(rt.Topic, idx) != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
