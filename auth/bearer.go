@@ -17,8 +17,16 @@ import (
 // rotated by adding the new one, switching clients, then removing the old
 // one and calling Reload (SIGHUP).
 type BearerTokens struct {
-	file   string
-	hashes atomic.Pointer[[][32]byte]
+	file  string
+	state atomic.Pointer[bearerState]
+}
+
+// bearerState is one reading of the file.
+type bearerState struct {
+	hashes [][32]byte
+	// first is the file's first token: the one the broker's own clients
+	// of the listener send (Token).
+	first string
 }
 
 // LoadBearerTokens reads file; it must hold at least one token.
@@ -36,7 +44,7 @@ func (t *BearerTokens) Reload() error {
 	if err != nil {
 		return fmt.Errorf("read token file: %w", err)
 	}
-	var hashes [][32]byte
+	var st bearerState
 	for _, line := range strings.Split(string(raw), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -45,14 +53,24 @@ func (t *BearerTokens) Reload() error {
 		if len(line) < 16 {
 			return fmt.Errorf("token file %s: a token is shorter than 16 characters (guessable)", t.file)
 		}
+		if st.first == "" {
+			st.first = line
+		}
 		// Kept hashed: compared in constant time whatever their lengths.
-		hashes = append(hashes, sha256.Sum256([]byte(line)))
+		st.hashes = append(st.hashes, sha256.Sum256([]byte(line)))
 	}
-	if len(hashes) == 0 {
+	if len(st.hashes) == 0 {
 		return errors.New("token file " + t.file + " holds no token")
 	}
-	t.hashes.Store(&hashes)
+	t.state.Store(&st)
 	return nil
+}
+
+// Token is a token the listener accepts now, for the broker's own
+// requests to it (the web console's key lookup on the HTTP ingest
+// listener): the file's first token, as of its last Reload.
+func (t *BearerTokens) Token() string {
+	return t.state.Load().first
 }
 
 // Valid reports whether the request carries one of the tokens.
@@ -63,7 +81,7 @@ func (t *BearerTokens) Valid(r *http.Request) bool {
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	match := 0
-	for _, h := range *t.hashes.Load() {
+	for _, h := range t.state.Load().hashes {
 		match |= subtle.ConstantTimeCompare(got[:], h[:])
 	}
 	return match == 1

@@ -221,6 +221,7 @@ func (o *serveOptions) resolve(fs *pflag.FlagSet, stderr io.Writer) error {
 		{o.http.MaxConcurrentRequests < 1, "--http-max-concurrent-requests must be at least 1"},
 		{o.httpRequestTimeoutMs < 1, "--http-request-timeout-ms must be positive"},
 		{o.consoleLogin.maxSessions < 1, "--admin-console-max-sessions must be at least 1"},
+		{o.consoleLogin.maxSessionsPerUser < 1, "--admin-console-max-sessions-per-user must be at least 1"},
 		{o.consoleLogin.idleTimeout <= 0, "--admin-console-session-idle-timeout must be positive"},
 		{o.consoleLogin.maxAge <= 0, "--admin-console-session-max-age must be positive"},
 		{segErr != nil, fmt.Sprintf("--log-segment-bytes %d: %v (log.segment.bytes; 1 MiB is Kafka 4.0's minimum)", c.SegmentBytes, segErr)},

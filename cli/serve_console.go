@@ -47,14 +47,16 @@ func consoleHandler(cons *atomic.Pointer[console.Console]) http.Handler {
 // consoleLoginOptions bound the console's login sessions (used when the
 // broker has a SASL listener).
 type consoleLoginOptions struct {
-	maxSessions  int
-	idleTimeout  time.Duration
-	maxAge       time.Duration
-	secureCookie bool
+	maxSessions        int
+	maxSessionsPerUser int
+	idleTimeout        time.Duration
+	maxAge             time.Duration
+	secureCookie       bool
 }
 
 func addConsoleLoginFlags(f *pflag.FlagSet, o *consoleLoginOptions) {
-	f.IntVar(&o.maxSessions, "admin-console-max-sessions", console.DefaultMaxSessions, "most web console login sessions held at once, with a SASL listener (each holds a Kafka client authenticated as its user); a login beyond it is refused with 503 until one logs out or expires")
+	f.IntVar(&o.maxSessions, "admin-console-max-sessions", console.DefaultMaxSessions, "most web console login sessions held at once, with a SASL listener (each holds a Kafka client authenticated as its user); a login beyond it is refused with 503 until one logs out or expires (a user who already holds a session gets that user's least recently used one ended instead)")
+	f.IntVar(&o.maxSessionsPerUser, "admin-console-max-sessions-per-user", console.DefaultMaxSessionsPerUser, "most web console login sessions one user holds at once: a login beyond it ends that user's least recently used session and closes its client, so one user's repeated logins cannot fill --admin-console-max-sessions")
 	f.DurationVar(&o.idleTimeout, "admin-console-session-idle-timeout", console.DefaultIdleTimeout, "a web console login session unused this long ends and its client is closed")
 	f.DurationVar(&o.maxAge, "admin-console-session-max-age", console.DefaultMaxAge, "a web console login session ends this long after its login, used or not")
 	f.BoolVar(&o.secureCookie, "admin-console-secure-cookie", false, "mark the console's session cookie Secure, for a TLS-terminating proxy in front of the admin listener (the admin listener itself serves plain HTTP; default off)")
@@ -82,7 +84,8 @@ func startConsole(o *serveOptions, b *broker.Broker, kafkaLns []net.Listener, in
 	}
 	if saslAddr != "" {
 		login := &console.Login{Brokers: []string{saslAddr}, MaxSessions: o.consoleLogin.maxSessions,
-			IdleTimeout: o.consoleLogin.idleTimeout, MaxAge: o.consoleLogin.maxAge, SecureCookie: o.consoleLogin.secureCookie}
+			MaxSessionsPerUser: o.consoleLogin.maxSessionsPerUser,
+			IdleTimeout:        o.consoleLogin.idleTimeout, MaxAge: o.consoleLogin.maxAge, SecureCookie: o.consoleLogin.secureCookie}
 		for _, m := range []string{auth.MechanismSCRAM512, auth.MechanismSCRAM256, auth.MechanismPlain} {
 			if !slices.Contains(o.wire.SASLMechanisms, m) || m == auth.MechanismPlain && !saslTLS && !o.wire.SASLPlainAllowUnencrypted {
 				continue
@@ -101,6 +104,11 @@ func startConsole(o *serveOptions, b *broker.Broker, kafkaLns []net.Listener, in
 	}
 	if ingestLn != nil {
 		cfg.KeyLookupURL = "http://" + ingestLn.Addr().String()
+		if o.sec.httpTokens != nil {
+			// The listener wants a token of --http-token-file; the
+			// user's right to the topic is checked by the console.
+			cfg.KeyLookupToken = o.sec.httpTokens.Token
+		}
 	}
 	return console.New(cfg)
 }

@@ -1189,6 +1189,9 @@ func (c *view) lookupKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
+	if c.cfg.KeyLookupToken != nil {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.KeyLookupToken())
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, "HTTP ingest listener: %v", err)

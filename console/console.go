@@ -64,6 +64,10 @@ type Config struct {
 	// KeyLookupURL is the HTTP ingest listener's base URL
 	// (http://127.0.0.1:8082); empty turns key lookup off.
 	KeyLookupURL string
+	// KeyLookupToken, if set, is a bearer token that listener accepts
+	// (its --http-token-file), sent with every lookup; called per lookup,
+	// so a token file reloaded on SIGHUP is followed.
+	KeyLookupToken func() string
 	// RequestTimeout bounds each API call (default 15s).
 	RequestTimeout time.Duration
 	Logger         *slog.Logger

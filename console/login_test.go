@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -25,8 +27,9 @@ import (
 
 // saslBroker starts a broker whose one Kafka listener is SASL_PLAINTEXT,
 // with --authorizer acl, the super user admin and the users alice and bob
-// (password: the name + "-password"), and gives admin's client.
-func saslBroker(t *testing.T) (*testbroker.Broker, *kadm.Client) {
+// (password: the name + "-password"), and gives admin's client. extra
+// are added to its serve flags.
+func saslBroker(t *testing.T, extra ...string) (*testbroker.Broker, *kadm.Client) {
 	t.Helper()
 	dir := t.TempDir()
 	bin := testbroker.BinaryPath(t)
@@ -38,7 +41,7 @@ func saslBroker(t *testing.T) (*testbroker.Broker, *kadm.Client) {
 		}
 	}
 	b := testbroker.Start(t, testbroker.Options{DataDir: dir, Protocol: "SASL_PLAINTEXT",
-		ExtraArgs: []string{"--authorizer", "acl", "--super-users", "User:admin", "--admin-console-max-sessions", "2"}})
+		ExtraArgs: append([]string{"--authorizer", "acl", "--super-users", "User:admin"}, extra...)})
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.SASL(scram.Auth{User: "admin", Pass: "admin-password"}.AsSha512Mechanism()))
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +115,7 @@ func (b *browser) topics() []string {
 // logout closes the session's client; idle and absolute timeouts end
 // sessions.
 func TestLoginActsAsTheUser(t *testing.T) {
-	b, admin := saslBroker(t)
+	b, admin := saslBroker(t, "--admin-console-max-sessions", "2", "--admin-console-max-sessions-per-user", "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, topic := range []string{"alice-orders", "bob-events", "shared"} {
@@ -292,42 +295,47 @@ func TestLoginActsAsTheUser(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// The broker's own console (cli's wiring) asks for a login too.
-	adminURL := "http://" + b.AdminAddr()
-	resp, err := http.Get(adminURL + "/api/topics")
+	// The broker's own console (cli's wiring) asks for a login too, and
+	// keeps one session per user (--admin-console-max-sessions-per-user 1):
+	// alice's second login ends her first session.
+	first, second := &browser{t: t, h: remote(b.AdminAddr())}, &browser{t: t, h: remote(b.AdminAddr())}
+	if code, body := first.do("GET", "/api/topics", "", nil); code != 401 {
+		t.Errorf("the broker's console without login: %d %s, want 401", code, body)
+	}
+	if code, body := first.login("alice", "alice-password"); code != 200 {
+		t.Fatalf("the broker's console login: %d %s", code, body)
+	}
+	if got := first.topics(); !slices.Equal(got, []string{"alice-orders", "shared"}) {
+		t.Errorf("alice's topics on the broker's console: %v", got)
+	}
+	if code, body := second.login("alice", "alice-password"); code != 200 {
+		t.Fatalf("alice's second login on the broker's console: %d %s", code, body)
+	}
+	if code, body := first.do("GET", "/api/topics", "", nil); code != 401 {
+		t.Errorf("alice's first session after her second login: %d %s, want 401 (one session per user)", code, body)
+	}
+	if got := second.topics(); !slices.Equal(got, []string{"alice-orders", "shared"}) {
+		t.Errorf("alice's topics in her second session: %v", got)
+	}
+}
+
+// remote is a handler that sends each request on to the admin listener
+// at its address: a browser of it drives the broker's own console.
+type remote string
+
+func (addr remote) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := r.Clone(r.Context())
+	req.RequestURI, req.Host = "", ""
+	req.URL.Scheme, req.URL.Host = "http", string(addr)
+	resp, err := http.DefaultTransport.RoundTrip(req)
 	if err != nil {
-		t.Fatal(err)
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Errorf("the broker's console without login: %d, want 401", resp.StatusCode)
-	}
-	resp, err = http.Post(adminURL+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"alice-password"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	var cookie *http.Cookie
-	for _, ck := range resp.Cookies() {
-		if ck.Name == sessionCookie {
-			cookie = ck
-		}
-	}
-	if resp.StatusCode != 200 || cookie == nil {
-		t.Fatalf("the broker's console login: %d, cookie %v", resp.StatusCode, cookie)
-	}
-	req, _ := http.NewRequest("GET", adminURL+"/api/topics", nil)
-	req.AddCookie(cookie)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var listed []topicSummary
-	json.NewDecoder(resp.Body).Decode(&listed)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || len(listed) != 2 || listed[0].Name != "alice-orders" && listed[1].Name != "alice-orders" {
-		t.Errorf("alice's topics on the broker's console: %d %+v", resp.StatusCode, listed)
-	}
+	defer resp.Body.Close()
+	maps.Copy(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }
 
 func httptestWithCookie(ck *http.Cookie) *http.Request {
@@ -394,5 +402,83 @@ func TestBrokerConsoleLoginOverSASLSSL(t *testing.T) {
 	ov.Body.Close()
 	if ov.StatusCode != 200 {
 		t.Errorf("overview as alice over SASL_SSL: %d", ov.StatusCode)
+	}
+}
+
+// One user cannot fill the console's sessions: a login beyond
+// MaxSessionsPerUser ends that user's least recently used session and
+// closes its client; when the console is full, a user who holds a session
+// gets that one's least recently used session ended, and a user who holds
+// none is refused (503).
+func TestSessionsPerUser(t *testing.T) {
+	b, _ := saslBroker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := New(Config{Login: &Login{Brokers: []string{b.Addr()}, Mechanisms: []string{"SCRAM-SHA-512"},
+		MaxSessions: 3, MaxSessionsPerUser: 2, IdleTimeout: time.Hour, MaxAge: 2 * time.Hour}, RequestTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var clockMu sync.Mutex
+	now := time.Now()
+	c.sessions.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance := func() { clockMu.Lock(); now = now.Add(time.Minute); clockMu.Unlock() }
+	h := c.Handler()
+	login := func(user string) *browser {
+		t.Helper()
+		br := &browser{t: t, h: h}
+		if code, body := br.login(user, user+"-password"); code != 200 {
+			t.Fatalf("%s's login: %d %s", user, code, body)
+		}
+		advance()
+		return br
+	}
+	alive := func(br *browser) bool {
+		t.Helper()
+		code, body := br.do("GET", "/api/session", "", nil)
+		advance()
+		return code == 200 && decode[sessionInfo](t, body).User != ""
+	}
+	clientOf := func(br *browser) *kgo.Client { // without marking the session used
+		c.sessions.mu.Lock()
+		defer c.sessions.mu.Unlock()
+		return c.sessions.byID[br.cookie.Value].view.cl
+	}
+	closed := func(cl *kgo.Client) bool {
+		for range 100 {
+			if errors.Is(requestErr(ctx, cl), kgo.ErrClientClosed) {
+				return true
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return false
+	}
+
+	a1, a2 := login("alice"), login("alice")
+	a2Client := clientOf(a2)
+	alive(a1) // a2 is now alice's least recently used session
+	a3 := login("alice")
+	if alive(a2) || !alive(a1) || !alive(a3) || c.sessions.count() != 2 {
+		t.Fatalf("alice's third login (2 per user): a1 %v a2 %v a3 %v, %d sessions; want a2 (least recently used) ended",
+			alive(a1), alive(a2), alive(a3), c.sessions.count())
+	}
+	if !closed(a2Client) {
+		t.Errorf("the ended session's client is not closed")
+	}
+	bob := login("bob")
+	admin := &browser{t: t, h: h}
+	if code, body := admin.login("admin", "admin-password"); code != 503 || !strings.Contains(body, "--admin-console-max-sessions") {
+		t.Errorf("admin's login with 3 of 3 sessions held by others: %d %s, want 503 naming --admin-console-max-sessions", code, body)
+	}
+	// Full, but bob holds a session: his new login replaces it.
+	bob2 := login("bob")
+	if alive(bob) || !alive(bob2) || !alive(a1) || !alive(a3) || c.sessions.count() != 3 {
+		t.Errorf("bob's second login with the console full: bob %v bob2 %v a1 %v a3 %v, %d sessions; want bob's first session ended",
+			alive(bob), alive(bob2), alive(a1), alive(a3), c.sessions.count())
+	}
+	// A wrong password ends nothing.
+	if code, _ := (&browser{t: t, h: h}).login("alice", "wrong"); code != 401 || !alive(a1) || !alive(a3) {
+		t.Errorf("a wrong password for alice: %d, a1 %v a3 %v; want 401 and both sessions kept", code, alive(a1), alive(a3))
 	}
 }

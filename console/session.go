@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,9 +41,15 @@ type Login struct {
 	// listener).
 	ClientOpts []kgo.Opt
 	// MaxSessions bounds the sessions held at once (each holds a client
-	// and its connections); a login beyond it is refused with 503.
-	// Default DefaultMaxSessions.
+	// and its connections); a login beyond it is refused with 503, unless
+	// the user already holds a session: that one's least recently used
+	// session then ends instead. Default DefaultMaxSessions.
 	MaxSessions int
+	// MaxSessionsPerUser bounds one user's sessions, so that one user
+	// logging in again and again cannot fill MaxSessions and lock the
+	// others out: a login beyond it ends that user's least recently used
+	// session (and closes its client). Default DefaultMaxSessionsPerUser.
+	MaxSessionsPerUser int
 	// IdleTimeout ends a session not used for that long; MaxAge ends any
 	// session that long after its login. Defaults DefaultIdleTimeout and
 	// DefaultMaxAge.
@@ -56,9 +63,10 @@ type Login struct {
 
 // Defaults of Login.
 const (
-	DefaultMaxSessions = 64
-	DefaultIdleTimeout = 30 * time.Minute
-	DefaultMaxAge      = 12 * time.Hour
+	DefaultMaxSessions        = 64
+	DefaultMaxSessionsPerUser = 8
+	DefaultIdleTimeout        = 30 * time.Minute
+	DefaultMaxAge             = 12 * time.Hour
 )
 
 const (
@@ -113,6 +121,9 @@ func newSessionStore(c *Console, l Login) (*sessionStore, error) {
 	if l.MaxSessions <= 0 {
 		l.MaxSessions = DefaultMaxSessions
 	}
+	if l.MaxSessionsPerUser <= 0 {
+		l.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if l.IdleTimeout <= 0 {
 		l.IdleTimeout = DefaultIdleTimeout
 	}
@@ -134,6 +145,39 @@ func mechanism(name, user, pass string) (sasl.Mechanism, error) {
 		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
 	}
 	return nil, fmt.Errorf("console: SASL mechanism %q: use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", name)
+}
+
+// userSessionsLocked are user's sessions, least recently used first.
+func (s *sessionStore) userSessionsLocked(user string) []*session {
+	var mine []*session
+	for _, ss := range s.byID {
+		if ss.view.user == user {
+			mine = append(mine, ss)
+		}
+	}
+	slices.SortFunc(mine, func(a, b *session) int { return a.lastUsed.Compare(b.lastUsed) })
+	return mine
+}
+
+// addLocked keeps the new session ss. Its user's least recently used
+// sessions end first, as many as needed to keep the user within
+// MaxSessionsPerUser and (if the store is full) to make room; false when
+// the store is full of other users' sessions.
+func (s *sessionStore) addLocked(ss *session) bool {
+	mine := s.userSessionsLocked(ss.view.user)
+	for len(mine) > 0 && (len(mine) >= s.login.MaxSessionsPerUser || len(s.byID) >= s.login.MaxSessions) {
+		old := mine[0]
+		mine = mine[1:]
+		delete(s.byID, old.id)
+		go old.view.adm.Close()
+		s.c.cfg.Logger.Info("console session ended by a newer login of its user", "user", old.view.user,
+			"max_sessions_per_user", s.login.MaxSessionsPerUser, "max_sessions", s.login.MaxSessions)
+	}
+	if len(s.byID) >= s.login.MaxSessions {
+		return false
+	}
+	s.byID[ss.id] = ss
+	return true
 }
 
 // sweepLoop closes the clients of expired sessions, so an abandoned
@@ -326,7 +370,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "the console is shutting down")
 		return
-	case len(s.byID)+s.checking >= s.login.MaxSessions:
+	case len(s.byID)+s.checking >= s.login.MaxSessions && len(s.userSessionsLocked(body.Username)) == 0:
 		s.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "the console holds its maximum of %d sessions (--admin-console-max-sessions): log out of another one, or wait until one is idle for %v", s.login.MaxSessions, s.login.IdleTimeout)
 		return
@@ -377,7 +421,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "the console is shutting down")
 			return
 		}
-		s.byID[ss.id] = ss
+		if !s.addLocked(ss) {
+			s.mu.Unlock()
+			cl.Close()
+			writeError(w, http.StatusServiceUnavailable, "the console holds its maximum of %d sessions (--admin-console-max-sessions): log out of another one, or wait until one is idle for %v", s.login.MaxSessions, s.login.IdleTimeout)
+			return
+		}
 		s.mu.Unlock()
 		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: ss.id, Path: "/", HttpOnly: true,
 			SameSite: http.SameSiteStrictMode, Secure: s.login.SecureCookie || r.TLS != nil,
