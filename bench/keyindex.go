@@ -51,6 +51,21 @@ type keyIndexResult struct {
 	ReopenRSSBytes uint64 `json:"reopen_rss_bytes"`
 	HeapBytes      uint64 `json:"go_heap_bytes"`
 	DiskBytes      uint64 `json:"disk_bytes"`
+	// FilterBytes is what the index's in-memory key filters take (off
+	// the Go heap), after the reopen.
+	FilterBytes uint64 `json:"filter_bytes"`
+	// Progress samples the child's VmRSS and the disk after every tenth of
+	// the inserts: whether memory grows with the key count.
+	Progress []keyIndexSample `json:"progress"`
+}
+
+type keyIndexSample struct {
+	Keys       int64   `json:"keys"`
+	Seconds    float64 `json:"seconds"`
+	RSSBytes   uint64  `json:"rss_bytes"`
+	DiskBytes  uint64  `json:"disk_bytes"`
+	HeapBytes  uint64  `json:"go_heap_bytes"`
+	FilterSize int64   `json:"filter_bytes"`
 }
 
 // indexKey is the i-th key: 36 bytes, shaped like the UUIDs applications
@@ -74,6 +89,7 @@ func runKeyIndexChild(dir string, n int64) error {
 	start := time.Now()
 	ins := make([]dedup.Insert, 0, keyIndexBatch)
 	var digest [32]byte
+	tenth := max(n/10, 1)
 	for i := int64(0); i < n; i++ {
 		binary.BigEndian.PutUint64(digest[:], uint64(i))
 		ins = append(ins, dedup.Insert{Key: indexKey(i), Entry: dedup.Entry{Partition: int32(i % 12), Offset: i / 12, Timestamp: start.UnixMilli(), Digest: digest}})
@@ -82,6 +98,16 @@ func runKeyIndexChild(dir string, n int64) error {
 				return err
 			}
 			ins = ins[:0]
+		}
+		if (i+1)%tenth == 0 || i == n-1 {
+			rss, err := procStatus("VmRSS")
+			if err != nil {
+				return err
+			}
+			st, disk := ix.Stats()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			res.Progress = append(res.Progress, keyIndexSample{Keys: i + 1, Seconds: time.Since(start).Seconds(), RSSBytes: rss, DiskBytes: disk, HeapBytes: ms.HeapInuse, FilterSize: st.FilterBytes})
 		}
 	}
 	res.InsertSeconds = time.Since(start).Seconds()
@@ -111,7 +137,8 @@ func runKeyIndexChild(dir string, n int64) error {
 	if res.LookupMissMicros, err = timeLookups(func(j int64) []byte { return indexKey(n + j) }, false); err != nil {
 		return err
 	}
-	_, res.DiskBytes = ix.Stats()
+	st, disk := ix.Stats()
+	res.DiskBytes, res.FilterBytes = disk, uint64(st.FilterBytes)
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -229,12 +256,22 @@ func (b *bench) keyIndex(ctx context.Context) {
 		{"peak RSS of a process indexing " + what, "MiB", true, mib(res.PeakRSSBytes)},
 		{"RSS after reopening the index and looking keys up", "MiB", true, mib(res.ReopenRSSBytes)},
 		{"Go heap after the lookups", "MiB", true, mib(res.HeapBytes)},
+		{"key filters after the reopen (off the Go heap)", "MiB", true, mib(res.FilterBytes)},
 		{"disk per key (pebble, before compaction settles)", "B/key", true, &cell{Value: perKey, Text: fmt.Sprintf("%.0f B/key", perKey)}},
 		{"lookup of a key not in the window (every new key)", "us", true, micros(res.LookupMissMicros)},
 		{"lookup of a key in the window (a replay)", "us", true, micros(res.LookupHitMicros)},
 	} {
 		rw := b.report.addRow(section, r.name, r.unit, r.lower)
 		b.record(rw, "oncelog", r.c, nil)
+	}
+	if len(res.Progress) > 0 {
+		var steps []string
+		for _, p := range res.Progress {
+			steps = append(steps, fmt.Sprintf("%s: %.0f MiB, %.0f B/key", humanCount(float64(p.Keys)), float64(p.RSSBytes)/(1<<20), float64(p.DiskBytes)/float64(p.Keys)))
+		}
+		last := res.Progress[len(res.Progress)-1]
+		rw := b.report.addRow(section, "RSS and disk per key after each tenth of the inserts", "MiB", true)
+		b.record(rw, "oncelog", &cell{Value: float64(last.RSSBytes) / (1 << 20), Text: strings.Join(steps, "; ")}, nil)
 	}
 	chk.Value = float64(res.PeakRSSBytes) / (1 << 20)
 	chk.Pass = res.PeakRSSBytes <= keyIndexRSSGoal

@@ -11,7 +11,9 @@ import "github.com/bits-and-blooms/bloom/v3"
 //
 // Memory is bounded by the keys in the window, filterBitsPerKey bits each
 // (1.5 bytes at ~0.35% false positives: 100M keys take ~150 MiB, up to
-// twice that while a bucket's filter is growing). The filter
+// twice that while a bucket's filter is growing), mapped outside the Go
+// heap (filterWords) so that the garbage collector's headroom does not
+// double it. The filter
 // is rebuilt from the index at Open (so nothing of it is on disk to go
 // stale), added to after every committed InsertBatch, and goes with its
 // bucket at expiry. Removals (Remove, TruncatePartition) leave its bits: a
@@ -44,7 +46,9 @@ func newKeyFilter(expect int64) *keyFilter {
 }
 
 func (f *keyFilter) grow(keys uint) {
-	f.parts = append(f.parts, bloom.New(keys*filterBitsPerKey, filterHashes))
+	m := keys * filterBitsPerKey
+	words := filterWords(int((m+63)/64), f) // off the Go heap (filtermem_unix.go)
+	f.parts = append(f.parts, bloom.FromWithM(words, m, filterHashes))
 	f.left = keys
 }
 
