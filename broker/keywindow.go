@@ -15,6 +15,15 @@ package broker
 // package) only once the log fsync covers them, so the index never names a
 // record the log could lose. A crash between the two leaves records past
 // the partition's index watermark; Open reconciles them from the log.
+//
+// A key must not race itself: two batches carrying it (to two partitions,
+// or from two producers) must not both find it new. A batch therefore
+// reserves its keys (topicKeys.reserved) before it looks them up, and holds
+// them until its keys are pending or it failed; a batch that meets a key
+// another one reserved waits for that one to finish, holding nothing
+// itself, and then looks again. The lookups run before the partition's
+// append lock and hold no topic-wide lock, so the partitions of a topic
+// decide their batches in parallel.
 
 import (
 	"bytes"
@@ -98,16 +107,26 @@ func (c keyWindowConfig) keyOf(r batch.Record) (key []byte, skip string) {
 }
 
 func recordDigest(r batch.Record, skip string) [32]byte {
-	var hs []dedup.Header
+	var d dedup.Digester
+	return digestRecord(&d, r, skip)
+}
+
+// digestRecord is dedup.Digest of a record (its value and every header not
+// named skip), with d's hash state and no copy of the headers.
+func digestRecord(d *dedup.Digester, r batch.Record, skip string) [32]byte {
+	d.Begin(r.Value)
 	it := r.HeaderIter()
 	for {
 		k, v, ok := it.Next()
 		if !ok {
 			break
 		}
-		hs = append(hs, dedup.Header{Key: string(k), Value: v})
+		if skip != "" && string(k) == skip {
+			continue
+		}
+		d.Header(k, v)
 	}
-	return dedup.Digest(r.Value, hs, skip)
+	return d.Sum()
 }
 
 // keyWindows is the broker's per-topic key window state.
@@ -122,12 +141,13 @@ type keyWindows struct {
 
 // topicKeys is one dedup-enabled topic's in-memory state.
 type topicKeys struct {
-	// order is held from a batch's lookups to its keys being pending:
-	// a key must not race itself across partitions.
-	order sync.Mutex
-
-	mu      sync.Mutex
-	pending map[string]pendingKey
+	mu sync.Mutex
+	// reserved holds the keys of the batches between their lookups and
+	// their keys being pending (or their failure), by key (borrowed from
+	// the request, which outlives the reservation): a batch that meets
+	// one waits for its done.
+	reserved map[string]*keyReservation
+	pending  map[string]pendingKey
 	// inTxn are the keys written by transactions still open: their fate
 	// is not known yet, so another producer's write of such a key is
 	// answered CONCURRENT_TRANSACTIONS (retriable) until the marker is
@@ -143,6 +163,12 @@ type topicKeys struct {
 	// them to the index again.
 	dropped bool
 	parts   map[int32]*partitionKeys
+}
+
+// keyReservation is one batch's hold on its keys; done is closed when it
+// lets go of them.
+type keyReservation struct {
+	done chan struct{}
 }
 
 type txnKey struct {
@@ -175,7 +201,7 @@ func (kw *keyWindows) topic(name string) *topicKeys {
 	defer kw.mu.Unlock()
 	tk := kw.m[name]
 	if tk == nil {
-		tk = &topicKeys{pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
+		tk = &topicKeys{reserved: map[string]*keyReservation{}, pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
 		kw.m[name] = tk
 	}
 	return tk
@@ -244,8 +270,19 @@ type batchKeys struct {
 	// the batch as new (not a retry answered with its original offsets).
 	filtered bool
 	// decoded is the batch decoded before the locks (nil if that
-	// failed: the filter decodes again and reports the error).
-	decoded *decodedBatch
+	// failed: decodeErr says why, and the filter reports it).
+	decoded   *decodedBatch
+	decodeErr error
+	// What prepare found, for the filter: the keys in the window (pending
+	// or indexed), the first key an open transaction of another producer
+	// holds, or the lookups' failure.
+	known     map[string]dedup.Entry
+	held      *heldKey
+	lookupErr error
+	// res is the batch's reservation of its keys (nil: none), reservedKeys
+	// the keys it holds.
+	res          *keyReservation
+	reservedKeys []string
 }
 
 // lookup finds key among the pending keys, then in the index; an entry for
@@ -283,17 +320,38 @@ type heldKey struct {
 	open txnKey
 }
 
-// lookupKeys is lookupKey for the keyed records of a batch: the keys it
-// finds (pending, or in the index with one LookupBatch), by key (borrowed
-// strings: valid while the request is). held is the batch's first key, in
-// record order, held by an open transaction of a producer other than pid;
-// the lookups stop there. One tk.mu hold covers the pending and inTxn
-// checks of all the batch's keys.
-func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, keys []recordKey, pid int64) (known map[string]dedup.Entry, held *heldKey, err error) {
-	known = make(map[string]dedup.Entry)
+// prepare reserves the batch's keys and looks them up: among the pending
+// keys, then in the index with one LookupBatch, outside every lock but
+// tk.mu's short holds. What it finds (bk.known, by borrowed key: valid
+// while the request is) is the filter's to use; bk.held is the batch's
+// first key, in record order, held by an open transaction of a producer
+// other than pid (the lookups stop there). The caller releases the
+// reservation once the batch's keys are pending or it failed.
+func (bk *batchKeys) prepare(topic *Topic, pid int64) {
+	tk, keys := bk.tk, bk.decoded.keys
+	known := make(map[string]dedup.Entry)
 	var ask [][]byte
 	asked := make(map[string]struct{}, len(keys))
-	tk.mu.Lock()
+	for {
+		tk.mu.Lock()
+		// All or nothing: a batch never waits while it holds keys, so
+		// two batches cannot wait for each other.
+		var wait chan struct{}
+		for _, rk := range keys {
+			if rk.key == nil {
+				continue
+			}
+			if r, ok := tk.reserved[string(rk.key)]; ok {
+				wait = r.done
+				break
+			}
+		}
+		if wait == nil {
+			break
+		}
+		tk.mu.Unlock()
+		<-wait
+	}
 	checkTxn := len(tk.inTxn) > 0
 	for _, rk := range keys {
 		key := rk.key
@@ -306,10 +364,18 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, ke
 		asked[borrowed(key)] = struct{}{}
 		if checkTxn {
 			if open, ok := tk.inTxn[string(key)]; ok && open.producerID != pid {
+				bk.releaseLocked()
 				tk.mu.Unlock()
-				return nil, &heldKey{key: key, open: open}, nil
+				bk.held = &heldKey{key: key, open: open}
+				return
 			}
 		}
+		if bk.res == nil {
+			bk.res = &keyReservation{done: make(chan struct{})}
+			bk.reservedKeys = make([]string, 0, len(keys))
+		}
+		tk.reserved[borrowed(key)] = bk.res
+		bk.reservedKeys = append(bk.reservedKeys, borrowed(key))
 		if p, ok := tk.pending[string(key)]; ok {
 			known[borrowed(key)] = p.entry
 		} else {
@@ -318,9 +384,10 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, ke
 	}
 	tk.mu.Unlock()
 	if len(ask) > 0 {
-		entries, found, err := b.keys.ix.LookupBatch(topic.Name, ask, cfg.window)
+		entries, found, err := bk.b.keys.ix.LookupBatch(topic.Name, ask, bk.cfg.window)
 		if err != nil {
-			return nil, nil, err
+			bk.lookupErr = err
+			return
 		}
 		for i, k := range ask {
 			if found[i] {
@@ -334,7 +401,30 @@ func (b *Broker) lookupKeys(tk *topicKeys, topic *Topic, cfg keyWindowConfig, ke
 			delete(known, k)
 		}
 	}
-	return known, nil, nil
+	bk.known = known
+}
+
+// release lets go of the batch's reserved keys and wakes the batches
+// waiting for them.
+func (bk *batchKeys) release() {
+	if bk.res == nil {
+		return
+	}
+	bk.tk.mu.Lock()
+	bk.releaseLocked()
+	bk.tk.mu.Unlock()
+}
+
+// releaseLocked is release under tk.mu.
+func (bk *batchKeys) releaseLocked() {
+	if bk.res == nil {
+		return
+	}
+	for _, k := range bk.reservedKeys {
+		delete(bk.tk.reserved, k)
+	}
+	close(bk.res.done)
+	bk.res, bk.reservedKeys = nil, nil
 }
 
 // recordKey is a record's idempotency key (nil: none) and digest.
@@ -370,9 +460,10 @@ func decodeKeyed(raw []byte, h batch.Header, cfg keyWindowConfig, limit int) (*d
 		return nil, err
 	}
 	d.keys = make([]recordKey, len(d.records))
+	var dg dedup.Digester
 	for i, r := range d.records {
 		if key, skip := cfg.keyOf(r); key != nil {
-			d.keys[i] = recordKey{key: key, digest: recordDigest(r, skip)}
+			d.keys[i] = recordKey{key: key, digest: digestRecord(&dg, r, skip)}
 		}
 	}
 	return d, nil
@@ -391,11 +482,12 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 	return func(h batch.Header, raw []byte) ([]byte, partition.AppendResult) {
 		bk.header, bk.filtered = h, true
 		dec := bk.decoded
-		if dec == nil { // not decoded ahead (it failed there: report it)
-			var err error
-			if dec, err = decodeKeyed(raw, h, bk.cfg, bk.decompressLimit()); err != nil {
-				return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: err.Error()}
+		if dec == nil { // the decode before the locks failed: report it
+			msg := "record batch failed validation"
+			if bk.decodeErr != nil {
+				msg = bk.decodeErr.Error()
 			}
+			return nil, partition.AppendResult{ErrorCode: kerr.CorruptMessage.Code, ErrorMessage: msg}
 		}
 		var (
 			all       = dec.records
@@ -404,9 +496,9 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 			firstKey  string
 			seen      = make(map[string]int, len(all)) // key (borrowed) -> index in bk.fresh
 		)
-		known, held, err := bk.b.lookupKeys(bk.tk, topic, bk.cfg, dec.keys, h.ProducerID)
-		if err != nil {
-			return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: err.Error()}
+		known, held := bk.known, bk.held
+		if bk.lookupErr != nil {
+			return nil, partition.AppendResult{ErrorCode: kerr.KafkaStorageError.Code, ErrorMessage: bk.lookupErr.Error()}
 		}
 		if held != nil {
 			return nil, partition.AppendResult{ErrorCode: kerr.ConcurrentTransactions.Code,
@@ -491,8 +583,9 @@ func conflictMessage(key []byte, part int32, off int64) string {
 	return fmt.Sprintf("idempotency key %q was already written with different content (partition %d, offset %d) within oncelog.dedup.window.ms", key, part, off)
 }
 
-// appended makes the batch's new keys pending, queued for the index; under
-// tk.order.
+// appended makes the batch's new keys pending, queued for the index, and
+// lets go of the batch's reservation (in the same tk.mu hold, so a waiting
+// batch finds them pending).
 func (bk *batchKeys) appended(ar partition.AppendResult) {
 	for i := range bk.dups {
 		if d := bk.inBatch[i]; d >= 0 {
@@ -528,6 +621,7 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 	}
 	pk := tk.partition(bk.part.Index)
 	pk.queue = append(pk.queue, pb)
+	bk.releaseLocked()
 	tk.mu.Unlock()
 	if len(bk.dups) > 0 {
 		bk.part.CountKeyWindowDuplicates(len(bk.dups))
@@ -604,23 +698,22 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 func (b *Broker) produceKeyed(req ProduceRequest, topic *Topic, part *partition.Partition, h batch.Header, cfg keyWindowConfig) (partition.AppendResult, []DuplicateRecord) {
 	tk := b.keys.topic(topic.Name)
 	bk := &batchKeys{b: b, tk: tk, cfg: cfg, part: part}
-	// The records' keys and digests depend on the batch alone: worked
-	// out here, outside the topic's order lock (which serialises the
-	// topic's partitions) and the partition's append lock.
+	// The records' keys and digests depend on the batch alone, and their
+	// lookups on the keys alone (reserved by prepare): both are done here,
+	// outside the partition's append lock, where the filter only decides.
 	// Only a batch that passes the partition's own validation (CRC) is
 	// decoded ahead; anything else is the partition's to reject.
+	defer bk.release() // whatever happens below (appended releases it first)
 	if vh, err := batch.Validate(req.Records); err == nil {
-		bk.decoded, _ = decodeKeyed(req.Records, vh, cfg, bk.decompressLimit())
+		if bk.decoded, bk.decodeErr = decodeKeyed(req.Records, vh, cfg, bk.decompressLimit()); bk.decodeErr == nil {
+			bk.prepare(topic, h.ProducerID)
+		}
 	}
-	tk.order.Lock()
 	ar := b.appendBatch(req, part, h, bk.filter(topic))
 	appended := ar.ErrorCode == 0 && !ar.Duplicate && bk.filtered
 	if appended {
-		bk.appended(ar)
+		bk.appended(ar) // releases the reservation
 		b.keys.flushes.Add(1)
-	}
-	tk.order.Unlock()
-	if appended {
 		go b.flushWhenDurable(topic.Name, tk, part, ar.DurableAt)
 	}
 	return ar, bk.dups

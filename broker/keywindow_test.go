@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -290,3 +291,61 @@ func BenchmarkProduceKeyed(b *testing.B) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestKeyWindowSameKeysRacingAcrossPartitions: batches carrying the same
+// keys, produced at once to different partitions of a topic (the lookups run
+// in parallel, without a topic-wide lock), store each key exactly once; every
+// other copy is answered as a duplicate of the stored one.
+func TestKeyWindowSameKeysRacingAcrossPartitions(t *testing.T) {
+	b := openKeyed(t, t.TempDir())
+	defer b.Close()
+	const parts, writers, rounds, keys = 4, 8, 20, 50
+	if _, terr := b.CreateTopic("race", parts, 1, map[string]string{DedupKeyConfig: "record-key"}, false); terr != nil {
+		t.Fatal(terr)
+	}
+	var (
+		mu     sync.Mutex
+		stored = map[string][]string{} // key -> where it was stored
+	)
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				kv := make([]string, 0, 2*keys)
+				for k := range keys {
+					// Every writer of a round sends the same keys,
+					// each in its own order of the batch.
+					kv = append(kv, fmt.Sprintf("r%d-k%d", round, (k+w*7)%keys), "v")
+				}
+				p := int32(w % parts)
+				res := produceDurable(t, b, "race", p, keyedBatch(t, kv...))
+				if res.ErrorCode != 0 {
+					t.Errorf("produce: %v", kerr.ErrorForCode(res.ErrorCode))
+					return
+				}
+				dup := map[int32]bool{}
+				for _, d := range res.Duplicates {
+					dup[d.Index] = true
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i := range keys {
+					if !dup[int32(i)] {
+						stored[kv[2*i]] = append(stored[kv[2*i]], fmt.Sprintf("%d/%d", p, res.BaseOffset+int64(i)))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if len(stored) != rounds*keys {
+		t.Fatalf("%d keys stored, want %d", len(stored), rounds*keys)
+	}
+	for k, at := range stored {
+		if len(at) != 1 {
+			t.Fatalf("key %s stored %d times: %v", k, len(at), at)
+		}
+	}
+}

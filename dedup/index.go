@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -86,29 +87,58 @@ type Header struct {
 // "" to include all). Fields are length-prefixed, so no two different
 // records share an encoding; a nil value differs from an empty one.
 func Digest(value []byte, headers []Header, skipHeader string) [sha256.Size]byte {
-	h := sha256.New()
-	var n [9]byte
-	put := func(b []byte, null bool) {
-		if null {
-			h.Write([]byte{0})
-			return
-		}
-		n[0] = 1
-		binary.BigEndian.PutUint64(n[1:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	put(value, value == nil)
+	var d Digester
+	d.Begin(value)
 	for _, hd := range headers {
 		if skipHeader != "" && hd.Key == skipHeader {
 			continue
 		}
-		put([]byte(hd.Key), false)
-		put(hd.Value, hd.Value == nil)
+		d.Header([]byte(hd.Key), hd.Value)
 	}
-	var d [sha256.Size]byte
-	h.Sum(d[:0])
-	return d
+	return d.Sum()
+}
+
+// Digester computes Digest record by record with one hash state, and
+// without a []Header per record: Begin with the value, Header for every
+// header Digest would include (the caller skips the key's), then Sum. The
+// zero value is ready to use; it is not safe for concurrent use.
+type Digester struct {
+	h   hash.Hash
+	n   [9]byte
+	out [sha256.Size]byte
+}
+
+// Begin starts a record's digest with its value (nil: a null value).
+func (d *Digester) Begin(value []byte) {
+	if d.h == nil {
+		d.h = sha256.New()
+	}
+	d.h.Reset()
+	d.put(value, value == nil)
+}
+
+// Header adds a header (a nil value: a null header value).
+func (d *Digester) Header(key, value []byte) {
+	d.put(key, false)
+	d.put(value, value == nil)
+}
+
+// Sum returns the record's digest.
+func (d *Digester) Sum() [sha256.Size]byte {
+	d.h.Sum(d.out[:0])
+	return d.out
+}
+
+func (d *Digester) put(b []byte, null bool) {
+	if null {
+		d.n[0] = 0
+		d.h.Write(d.n[:1])
+		return
+	}
+	d.n[0] = 1
+	binary.BigEndian.PutUint64(d.n[1:], uint64(len(b)))
+	d.h.Write(d.n[:])
+	d.h.Write(b)
 }
 
 // Config says where the index lives.
@@ -377,10 +407,17 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 		// The marker carries the bucket's key count (for metrics).
 		_ = batch.Set(markerKey(topic, b.start), binary.BigEndian.AppendUint64(be64(b.width), uint64(b.keys+int64(len(inserts)))), nil)
 	}
+	// One scratch key and value serve every insert (Set copies them into
+	// the batch): no allocation per key.
+	kk := keyKey(topic, b.start, nil)
+	prefix := len(kk)
+	val := make([]byte, 0, entryLen)
 	for _, in := range inserts {
 		e := in.Entry
 		e.IndexedAt = now
-		_ = batch.Set(keyKey(topic, b.start, in.Key), encodeEntry(e), nil)
+		kk = append(kk[:prefix], in.Key...)
+		val = appendEntry(val[:0], e)
+		_ = batch.Set(kk, val, nil)
 	}
 	_ = batch.Set(watermarkKey(topic, partition), be64(next), nil)
 	if fresh {
@@ -683,8 +720,7 @@ func prefixEnd(p []byte) []byte {
 
 func be64(v int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(v)) }
 
-func encodeEntry(e Entry) []byte {
-	b := make([]byte, 0, entryLen)
+func appendEntry(b []byte, e Entry) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(e.Partition))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Offset))
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
@@ -810,13 +846,15 @@ func (ix *Index) LookupBatch(topic string, keys [][]byte, window time.Duration) 
 			return nil, nil, err
 		}
 		kept := left[:0]
+		k := keyKey(topic, b.start, nil)
+		prefix := len(k)
 		for _, i := range left {
 			if !b.filter.mayHold(probes[i]) {
 				ix.stats.FilterSkips++
 				kept = append(kept, i)
 				continue
 			}
-			k := keyKey(topic, b.start, keys[i])
+			k = append(k[:prefix], keys[i]...)
 			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
 				kept = append(kept, i)
 				continue
