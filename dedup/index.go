@@ -823,37 +823,35 @@ func (ix *Index) LookupBatch(topic string, keys [][]byte, window time.Duration) 
 	for i, k := range keys {
 		probes[i] = probeOf(k)
 	}
+	var maybe []int
 	for bi := len(bs) - 1; bi >= 0 && len(left) > 0; bi-- { // newest first, as Lookup
 		b := bs[bi]
 		if b.start+b.width+window.Milliseconds() <= now {
 			break
 		}
-		// Only the keys the bucket's filter may hold need pebble; a
-		// bucket that holds none of them needs no iterator.
-		maybe := false
+		// Only the keys the bucket's filter may hold need pebble (each
+		// key's filter probed once per bucket); a bucket that holds none
+		// of them needs no iterator.
+		maybe, kept := maybe[:0], left[:0]
 		for _, i := range left {
 			if b.filter.mayHold(probes[i]) {
-				maybe = true
-				break
+				maybe = append(maybe, i)
+			} else {
+				kept = append(kept, i)
 			}
 		}
-		if !maybe {
-			ix.stats.FilterSkips += int64(len(left))
+		ix.stats.FilterSkips += int64(len(kept))
+		if len(maybe) == 0 {
+			left = kept
 			continue
 		}
 		it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: keyKey(topic, b.start, nil), UpperBound: keyKey(topic, b.start+1, nil)})
 		if err != nil {
 			return nil, nil, err
 		}
-		kept := left[:0]
 		k := keyKey(topic, b.start, nil)
 		prefix := len(k)
-		for _, i := range left {
-			if !b.filter.mayHold(probes[i]) {
-				ix.stats.FilterSkips++
-				kept = append(kept, i)
-				continue
-			}
+		for _, i := range maybe {
 			k = append(k[:prefix], keys[i]...)
 			if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
 				kept = append(kept, i)
