@@ -435,7 +435,7 @@ type recordKey struct {
 
 // decodedBatch is a batch's records with their keys and digests: the
 // per-record work of the key window that needs no lock (decompression,
-// header scan, SHA-256), done before the topic's produce order is taken.
+// header scan, SHA-256), done before the keys are reserved and looked up.
 type decodedBatch struct {
 	records []batch.Record
 	keys    []recordKey
@@ -1077,8 +1077,9 @@ func (b *Broker) keyWindowChanged(old, nt *Topic) error {
 		return nil
 	}
 	// No produce uses the new setting before SetTopicConfigs publishes
-	// nt; tk.order must not be taken here, under b.mu (a transactional
-	// produce holding it may need b.mu to look a partition up).
+	// nt; nothing here waits for a produce's key reservations, under b.mu
+	// (a transactional produce holding them may need b.mu to look a
+	// partition up).
 	for _, p := range nt.Partitions {
 		if err := b.keys.ix.InsertBatch(nt.Name, p.Index, nil, now.window, p.LogEndOffset()); err != nil {
 			return err

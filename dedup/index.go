@@ -372,7 +372,8 @@ type Insert struct {
 // topic, all or nothing, durably, and advances the partition's watermark
 // (the next offset to index, for reconciling from the log at recovery) to
 // next. Entry.IndexedAt is set to now. The caller looked the keys up first
-// and holds the topic's produce order, so they are new.
+// and kept any other batch from taking them meanwhile (the broker's key
+// reservations), so they are new.
 //
 // Lookups do not wait for its commit, and find the keys once it returned
 // (the broker holds them as pending until then).
