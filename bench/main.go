@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -50,6 +51,7 @@ type options struct {
 	baseline    string // another oncelog binary, run as the target "oncelog-base"
 	workDir     string
 	keepWorkDir bool
+	cpuProfile  string // the bench process's (the clients') CPU profile
 }
 
 // defaultPeers are every peer but nats-fsync (about 5k messages/s: it
@@ -72,6 +74,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.baseline, "baseline-oncelog", "", "also run this oncelog binary (e.g. a build of an earlier commit) as the target oncelog-base: a before/after comparison in one run")
 	fs.StringVar(&o.workDir, "work-dir", "", "directory for data directories (default: a new temporary directory)")
 	fs.BoolVar(&o.keepWorkDir, "keep", false, "keep the data directories and the broker log afterwards")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a CPU profile of the bench process (the clients, and kfake and NATS when they run) to this file (go tool pprof)")
 	restartLog := fs.Int64("restart-log-mb", 0, "MB of log the restart workload writes before kill -9 (default: the profile's)")
 	restartParts := fs.Int("restart-partitions", 0, "partitions of the restart workload's log topic (default: the profile's)")
 	restartPIDs := fs.Int("restart-producer-ids", 0, "idempotent producer ids the restart workload creates before kill -9 (default: the profile's)")
@@ -140,6 +143,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "bench:", err)
 		}
 		return 2
+	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := runBench(ctx, opts, stderr)
 	if rep != nil {
