@@ -979,22 +979,48 @@ func (c *view) committedLag(ctx context.Context, name string, owner map[string]m
 	return rows, total, nil
 }
 
+// groupDetail is the answer of GET /api/groups/{group} for every type of
+// group; Epoch is the group epoch of KIP-848 consumer and share groups,
+// ShareOffsets a share group's positions (its Offsets are empty).
+type groupDetail struct {
+	Group        string           `json:"group"`
+	Type         string           `json:"type"`
+	State        string           `json:"state"`
+	ProtocolType string           `json:"protocol_type"`
+	Protocol     string           `json:"protocol"`
+	Coordinator  int32            `json:"coordinator"`
+	Epoch        *int32           `json:"epoch,omitempty"`
+	Lag          int64            `json:"lag"`
+	Members      []memberRow      `json:"members"`
+	Offsets      []lagRow         `json:"offsets"`
+	ShareOffsets []shareOffsetRow `json:"share_offsets,omitzero"`
+}
+
+// describedGroup is name's entry of a DescribeConsumerGroups or
+// DescribeShareGroups answer; false once it has answered w with the
+// request's error, the group's own error (groupErr) or 404.
+func describedGroup[G any](w http.ResponseWriter, described map[string]G, err error, kind, name string, groupErr func(G) error) (G, bool) {
+	g, ok := described[name]
+	switch {
+	case err != nil:
+		brokerError(w, err)
+	case !ok:
+		writeError(w, http.StatusNotFound, "%s group %q does not exist", kind, name)
+	case groupErr(g) != nil:
+		brokerError(w, groupErr(g))
+	default:
+		return g, true
+	}
+	return g, false
+}
+
 // consumerGroup describes a KIP-848 consumer group: its members' epochs,
 // subscriptions and target assignments are only in ConsumerGroupDescribe;
 // the lag is its committed offsets against the partitions' high watermarks.
 func (c *view) consumerGroup(ctx context.Context, w http.ResponseWriter, name string) {
 	described, err := c.adm.DescribeConsumerGroups(ctx, name)
-	if err != nil {
-		brokerError(w, err)
-		return
-	}
-	g, ok := described[name]
-	if !ok || g.Err != nil {
-		if ok {
-			brokerError(w, g.Err)
-		} else {
-			writeError(w, http.StatusNotFound, "consumer group %q does not exist", name)
-		}
+	g, ok := describedGroup(w, described, err, "consumer", name, func(g kadm.DescribedConsumerGroup) error { return g.Err })
+	if !ok {
 		return
 	}
 	members := []memberRow{}
@@ -1021,26 +1047,16 @@ func (c *view) consumerGroup(ctx context.Context, w http.ResponseWriter, name st
 		brokerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "consumer", "state": g.State,
-		"protocol_type": "consumer", "protocol": g.AssignorName, "coordinator": g.Coordinator.NodeID, "epoch": g.Epoch,
-		"lag": total, "members": members, "offsets": rows})
+	writeJSON(w, http.StatusOK, groupDetail{Group: name, Type: "consumer", State: g.State, ProtocolType: "consumer",
+		Protocol: g.AssignorName, Coordinator: g.Coordinator.NodeID, Epoch: &g.Epoch, Lag: total, Members: members, Offsets: rows})
 }
 
 // shareGroup describes a KIP-932 share group: DescribeGroups does not know
 // it, DescribeShareGroups and DescribeShareGroupOffsets do.
 func (c *view) shareGroup(ctx context.Context, w http.ResponseWriter, name string) {
 	described, err := c.adm.DescribeShareGroups(ctx, name)
-	if err != nil {
-		brokerError(w, err)
-		return
-	}
-	g, ok := described[name]
-	if !ok || g.Err != nil {
-		if ok {
-			brokerError(w, g.Err)
-		} else {
-			writeError(w, http.StatusNotFound, "share group %q does not exist", name)
-		}
+	g, ok := describedGroup(w, described, err, "share", name, func(g kadm.DescribedShareGroup) error { return g.Err })
+	if !ok {
 		return
 	}
 	members := []memberRow{}
@@ -1050,9 +1066,9 @@ func (c *view) shareGroup(ctx context.Context, w http.ResponseWriter, name strin
 			Assignments: partitionList(m.Assignment), MemberEpoch: &epoch, Subscribed: m.SubscribedTopicNames})
 	}
 	offsets, total := c.shareOffsets(ctx, name)
-	writeJSON(w, http.StatusOK, map[string]any{"group": name, "type": "share", "state": g.GroupState,
-		"protocol_type": "share", "protocol": g.Assignor, "coordinator": g.Coordinator.NodeID, "epoch": g.GroupEpoch,
-		"lag": total, "members": members, "offsets": []lagRow{}, "share_offsets": offsets})
+	writeJSON(w, http.StatusOK, groupDetail{Group: name, Type: "share", State: g.GroupState, ProtocolType: "share",
+		Protocol: g.Assignor, Coordinator: g.Coordinator.NodeID, Epoch: &g.GroupEpoch, Lag: total, Members: members,
+		Offsets: []lagRow{}, ShareOffsets: offsets})
 }
 
 func (c *view) shareLag(ctx context.Context, name string) int64 {
@@ -1123,8 +1139,6 @@ func (c *view) group(w http.ResponseWriter, r *http.Request) {
 		brokerError(w, l.Error())
 		return
 	}
-	out := map[string]any{"group": name, "state": l.State, "protocol_type": l.ProtocolType, "protocol": l.Protocol,
-		"coordinator": l.Coordinator.NodeID, "lag": l.Lag.Total()}
 	members := []memberRow{}
 	for _, m := range l.Members {
 		row := memberRow{MemberID: m.MemberID, ClientID: m.ClientID, Host: m.ClientHost, Assignments: []string{}}
@@ -1140,8 +1154,6 @@ func (c *view) group(w http.ResponseWriter, r *http.Request) {
 		}
 		members = append(members, row)
 	}
-	out["type"] = typ
-	out["members"] = members
 	rows := []lagRow{}
 	for _, ps := range l.Lag.Sorted() {
 		row := lagRow{Topic: ps.Topic, Partition: ps.Partition, Committed: ps.Commit.At, End: ps.End.Offset, Lag: ps.Lag}
@@ -1153,8 +1165,8 @@ func (c *view) group(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	out["offsets"] = rows
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, groupDetail{Group: name, Type: typ, State: l.State, ProtocolType: l.ProtocolType,
+		Protocol: l.Protocol, Coordinator: l.Coordinator.NodeID, Lag: l.Lag.Total(), Members: members, Offsets: rows})
 }
 
 func (c *view) keyWindow(w http.ResponseWriter, _ *http.Request) {
