@@ -93,6 +93,9 @@ type Broker struct {
 
 	stop    chan struct{}
 	stopped sync.WaitGroup
+	// producersLoaded is closed once the background loader has loaded the
+	// producer state of every partition opened at start (loadProducers).
+	producersLoaded chan struct{}
 
 	// storeFailed is closed when a metadata store (meta, groups,
 	// transactions) failed for good; storeErr says which and why.
@@ -186,6 +189,8 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.meta.Close()
 		return nil, err
 	}
+	metaTook := time.Since(start)
+	phase := time.Now()
 	b.Groups, err = group.Open(group.Config{
 		NodeID:                cfg.NodeID,
 		Dir:                   filepath.Join(cfg.DataDir, "groups"),
@@ -209,6 +214,7 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.meta.Close()
 		return nil, err
 	}
+	groupsTook := time.Since(phase)
 	topics, err := b.meta.Topics()
 	if err != nil {
 		b.Close()
@@ -226,10 +232,12 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		stored = append(stored, &Topic{Name: mt.Name, ID: mt.ID, Configs: mt.Configs})
 		counts = append(counts, mt.Partitions)
 	}
+	phase = time.Now()
 	if err := b.openStoredPartitions(stored, counts); err != nil {
 		b.Close()
 		return nil, err
 	}
+	partitionsTook := time.Since(phase)
 	for _, t := range stored {
 		b.topics[t.Name] = t
 		b.byID[t.ID] = t
@@ -237,13 +245,16 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	}
 	// Before the transaction coordinator: its recovery may abort
 	// transactions, which takes their keys out of the window.
+	phase = time.Now()
 	if err := b.openKeyWindows(); err != nil {
 		b.Close()
 		return nil, err
 	}
+	keyWindowsTook := time.Since(phase)
 	if b.partitionCount > cfg.MaxPartitions {
 		logger.Warn("the stored topics hold more partitions than --max-partitions; no partition can be created until some are deleted", "partitions", b.partitionCount, "max_partitions", cfg.MaxPartitions)
 	}
+	phase = time.Now()
 	b.Shares, err = share.Open(share.Config{
 		Dir:                     filepath.Join(cfg.DataDir, "share-groups"),
 		FS:                      cfg.FS,
@@ -264,6 +275,8 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
+	sharesTook := time.Since(phase)
+	phase = time.Now()
 	b.Txns, err = txn.Open(txn.Config{
 		Dir:          filepath.Join(cfg.DataDir, "transactions"),
 		FS:           cfg.FS,
@@ -281,7 +294,15 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 		b.Close()
 		return nil, err
 	}
-	b.Txns.Start()
+	// The partitions' producer states load in the background (and each
+	// on its first use before that); the coordinator's reconciliation
+	// reads every partition's open transactions, so it starts after them,
+	// and transactional requests wait for it.
+	b.producersLoaded = make(chan struct{})
+	b.stopped.Add(1)
+	go b.loadProducers(stored, start)
+	b.Txns.StartAfter(func() { <-b.producersLoaded })
+	txnsTook := time.Since(phase)
 	if cfg.CleanerEnable {
 		b.cleaner = cleaner.New(cleaner.Config{
 			Threads:             cfg.CleanerThreads,
@@ -309,7 +330,10 @@ func Open(cfg Config, logger *slog.Logger) (*Broker, error) {
 	// Per-partition, producer, transaction and group gauges are computed
 	// when /metrics is scraped (collect.go).
 	b.Stats.Registry.MustRegister(scrapeCollector{b})
-	logger.Info("broker recovered", "topics", len(topics), "took", time.Since(start).Round(time.Millisecond).String())
+	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+	logger.Info("broker recovered", "topics", len(topics), "partitions", b.partitionCount,
+		"meta", ms(metaTook), "groups", ms(groupsTook), "partition_logs", ms(partitionsTook), "key_windows", ms(keyWindowsTook),
+		"share_groups", ms(sharesTook), "transactions", ms(txnsTook), "took", ms(time.Since(start)))
 	b.removeLeftoverTombstones()
 	b.stopped.Add(2)
 	go b.maintain()
@@ -362,7 +386,7 @@ func (b *Broker) openStoredPartitions(topics []*Topic, counts []int32) error {
 		wg.Go(func() {
 			for j := range jobs {
 				pcfg := b.cfg.partitionConfig(j.t.Configs)
-				p, err := partition.Open(b.cfg.FS, b.partitionDir(j.t.Name, j.i), j.t.Name, j.i, pcfg, b.limits, b.partitionHooks(), b.logger)
+				p, err := partition.OpenDeferred(b.cfg.FS, b.partitionDir(j.t.Name, j.i), j.t.Name, j.i, pcfg, b.limits, b.partitionHooks(), b.logger)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = err
@@ -397,6 +421,50 @@ func (b *Broker) openStoredPartitions(topics []*Topic, counts []int32) error {
 		t.Partitions = nil
 	}
 	return firstErr
+}
+
+// loadProducers loads the producer state of the partitions opened at
+// start, RecoveryThreads at a time, after Open returned: a partition used
+// before its turn loads on that first use (partition.LoadProducers), so a
+// restart serves producers without waiting for every partition's
+// snapshot. It stops early when the broker closes (Close loads what is
+// left of a partition it closes).
+func (b *Broker) loadProducers(topics []*Topic, began time.Time) {
+	defer b.stopped.Done()
+	defer close(b.producersLoaded)
+	parts := make(chan *partition.Partition)
+	var wg sync.WaitGroup
+	for range max(b.cfg.RecoveryThreads, 1) {
+		wg.Go(func() {
+			for p := range parts {
+				p.LoadProducers()
+			}
+		})
+	}
+	n := 0
+feed:
+	for _, t := range topics {
+		for _, p := range t.Partitions {
+			select {
+			case parts <- p:
+				n++
+			case <-b.stop:
+				break feed
+			}
+		}
+	}
+	close(parts)
+	wg.Wait()
+	b.logger.Info("producer states loaded", "partitions", n, "since_start", time.Since(began).Round(time.Millisecond).String())
+}
+
+// WaitRecovered returns once the start's background work is done: every
+// partition's producer state loaded and the transaction coordinator's
+// reconciliation with them run (so a transaction a crash left open in a
+// partition without the coordinator knowing it is aborted by then).
+func (b *Broker) WaitRecovered() {
+	<-b.producersLoaded
+	b.Txns.WaitStarted()
 }
 
 func (b *Broker) partitionHooks() partition.Hooks {

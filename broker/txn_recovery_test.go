@@ -67,6 +67,7 @@ func TestRestartRepairsLostAddPartitions(t *testing.T) {
 
 	b = openBrokerAt(t, dir)
 	defer b.Close()
+	b.WaitRecovered() // the coordinator reconciles in the background
 	part2 := b.Partition("t", 2)
 	if err := part2.WaitDurable(ctx, part2.Log().NextOffset()); err != nil {
 		t.Fatal(err)

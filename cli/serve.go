@@ -330,6 +330,10 @@ func (o *serveOptions) logFinalError(err error) error {
 	return &exitError{code: code, err: err, reported: true}
 }
 
+// processStart is about when the process started (package initialisation),
+// for the restart timings in the "oncelog ready" log line.
+var processStart = time.Now()
+
 func runServe(ctx context.Context, o *serveOptions) error {
 	logger := o.logger
 	if len(o.settings) > 0 {
@@ -434,7 +438,8 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	ready.Store(true)
 	logger.Info("oncelog ready", append([]any{"listen", firstAddr,
 		"advertise", net.JoinHostPort(o.cfg.AdvertisedHost, strconv.Itoa(int(o.cfg.AdvertisedPort))),
-		"data_dir", o.cfg.DataDir, "admin", o.adminListen, "http", o.httpListen}, bound...)...)
+		"data_dir", o.cfg.DataDir, "admin", o.adminListen, "http", o.httpListen,
+		"since_start", time.Since(processStart).Round(time.Millisecond).String()}, bound...)...)
 
 	select {
 	case <-ctx.Done():

@@ -96,6 +96,7 @@ func (p *Partition) ForgetAbortedTxns(markerOffsets []int64) error {
 // cleaner keeps those batches, emptied if need be, so that producer state
 // rebuilt from the log still knows each producer's last sequence.
 func (p *Partition) LastDataOffsets() map[int64]int64 {
+	p.LoadProducers()
 	p.mu.Lock()
 	entries := p.producers.Entries()
 	p.mu.Unlock()

@@ -108,6 +108,13 @@ type Partition struct {
 	lostEnd int64 // storage recovery: offsets below it were handed out (guarded by mu)
 
 	ckpt checkpointState // recoverypoint.go
+	load producerLoad    // lazy.go
+	// openEnd is the log end at the open, the high watermark until the
+	// producer state is loaded and the offsets are published.
+	openEnd int64
+	// stateLost says p.producers is an empty stand-in for a state that
+	// failed to load (guarded by mu): no snapshot may be written from it.
+	stateLost bool
 
 	// dropped counts what this partition did not store again since the
 	// broker started (console and per-partition metrics; not persisted).
@@ -167,8 +174,34 @@ type AppendResult struct {
 }
 
 // Open opens (and recovers) a partition in dir on fs (nil: the operating
-// system's filesystem).
+// system's filesystem), its producer state included.
 func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
+	p, err := OpenDeferred(fs, dir, topic, index, cfg, limits, hooks, logger)
+	if err != nil {
+		return nil, err
+	}
+	p.load.mu.Lock()
+	p.mu.Lock()
+	err = p.loadProducers(cfg.Producer, limits)
+	if err == nil {
+		p.publishLocked(p.log.NextOffset())
+		close(p.load.done)
+	}
+	p.mu.Unlock()
+	p.load.mu.Unlock()
+	if err != nil {
+		p.sync.stop()
+		p.aborted.close()
+		p.log.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenDeferred opens (and recovers) a partition's log like Open but defers
+// loading its producer state to its first use or LoadProducers (lazy.go):
+// a restart answers before every partition's producer snapshot is read.
+func OpenDeferred(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *producer.Limits, hooks Hooks, logger *slog.Logger) (*Partition, error) {
 	fs = fsx.Or(fs)
 	logger = logger.With("topic", topic, "partition", index)
 	log, _, err := segment.Open(fs, dir, cfg.Segment, logger)
@@ -176,26 +209,21 @@ func Open(fs fsx.FS, dir, topic string, index int32, cfg Config, limits *produce
 		return nil, fmt.Errorf("open log of %s-%d: %w", topic, index, err)
 	}
 	p := &Partition{Topic: topic, Index: index, fs: fs, dir: dir, logger: logger, hooks: hooks, log: log, limits: limits}
+	p.load.done = make(chan struct{})
+	p.openEnd = log.NextOffset()
 	p.watchers.woken = hooks.Woke
 	p.cfg.Store(&cfg)
 	if p.aborted, err = openAbortedIndex(fs, dir, log.StartOffset(), log.NextOffset()); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("open aborted transaction index of %s-%d: %w", topic, index, err)
 	}
-	if err := p.loadProducers(cfg.Producer, limits); err != nil {
-		p.aborted.close()
-		log.Close()
-		return nil, err
-	}
 	log.SetRollHook(p.onRoll)
 	p.ckpt = checkpointState{last: time.Now(), snapshotSize: log.Size()}
 	p.sync.init(p)
 	// Everything in the log after recovery is durable: it was either
 	// fsynced before the crash or scanned and kept by recovery, which
-	// only keeps bytes the OS handed back to us.
-	p.mu.Lock()
-	p.publishLocked(log.NextOffset())
-	p.mu.Unlock()
+	// only keeps bytes the OS handed back to us. The high watermark is
+	// published with the LSO once the producer state is loaded.
 	go p.sync.run()
 	go p.watchStorage()
 	return p, nil
@@ -216,6 +244,7 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 	if err != nil {
 		return fmt.Errorf("load producer snapshot: %w", err)
 	}
+	snapshotLoaded := time.Now()
 	if from < p.log.StartOffset() {
 		from = p.log.StartOffset()
 	}
@@ -244,7 +273,8 @@ func (p *Partition) loadProducers(cfg producer.Config, limits *producer.Limits) 
 	}
 	p.producers = st
 	if replayed > 0 {
-		p.logger.Info("producer state rebuilt", "snapshot_offset", from, "replayed_batches", replayed, "producers", st.Len(), "took", time.Since(start).String())
+		p.logger.Info("producer state rebuilt", "snapshot_offset", from, "replayed_batches", replayed, "producers", st.Len(),
+			"snapshot_load", snapshotLoaded.Sub(start).String(), "replay", time.Since(snapshotLoaded).String(), "took", time.Since(start).String())
 	}
 	return nil
 }
@@ -315,6 +345,7 @@ func (p *Partition) AppendFiltered(b []byte, now time.Time, filter Filter) Appen
 		return res
 	}
 
+	p.LoadProducers()
 	p.mu.Lock()
 	if err := p.sync.failure(); err != nil {
 		p.mu.Unlock()
@@ -489,6 +520,7 @@ func (p *Partition) Log() *segment.Log { return p.log }
 
 // Producers returns a snapshot of the idempotent producers this partition tracks.
 func (p *Partition) Producers() []producer.EntryInfo {
+	p.LoadProducers()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.producers.Entries()
@@ -497,6 +529,7 @@ func (p *Partition) Producers() []producer.EntryInfo {
 // OpenTransactions describes the producers whose transaction this
 // partition holds open (data without its marker yet), oldest first.
 func (p *Partition) OpenTransactions() []producer.EntryInfo {
+	p.LoadProducers()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.producers.OpenTxns()
@@ -509,6 +542,11 @@ func (p *Partition) Maintain(now time.Time) {
 		p.logger.Error("retention failed", "err", err)
 	} else if n > 0 {
 		p.logger.Info("retention deleted segments", "segments", n, "log_start_offset", p.log.StartOffset())
+	}
+	if !p.ProducersLoaded() {
+		// Nothing to expire before the first use: the load skips the
+		// expired ids.
+		return
 	}
 	p.mu.Lock()
 	removed := p.producers.Expire(now.UnixMilli())
@@ -531,12 +569,17 @@ func (p *Partition) DeleteRecordsBefore(offset int64) error {
 // Close flushes the log, writes a producer snapshot at the log end and marks
 // the shutdown clean.
 func (p *Partition) Close() error {
+	// A clean stop writes the producer snapshot at the log end: the state
+	// must be loaded for that (and no load may start after the close).
+	p.LoadProducers()
 	p.sync.stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var errs []error
 	if err := p.aborted.sync(); err != nil {
 		errs = append(errs, err)
+	} else if p.stateLost {
+		// The snapshots on disk and the log still hold the state.
 	} else if err := p.producers.WriteSnapshot(p.fs, p.dir, p.log.NextOffset()); err != nil {
 		errs = append(errs, err)
 	}
@@ -549,6 +592,7 @@ func (p *Partition) Close() error {
 // (segment.Log.Detach), returning the tombstone's path: the caller removes
 // it, without any lock held, once nothing can be slowed down by that.
 func (p *Partition) Delete() (string, error) {
+	p.LoadProducers() // no load may start on a detached directory
 	p.sync.stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()

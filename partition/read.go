@@ -78,7 +78,9 @@ func (p *Partition) publishLocked(hw int64) (advanced bool) {
 func (p *Partition) advanceHighWatermark(hw int64) {
 	p.pub.pubMu.Lock()
 	cur := p.pub.cur.Load()
-	if hw <= cur.highWatermark {
+	if cur == nil || hw <= cur.highWatermark {
+		// (nil: the producer state is not loaded, so nothing was appended;
+		// the load publishes the log end.)
 		p.pub.pubMu.Unlock()
 		return
 	}
@@ -104,14 +106,22 @@ func (p *Partition) advanceHighWatermark(hw int64) {
 }
 
 // HighWatermark is the durable log end: consumers see records below it.
-func (p *Partition) HighWatermark() int64 { return p.pub.cur.Load().highWatermark }
+func (p *Partition) HighWatermark() int64 {
+	if o := p.pub.cur.Load(); o != nil {
+		return o.highWatermark
+	}
+	// Not loaded yet (OpenDeferred): nothing was appended since the open,
+	// and everything recovery kept is durable. Only the LSO needs the
+	// producer state.
+	return p.openEnd
+}
 
 // LastStableOffset is the offset below which every transaction is decided.
-func (p *Partition) LastStableOffset() int64 { return p.pub.cur.Load().lastStable() }
+func (p *Partition) LastStableOffset() int64 { return p.offsets().lastStable() }
 
 // Offsets returns the high watermark and the LSO as one consistent pair.
 func (p *Partition) Offsets() (highWatermark, lastStableOffset int64) {
-	o := p.pub.cur.Load()
+	o := p.offsets()
 	return o.highWatermark, o.lastStable()
 }
 
@@ -174,7 +184,7 @@ type ReadResult struct {
 // start is OFFSET_OUT_OF_RANGE; one between the high watermark and the log
 // end reads nothing (its records are not durable yet).
 func (p *Partition) Read(o ReadOptions) ReadResult {
-	off := p.pub.cur.Load()
+	off := p.offsets()
 	res := ReadResult{
 		HighWatermark:    off.highWatermark,
 		LastStableOffset: off.lastStable(),

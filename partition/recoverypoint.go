@@ -70,8 +70,8 @@ func (p *Partition) snapshotProducers(due bool, minBytes int64) error {
 		return nil
 	default:
 	}
-	if p.sync.failure() != nil {
-		return nil
+	if p.sync.failure() != nil || p.producers == nil || p.stateLost {
+		return nil // offline, or nothing loaded (hence nothing appended) yet
 	}
 	size := p.log.Size()
 	grown := size - p.ckpt.snapshotSize

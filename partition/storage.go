@@ -132,10 +132,14 @@ func (p *Partition) recoverStorage() error {
 	if err := p.aborted.truncate(durableEnd); err != nil {
 		return fmt.Errorf("rewriting the aborted-transaction index: %w", err)
 	}
-	p.producers.Close()
+	if p.producers != nil {
+		p.producers.Close()
+	}
 	if err := p.loadProducers(p.cfg.Load().Producer, p.limits); err != nil {
+		p.stateLost = true // p.producers is the closed old state
 		return err
 	}
+	p.stateLost = false
 	p.decided = nil
 	p.publishLocked(p.log.NextOffset())
 	p.sync.clearFailure()

@@ -127,7 +127,9 @@ func (s *syncer) run() {
 			return
 		case <-s.kickCh:
 		}
-		if s.p.log.NextOffset() <= s.p.HighWatermark() {
+		// Nothing published yet: the producer state is not loaded, so
+		// nothing was appended (the load publishes the log end).
+		if cur := s.p.pub.cur.Load(); cur == nil || s.p.log.NextOffset() <= cur.highWatermark {
 			continue
 		}
 		start := time.Now()

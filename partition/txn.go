@@ -282,6 +282,7 @@ func (p *Partition) WriteRequestedMarker(pid int64, epoch int16, coordinatorEpoc
 // marker); otherwise that case appends nothing (the coordinator's
 // idempotent completion).
 func (p *Partition) writeMarker(pid int64, epoch int16, coordinatorEpoch int32, transactionVersion int8, commit bool, before int64, always bool, now time.Time) (int64, error) {
+	p.LoadProducers()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.sync.failure(); err != nil {

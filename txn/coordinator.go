@@ -91,6 +91,9 @@ type Coordinator struct {
 	txns map[string]*entry
 
 	started bool // Start ran: the sweeper goroutine exists
+	// ready, when StartAfter made it, is closed once Start ran; the
+	// requests wait for it (await).
+	ready   chan struct{}
 	stop    chan struct{}
 	stopped chan struct{}
 
@@ -177,6 +180,31 @@ func (c *Coordinator) Start() {
 	c.reconcile()
 	c.started = true
 	go c.sweep()
+}
+
+// StartAfter runs Start in the background once wait returns (for the
+// broker: once every partition's producer state is loaded, which Start's
+// reconciliation reads), so that a restart serves the partitions before
+// that. Until Start has run, every request to the coordinator waits for it.
+// It is called instead of Start, before any request.
+func (c *Coordinator) StartAfter(wait func()) {
+	c.ready = make(chan struct{})
+	go func() {
+		defer close(c.ready)
+		wait()
+		c.Start()
+	}()
+}
+
+// WaitStarted returns once Start has run (at once unless StartAfter
+// deferred it and it has not run yet).
+func (c *Coordinator) WaitStarted() { c.await() }
+
+// await waits until Start has run when StartAfter deferred it.
+func (c *Coordinator) await() {
+	if c.ready != nil {
+		<-c.ready
+	}
 }
 
 // settleAll makes every transactional id's last markers durable, writing
@@ -285,6 +313,7 @@ func (c *Coordinator) adopt(e *entry, o OpenTxn) (adopted bool, epoch int16) {
 // Close stops the sweeper, waits for transactions being completed, and
 // closes the store. The partitions must still be open.
 func (c *Coordinator) Close() error {
+	c.await()
 	select {
 	case <-c.stop:
 	default:
@@ -383,6 +412,7 @@ func (c *Coordinator) all() []*entry {
 // InitProducerID serves InitProducerId for a transactional id (Kafka's
 // TransactionCoordinator.handleInitProducerId).
 func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs int32, pid int64, epoch int16, version int16) (int64, int16, int16) {
+	c.await()
 	if id == "" {
 		return -1, -1, kerr.InvalidRequest.Code
 	}
@@ -472,6 +502,7 @@ func checkProducer(e *entry, pid int64, epoch int16, version int16, fencedFromV 
 // AddPartitions adds partitions to the ongoing transaction. It returns one
 // error code per partition.
 func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version int16, tps []TopicPartition) map[TopicPartition]int16 {
+	c.await()
 	all := func(code int16) map[TopicPartition]int16 { return allPartitions(tps, code) }
 	// Unknown partitions fail the request; the rest are not attempted.
 	if out := c.unknownPartitions(tps); out != nil {
@@ -507,6 +538,7 @@ func (c *Coordinator) AddPartitions(id string, pid int64, epoch int16, version i
 
 // AddOffsets records that the transaction will commit offsets of group.
 func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int16, group string) int16 {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
@@ -537,6 +569,7 @@ func (c *Coordinator) AddOffsets(id string, pid int64, epoch int16, version int1
 // VerifyGroup checks that a TxnOffsetCommit belongs to an ongoing
 // transaction that added the group (AddOffsetsToTxn).
 func (c *Coordinator) VerifyGroup(id string, pid int64, epoch int16, group string) int16 {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
@@ -560,6 +593,7 @@ func (c *Coordinator) VerifyGroup(id string, pid int64, epoch int16, group strin
 // notInTxn is the code for a partition outside the transaction (48 before
 // Produce v11, 120 from v11).
 func VerifyAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp TopicPartition, notInTxn int16, reject func(code int16) T, append func() T) T {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return reject(notInTxn)
@@ -596,6 +630,7 @@ type EndResult struct {
 // v5+ is transaction version 2 (KIP-890 part 2, docs/exactly-once.md):
 // every EndTxn bumps the epoch, see prepareTV2Locked.
 func (c *Coordinator) EndTxn(id string, pid int64, epoch int16, commit bool, version int16) EndResult {
+	c.await()
 	fail := func(code int16) EndResult { return EndResult{Code: code, ProducerID: -1, Epoch: -1} }
 	if id == "" {
 		return fail(kerr.InvalidRequest.Code)
@@ -934,6 +969,7 @@ func (c *Coordinator) sweep() {
 // AbortTimedOut aborts every ongoing transaction older than its timeout and
 // retries completing prepared ones.
 func (c *Coordinator) AbortTimedOut() int {
+	c.await()
 	now := c.cfg.Now().UnixMilli()
 	n := 0
 	for _, e := range c.all() {
@@ -966,6 +1002,7 @@ func (c *Coordinator) AbortTimedOut() int {
 // its markers known durable is expired; one locked right now is left for
 // the next sweep. It returns how many were expired.
 func (c *Coordinator) ExpireIDs() int {
+	c.await()
 	cutoff := c.cfg.Now().Add(-c.cfg.IDExpiration).UnixMilli()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1006,6 +1043,7 @@ type Info struct {
 
 // Describe returns a transactional id's state.
 func (c *Coordinator) Describe(id string) (Info, bool) {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return Info{}, false
@@ -1016,6 +1054,7 @@ func (c *Coordinator) Describe(id string) (Info, bool) {
 
 // List returns every transactional id's state.
 func (c *Coordinator) List() []Info {
+	c.await()
 	var out []Info
 	for _, e := range c.all() {
 		e.mu.Lock()

@@ -10,6 +10,7 @@ import (
 // (VerifyPartitions), the others are added as by AddPartitions, except
 // that an empty transactional id is INVALID_REQUEST, as in Kafka.
 func (c *Coordinator) AddOrVerifyPartitions(id string, pid int64, epoch int16, version int16, verifyOnly bool, tps []TopicPartition) map[TopicPartition]int16 {
+	c.await()
 	if verifyOnly {
 		return c.VerifyPartitions(id, pid, epoch, version, tps)
 	}
@@ -41,6 +42,7 @@ func (c *Coordinator) AddOrVerifyPartitions(id string, pid int64, epoch int16, v
 // since 3.8 (KAFKA-16314), but a v4 sender is a 3.6/3.7 broker that predates
 // the code and passes 48 to its producers; v5 exists to announce 120.
 func (c *Coordinator) VerifyPartitions(id string, pid int64, epoch int16, version int16, tps []TopicPartition) map[TopicPartition]int16 {
+	c.await()
 	if out := c.unknownPartitions(tps); out != nil {
 		return out
 	}
@@ -121,6 +123,7 @@ func allPartitions(tps []TopicPartition, code int16) map[TopicPartition]int16 {
 // retry. A late write of an earlier transaction carries the epoch before
 // its EndTxn bumped it, so it can never join the next one.
 func AddAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp TopicPartition, reject func(code int16) T, appendBatch func() T) T {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return reject(kerr.InvalidProducerIDMapping.Code)
@@ -143,6 +146,7 @@ func AddAndAppend[T any](c *Coordinator, id string, pid int64, epoch int16, tp T
 // clients no longer send. Codes as AddAndAppend's, except that a
 // transaction being completed is CONCURRENT_TRANSACTIONS.
 func (c *Coordinator) AddGroupImplicitly(id string, pid int64, epoch int16, group string) int16 {
+	c.await()
 	e := c.lock(id)
 	if e == nil {
 		return kerr.InvalidProducerIDMapping.Code
