@@ -75,7 +75,11 @@ func (o *ProducerOwners) Bind(pid int64, principal string) error {
 func (o *ProducerOwners) pruneLocked() {
 	live := map[int64]bool{}
 	for _, p := range o.b.allPartitions() {
-		for _, e := range p.Producers() {
+		producers, err := p.AllProducers()
+		if err != nil {
+			return // a spilled id may be live: prune nothing
+		}
+		for _, e := range producers {
 			live[e.ProducerID] = true
 		}
 	}

@@ -212,7 +212,10 @@ func clean(p *partition.Partition, pl plan, o options) (Result, error) {
 		cleanable = append(cleanable, s)
 	}
 	groups := groupSegments(cleanable, cfg.Segment.SegmentBytes)
-	lastData := p.LastDataOffsets()
+	lastData, err := p.LastDataOffsets()
+	if err != nil {
+		return res, fmt.Errorf("reading the producers' last data offsets: %w", err)
+	}
 	txns = newTxnTracker(aborted)
 	r := rules{
 		offsets: m, mapEnd: mapEnd, nowMs: nowMs, horizon: nowMs + cfg.Compaction.DeleteRetentionMs,

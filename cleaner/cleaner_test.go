@@ -310,3 +310,47 @@ func TestFailedCleanBacksOffAndStopAbandons(t *testing.T) {
 		t.Fatal("a stopped clean changed the log")
 	}
 }
+
+// A producer spilled to disk for the per-partition cap is still an active
+// producer (Kafka keeps every one in memory): its newest batch survives
+// the clean as an empty batch, as in TestProducerLastBatchKeptEmpty.
+func TestSpilledProducerLastBatchKept(t *testing.T) {
+	cfg := compactConfig(200)
+	cfg.Producer.MaxPerPartition = 1
+	cfg.Producer.MinIdleForEvictionMs = -1
+	cfg.Producer.Spill = true
+	e := newEnv(t, nil, t.TempDir(), cfg)
+	defer e.close()
+	e.produce(produceOpts{pid: 9}, put("k", "old"), put("j", "old"))
+	for i := 0; i < 4; i++ {
+		e.produce(produceOpts{pid: int64(10 + i)}, put("k", fmt.Sprint(i)), put("j", fmt.Sprint(i)))
+	}
+	for _, p := range e.p.Producers() {
+		if p.ProducerID == 9 {
+			t.Fatal("producer 9 is still in memory: the test tests nothing")
+		}
+	}
+	all, err := e.p.AllProducers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 5 {
+		t.Fatalf("AllProducers lists %d producers, want 5: %+v", len(all), all)
+	}
+	e.cleanAll()
+	kept := map[int64]int{}
+	e.p.Log().ScanBatches(0, func(h batch.Header, b []byte) error {
+		if h.ProducerID >= 9 && h.ProducerID < 12 { // (12 wrote the newest values: kept whole)
+			if h.NumRecords != 0 || h.LastSequence() != 1 || h.LastOffsetDelta != 1 {
+				t.Fatalf("batch of producer %d kept as %+v", h.ProducerID, h)
+			}
+			kept[h.ProducerID]++
+		}
+		return nil
+	})
+	for pid := int64(9); pid < 12; pid++ {
+		if kept[pid] != 1 {
+			t.Fatalf("%d empty batches of producer %d, want 1 (kept: %v)", kept[pid], pid, kept)
+		}
+	}
+}

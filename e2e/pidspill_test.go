@@ -121,10 +121,38 @@ func TestSpilledProducerIDRawKill9(t *testing.T) {
 		}
 	}
 	check("before the kill")
+	describeAll := func(when string) {
+		t.Helper()
+		// DescribeProducers lists every active producer, spilled or not,
+		// as Kafka does.
+		req := kmsg.NewPtrDescribeProducersRequest()
+		rt := kmsg.NewDescribeProducersRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, p.cl)
+		if err != nil {
+			t.Fatalf("%s: DescribeProducers: %v", when, err)
+		}
+		part := resp.Topics[0].Partitions[0]
+		listed := map[int64]int32{}
+		for _, ap := range part.ActiveProducers {
+			listed[ap.ProducerID] = ap.LastSequence
+		}
+		if part.ErrorCode != 0 || len(listed) != len(producers) || len(part.ActiveProducers) != len(producers) {
+			t.Fatalf("%s: DescribeProducers: error %v, %d producers listed (%d distinct), want the %d made", when, kerr.ErrorForCode(part.ErrorCode), len(part.ActiveProducers), len(listed), len(producers))
+		}
+		for _, pr := range producers {
+			if seq, ok := listed[pr.pid]; !ok || seq != pr.nextSeq-1 {
+				t.Fatalf("%s: DescribeProducers lists pid %d with last sequence %d (listed: %v), want %d", when, pr.pid, seq, ok, pr.nextSeq-1)
+			}
+		}
+	}
+	describeAll("before the kill")
 	b.Kill()
 	b.Restart()
 	p = newRawProducer(t, b.Addr(), topic)
 	check("after kill -9")
+	describeAll("after kill -9")
 	b.Stop()
 	b.Restart()
 	p = newRawProducer(t, b.Addr(), topic)

@@ -91,20 +91,21 @@ func (p *Partition) ForgetAbortedTxns(markerOffsets []int64) error {
 	return a.rewrite()
 }
 
-// LastDataOffsets maps every tracked producer id to the last offset of its
-// newest data batch (Kafka's lastDataOffset of the active producers): the
-// cleaner keeps those batches, emptied if need be, so that producer state
-// rebuilt from the log still knows each producer's last sequence.
-func (p *Partition) LastDataOffsets() map[int64]int64 {
-	p.LoadProducers()
-	p.mu.Lock()
-	entries := p.producers.Entries()
-	p.mu.Unlock()
+// LastDataOffsets maps every tracked producer id, in memory or spilled, to
+// the last offset of its newest data batch (Kafka's lastDataOffset of the
+// active producers): the cleaner keeps those batches, emptied if need be,
+// so that producer state rebuilt from the log still knows each producer's
+// last sequence.
+func (p *Partition) LastDataOffsets() (map[int64]int64, error) {
+	entries, err := p.AllProducers()
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[int64]int64, len(entries))
 	for _, e := range entries {
 		if e.LastDataOffset >= 0 {
 			out[e.ProducerID] = e.LastDataOffset
 		}
 	}
-	return out
+	return out, nil
 }

@@ -518,7 +518,21 @@ func (p *Partition) Size() int64 { return p.log.Size() }
 // reads through Read, OffsetForTimestamp and MaxTimestamp.
 func (p *Partition) Log() *segment.Log { return p.log }
 
-// Producers returns a snapshot of the idempotent producers this partition tracks.
+// AllProducers describes every idempotent producer this partition tracks,
+// in memory or spilled to disk (producer.State.AllEntries): what
+// DescribeProducers lists and the cleaner keeps batches for.
+func (p *Partition) AllProducers() ([]producer.EntryInfo, error) {
+	p.LoadProducers()
+	p.mu.Lock()
+	st := p.producers
+	p.mu.Unlock()
+	// Without p.mu: the walk of the spill store takes the State's lock a
+	// chunk at a time, so appends go on meanwhile.
+	return st.AllEntries()
+}
+
+// Producers returns a snapshot of the idempotent producers this partition
+// holds in memory (AllProducers adds the spilled ones).
 func (p *Partition) Producers() []producer.EntryInfo {
 	p.LoadProducers()
 	p.mu.Lock()

@@ -278,6 +278,81 @@ func (s *State) indexed(pid int64) bool {
 	return ok
 }
 
+// AllEntries describes every producer the partition tracks: those in memory
+// (Entries) and those spilled to the store, as Kafka's DescribeProducers
+// lists every active producer of a partition. The store is walked a chunk
+// at a time under the lock (as ExpireSpilled), so a produce waits at most
+// one chunk; a pid that moves between memory and the store meanwhile is
+// listed once. Stored entries not to be trusted (spill.go) are left out:
+// the partition does not track them.
+func (s *State) AllEntries() ([]EntryInfo, error) {
+	out := s.Entries()
+	seen := make(map[int64]struct{}, len(out))
+	for _, e := range out {
+		seen[e.ProducerID] = struct{}{}
+	}
+	var from []byte
+	for {
+		next, err := s.spilledEntriesChunk(from, seen, &out)
+		if err != nil || next == nil {
+			return out, err
+		}
+		from = next
+	}
+}
+
+// spilledEntriesChunk appends the stored entries at or after from that are
+// not in seen to out and returns where the next chunk starts (nil at the
+// end).
+func (s *State) spilledEntriesChunk(from []byte, seen map[int64]struct{}, out *[]EntryInfo) (next []byte, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.spill == nil || s.spill.db == nil {
+		return nil, nil
+	}
+	sp := s.spill
+	if sp.failed != nil {
+		return nil, sp.failed
+	}
+	defer func() {
+		if err != nil {
+			s.countSpillError()
+		}
+	}()
+	defer sp.guard(&err)
+	it, err := sp.db.NewIter(&pebble.IterOptions{LowerBound: from, UpperBound: spillMetaKey})
+	if err != nil {
+		return nil, err
+	}
+	var e entry
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == spillExpiryChunk {
+			next = append([]byte(nil), it.Key()...)
+			break
+		}
+		n++
+		k := it.Key()
+		if len(k) != 8 {
+			continue
+		}
+		pid := int64(binary.BigEndian.Uint64(k))
+		if _, dup := seen[pid]; dup {
+			continue
+		}
+		seen[pid] = struct{}{}
+		if i, ok := s.index[pid]; ok {
+			// Came back to memory since Entries: memory is the truth.
+			*out = append(*out, entryInfo(s.slab.at(i)))
+			continue
+		}
+		if sp.decode(pid, it.Value(), &e) {
+			*out = append(*out, entryInfo(&e))
+		}
+	}
+	return next, it.Close()
+}
+
 // spilledExpiry is what expiry needs of a stored entry without decoding it.
 func spilledExpiry(v []byte) (lastTimestamp, lastUsedMs int64, ok bool) {
 	if len(v) < spillValueHeader {

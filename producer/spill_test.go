@@ -400,3 +400,43 @@ func TestSpillCompletesAReplayThatMissedNewerBatches(t *testing.T) {
 		t.Fatalf("next batch after the merge: %+v", d)
 	}
 }
+
+// AllEntries lists the spilled ids with those in memory (DescribeProducers,
+// the cleaner), each once, with what its last batch was, also for ids that
+// came back from the store, across several chunks of the store's walk.
+func TestAllEntriesListsSpilled(t *testing.T) {
+	mem := vfs.NewMem()
+	s := NewState(spillConfig(mem, 100), nil, quiet)
+	defer s.Close()
+	const n = 3*spillExpiryChunk + 10
+	for pid := range int64(n) {
+		appendBatch(t, s, hdr(pid, 0, 0, 1, t0), pid, t0)
+	}
+	// A few come back (read into memory, their stored copy stays).
+	for pid := int64(0); pid < 50; pid++ {
+		wantDuplicate(t, s.Check(hdr(pid, 0, 0, 1, t0), t0), pid, pid, t0)
+	}
+	if s.Len() != 100 || s.stats.Restored.Load() == 0 {
+		t.Fatalf("len %d, restored %d; want 100 in memory and some restored", s.Len(), s.stats.Restored.Load())
+	}
+	if got := len(s.Entries()); got != 100 {
+		t.Fatalf("Entries lists %d, want the 100 in memory", got)
+	}
+	all, err := s.AllEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != n {
+		t.Fatalf("AllEntries lists %d producers, want %d", len(all), n)
+	}
+	seen := map[int64]bool{}
+	for _, e := range all {
+		if seen[e.ProducerID] {
+			t.Fatalf("pid %d listed twice", e.ProducerID)
+		}
+		seen[e.ProducerID] = true
+		if e.ProducerID < 0 || e.ProducerID >= n || e.Epoch != 0 || e.LastSequence != 0 || e.LastDataOffset != e.ProducerID || e.CurrentTxnStartOffset != -1 {
+			t.Fatalf("entry %+v, want pid in [0, %d), epoch 0, last sequence 0, last data offset = pid, no transaction", e, n)
+		}
+	}
+}

@@ -91,7 +91,13 @@ func handleDescribeProducers(c *conn, r *request) respond {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			for _, e := range p.Producers() {
+			producers, err := p.AllProducers()
+			if err != nil {
+				sp.ErrorCode = kerr.KafkaStorageError.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			for _, e := range producers {
 				ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 				ap.ProducerID = e.ProducerID
 				ap.ProducerEpoch = int32(e.Epoch)
