@@ -135,16 +135,8 @@ func TestLoginActsAsTheUser(t *testing.T) {
 		}
 	}
 
-	c, err := New(Config{Login: &Login{Brokers: []string{b.Addr()}, Mechanisms: []string{"SCRAM-SHA-512", "SCRAM-SHA-256"},
-		MaxSessions: 2, IdleTimeout: 10 * time.Minute, MaxAge: time.Hour}, RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var clockMu sync.Mutex
-	now := time.Now()
-	c.sessions.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	c, advance := loginConsole(t, Login{Brokers: []string{b.Addr()}, Mechanisms: []string{"SCRAM-SHA-512", "SCRAM-SHA-256"},
+		MaxSessions: 2, IdleTimeout: 10 * time.Minute, MaxAge: time.Hour})
 	h := c.Handler()
 
 	anon := &browser{t: t, h: h}
@@ -338,6 +330,21 @@ func (addr remote) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(w, resp.Body)
 }
 
+// loginConsole is a console with login l whose sessions see a clock of
+// their own, moved on by advance; closed when the test ends.
+func loginConsole(t *testing.T, l Login) (c *Console, advance func(time.Duration)) {
+	t.Helper()
+	c, err := New(Config{Login: &l, RequestTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	var mu sync.Mutex
+	now := time.Now()
+	c.sessions.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	return c, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+}
+
 func httptestWithCookie(ck *http.Cookie) *http.Request {
 	r := httptest.NewRequest("GET", "/", nil)
 	r.AddCookie(ck)
@@ -414,16 +421,9 @@ func TestSessionsPerUser(t *testing.T) {
 	b, _ := saslBroker(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := New(Config{Login: &Login{Brokers: []string{b.Addr()}, Mechanisms: []string{"SCRAM-SHA-512"},
-		MaxSessions: 3, MaxSessionsPerUser: 2, IdleTimeout: time.Hour, MaxAge: 2 * time.Hour}, RequestTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var clockMu sync.Mutex
-	now := time.Now()
-	c.sessions.now = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func() { clockMu.Lock(); now = now.Add(time.Minute); clockMu.Unlock() }
+	c, advanceBy := loginConsole(t, Login{Brokers: []string{b.Addr()}, Mechanisms: []string{"SCRAM-SHA-512"},
+		MaxSessions: 3, MaxSessionsPerUser: 2, IdleTimeout: time.Hour, MaxAge: 2 * time.Hour})
+	advance := func() { advanceBy(time.Minute) }
 	h := c.Handler()
 	login := func(user string) *browser {
 		t.Helper()
