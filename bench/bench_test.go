@@ -224,6 +224,19 @@ func TestParsePerfTest(t *testing.T) {
 	if _, err := parsePerfTestWindows("In steady state.\n"); err == nil {
 		t.Error("no progress lines: no error")
 	}
+	// Still in the warm-up: all lines but the first, or the only one.
+	const warmUp = "Warmup first 100000 records. Steady state results will print after the complete test summary.\n"
+	one := warmUp + "513 records sent, 327.0 records/sec (0.03 MB/sec), 207.6 ms avg latency, 835.0 ms max latency.\n"
+	if w, err := parsePerfTestWindows(one); err != nil || w.Records != 513 || w.RecordsPerSec != 327 || !w.Stopped {
+		t.Errorf("one window: %+v, %v", w, err)
+	}
+	two := one + "1000 records sent, 500.0 records/sec (0.05 MB/sec), 100.0 ms avg latency, 300.0 ms max latency.\n"
+	if w, err := parsePerfTestWindows(two); err != nil || w.Records != 1000 || w.RecordsPerSec != 500 {
+		t.Errorf("two windows: %+v, %v", w, err)
+	}
+	if _, err := parsePerfTestWindows(warmUp); err == nil {
+		t.Error("no progress lines in the warm-up: no error")
+	}
 }
 
 func abs(f float64) float64 {

@@ -243,14 +243,16 @@ var perfTestWindow = regexp.MustCompile(`(\d+) records sent, ([\d.]+) records/se
 
 // parsePerfTestWindows sums the periodic lines of a run stopped before it
 // ended: those after the tool's "In steady state." (the warm-up's end) or,
-// without one, all but the first (the JVM's and the producer's start):
+// without one, all but the first (the JVM's and the producer's start), or
+// the first alone when it is the only one (a target too slow for a second
+// window in time, e.g. Kafka fsyncing every append: ~300 records/s);
 // records over the windows' own durations. There are no percentiles in
 // those lines, so P99Ms is -1.
 func parsePerfTestWindows(out string) (perfTestResult, error) {
 	var all [][]string
 	if i := strings.LastIndex(out, perfTestSteadyState); i >= 0 {
 		all = perfTestWindow.FindAllStringSubmatch(out[i:], -1)
-	} else if all = perfTestWindow.FindAllStringSubmatch(out, -1); len(all) > 0 {
+	} else if all = perfTestWindow.FindAllStringSubmatch(out, -1); len(all) > 1 {
 		all = all[1:]
 	}
 	if len(all) == 0 {
