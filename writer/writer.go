@@ -16,6 +16,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/oncelog/oncelog/internal/pebblestore"
 )
 
@@ -145,7 +146,19 @@ func (w *Writer) load() (err error) {
 			// missing key without reading the table's blocks.
 			for i := range o.Levels {
 				o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+				// As the broker's key index (dedup/index.go):
+				// snappy on every flush and compaction is CPU the
+				// upper levels need not spend.
+				if i < len(o.Levels)-1 {
+					o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+				}
 			}
+			// An entry is deleted once delivered, usually within
+			// milliseconds: with a larger memtable its write and its
+			// delete meet there and the flush drops the write,
+			// instead of flushes and compactions carrying both
+			// (they were most of the key-window writer's CPU).
+			o.MemTableSize = 16 << 20
 		}})
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
