@@ -2,15 +2,12 @@ package writer
 
 import (
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/oncelog/oncelog/internal/pebblestore"
 )
 
 // Group commit. An Emit does not commit to the store itself: under w.mu it
 // numbers its entries and queues them (commitQ, in seq order), and one
 // committer goroutine writes everything queued since its last commit in one
-// pebble batch with one WAL fsync, then answers every Emit of the group.
+// log write with one fdatasync, then answers every Emit of the group.
 // While it waits for an fsync the next group gathers, so with many
 // concurrent callers a group holds as many Emits as arrive in one fsync.
 // Because groups commit one at a time and in seq order, durableHi is the
@@ -25,7 +22,7 @@ type commitReq struct {
 
 const (
 	// A group is cut at these sizes (the rest waits for the next fsync),
-	// so one pebble batch stays a few MB.
+	// so one log write stays a few MB.
 	groupMaxEntries = 16384
 	groupMaxBytes   = 16 << 20
 	// sendQ bounds: past them the sender reads the entries back from the
@@ -108,8 +105,9 @@ func (w *Writer) commitGroup(group []*commitReq) {
 			w.queueSendLocked(r.es)
 		}
 	} else if w.failed == nil {
-		// The store is broken (pebble refuses every later write after a
-		// failed WAL write): fail this group and every later Emit.
+		// The log is suspect after a failed write or fdatasync (the
+		// kernel may have dropped the dirty pages): fail this group and
+		// every later Emit; the next Open re-reads and repairs the log.
 		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
 	}
 	if w.failed != nil {
@@ -127,24 +125,24 @@ func (w *Writer) commitGroup(group []*commitReq) {
 	}
 }
 
-// writeGroup writes the entries of group and their keys (pending) in one
-// synced batch.
-func (w *Writer) writeGroup(group []*commitReq) (err error) {
-	defer pebblestore.Guard(&err)
-	b := w.db.NewBatch()
-	defer b.Close()
-	for _, r := range group {
-		for _, e := range r.es {
-			ks := keyState{state: statePending, seq: e.seq, topic: e.topic, digest: e.digest(), partition: -1, offset: -1}
-			if err := b.Set(entryKey(e.seq), e.encode(), nil); err != nil {
-				return err
-			}
-			if err := b.Set(idemKey(e.idemKey), ks.encode(), nil); err != nil {
-				return err
-			}
+// writeGroup appends the entries of group to the outbox log in one write
+// and one fdatasync. Their keys are not written anywhere else: at Open the
+// log's undelivered entries rebuild pendingByKey.
+func (w *Writer) writeGroup(group []*commitReq) error {
+	var es []*entry
+	if len(group) == 1 {
+		es = group[0].es
+	} else {
+		n := 0
+		for _, r := range group {
+			n += len(r.es)
+		}
+		es = make([]*entry, 0, n)
+		for _, r := range group {
+			es = append(es, r.es...)
 		}
 	}
-	return b.Commit(pebble.Sync)
+	return w.log.append(es)
 }
 
 // queueSendLocked hands committed entries to the key-window sender, while

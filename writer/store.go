@@ -16,24 +16,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The outbox is one pebble store in Dir/store. Its keys:
+// The undelivered entries are in the outbox log (outboxlog.go, Dir/log);
+// the key index and the outbox's metadata are a pebble store in Dir/store.
+// Its keys:
 //
-//	o | seq (8, BE)               -> entry (an undelivered event)
-//	k | idempotency key           -> keyState (pending or delivered)
+//	k | idempotency key           -> keyState (delivered)
 //	x | delivered-at ms (8, BE) | idempotency key -> nothing (expiry order)
 //	m | "id"                      -> the outbox id (random, made at creation)
-//	m | "sent"                    -> highest seq ever delivered (8, BE)
+//	m | "sent"                    -> the delivered watermark W (8, BE): every
+//	                                 seq <= W was delivered or given up
+//	m | "next"                    -> a floor for the next seq (written when an
+//	                                 older outbox is migrated, see migrate)
+//	o | seq (8, BE)               -> entry: only in outboxes written before the
+//	                                 log; moved to the log at Open
 //
 // Invariant (relied on by nextSeq at open and by the transactional
-// position): every seq ever handed out is either still an o entry or at most
-// m/sent, because the sender deletes o entries and raises m/sent in the same
-// synced batch. So max(last o, m/sent)+1 is never a seq handed out before.
+// position): every seq ever handed out to a durable entry is in the log
+// or at most W (segments are removed only once all their seqs are <= a
+// checkpointed W), so max(last seq in the log, W, next-1)+1 is never a seq
+// handed out before.
 const (
 	prefixEntry    = 'o'
 	prefixKey      = 'k'
 	prefixExpiry   = 'x'
 	keyOutboxID    = "mid"
 	keySentSeq     = "msent"
+	keyNextSeq     = "mnext"
 	statePending   = 1
 	stateDelivered = 2
 )
@@ -118,8 +126,9 @@ func appendBytes(b, v []byte, null bool) []byte {
 	return append(b, v...)
 }
 
-func (e *entry) encode() []byte {
-	b := make([]byte, 0, e.size()+16)
+func (e *entry) encode() []byte { return e.appendEncoded(make([]byte, 0, e.size()+16)) }
+
+func (e *entry) appendEncoded(b []byte) []byte {
 	b = append(b, 1) // version
 	b = binary.BigEndian.AppendUint64(b, uint64(e.timestamp))
 	b = appendBytes(b, []byte(e.topic), false)
@@ -159,7 +168,9 @@ func (d *decoder) bytes() []byte {
 	return v
 }
 
-func decodeEntry(seq uint64, b []byte) (*entry, error) {
+// decodeEntry decodes an entry; digest is its stored content digest (nil:
+// computed).
+func decodeEntry(seq uint64, b []byte, digest *[32]byte) (*entry, error) {
 	if len(b) < 9 || b[0] != 1 {
 		return nil, errCorrupt
 	}
@@ -184,7 +195,11 @@ func decodeEntry(seq uint64, b []byte) (*entry, error) {
 	if d.err != nil {
 		return nil, d.err
 	}
-	e.contentDigest = e.computeDigest()
+	if digest != nil {
+		e.contentDigest = *digest
+	} else {
+		e.contentDigest = e.computeDigest()
+	}
 	return e, nil
 }
 

@@ -23,7 +23,8 @@ import (
 // Writer is an outbox and its sender. Its methods are safe for concurrent use.
 type Writer struct {
 	cfg      Config
-	db       *pebble.DB
+	db       *pebble.DB // the key index and metadata (store.go)
+	log      *outboxLog // the undelivered entries (outboxlog.go)
 	lock     *dirLock
 	outboxID string
 	txnID    string
@@ -45,6 +46,12 @@ type Writer struct {
 	delivGen atomic.Uint64
 	// filter answers most lookups of new keys without the key index.
 	filter *deliveredFilter
+
+	// The delivered watermark's checkpoints (checkpoint.go).
+	ckptMu     sync.Mutex
+	ckptAt     time.Time
+	ckptTimer  *time.Timer // armed: a checkpoint is due
+	ckptClosed bool
 
 	mu sync.Mutex
 	// nextSeq is the next entry's sequence number (see the invariant in
@@ -69,9 +76,12 @@ type Writer struct {
 	bytes        int64
 	results      map[uint64]*Result // futures of pending entries, by seq
 	space        chan struct{}      // closed and replaced when space frees up
-	sentSeq      uint64             // m/sent
-	failed       error              // a failed outbox commit: the store is unusable
-	closed       bool
+	sentSeq      uint64             // m/sent, the checkpointed watermark (under ckptMu)
+	// lowPending: every seq below it is delivered or given up (it only
+	// grows; see deliveredThroughLocked).
+	lowPending uint64
+	failed     error // a failed outbox commit: the store is unusable
+	closed     bool
 }
 
 type pendingKey struct {
@@ -106,6 +116,9 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 		space:         make(chan struct{}),
 	}
 	if err := w.load(); err != nil {
+		if w.log != nil {
+			w.log.close()
+		}
 		if w.db != nil {
 			w.db.Close()
 		}
@@ -135,15 +148,15 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 	return w, nil
 }
 
-// load opens the store (pebble replays its write-ahead log: a record torn by
-// a crash mid-write is discarded there) and rebuilds the in-memory view of
-// the undelivered entries.
+// load opens the key index, then the outbox log (a record torn by a crash
+// mid-write is truncated there), and rebuilds the in-memory view of the
+// undelivered entries: the log's entries above the delivered watermark.
 func (w *Writer) load() (err error) {
 	w.db, err = pebblestore.Open(filepath.Join(w.cfg.Dir, "store"), pebblestore.Config{Name: "outbox", Logger: w.cfg.Logger,
 		Tune: func(o *pebble.Options) {
-			// Every Emit of a caller-given key reads the key index,
-			// and most keys are new: a bloom filter answers a
-			// missing key without reading the table's blocks.
+			// Every Emit of a caller-given key the filter does not rule
+			// out reads the key index: a bloom filter answers a missing
+			// key without reading the table's blocks.
 			for i := range o.Levels {
 				o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 				// As the broker's key index (dedup/index.go):
@@ -153,12 +166,6 @@ func (w *Writer) load() (err error) {
 					o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 				}
 			}
-			// An entry is deleted once delivered, usually within
-			// milliseconds: with a larger memtable its write and its
-			// delete meet there and the flush drops the write,
-			// instead of flushes and compactions carrying both
-			// (they were most of the key-window writer's CPU).
-			o.MemTableSize = 16 << 20
 		}})
 	if err != nil {
 		return fmt.Errorf("writer: %w", err)
@@ -167,37 +174,37 @@ func (w *Writer) load() (err error) {
 	if w.outboxID, err = loadOutboxID(w.db); err != nil {
 		return fmt.Errorf("writer: %w", err)
 	}
-	if v, closer, gerr := w.db.Get([]byte(keySentSeq)); gerr == nil {
-		if len(v) == 8 {
-			w.sentSeq = binary.BigEndian.Uint64(v)
-		}
-		closer.Close()
-	} else if !errors.Is(gerr, pebble.ErrNotFound) {
-		return fmt.Errorf("writer: %w", gerr)
+	if w.sentSeq, err = w.getSeq(keySentSeq); err != nil {
+		return err
 	}
-	last := w.sentSeq
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEntry}, UpperBound: []byte{prefixEntry + 1}})
+	floor, err := w.getSeq(keyNextSeq)
 	if err != nil {
 		return err
 	}
-	for it.First(); it.Valid(); it.Next() {
-		seq := binary.BigEndian.Uint64(it.Key()[1:])
-		e, derr := decodeEntry(seq, it.Value())
-		if derr != nil {
-			it.Close()
-			return fmt.Errorf("writer: outbox entry %d: %w", seq, derr)
-		}
-		w.pending[seq] = e.size()
+	add := func(e *entry) error {
+		w.pending[e.seq] = e.size()
 		w.bytes += e.size()
-		w.pendingByKey[e.idemKey] = pendingKey{seq: seq, digest: e.digest()}
+		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
 		if w.txnFrom == 0 {
-			w.txnFrom = seq
+			w.txnFrom = e.seq
 		}
-		last = max(last, seq)
+		return nil
 	}
-	if err := it.Close(); err != nil {
+	var last uint64
+	w.log, last, err = openLog(filepath.Join(w.cfg.Dir, logDirName), w.sentSeq, w.cfg.Logger.Warn, add)
+	if err != nil {
+		return fmt.Errorf("writer: %w", err)
+	}
+	if last, err = w.migrate(last, &floor, add); err != nil {
 		return err
 	}
+	w.nextSeq = max(last, w.sentSeq, floor-min(floor, 1)) + 1
+	if w.log.f == nil {
+		if err := w.log.startAppending(w.nextSeq); err != nil {
+			return fmt.Errorf("writer: outbox log: %w", err)
+		}
+	}
+	w.lowPending = w.sentSeq + 1
 	w.filter = newDeliveredFilter(w.cfg.KeyWindow.Milliseconds())
 	kit, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
 	if err != nil {
@@ -211,12 +218,95 @@ func (w *Writer) load() (err error) {
 	if err := kit.Close(); err != nil {
 		return err
 	}
-	w.nextSeq = last + 1
-	w.durableHi = last
+	w.durableHi = w.nextSeq - 1
 	if w.txnFrom == 0 {
 		w.txnFrom = w.nextSeq
 	}
 	return nil
+}
+
+func (w *Writer) getSeq(key string) (uint64, error) {
+	v, closer, err := w.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("writer: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("writer: %s: %w", key, errCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// migrate moves the undelivered entries of an outbox written before the
+// log (o keys in the store) into the log, then deletes them from the
+// store. In such an outbox m/sent was the highest seq delivered, not a
+// watermark, and entries below it may be undelivered: the watermark is
+// lowered below the first of them, and m/next keeps the next seq above
+// every seq handed out before (the transactional position counts seqs).
+// A crash in between repeats the move; entries already in the log (seq <=
+// last) are skipped. It returns the log's new last seq.
+func (w *Writer) migrate(last uint64, floor *uint64, add func(*entry) error) (uint64, error) {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixEntry}, UpperBound: []byte{prefixEntry + 1}})
+	if err != nil {
+		return last, err
+	}
+	var es []*entry
+	for it.First(); it.Valid(); it.Next() {
+		seq := binary.BigEndian.Uint64(it.Key()[1:])
+		if seq <= last {
+			continue
+		}
+		e, derr := decodeEntry(seq, it.Value(), nil)
+		if derr != nil {
+			it.Close()
+			return last, fmt.Errorf("writer: outbox entry %d: %w", seq, derr)
+		}
+		es = append(es, e)
+	}
+	if err := it.Close(); err != nil {
+		return last, err
+	}
+	if len(es) == 0 {
+		return last, nil
+	}
+	b := w.db.NewBatch()
+	defer b.Close()
+	*floor = max(*floor, w.sentSeq+1, last+1)
+	var nb [8]byte
+	binary.BigEndian.PutUint64(nb[:], *floor)
+	_ = b.Set([]byte(keyNextSeq), nb[:], nil)
+	if es[0].seq <= w.sentSeq {
+		w.sentSeq = es[0].seq - 1
+		var sb [8]byte
+		binary.BigEndian.PutUint64(sb[:], w.sentSeq)
+		_ = b.Set([]byte(keySentSeq), sb[:], nil)
+	}
+	// The floor and the lowered watermark first, then the log (so no
+	// crash leaves log entries below a watermark that skips them).
+	if err := b.Commit(pebble.Sync); err != nil {
+		return last, err
+	}
+	if w.log.f == nil {
+		if err := w.log.startAppending(es[0].seq); err != nil {
+			return last, fmt.Errorf("writer: outbox log: %w", err)
+		}
+	}
+	for i := 0; i < len(es); i += readChunk {
+		if err := w.log.append(es[i:min(i+readChunk, len(es))]); err != nil {
+			return last, fmt.Errorf("writer: migrate the outbox to its log: %w", err)
+		}
+	}
+	for _, e := range es {
+		_ = add(e)
+	}
+	if err := w.db.DeleteRange([]byte{prefixEntry}, []byte{prefixEntry + 1}, pebble.Sync); err != nil {
+		return last, err
+	}
+	w.cfg.Logger.Info("writer: outbox entries moved from the store to the log", "entries", len(es))
+	return es[len(es)-1].seq, nil
 }
 
 // EmitOption adjusts one Emit.
@@ -559,8 +649,10 @@ type delivered struct {
 	offset    int64
 }
 
-// commitDelivered removes acknowledged entries from the outbox and records
-// their keys as delivered, in one synced batch, then completes their Results.
+// commitDelivered records acknowledged entries' keys as delivered in the
+// key index, removes the entries from the in-memory outbox and completes
+// their Results. The entries stay in the log until the delivered
+// watermark passes them (checkpoint.go).
 func (w *Writer) commitDelivered(ds []delivered) (err error) {
 	if len(ds) == 0 {
 		return nil
@@ -570,30 +662,21 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		defer pebblestore.Guard(&err)
 		b := w.db.NewBatch()
 		defer b.Close()
-		sent := w.sentSeq
 		for _, d := range ds {
 			ks := keyState{state: stateDelivered, seq: d.e.seq, partition: d.partition, offset: d.offset, atMs: now, topic: d.e.topic, digest: d.e.digest()}
-			_ = b.Delete(entryKey(d.e.seq), nil)
 			_ = b.Set(idemKey(d.e.idemKey), ks.encode(), nil)
 			_ = b.Set(expiryKey(now, d.e.idemKey), nil, nil)
-			sent = max(sent, d.e.seq)
 		}
-		var sb [8]byte
-		binary.BigEndian.PutUint64(sb[:], sent)
-		_ = b.Set([]byte(keySentSeq), sb[:], nil)
-		// Key-window mode need not wait for this fsync: if a crash loses
-		// the batch, the entries come back and are sent again, which the
-		// broker's key window drops; a later synced batch (the WAL is
-		// sequential) makes it durable anyway. Transactional mode syncs:
-		// one fsync per transaction.
-		opts := pebble.Sync
-		if w.cfg.Mode == ModeKeyWindow {
-			opts = pebble.NoSync
-		}
-		if err := b.Commit(opts); err != nil {
+		// No fsync of its own, in either mode: the entries stay in
+		// the log above the watermark until a checkpoint's synced
+		// write (pebble's WAL is sequential) has made this batch
+		// durable too. A crash before it brings the entries back
+		// undelivered: key-window mode sends them again (the broker's
+		// key window drops them), transactional mode finds them below
+		// its committed position.
+		if err := b.Commit(pebble.NoSync); err != nil {
 			return err
 		}
-		w.sentSeq = sent
 		// Before the keys leave pendingByKey (below).
 		for _, d := range ds {
 			w.filter.add([]byte(d.e.idemKey), now)
@@ -623,6 +706,7 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 	// that read the key index earlier reads it again (lookupLocked).
 	w.delivGen.Add(1)
 	w.mu.Unlock()
+	w.checkpoint(false)
 	for _, d := range dones {
 		d.r.complete(d.d, nil)
 	}
@@ -635,23 +719,12 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 
 // failEntries gives up entries the broker rejected for good (too large, an
 // invalid record, a key the broker holds with other content): they leave
-// the outbox and the key index, and their Results fail with err.
+// the outbox (the watermark passes them) and their Results fail with err.
+// Their keys were never in the key index. A crash before the next
+// checkpoint brings them back, and they are sent and rejected again.
 func (w *Writer) failEntries(es []*entry, cause error) {
-	err := func() (err error) {
-		defer pebblestore.Guard(&err)
-		b := w.db.NewBatch()
-		defer b.Close()
-		for _, e := range es {
-			_ = b.Delete(entryKey(e.seq), nil)
-			_ = b.Delete(idemKey(e.idemKey), nil)
-		}
-		return b.Commit(pebble.Sync)
-	}()
 	var rs []*Result
 	w.mu.Lock()
-	if err != nil {
-		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
-	}
 	for _, e := range es {
 		if r := w.results[e.seq]; r != nil {
 			rs = append(rs, r)
@@ -660,6 +733,7 @@ func (w *Writer) failEntries(es []*entry, cause error) {
 	}
 	w.spaceFreedLocked()
 	w.mu.Unlock()
+	w.checkpoint(false)
 	for _, r := range rs {
 		r.complete(Delivery{}, cause)
 	}
@@ -667,26 +741,19 @@ func (w *Writer) failEntries(es []*entry, cause error) {
 }
 
 // readEntries returns up to max undelivered entries with seq in [from, to]
-// in seq order.
-func (w *Writer) readEntries(from, to uint64, limit int) (es []*entry, err error) {
-	defer pebblestore.Guard(&err)
-	if from > to {
-		return nil, nil
-	}
-	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: entryKey(from), UpperBound: entryKey(to + 1)})
+// in seq order, read back from the log.
+func (w *Writer) readEntries(from, to uint64, limit int) ([]*entry, error) {
+	// The log keeps delivered entries until a checkpoint passes them.
+	es, err := w.log.read(from, to, limit, func(seq uint64) bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, ok := w.pending[seq]
+		return ok
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("writer: %w", err)
 	}
-	for it.First(); it.Valid() && len(es) < limit; it.Next() {
-		seq := binary.BigEndian.Uint64(it.Key()[1:])
-		e, err := decodeEntry(seq, it.Value())
-		if err != nil {
-			it.Close()
-			return nil, fmt.Errorf("writer: outbox entry %d: %w", seq, err)
-		}
-		es = append(es, e)
-	}
-	return es, it.Close()
+	return es, nil
 }
 
 // durable returns the highest seq below which every entry is committed.
@@ -766,10 +833,14 @@ func (w *Writer) Close() error {
 	w.emits.Wait()
 	close(w.commitStop)
 	<-w.committerDone
-	err := func() (err error) {
+	w.closeCheckpoints()
+	err := w.log.close()
+	if cerr := func() (err error) {
 		defer pebblestore.Guard(&err)
 		return w.db.Close()
-	}()
+	}(); err == nil {
+		err = cerr
+	}
 	w.lock.release()
 	return err
 }
