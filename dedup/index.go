@@ -300,7 +300,7 @@ func (ix *Index) loadFilters() error {
 			}
 		}
 		if cur != nil { // keys of a bucket without marker are never looked up
-			cur.add(rest[8:])
+			cur.add(keyHash(rest[8:]))
 		}
 	}
 	return it.Error()
@@ -332,7 +332,7 @@ func (ix *Index) Lookup(topic string, key []byte, window time.Duration) (e Entry
 
 func (ix *Index) lookupLocked(topic string, key []byte, window time.Duration, now int64) (Entry, bool, error) {
 	bs := ix.buckets[topic]
-	probe := probeOf(key)
+	probe := keyHash(key)
 	for i := len(bs) - 1; i >= 0; i-- { // newest first: a re-inserted key is newest
 		b := bs[i]
 		if b.start+b.width+window.Milliseconds() <= now {
@@ -413,7 +413,9 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 	kk := keyKey(topic, b.start, nil)
 	prefix := len(kk)
 	val := make([]byte, 0, entryLen)
-	for _, in := range inserts {
+	hashes := make([]uint64, len(inserts)) // the filter's, worked out outside mu
+	for i, in := range inserts {
+		hashes[i] = keyHash(in.Key)
 		e := in.Entry
 		e.IndexedAt = now
 		kk = append(kk[:prefix], in.Key...)
@@ -432,8 +434,8 @@ func (ix *Index) InsertBatch(topic string, partition int32, inserts []Insert, wi
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	for _, in := range inserts {
-		b.filter.add(in.Key)
+	for _, h := range hashes {
+		b.filter.add(h)
 	}
 	b.keys += int64(len(inserts))
 	if bs := ix.buckets[topic]; fresh {
@@ -767,7 +769,7 @@ func (ix *Index) Remove(topic string, keys []KeyAt) (removed int, err error) {
 	batch := ix.db.NewBatch()
 	defer batch.Close()
 	for _, k := range keys {
-		probe := probeOf(k.Key)
+		probe := keyHash(k.Key)
 		for _, b := range ix.buckets[topic] {
 			if !b.filter.mayHold(probe) {
 				continue
@@ -820,9 +822,9 @@ func (ix *Index) LookupBatch(topic string, keys [][]byte, window time.Duration) 
 		left[i] = i
 	}
 	bs := ix.buckets[topic]
-	probes := make([]filterProbe, len(keys))
+	probes := make([]uint64, len(keys))
 	for i, k := range keys {
-		probes[i] = probeOf(k)
+		probes[i] = keyHash(k)
 	}
 	var maybe []int
 	for bi := len(bs) - 1; bi >= 0 && len(left) > 0; bi-- { // newest first, as Lookup
