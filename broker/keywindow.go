@@ -146,8 +146,10 @@ type topicKeys struct {
 	// their keys being pending (or their failure), by key (borrowed from
 	// the request, which outlives the reservation): a batch that meets
 	// one waits for its done.
-	reserved map[string]*keyReservation
-	pending  map[string]pendingKey
+	reserved keyMap[*keyReservation]
+	// pending holds the keys appended and not yet in the durable index
+	// (borrowed from their queued inserts' copy).
+	pending keyMap[dedup.Entry]
 	// inTxn are the keys written by transactions still open: their fate
 	// is not known yet, so another producer's write of such a key is
 	// answered CONCURRENT_TRANSACTIONS (retriable) until the marker is
@@ -176,10 +178,6 @@ type txnKey struct {
 	partition  int32
 }
 
-type pendingKey struct {
-	entry dedup.Entry
-}
-
 // partitionKeys is the queue of one partition's appended batches whose
 // keys are not in the durable index yet, in offset order.
 type partitionKeys struct {
@@ -194,6 +192,7 @@ type pendingBatch struct {
 	producerID int64
 	txn        bool
 	inserts    []dedup.Insert
+	hashes     []uint64 // keyHash of each insert's key
 }
 
 func (kw *keyWindows) topic(name string) *topicKeys {
@@ -201,7 +200,7 @@ func (kw *keyWindows) topic(name string) *topicKeys {
 	defer kw.mu.Unlock()
 	tk := kw.m[name]
 	if tk == nil {
-		tk = &topicKeys{reserved: map[string]*keyReservation{}, pending: map[string]pendingKey{}, inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
+		tk = &topicKeys{reserved: newKeyMap[*keyReservation](0), pending: newKeyMap[dedup.Entry](0), inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
 		kw.m[name] = tk
 	}
 	return tk
@@ -245,6 +244,7 @@ func (kw *keyWindows) drop(name string) error {
 type keyedRecord struct {
 	index     int32
 	key       []byte
+	hash      uint64
 	delta     int32
 	timestamp int64
 	digest    [32]byte
@@ -274,15 +274,22 @@ type batchKeys struct {
 	decoded   *decodedBatch
 	decodeErr error
 	// What prepare found, for the filter: the keys in the window (pending
-	// or indexed), the first key an open transaction of another producer
-	// holds, or the lookups' failure.
-	known     map[string]dedup.Entry
+	// or indexed; known[i] answers the batch's record i, set for the
+	// first record of each key only), the first key an open transaction of
+	// another producer holds, or the lookups' failure.
+	known     []knownKey
 	held      *heldKey
 	lookupErr error
 	// res is the batch's reservation of its keys (nil: none), reservedKeys
-	// the keys it holds.
+	// the indexes of the records whose keys it holds.
 	res          *keyReservation
-	reservedKeys []string
+	reservedKeys []int32
+}
+
+// knownKey is what prepare found for a record's key.
+type knownKey struct {
+	entry dedup.Entry
+	found bool
 }
 
 // lookup finds key among the pending keys, then in the index; an entry for
@@ -290,9 +297,8 @@ type batchKeys struct {
 // counts (the record is gone, so the key is free again).
 func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.Duration) (dedup.Entry, bool, error) {
 	tk.mu.Lock()
-	p, found := tk.pending[string(key)]
+	e, found := tk.pending.get(keyHash(key), key)
 	tk.mu.Unlock()
-	e := p.entry
 	if !found {
 		var err error
 		if e, found, err = b.keys.ix.Lookup(topic.Name, key, window); err != nil || !found {
@@ -322,28 +328,30 @@ type heldKey struct {
 
 // prepare reserves the batch's keys and looks them up: among the pending
 // keys, then in the index with one LookupBatch, outside every lock but
-// tk.mu's short holds. What it finds (bk.known, by borrowed key: valid
-// while the request is) is the filter's to use; bk.held is the batch's
-// first key, in record order, held by an open transaction of a producer
-// other than pid (the lookups stop there). The caller releases the
-// reservation once the batch's keys are pending or it failed.
+// tk.mu's short holds. What it finds (bk.known) is the filter's to use;
+// bk.held is the batch's first key, in record order, held by an open
+// transaction of a producer other than pid (the lookups stop there). The
+// caller releases the reservation once the batch's keys are pending or it
+// failed.
 func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 	tk, keys := bk.tk, bk.decoded.keys
-	known := make(map[string]dedup.Entry)
+	var known []knownKey // made on the first key found: most batches have none
 	var ask [][]byte
-	asked := make(map[string]struct{}, len(keys))
+	var askAt []int32 // the record index of each ask
 	for {
 		tk.mu.Lock()
 		// All or nothing: a batch never waits while it holds keys, so
 		// two batches cannot wait for each other.
 		var wait chan struct{}
-		for _, rk := range keys {
-			if rk.key == nil {
-				continue
-			}
-			if r, ok := tk.reserved[string(rk.key)]; ok {
-				wait = r.done
-				break
+		if tk.reserved.len() > 0 {
+			for _, rk := range keys {
+				if rk.key == nil {
+					continue
+				}
+				if r, ok := tk.reserved.get(rk.hash, rk.key); ok {
+					wait = r.done
+					break
+				}
 			}
 		}
 		if wait == nil {
@@ -353,15 +361,14 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 		<-wait
 	}
 	checkTxn := len(tk.inTxn) > 0
-	for _, rk := range keys {
+	for i, rk := range keys {
 		key := rk.key
 		if key == nil {
 			continue
 		}
-		if _, dup := asked[string(key)]; dup {
-			continue
+		if rk.first != int32(i) {
+			continue // a later copy: the first one's answer holds
 		}
-		asked[borrowed(key)] = struct{}{}
 		if checkTxn {
 			if open, ok := tk.inTxn[string(key)]; ok && open.producerID != pid {
 				bk.releaseLocked()
@@ -372,14 +379,18 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 		}
 		if bk.res == nil {
 			bk.res = &keyReservation{done: make(chan struct{})}
-			bk.reservedKeys = make([]string, 0, len(keys))
+			bk.reservedKeys = make([]int32, 0, len(keys))
 		}
-		tk.reserved[borrowed(key)] = bk.res
-		bk.reservedKeys = append(bk.reservedKeys, borrowed(key))
-		if p, ok := tk.pending[string(key)]; ok {
-			known[borrowed(key)] = p.entry
+		tk.reserved.put(rk.hash, key, bk.res)
+		bk.reservedKeys = append(bk.reservedKeys, int32(i))
+		if e, ok := tk.pending.get(rk.hash, key); ok {
+			if known == nil {
+				known = make([]knownKey, len(keys))
+			}
+			known[i] = knownKey{entry: e, found: true}
 		} else {
 			ask = append(ask, key)
+			askAt = append(askAt, int32(i))
 		}
 	}
 	tk.mu.Unlock()
@@ -389,16 +400,19 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 			bk.lookupErr = err
 			return
 		}
-		for i, k := range ask {
-			if found[i] {
-				known[borrowed(k)] = entries[i]
+		for j, i := range askAt {
+			if found[j] {
+				if known == nil {
+					known = make([]knownKey, len(keys))
+				}
+				known[i] = knownKey{entry: entries[j], found: true}
 			}
 		}
 	}
-	for k, e := range known {
+	for i := range known {
 		// Retention or DeleteRecords removed the record: the key is free.
-		if int(e.Partition) < len(topic.Partitions) && e.Offset < topic.Partitions[e.Partition].LogStartOffset() {
-			delete(known, k)
+		if e := known[i].entry; known[i].found && int(e.Partition) < len(topic.Partitions) && e.Offset < topic.Partitions[e.Partition].LogStartOffset() {
+			known[i] = knownKey{}
 		}
 	}
 	bk.known = known
@@ -420,17 +434,22 @@ func (bk *batchKeys) releaseLocked() {
 	if bk.res == nil {
 		return
 	}
-	for _, k := range bk.reservedKeys {
-		delete(bk.tk.reserved, k)
+	for _, i := range bk.reservedKeys {
+		rk := bk.decoded.keys[i]
+		bk.tk.reserved.del(rk.hash, rk.key)
 	}
 	close(bk.res.done)
 	bk.res, bk.reservedKeys = nil, nil
 }
 
-// recordKey is a record's idempotency key (nil: none) and digest.
+// recordKey is a record's idempotency key (nil: none), digest and
+// keyHash, and first, the index of the batch's first record with the same
+// key (its own index for the first).
 type recordKey struct {
 	key    []byte
+	hash   uint64
 	digest [32]byte
+	first  int32
 }
 
 // decodedBatch is a batch's records with their keys and digests: the
@@ -461,10 +480,31 @@ func decodeKeyed(raw []byte, h batch.Header, cfg keyWindowConfig, limit int) (*d
 	}
 	d.keys = make([]recordKey, len(d.records))
 	var dg dedup.Digester
+	// The batch's copies of a key, found once here, outside the locks:
+	// a uint64 map (no pointers for the collector to scan), the full keys
+	// compared on a hash hit.
+	firsts := make(map[uint64]int32, len(d.records))
 	for i, r := range d.records {
-		if key, skip := cfg.keyOf(r); key != nil {
-			d.keys[i] = recordKey{key: key, digest: digestRecord(&dg, r, skip)}
+		key, skip := cfg.keyOf(r)
+		if key == nil {
+			continue
 		}
+		rk := recordKey{key: key, hash: keyHash(key), digest: digestRecord(&dg, r, skip), first: int32(i)}
+		if j, ok := firsts[rk.hash]; !ok {
+			firsts[rk.hash] = int32(i)
+		} else if bytes.Equal(d.keys[j].key, key) {
+			rk.first = j
+		} else {
+			// Another key of the same hash holds the slot: look for
+			// this key's first copy among the earlier records.
+			for k := range int32(i) {
+				if o := d.keys[k]; o.first == k && o.key != nil && o.hash == rk.hash && bytes.Equal(o.key, key) {
+					rk.first = k
+					break
+				}
+			}
+		}
+		d.keys[i] = rk
 	}
 	return d, nil
 }
@@ -494,7 +534,9 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 			drop      = make([]bool, len(all))
 			conflicts []batch.RecordError
 			firstKey  string
-			seen      = make(map[string]int, len(all)) // key (borrowed) -> index in bk.fresh
+			// freshAt[j] is the index in bk.fresh of record j, a
+			// first copy of its key that is new.
+			freshAt = make([]int32, len(all))
 		)
 		known, held := bk.known, bk.held
 		if bk.lookupErr != nil {
@@ -506,12 +548,17 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 		}
 		for i := int32(0); int(i) < len(all); i++ {
 			r := all[i]
-			key, d := dec.keys[i].key, dec.keys[i].digest
+			key, d, kh, first := dec.keys[i].key, dec.keys[i].digest, dec.keys[i].hash, dec.keys[i].first
 			if key == nil {
 				continue
 			}
-			if j, ok := seen[string(key)]; ok {
-				// A second copy in the same batch: the first counts.
+			var k knownKey
+			if known != nil {
+				k = known[first] // prepare answered the first copy
+			}
+			if first != i && !k.found {
+				// A later copy of a new key: the first copy counts.
+				j := freshAt[first]
 				if bk.fresh[j].digest != d {
 					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, -1, -1)})
 					firstKey = cmp(firstKey, key)
@@ -522,7 +569,8 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				bk.inBatch = append(bk.inBatch, bk.fresh[j].delta)
 				continue
 			}
-			if e, found := known[string(key)]; found {
+			if k.found {
+				e := k.entry
 				if e.Digest != d {
 					conflicts = append(conflicts, batch.RecordError{Index: i, Message: conflictMessage(key, e.Partition, e.Offset)})
 					firstKey = cmp(firstKey, key)
@@ -533,8 +581,8 @@ func (bk *batchKeys) filter(topic *Topic) partition.Filter {
 				bk.inBatch = append(bk.inBatch, -1)
 				continue
 			}
-			seen[borrowed(key)] = len(bk.fresh)
-			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: key, delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
+			freshAt[i] = int32(len(bk.fresh))
+			bk.fresh = append(bk.fresh, keyedRecord{index: i, key: key, hash: kh, delta: r.OffsetDelta, timestamp: r.Timestamp(h), digest: d})
 		}
 		if len(conflicts) > 0 {
 			bk.fresh, bk.dups, bk.inBatch = nil, nil, nil
@@ -592,7 +640,7 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 			bk.dups[i].Offset = ar.BaseOffset + int64(d)
 		}
 	}
-	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional(), inserts: make([]dedup.Insert, 0, len(bk.fresh))}
+	pb := pendingBatch{next: ar.DurableAt, producerID: bk.header.ProducerID, txn: bk.header.IsTransactional(), inserts: make([]dedup.Insert, 0, len(bk.fresh)), hashes: make([]uint64, 0, len(bk.fresh))}
 	// The keys are slices of the request, whose buffer is reused once the
 	// produce is answered (wire/bodypool.go), while the index is written
 	// later: the queued inserts get copies, all in one allocation.
@@ -612,9 +660,10 @@ func (bk *batchKeys) appended(ar partition.AppendResult) {
 		keys = append(keys, r.key...)
 		own := keys[len(keys)-len(r.key) : len(keys) : len(keys)]
 		pb.inserts = append(pb.inserts, dedup.Insert{Key: own, Entry: e})
-		// The map keys share the inserts' copy (never written again):
-		// no allocation per key.
-		tk.pending[borrowed(own)] = pendingKey{entry: e}
+		pb.hashes = append(pb.hashes, r.hash)
+		// The pending set borrows the inserts' copy (never written
+		// again): no allocation per key.
+		tk.pending.put(r.hash, own, e)
 		if pb.txn {
 			tk.holdForTxn(borrowed(own), txnKey{producerID: pb.producerID, partition: bk.part.Index})
 		}
@@ -669,9 +718,13 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 		for _, pb := range pk.queue[:n] {
 			total += len(pb.inserts)
 		}
-		inserts := make([]dedup.Insert, 0, total)
-		for _, pb := range pk.queue[:n] {
-			inserts = append(inserts, pb.inserts...)
+		inserts, hashes := pk.queue[0].inserts, pk.queue[0].hashes
+		if n > 1 { // one commit for all: their keys in one slice
+			inserts, hashes = make([]dedup.Insert, 0, total), make([]uint64, 0, total)
+			for _, pb := range pk.queue[:n] {
+				inserts = append(inserts, pb.inserts...)
+				hashes = append(hashes, pb.hashes...)
+			}
 		}
 		next := pk.queue[n-1].next
 		tk.mu.Unlock()
@@ -685,9 +738,9 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 		}
 		tk.mu.Lock()
 		pk.queue = slices.Delete(pk.queue, 0, n)
-		for _, in := range inserts {
-			if p, ok := tk.pending[string(in.Key)]; ok && p.entry.Partition == in.Entry.Partition && p.entry.Offset == in.Entry.Offset {
-				delete(tk.pending, string(in.Key))
+		for i, in := range inserts {
+			if p, ok := tk.pending.get(hashes[i], in.Key); ok && p.Partition == in.Entry.Partition && p.Offset == in.Entry.Offset {
+				tk.pending.del(hashes[i], in.Key)
 			}
 		}
 		tk.mu.Unlock()
@@ -917,12 +970,12 @@ func (b *Broker) removeAbortedKeys(t *Topic, part *partition.Partition, pid, bef
 		if !pb.txn || pb.producerID != pid {
 			continue
 		}
-		for _, in := range pb.inserts {
-			if p, ok := tk.pending[string(in.Key)]; ok && p.entry.Partition == part.Index && p.entry.Offset == in.Entry.Offset {
-				delete(tk.pending, string(in.Key))
+		for i, in := range pb.inserts {
+			if p, ok := tk.pending.get(pb.hashes[i], in.Key); ok && p.Partition == part.Index && p.Offset == in.Entry.Offset {
+				tk.pending.del(pb.hashes[i], in.Key)
 			}
 		}
-		pb.inserts = nil
+		pb.inserts, pb.hashes = nil, nil
 	}
 	tk.mu.Unlock()
 	// What is in the index already: read the transaction's batches.

@@ -61,7 +61,7 @@ func TestProduceKeepsNoSliceOfTheRequest(t *testing.T) {
 	// The index itself, not the pending keys in front of it: those are
 	// let go of by the keys the flush wrote.
 	tk.mu.Lock()
-	left := len(tk.pending)
+	left := tk.pending.len()
 	tk.mu.Unlock()
 	if left != 0 {
 		t.Fatalf("%d keys still pending after every flush", left)

@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// TestKeyMapCollisions: keys sharing a hash are kept apart by their full
+// key, whichever of them is deleted first.
+func TestKeyMapCollisions(t *testing.T) {
+	km := newKeyMap[int](0)
+	a, b, c := []byte("a"), []byte("b"), []byte("c")
+	km.put(1, a, 10)
+	km.put(1, b, 20)
+	km.put(1, b, 21) // an update of b, not a third key
+	if v, ok := km.get(1, a); !ok || v != 10 {
+		t.Fatalf("a: %d %v", v, ok)
+	}
+	if v, ok := km.get(1, b); !ok || v != 21 {
+		t.Fatalf("b: %d %v", v, ok)
+	}
+	if _, ok := km.get(1, c); ok {
+		t.Fatal("c found: a hash collision answered as the key")
+	}
+	if km.len() != 2 {
+		t.Fatalf("len %d, want 2", km.len())
+	}
+	km.del(1, c) // absent, same hash: nothing goes
+	km.del(1, a) // b takes a's slot
+	if _, ok := km.get(1, a); ok {
+		t.Fatal("a found after its delete")
+	}
+	if v, ok := km.get(1, b); !ok || v != 21 {
+		t.Fatalf("b after a's delete: %d %v", v, ok)
+	}
+	km.del(1, b)
+	if km.len() != 0 {
+		t.Fatalf("len %d after deleting both", km.len())
+	}
+}
+
+// TestKeyWindowHashCollisionsNeverDrop makes every key of the broker's
+// in-memory sets (pending, reservations, a batch's own keys) collide: a
+// record must only ever be dropped for its own key, never for another key
+// of the same hash, and true duplicates are still dropped.
+func TestKeyWindowHashCollisionsNeverDrop(t *testing.T) {
+	saved := keyHash
+	keyHash = func([]byte) uint64 { return 7 }
+	defer func() { keyHash = saved }()
+	b := openKeyed(t, t.TempDir())
+	defer b.Close()
+	if _, terr := b.CreateTopic("kw", 2, 1, map[string]string{DedupKeyConfig: "record-key"}, false); terr != nil {
+		t.Fatal(terr)
+	}
+	// Same value, different keys inside one batch: both stored.
+	if res := produceDurable(t, b, "kw", 0, keyedBatch(t, "a", "v", "b", "v")); res.ErrorCode != 0 || len(res.Duplicates) != 0 {
+		t.Fatalf("first: %+v", res)
+	}
+	// Not waiting for the first batch's flush: a and b may be pending or
+	// indexed; c and d are new whatever their hash.
+	res := b.Produce(ProduceRequest{Topic: "kw", Partition: 1, Records: keyedBatch(t, "c", "v", "a", "v", "d", "v", "b", "v"), Version: ProduceVersionLatest})
+	if res.ErrorCode != 0 {
+		t.Fatalf("second: %v", kerr.ErrorForCode(res.ErrorCode))
+	}
+	if len(res.Duplicates) != 2 || res.Duplicates[0].Index != 1 || res.Duplicates[0].Offset != 0 || res.Duplicates[1].Index != 3 || res.Duplicates[1].Offset != 1 {
+		t.Fatalf("duplicates %+v, want records 1 and 3 (a at 0, b at 1 of partition 0)", res.Duplicates)
+	}
+	// A different value under a colliding key is new, not a conflict.
+	if res := produceDurable(t, b, "kw", 0, keyedBatch(t, "e", "other")); res.ErrorCode != 0 || len(res.Duplicates) != 0 {
+		t.Fatalf("e: %+v", res)
+	}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		if _, ok, err := b.LookupKey("kw", []byte(k)); err != nil || !ok {
+			t.Fatalf("LookupKey %s: %v %v", k, ok, err)
+		}
+	}
+	if _, ok, err := b.LookupKey("kw", []byte("f")); err != nil || ok {
+		t.Fatalf("LookupKey f (never written): %v %v", ok, err)
+	}
+	b.keys.flushes.Wait()
+	tk := b.keys.topic("kw")
+	tk.mu.Lock()
+	left, reserved := tk.pending.len(), tk.reserved.len()
+	tk.mu.Unlock()
+	if left != 0 || reserved != 0 {
+		t.Fatalf("%d keys pending, %d reserved after every flush", left, reserved)
+	}
+}
+
+// TestKeyWindowKnownKeyTwiceInBatch: a batch carrying a key already in the
+// window twice drops both copies (the lookups answer a key's first copy
+// only; the later one must use that answer, not pass as new).
+func TestKeyWindowKnownKeyTwiceInBatch(t *testing.T) {
+	b := openKeyed(t, t.TempDir())
+	defer b.Close()
+	if _, terr := b.CreateTopic("kw", 1, 1, map[string]string{DedupKeyConfig: "record-key"}, false); terr != nil {
+		t.Fatal(terr)
+	}
+	if res := produceDurable(t, b, "kw", 0, keyedBatch(t, "a", "v")); res.ErrorCode != 0 {
+		t.Fatalf("first: %v", kerr.ErrorForCode(res.ErrorCode))
+	}
+	res := produceDurable(t, b, "kw", 0, keyedBatch(t, "a", "v", "n", "v", "a", "v", "n", "v"))
+	if res.ErrorCode != 0 {
+		t.Fatalf("second: %v", kerr.ErrorForCode(res.ErrorCode))
+	}
+	if len(res.Duplicates) != 3 {
+		t.Fatalf("duplicates %+v, want records 0, 2 (a, offset 0) and 3 (n, in the batch)", res.Duplicates)
+	}
+	for i, want := range []DuplicateRecord{{Index: 0, Offset: 0}, {Index: 2, Offset: 0}, {Index: 3, Offset: 2}} {
+		if d := res.Duplicates[i]; d.Index != want.Index || d.Offset != want.Offset {
+			t.Fatalf("duplicate %d: %+v, want %+v", i, d, want)
+		}
+	}
+	// A known key twice with other content: both copies conflict.
+	res = produceDurable(t, b, "kw", 0, keyedBatch(t, "a", "w", "a", "w"))
+	if res.ErrorCode != kerr.InvalidRecord.Code || len(res.RecordErrors) != 2 {
+		t.Fatalf("conflict: %v %+v", kerr.ErrorForCode(res.ErrorCode), res.RecordErrors)
+	}
+}
