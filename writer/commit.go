@@ -35,7 +35,9 @@ const (
 // queued before) for the committer.
 func (w *Writer) queueCommitLocked(es []*entry) *commitReq {
 	r := &commitReq{es: es, done: make(chan error, 1)}
+	w.cmu.Lock()
 	w.commitQ = append(w.commitQ, r)
+	w.cmu.Unlock()
 	select {
 	case w.commitWake <- struct{}{}:
 	default:
@@ -54,9 +56,9 @@ func (w *Writer) runCommitter() {
 			return
 		}
 		for {
-			w.mu.Lock()
+			w.cmu.Lock()
 			group := w.takeGroupLocked()
-			w.mu.Unlock()
+			w.cmu.Unlock()
 			if len(group) == 0 {
 				break
 			}
@@ -89,36 +91,36 @@ func (w *Writer) takeGroupLocked() []*commitReq {
 }
 
 func (w *Writer) commitGroup(group []*commitReq) {
-	w.mu.Lock()
-	err := w.failed
-	w.mu.Unlock()
+	err := w.logErr
 	if err == nil {
-		err = w.writeGroup(group)
+		if err = w.writeGroup(group); err != nil {
+			w.logErr = fmt.Errorf("writer: outbox write failed: %w", err)
+			err = w.logErr
+		}
 	}
 	entries := 0
-	w.mu.Lock()
 	if err == nil {
+		w.cmu.Lock()
 		last := group[len(group)-1].es
 		w.durableHi = last[len(last)-1].seq
 		for _, r := range group {
 			entries += len(r.es)
 			w.queueSendLocked(r.es)
 		}
-	} else if w.failed == nil {
-		// The log is suspect after a failed write or fdatasync (the
-		// kernel may have dropped the dirty pages): fail this group and
-		// every later Emit; the next Open re-reads and repairs the log.
-		w.failed = fmt.Errorf("writer: outbox write failed: %w", err)
-	}
-	if w.failed != nil {
-		err = w.failed
-	}
-	w.mu.Unlock()
-	if err == nil {
+		w.cmu.Unlock()
 		w.notify()
 		if w.cfg.Hooks.OnCommit != nil {
 			w.cfg.Hooks.OnCommit(len(group), entries)
 		}
+	} else {
+		// The log is suspect after a failed write or fdatasync (the
+		// kernel may have dropped the dirty pages): fail this group and
+		// every later Emit; the next Open re-reads and repairs the log.
+		w.mu.Lock()
+		if w.failed == nil {
+			w.failed = err
+		}
+		w.mu.Unlock()
 	}
 	for _, r := range group {
 		r.done <- err
@@ -169,8 +171,8 @@ func (w *Writer) queueSendLocked(es []*entry) {
 // takeSendQ returns the highest durable seq and the committed entries
 // queued for the sender since the last call (contiguous, at most up to it).
 func (w *Writer) takeSendQ() (uint64, []*entry) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
 	q := w.sendQ
 	w.sendQ, w.sendQBytes = nil, 0
 	return w.durableHi, q

@@ -52,6 +52,20 @@ func newDeliveredFilter(windowMs int64) *deliveredFilter {
 func (f *deliveredFilter) add(key []byte, atMs int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.addLocked(key, atMs)
+}
+
+// addKeys records the keys of ds as delivered at atMs, under one lock
+// (the Emits' lookups take it too).
+func (f *deliveredFilter) addKeys(ds []delivered, atMs int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range ds {
+		f.addLocked([]byte(d.e.idemKey), atMs)
+	}
+}
+
+func (f *deliveredFilter) addLocked(key []byte, atMs int64) {
 	i := atMs / f.sliceMs
 	c := f.slices[i]
 	if c == nil {

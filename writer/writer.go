@@ -53,35 +53,46 @@ type Writer struct {
 	ckptTimer  *time.Timer // armed: a checkpoint is due
 	ckptClosed bool
 
-	mu sync.Mutex
-	// nextSeq is the next entry's sequence number (see the invariant in
-	// store.go).
-	nextSeq uint64
+	// cmu guards the hand-offs between the Emits, the committer and the
+	// sender, so the committer never waits for mu (which the Emit callers
+	// queue on). Lock order: mu, then cmu.
+	cmu sync.Mutex
 	// commitQ holds the Emits waiting for the committer, in seq order;
 	// durableHi is the highest committed seq: every seq up to it is in
-	// the store (or already delivered). The sender reads only up to it.
+	// the log (or already delivered). The sender reads only up to it.
 	commitQ   []*commitReq
 	durableHi uint64
 	// sendQ holds committed entries for the key-window sender
 	// (contiguous seqs, bounded; see queueSendLocked).
 	sendQ      []*entry
 	sendQBytes int64
+	// logErr is the error of a failed log write (the committer's only).
+	logErr error
+
+	mu sync.Mutex
+	// nextSeq is the next entry's sequence number (see the invariant in
+	// store.go).
+	nextSeq uint64
 	// txnFrom is where the transactional sender reads the outbox from:
 	// every entry below it is delivered or given up (its goroutine only).
 	txnFrom uint64
-	// pending is every undelivered entry (seq -> size), pendingByKey its
+	// pending is every undelivered entry (by seq), pendingByKey its
 	// keys; both are loaded at Open.
-	pending      map[uint64]int64
+	pending      map[uint64]pendingEntry
 	pendingByKey map[string]pendingKey
 	bytes        int64
-	results      map[uint64]*Result // futures of pending entries, by seq
-	space        chan struct{}      // closed and replaced when space frees up
-	sentSeq      uint64             // m/sent, the checkpointed watermark (under ckptMu)
+	space        chan struct{} // closed and replaced when space frees up
+	sentSeq      uint64        // m/sent, the checkpointed watermark (under ckptMu)
 	// lowPending: every seq below it is delivered or given up (it only
 	// grows; see deliveredThroughLocked).
 	lowPending uint64
 	failed     error // a failed outbox commit: the store is unusable
 	closed     bool
+}
+
+type pendingEntry struct {
+	size int64
+	r    *Result // its future; nil until an Emit or Flush asks for it
 }
 
 type pendingKey struct {
@@ -110,9 +121,8 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 		commitWake:    make(chan struct{}, 1),
 		commitStop:    make(chan struct{}),
 		committerDone: make(chan struct{}),
-		pending:       map[uint64]int64{},
+		pending:       map[uint64]pendingEntry{},
 		pendingByKey:  map[string]pendingKey{},
-		results:       map[uint64]*Result{},
 		space:         make(chan struct{}),
 	}
 	if err := w.load(); err != nil {
@@ -194,7 +204,7 @@ func (w *Writer) load() (err error) {
 		return err
 	}
 	add := func(e *entry) error {
-		w.pending[e.seq] = e.size()
+		w.pending[e.seq] = pendingEntry{size: e.size()}
 		w.bytes += e.size()
 		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
 		if w.txnFrom == 0 {
@@ -417,24 +427,56 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		es[i] = e
 	}
 
+	// A key twice in one batch: the second copy follows the first
+	// (firstOf[i] is the first copy's index, -1 for a first copy). Found,
+	// and the Results of new entries allocated, before taking w.mu: the
+	// Emit callers queue on it.
+	var firstOf []int
+	if len(es) > 1 {
+		seen := make(map[string]int, len(es))
+		for i, e := range es {
+			if generated[i] {
+				continue
+			}
+			j, ok := seen[e.idemKey]
+			if !ok {
+				seen[e.idemKey] = i
+				continue
+			}
+			if es[j].digest() != e.digest() {
+				return nil, fmt.Errorf("%w: %q twice in the batch with different events", ErrKeyConflict, e.idemKey)
+			}
+			if firstOf == nil {
+				firstOf = make([]int, len(es))
+				for k := range firstOf {
+					firstOf[k] = -1
+				}
+			}
+			firstOf[i] = j
+		}
+	}
+	repeat := func(i int) bool { return firstOf != nil && firstOf[i] >= 0 }
+	own := make([]Result, len(es))
+	for i := range own {
+		if !repeat(i) {
+			own[i].done = make(chan struct{})
+		}
+	}
+
 	results := make([]*Result, len(es))
 	stored := make([]storedKey, len(es))
 	var (
 		deadline <-chan time.Time
 		fresh    []*entry // the events this call writes
 		dups     int
-		inBatch  map[string]int
 	)
-	if len(es) > 1 {
-		inBatch = make(map[string]int, len(es))
-	}
 	for {
 		// The key index is read before taking w.mu (a point read per
 		// key is the slow part of a lookup); lookupLocked reads it again
 		// under w.mu if a delivery moved keys out of pendingByKey since.
 		gen := w.delivGen.Load()
 		for i, e := range es {
-			if !generated[i] {
+			if !generated[i] && !repeat(i) {
 				stored[i] = w.storedKey(e.idemKey)
 			}
 		}
@@ -448,21 +490,13 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			return nil, w.failed
 		}
 		stale := w.delivGen.Load() != gen
-		// Answer known keys; the rest need space. A key twice in one
-		// batch: the second copy follows the first.
+		// Answer known keys; the rest need space.
 		fresh, dups = fresh[:0], 0
-		clear(inBatch)
 		var need int64
 		for i, e := range es {
 			results[i] = nil
-			if inBatch != nil {
-				if j, ok := inBatch[e.idemKey]; ok {
-					if es[j].digest() != e.digest() {
-						w.mu.Unlock()
-						return nil, fmt.Errorf("%w: %q twice in the batch with different events", ErrKeyConflict, e.idemKey)
-					}
-					continue
-				}
+			if repeat(i) {
+				continue
 			}
 			if !generated[i] {
 				r, done, err := w.lookupLocked(e, &stored[i], stale)
@@ -475,9 +509,6 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 					dups++
 					continue
 				}
-			}
-			if inBatch != nil {
-				inBatch[e.idemKey] = i
 			}
 			fresh = append(fresh, e)
 			need += e.size()
@@ -505,25 +536,21 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		}
 	}
 	for i, e := range es {
-		if results[i] != nil {
+		if results[i] != nil || repeat(i) {
 			continue
-		}
-		if inBatch != nil && inBatch[e.idemKey] != i {
-			continue // a repeat of a key earlier in this batch, below
 		}
 		e.seq = w.nextSeq
 		w.nextSeq++
-		w.pending[e.seq] = e.size()
-		w.bytes += e.size()
+		size := e.size()
+		r := &own[i]
+		w.pending[e.seq] = pendingEntry{size: size, r: r}
+		w.bytes += size
 		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
-		r := newResult()
-		w.results[e.seq] = r
 		results[i] = r
 	}
-	for i, e := range es {
-		if results[i] == nil {
-			// A repeat of a key earlier in this batch.
-			results[i] = results[inBatch[e.idemKey]].follow()
+	for i := range es {
+		if repeat(i) {
+			results[i] = results[firstOf[i]].follow()
 		}
 	}
 	if callback != nil {
@@ -549,8 +576,9 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		w.mu.Lock()
 		var rs []*Result
 		for _, e := range fresh {
-			rs = append(rs, w.results[e.seq])
-			w.removePendingLocked(e)
+			if r := w.removePendingLocked(e); r != nil {
+				rs = append(rs, r)
+			}
 		}
 		w.spaceFreedLocked()
 		w.mu.Unlock()
@@ -608,12 +636,12 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, d
 		if pk.digest != digest {
 			return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
 		}
-		orig := w.results[pk.seq]
-		if orig == nil {
-			orig = newResult()
-			w.results[pk.seq] = orig
+		pe := w.pending[pk.seq]
+		if pe.r == nil {
+			pe.r = newResult()
+			w.pending[pk.seq] = pe
 		}
-		return orig.follow(), true, nil
+		return pe.r.follow(), true, nil
 	}
 	if stale || !sk.read {
 		*sk = w.storedKey(e.idemKey)
@@ -634,17 +662,19 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, d
 	return completedResult(Delivery{Topic: ks.topic, Partition: ks.partition, Offset: ks.offset, Duplicate: true}, nil), true, nil
 }
 
-func (w *Writer) removePendingLocked(e *entry) {
-	size, ok := w.pending[e.seq]
+// removePendingLocked removes e from the in-memory outbox and returns its
+// Result (nil if nobody asked for one, or e was not pending).
+func (w *Writer) removePendingLocked(e *entry) *Result {
+	pe, ok := w.pending[e.seq]
 	if !ok {
-		return
+		return nil
 	}
 	delete(w.pending, e.seq)
-	w.bytes -= size
+	w.bytes -= pe.size
 	if pk, ok := w.pendingByKey[e.idemKey]; ok && pk.seq == e.seq {
 		delete(w.pendingByKey, e.idemKey)
 	}
-	delete(w.results, e.seq)
+	return pe.r
 }
 
 // spaceFreedLocked wakes the Emits waiting for space, after entries left
@@ -690,9 +720,7 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 			return err
 		}
 		// Before the keys leave pendingByKey (below).
-		for _, d := range ds {
-			w.filter.add([]byte(d.e.idemKey), now)
-		}
+		w.filter.addKeys(ds, now)
 		return nil
 	}()
 	if err != nil {
@@ -708,10 +736,9 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 	var dones []done
 	w.mu.Lock()
 	for _, d := range ds {
-		if r := w.results[d.e.seq]; r != nil {
+		if r := w.removePendingLocked(d.e); r != nil {
 			dones = append(dones, done{r, Delivery{Topic: d.e.topic, Partition: d.partition, Offset: d.offset}})
 		}
-		w.removePendingLocked(d.e)
 	}
 	w.spaceFreedLocked()
 	// After the store says delivered and before mu is released: an Emit
@@ -738,10 +765,9 @@ func (w *Writer) failEntries(es []*entry, cause error) {
 	var rs []*Result
 	w.mu.Lock()
 	for _, e := range es {
-		if r := w.results[e.seq]; r != nil {
+		if r := w.removePendingLocked(e); r != nil {
 			rs = append(rs, r)
 		}
-		w.removePendingLocked(e)
 	}
 	w.spaceFreedLocked()
 	w.mu.Unlock()
@@ -770,8 +796,8 @@ func (w *Writer) readEntries(from, to uint64, limit int) ([]*entry, error) {
 
 // durable returns the highest seq below which every entry is committed.
 func (w *Writer) durable() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.cmu.Lock()
+	defer w.cmu.Unlock()
 	return w.durableHi
 }
 
@@ -791,13 +817,12 @@ func (w *Writer) Flush(ctx context.Context) error {
 		return ErrClosed
 	}
 	rs := make([]*Result, 0, len(w.pending))
-	for seq := range w.pending {
-		r := w.results[seq]
-		if r == nil {
-			r = newResult()
-			w.results[seq] = r
+	for seq, pe := range w.pending {
+		if pe.r == nil {
+			pe.r = newResult()
+			w.pending[seq] = pe
 		}
-		rs = append(rs, r)
+		rs = append(rs, pe.r)
 	}
 	w.mu.Unlock()
 	var first error
