@@ -1,6 +1,8 @@
 package writer
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 
 	"github.com/bits-and-blooms/bloom/v3"
@@ -45,7 +47,35 @@ const (
 )
 
 func newDeliveredFilter(windowMs int64) *deliveredFilter {
-	return &deliveredFilter{sliceMs: max(windowMs/8, 1), windowMs: windowMs, slices: map[int64]*filterChain{}}
+	return newSlicedFilter(windowMs, max(windowMs/8, 1))
+}
+
+// newSlicedFilter files keys in slices of sliceMs (the key index's, fixed
+// when the outbox was created).
+func newSlicedFilter(windowMs, sliceMs int64) *deliveredFilter {
+	return &deliveredFilter{sliceMs: max(sliceMs, 1), windowMs: windowMs, slices: map[int64]*filterChain{}}
+}
+
+// slice is the slice of a key delivered at atMs.
+func (f *deliveredFilter) slice(atMs int64) int64 { return atMs / f.sliceMs }
+
+// slicesFor returns the slices that may hold key, newest first: the key
+// index files a delivered key under its slice, so a lookup reads only
+// those.
+func (f *deliveredFilter) slicesFor(key []byte) []int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []int64
+	for i, c := range f.slices {
+		for _, p := range c.parts {
+			if p.Test(key) {
+				out = append(out, i)
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b int64) int { return cmp.Compare(b, a) })
+	return out
 }
 
 // add records key as delivered at atMs.
@@ -66,7 +96,7 @@ func (f *deliveredFilter) addKeys(ds []delivered, atMs int64) {
 }
 
 func (f *deliveredFilter) addLocked(key []byte, atMs int64) {
-	i := atMs / f.sliceMs
+	i := f.slice(atMs)
 	c := f.slices[i]
 	if c == nil {
 		c = &filterChain{}
@@ -98,13 +128,17 @@ func (f *deliveredFilter) mayContain(key []byte) bool {
 	return false
 }
 
-// expire drops the slices delivered entirely before nowMs - window.
-func (f *deliveredFilter) expire(nowMs int64) {
+// expire drops the slices delivered entirely before nowMs - window and
+// returns them.
+func (f *deliveredFilter) expire(nowMs int64) []int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var gone []int64
 	for i := range f.slices {
 		if (i+1)*f.sliceMs <= nowMs-f.windowMs {
 			delete(f.slices, i)
+			gone = append(gone, i)
 		}
 	}
+	return gone
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/oncelog/oncelog/internal/pebblestore"
@@ -219,6 +220,19 @@ func TestOutboxMigratedFromStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A key delivered by that version: k | key -> state, x | ms | key.
+	now := time.Now().UnixMilli()
+	old := &entry{topic: "events", value: []byte("delivered"), idemKey: "d1"}
+	ks := keyState{state: stateDelivered, seq: 12, partition: 1, offset: 77, atMs: now, topic: "events", digest: old.computeDigest()}
+	if err := db.Set(append([]byte{prefixKey}, "d1"...), ks.encode(), nil); err != nil {
+		t.Fatal(err)
+	}
+	var x [9]byte
+	x[0] = prefixExpiry
+	binary.BigEndian.PutUint64(x[1:], uint64(now))
+	if err := db.Set(append(x[:], "d1"...), nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	var sent [8]byte
 	binary.BigEndian.PutUint64(sent[:], 12) // 12 was delivered before 3, 5, 9
 	if err := db.Set([]byte(keySentSeq), sent[:], pebble.Sync); err != nil {
@@ -240,6 +254,13 @@ func TestOutboxMigratedFromStore(t *testing.T) {
 		w.mu.Unlock()
 		if next <= 12 {
 			t.Fatalf("round %d: next seq %d reuses a seq handed out before (<= 12)", round, next)
+		}
+		r, err := w.Emit(context.Background(), "events", nil, []byte("delivered"), WithIdempotencyKey("d1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := r.Wait(context.Background()); err != nil || !d.Duplicate || d.Partition != 1 || d.Offset != 77 {
+			t.Fatalf("round %d: re-emit of a key delivered before the migration: %+v, %v", round, d, err)
 		}
 		if round == 0 {
 			if _, err := w.Emit(context.Background(), "events", nil, []byte("new"), WithIdempotencyKey("n")); err != nil {

@@ -20,8 +20,14 @@ import (
 // the key index and the outbox's metadata are a pebble store in Dir/store.
 // Its keys:
 //
-//	k | idempotency key           -> keyState (delivered)
-//	x | delivered-at ms (8, BE) | idempotency key -> nothing (expiry order)
+//	K | slice (8, BE) | idempotency key -> keyState (delivered); slice =
+//	                                 delivered-at ms / m/slice, so a window's
+//	                                 keys expire as a few range deletions
+//	k, x                          -> the key index before slices (k | key ->
+//	                                 keyState, x | ms | key expiry order):
+//	                                 rewritten as K keys at Open
+//	m | "slice"                   -> the slice length in ms (window/8 when the
+//	                                 outbox was created)
 //	m | "id"                      -> the outbox id (random, made at creation)
 //	m | "sent"                    -> the delivered watermark W (8, BE): every
 //	                                 seq <= W was delivered or given up
@@ -37,8 +43,10 @@ import (
 // handed out before.
 const (
 	prefixEntry    = 'o'
-	prefixKey      = 'k'
-	prefixExpiry   = 'x'
+	prefixKey      = 'k' // before slices
+	prefixExpiry   = 'x' // before slices
+	prefixSliceKey = 'K'
+	keySliceMs     = "mslice"
 	keyOutboxID    = "mid"
 	keySentSeq     = "msent"
 	keyNextSeq     = "mnext"
@@ -53,14 +61,14 @@ func entryKey(seq uint64) []byte {
 	return b
 }
 
-func idemKey(k string) []byte { return append([]byte{prefixKey}, k...) }
-
-func expiryKey(atMs int64, k string) []byte {
-	b := make([]byte, 9, 9+len(k))
-	b[0] = prefixExpiry
-	binary.BigEndian.PutUint64(b[1:], uint64(atMs))
-	return append(b, k...)
+func slicePrefix(slice int64) []byte {
+	b := make([]byte, 9)
+	b[0] = prefixSliceKey
+	binary.BigEndian.PutUint64(b[1:], uint64(slice))
+	return b
 }
+
+func sliceKey(slice int64, k string) []byte { return append(slicePrefix(slice), k...) }
 
 // entry is an undelivered event as stored.
 type entry struct {

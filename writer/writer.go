@@ -227,14 +227,32 @@ func (w *Writer) load() (err error) {
 		}
 	}
 	w.lowPending = w.sentSeq + 1
-	w.filter = newDeliveredFilter(w.cfg.KeyWindow.Milliseconds())
-	kit, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+	sliceMs, err := w.getSeq(keySliceMs)
+	if err != nil {
+		return err
+	}
+	if sliceMs == 0 {
+		sliceMs = uint64(max(w.cfg.KeyWindow.Milliseconds()/8, 1))
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], sliceMs)
+		if err := w.db.Set([]byte(keySliceMs), b[:], pebble.Sync); err != nil {
+			return err
+		}
+	}
+	w.filter = newSlicedFilter(w.cfg.KeyWindow.Milliseconds(), int64(sliceMs))
+	if err := w.migrateKeys(); err != nil {
+		return fmt.Errorf("writer: key index: %w", err)
+	}
+	kit, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSliceKey}, UpperBound: []byte{prefixSliceKey + 1}})
 	if err != nil {
 		return err
 	}
 	for kit.First(); kit.Valid(); kit.Next() {
+		if len(kit.Key()) < 9 {
+			continue
+		}
 		if ks, derr := decodeKeyState(kit.Value()); derr == nil && ks.state == stateDelivered {
-			w.filter.add(kit.Key()[1:], ks.atMs)
+			w.filter.add(kit.Key()[9:], ks.atMs)
 		}
 	}
 	if err := kit.Close(); err != nil {
@@ -260,6 +278,44 @@ func (w *Writer) getSeq(key string) (uint64, error) {
 		return 0, fmt.Errorf("writer: %s: %w", key, errCorrupt)
 	}
 	return binary.BigEndian.Uint64(v), nil
+}
+
+// migrateKeys rewrites a key index written before slices (k | key, with
+// x | ms | key for expiry) as K | slice | key, then deletes the old keys;
+// a crash in between repeats it (the rewrites are idempotent).
+func (w *Writer) migrateKeys() error {
+	it, err := w.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixKey}, UpperBound: []byte{prefixKey + 1}})
+	if err != nil {
+		return err
+	}
+	b := w.db.NewBatch()
+	defer func() { b.Close() }()
+	n, seen := 0, false
+	for it.First(); it.Valid(); it.Next() {
+		seen = true
+		ks, derr := decodeKeyState(it.Value())
+		if derr != nil || ks.state != stateDelivered {
+			continue // a pending key's state: the log holds its entry
+		}
+		_ = b.Set(sliceKey(w.filter.slice(ks.atMs), string(it.Key()[1:])), it.Value(), nil)
+		if n++; n%10000 == 0 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				it.Close()
+				return err
+			}
+			b.Close()
+			b = w.db.NewBatch()
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if !seen {
+		return nil
+	}
+	_ = b.DeleteRange([]byte{prefixKey}, []byte{prefixKey + 1}, nil)
+	_ = b.DeleteRange([]byte{prefixExpiry}, []byte{prefixExpiry + 1}, nil)
+	return b.Commit(pebble.Sync)
 }
 
 // migrate moves the undelivered entries of an outbox written before the
@@ -604,23 +660,26 @@ type storedKey struct {
 // reads are safe alongside writes).
 func (w *Writer) storedKey(k string) (sk storedKey) {
 	sk.read = true
-	if !w.filter.mayContain([]byte(k)) {
-		return sk
-	}
-	v, closer, err := func() (v []byte, closer io.Closer, err error) {
-		defer pebblestore.Guard(&err)
-		return w.db.Get(idemKey(k))
-	}()
-	if err != nil {
-		if !errors.Is(err, pebble.ErrNotFound) {
-			sk.err = fmt.Errorf("writer: key index: %w", err)
+	// The newest slice first: a key delivered again after its window
+	// is in two.
+	for _, slice := range w.filter.slicesFor([]byte(k)) {
+		v, closer, err := func() (v []byte, closer io.Closer, err error) {
+			defer pebblestore.Guard(&err)
+			return w.db.Get(sliceKey(slice, k))
+		}()
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
 		}
-		return sk
-	}
-	ks, derr := decodeKeyState(v)
-	closer.Close()
-	if derr == nil && ks.state == stateDelivered {
-		sk.delivered, sk.ks = true, ks
+		if err != nil {
+			sk.err = fmt.Errorf("writer: key index: %w", err)
+			return sk
+		}
+		ks, derr := decodeKeyState(v)
+		closer.Close()
+		if derr == nil && ks.state == stateDelivered {
+			sk.delivered, sk.ks = true, ks
+			return sk
+		}
 	}
 	return sk
 }
@@ -704,10 +763,10 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		defer pebblestore.Guard(&err)
 		b := w.db.NewBatch()
 		defer b.Close()
+		slice := w.filter.slice(now)
 		for _, d := range ds {
 			ks := keyState{state: stateDelivered, seq: d.e.seq, partition: d.partition, offset: d.offset, atMs: now, topic: d.e.topic, digest: d.e.digest()}
-			_ = b.Set(idemKey(d.e.idemKey), ks.encode(), nil)
-			_ = b.Set(expiryKey(now, d.e.idemKey), nil, nil)
+			_ = b.Set(sliceKey(slice, d.e.idemKey), ks.encode(), nil)
 		}
 		// No fsync of its own, in either mode: the entries stay in
 		// the log above the watermark until a checkpoint's synced
