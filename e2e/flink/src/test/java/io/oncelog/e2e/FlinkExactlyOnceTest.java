@@ -176,6 +176,7 @@ class FlinkExactlyOnceTest {
     double seconds;
     List<String> open;
     Anomalies anomalies;
+    String diagnosis = "";
 
     Run(Broker b, TransactionNamingStrategy naming, int n) {
       this.b = b;
@@ -278,6 +279,9 @@ class FlinkExactlyOnceTest {
 
       open = openTransactions(b, prefix, Duration.ofSeconds(10));
       anomalies = Anomalies.check(readInput(), Clients.readAll(b, out, "read_committed"));
+      if (!anomalies.counts.isEmpty()) {
+        diagnosis = diagnose();
+      }
       System.out.printf("flink %s %s: %d inputs in %.1f s (%.0f records/s end to end); %d task failures, %d"
           + " broker kills, %d records replayed after restarts; %d read_committed outputs; %d transactional ids"
           + " of the prefix; open after the job: %s; anomalies: %s%n",
@@ -289,7 +293,7 @@ class FlinkExactlyOnceTest {
     void assertExactlyOnce() {
       assertEquals(List.of(), open, "transactions of prefix " + prefix + " left open after the job finished");
       assertEquals(n, anomalies.inputs, "input records read back");
-      assertEquals(Map.of(), anomalies.counts, "anomalies: " + anomalies.examples);
+      assertEquals(Map.of(), anomalies.counts, b + " " + naming + " anomalies: " + anomalies.examples + "; " + diagnosis);
       assertEquals(n, anomalies.outputs, "read_committed outputs");
     }
 
@@ -322,6 +326,45 @@ class FlinkExactlyOnceTest {
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
       }
+    }
+
+    /**
+     * What the output partition holds when outputs are missing: its log end and last stable
+     * offset, the records read_uncommitted reads, and the producers the broker tracks on it
+     * (an open transaction pins the last stable offset: a hanging transaction; aborted data
+     * shows as records read_uncommitted reads and read_committed does not).
+     */
+    private String diagnose() {
+      StringBuilder d = new StringBuilder();
+      try (Admin a = b.admin()) {
+        TopicPartition tp = new TopicPartition(out, 0);
+        try (KafkaConsumer<String, String> u = Clients.consumer(b, Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_uncommitted"));
+            KafkaConsumer<String, String> c = Clients.consumer(b, Map.of(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed"))) {
+          d.append("output log end ").append(u.endOffsets(List.of(tp)).get(tp))
+              .append(", last stable offset ").append(c.endOffsets(List.of(tp)).get(tp));
+        }
+        d.append(", read_uncommitted records ").append(Clients.readAll(b, out, "read_uncommitted").size());
+        d.append(", producers ");
+        a.describeProducers(List.of(tp)).partitionResult(tp).get(20, TimeUnit.SECONDS).activeProducers()
+            .forEach(ps -> d.append("[pid ").append(ps.producerId()).append(" epoch ").append(ps.producerEpoch())
+                .append(" last seq ").append(ps.lastSequence()).append(" txn start ")
+                .append(ps.currentTransactionStartOffset().isPresent() ? ps.currentTransactionStartOffset().getAsLong() : -1)
+                .append("]"));
+        d.append(", transactions ").append(a.listTransactions().all().get(20, TimeUnit.SECONDS).stream()
+            .filter(l -> l.transactionalId().startsWith(prefix)).map(l -> l.transactionalId() + "=" + l.state())
+            .sorted().collect(Collectors.joining(" ")));
+        if (b instanceof OncelogBroker o) {
+          // The coordinator's recovery decisions (adopted, aborted, resumed transactions) and errors.
+          List<String> lines = java.nio.file.Files.readAllLines(o.logFile().toPath()).stream()
+              .filter(l -> l.contains("level=WARN") || l.contains("level=ERROR") || l.contains("transaction")).toList();
+          d.append(", broker log (").append(lines.size()).append(" warnings and transaction lines, the last 30): ")
+              .append(String.join(" | ", lines.subList(Math.max(0, lines.size() - 30), lines.size())));
+        }
+      } catch (Exception e) {
+        d.append(" (diagnosis failed: ").append(e).append(")");
+      }
+      System.out.println("flink " + b + " " + naming + " diagnosis: " + d);
+      return d.toString();
     }
 
     /** The input as read_committed reads it, partition by partition, up to the source's stopping offsets. */
