@@ -2,7 +2,6 @@ package partition
 
 import (
 	"sync"
-	"time"
 
 	"github.com/oncelog/oncelog/producer"
 )
@@ -53,7 +52,10 @@ func (p *Partition) LoadProducers() {
 		p.stateLost = true
 		p.sync.fail(err)
 	}
-	p.ckpt = checkpointState{last: time.Now(), snapshotSize: p.log.Size()}
+	// Only the snapshot size (guarded by p.mu): the time of the last
+	// recovery point belongs to the checkpoint loop, which may be running
+	// on this partition now (OpenDeferred set it).
+	p.ckpt.snapshotSize = p.log.Size()
 	p.publishLocked(p.log.NextOffset())
 	p.mu.Unlock()
 	close(p.load.done)

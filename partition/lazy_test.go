@@ -127,3 +127,53 @@ func TestDeferredLoadLastStableOffset(t *testing.T) {
 		t.Fatalf("open transactions after the restart: %+v", open)
 	}
 }
+
+// TestDeferredLoadWithCheckpoints: the broker's checkpoint loop may run on a
+// partition while the background loader loads its producer state (a
+// restart), so the load must not touch what the loop owns (the race
+// detector caught LoadProducers resetting the loop's last recovery point
+// time while Checkpoint read it).
+func TestDeferredLoadWithCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	p, err := Open(nil, dir, "t", 0, cfg, producer.NewLimits(1000, nil), Hooks{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var durable int64
+	for pid := int64(1); pid <= 20; pid++ {
+		res := p.Append(batchtest.Idempotent(2, pid, 0, 0), time.Now())
+		if res.ErrorCode != 0 {
+			t.Fatalf("pid %d: %+v", pid, res)
+		}
+		durable = res.DurableAt
+	}
+	waitDurable(t, p, durable)
+	p.sync.stop() // crash
+	p.producers.Close()
+
+	q, err := OpenDeferred(nil, dir, "t", 0, cfg, producer.NewLimits(1000, nil), Hooks{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	policy := CheckpointPolicy{Interval: time.Nanosecond, Bytes: 1}
+	var wg sync.WaitGroup
+	wg.Go(q.LoadProducers)
+	wg.Go(func() {
+		for range 50 {
+			if _, err := q.Checkpoint(time.Now(), policy); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if !q.ProducersLoaded() {
+		t.Fatal("the producer state is not loaded")
+	}
+	if _, err := q.Checkpoint(time.Now(), policy); err != nil {
+		t.Fatal(err)
+	}
+}

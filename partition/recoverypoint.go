@@ -24,11 +24,14 @@ type CheckpointPolicy struct {
 // the snapshot would weigh, so snapshots never write more than the log.
 const snapshotEntryBytes = 64
 
-// checkpointState is the partition's side of its recovery points. Only the
-// broker's checkpoint loop uses it (one goroutine at a time).
+// checkpointState is the partition's side of its recovery points.
 type checkpointState struct {
-	last         time.Time // the last recovery point written (or the partition opened)
-	snapshotSize int64     // log size at the last producer snapshot
+	// last is the last recovery point written (or the partition opened):
+	// only the broker's checkpoint loop uses it (one goroutine at a time).
+	last time.Time
+	// snapshotSize is the log size at the last producer snapshot (guarded
+	// by Partition.mu: the deferred producer load sets it too).
+	snapshotSize int64
 }
 
 // Checkpoint writes a recovery point and, when due, a producer snapshot at
