@@ -654,8 +654,6 @@ func (bk *batchKeys) appended(ar partition.AppendResult) (*partitionKeys, bool) 
 		n += len(r.key)
 	}
 	keys := make([]byte, 0, n)
-	tk := bk.tk
-	tk.mu.Lock()
 	for _, r := range bk.fresh {
 		ts := r.timestamp
 		if ar.LogAppendTime >= 0 {
@@ -666,11 +664,17 @@ func (bk *batchKeys) appended(ar partition.AppendResult) (*partitionKeys, bool) 
 		own := keys[len(keys)-len(r.key) : len(keys) : len(keys)]
 		pb.inserts = append(pb.inserts, dedup.Insert{Key: own, Entry: e})
 		pb.hashes = append(pb.hashes, r.hash)
+	}
+	// Only the map updates under the topic's lock, which every batch of
+	// the topic's partitions takes three times (prepare, here, the flush).
+	tk := bk.tk
+	tk.mu.Lock()
+	for i, in := range pb.inserts {
 		// The pending set borrows the inserts' copy (never written
 		// again): no allocation per key.
-		tk.pending.put(r.hash, own, e)
+		tk.pending.put(pb.hashes[i], in.Key, in.Entry)
 		if pb.txn {
-			tk.holdForTxn(borrowed(own), txnKey{producerID: pb.producerID, partition: bk.part.Index})
+			tk.holdForTxn(borrowed(in.Key), txnKey{producerID: pb.producerID, partition: bk.part.Index})
 		}
 	}
 	pk := tk.partition(bk.part.Index)
