@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -116,5 +118,68 @@ func TestKeyWindowKnownKeyTwiceInBatch(t *testing.T) {
 	res = produceDurable(t, b, "kw", 0, keyedBatch(t, "a", "w", "a", "w"))
 	if res.ErrorCode != kerr.InvalidRecord.Code || len(res.RecordErrors) != 2 {
 		t.Fatalf("conflict: %v %+v", kerr.ErrorForCode(res.ErrorCode), res.RecordErrors)
+	}
+}
+
+// TestKeyMapChurn runs the pending set's queue pattern (insert once, delete
+// once, a window of live keys) through many backward shifts: every live key
+// is found, every deleted one is not, and the table does not grow.
+func TestKeyMapChurn(t *testing.T) {
+	km := newKeyMap[int](0)
+	keys := make([][]byte, 30000)
+	for i := range keys {
+		keys[i] = []byte(strconv.Itoa(i))
+	}
+	const live = 500
+	for i := range keys {
+		km.put(keyHash(keys[i]), keys[i], i)
+		if i >= live {
+			km.del(keyHash(keys[i-live]), keys[i-live])
+		}
+		if len(km.slots) > tableSize(live+1) {
+			t.Fatalf("table of %d slots for %d keys", len(km.slots), km.n)
+		}
+	}
+	for i := range keys {
+		v, ok := km.get(keyHash(keys[i]), keys[i])
+		if want := i >= len(keys)-live; ok != want || (ok && v != i) {
+			t.Fatalf("key %d: %d %v, want found=%v", i, v, ok, want)
+		}
+	}
+	if km.len() != live {
+		t.Fatalf("len %d, want %d", km.len(), live)
+	}
+}
+
+// TestKeyMapAgainstGoMap runs random puts and deletes with a hash of few
+// values (long runs, wrap-around at the table's end, shifts across
+// colliding keys) against a Go map of the same keys.
+func TestKeyMapAgainstGoMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	weak := func(k []byte) uint64 { return uint64(len(k)*7919) + uint64(k[0]%5)<<60 | 63 }
+	km := newKeyMap[int](0)
+	ref := map[string]int{}
+	keys := make([][]byte, 300)
+	for i := range keys {
+		keys[i] = []byte(strconv.Itoa(i * 7))
+	}
+	for op := range 50000 {
+		k := keys[rng.IntN(len(keys))]
+		if rng.IntN(3) == 0 {
+			km.del(weak(k), k)
+			delete(ref, string(k))
+		} else {
+			km.put(weak(k), k, op)
+			ref[string(k)] = op
+		}
+		if km.len() != len(ref) {
+			t.Fatalf("op %d: len %d, want %d", op, km.len(), len(ref))
+		}
+	}
+	for _, k := range keys {
+		v, ok := km.get(weak(k), k)
+		if want, wok := ref[string(k)]; ok != wok || v != want {
+			t.Fatalf("key %s: %d %v, want %d %v", k, v, ok, want, wok)
+		}
 	}
 }

@@ -147,9 +147,10 @@ type topicKeys struct {
 	// the request, which outlives the reservation): a batch that meets
 	// one waits for its done.
 	reserved keyMap[*keyReservation]
-	// pending holds the keys appended and not yet in the durable index
-	// (borrowed from their queued inserts' copy).
-	pending keyMap[dedup.Entry]
+	// pending holds the keys appended and not yet in the durable index,
+	// each pointing at its queued insert (which holds the key's copy and
+	// its entry: a small map slot).
+	pending keyMap[*dedup.Insert]
 	// inTxn are the keys written by transactions still open: their fate
 	// is not known yet, so another producer's write of such a key is
 	// answered CONCURRENT_TRANSACTIONS (retriable) until the marker is
@@ -203,7 +204,7 @@ func (kw *keyWindows) topic(name string) *topicKeys {
 	defer kw.mu.Unlock()
 	tk := kw.m[name]
 	if tk == nil {
-		tk = &topicKeys{reserved: newKeyMap[*keyReservation](0), pending: newKeyMap[dedup.Entry](0), inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
+		tk = &topicKeys{reserved: newKeyMap[*keyReservation](0), pending: newKeyMap[*dedup.Insert](0), inTxn: map[string]txnKey{}, txnHeld: map[txnKey][]string{}, parts: map[int32]*partitionKeys{}}
 		kw.m[name] = tk
 	}
 	return tk
@@ -299,8 +300,12 @@ type knownKey struct {
 // an offset retention or DeleteRecords removed from its partition no longer
 // counts (the record is gone, so the key is free again).
 func (b *Broker) lookupKey(tk *topicKeys, topic *Topic, key []byte, window time.Duration) (dedup.Entry, bool, error) {
+	var e dedup.Entry
 	tk.mu.Lock()
-	e, found := tk.pending.get(keyHash(key), key)
+	in, found := tk.pending.get(keyHash(key), key)
+	if found {
+		e = in.Entry
+	}
 	tk.mu.Unlock()
 	if !found {
 		var err error
@@ -386,11 +391,11 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 		}
 		tk.reserved.put(rk.hash, key, bk.res)
 		bk.reservedKeys = append(bk.reservedKeys, int32(i))
-		if e, ok := tk.pending.get(rk.hash, key); ok {
+		if in, ok := tk.pending.get(rk.hash, key); ok {
 			if known == nil {
 				known = make([]knownKey, len(keys))
 			}
-			known[i] = knownKey{entry: e, found: true}
+			known[i] = knownKey{entry: in.Entry, found: true}
 		} else {
 			ask = append(ask, key)
 			askAt = append(askAt, int32(i))
@@ -669,10 +674,11 @@ func (bk *batchKeys) appended(ar partition.AppendResult) (*partitionKeys, bool) 
 	// the topic's partitions takes three times (prepare, here, the flush).
 	tk := bk.tk
 	tk.mu.Lock()
-	for i, in := range pb.inserts {
-		// The pending set borrows the inserts' copy (never written
-		// again): no allocation per key.
-		tk.pending.put(pb.hashes[i], in.Key, in.Entry)
+	for i := range pb.inserts {
+		// The pending set borrows the insert and its key's copy (never
+		// written again): no allocation per key.
+		in := &pb.inserts[i]
+		tk.pending.put(pb.hashes[i], in.Key, in)
 		if pb.txn {
 			tk.holdForTxn(borrowed(in.Key), txnKey{producerID: pb.producerID, partition: bk.part.Index})
 		}
@@ -785,7 +791,7 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 		tk.mu.Lock()
 		pk.queue = slices.Delete(pk.queue, 0, n)
 		for i, in := range inserts {
-			if p, ok := tk.pending.get(hashes[i], in.Key); ok && p.Partition == in.Entry.Partition && p.Offset == in.Entry.Offset {
+			if p, ok := tk.pending.get(hashes[i], in.Key); ok && p.Entry.Partition == in.Entry.Partition && p.Entry.Offset == in.Entry.Offset {
 				tk.pending.del(hashes[i], in.Key)
 			}
 		}
@@ -1018,7 +1024,7 @@ func (b *Broker) removeAbortedKeys(t *Topic, part *partition.Partition, pid, bef
 			continue
 		}
 		for i, in := range pb.inserts {
-			if p, ok := tk.pending.get(pb.hashes[i], in.Key); ok && p.Partition == part.Index && p.Offset == in.Entry.Offset {
+			if p, ok := tk.pending.get(pb.hashes[i], in.Key); ok && p.Entry.Partition == part.Index && p.Entry.Offset == in.Entry.Offset {
 				tk.pending.del(pb.hashes[i], in.Key)
 			}
 		}
