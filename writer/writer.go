@@ -42,8 +42,18 @@ type Writer struct {
 
 	// delivGen counts the groups of keys that left pendingByKey after
 	// their delivery (changed under mu); an Emit that looked a key up in
-	// the store before taking mu looks again if it moved meanwhile.
+	// the store before taking mu looks again if that key moved meanwhile
+	// (movedSinceLocked).
 	delivGen atomic.Uint64
+	// recent holds the keys of the last deliveries, the one of gen g at
+	// g % len (under mu): an Emit whose lookup is at most len gens old
+	// re-reads only the keys delivered since, not all of them (with acks
+	// landing while Emits run every lookup was stale, and re-reading
+	// each key's filter under mu was most of the Emits' wait).
+	recent [recentDeliveries]recentDelivery
+	// testBeforeLock, if set, runs in Emit between the key index reads
+	// and taking mu (tests only: it opens the race a delivery may win).
+	testBeforeLock func()
 	// filter answers most lookups of new keys without the key index.
 	filter *deliveredFilter
 
@@ -88,6 +98,15 @@ type Writer struct {
 	lowPending uint64
 	failed     error // a failed outbox commit: the store is unusable
 	closed     bool
+}
+
+// recentDeliveries is how many deliveries' key sets are kept: an Emit
+// that read the key index more deliveries ago re-reads all its keys.
+const recentDeliveries = 64
+
+type recentDelivery struct {
+	gen  uint64
+	keys map[string]struct{}
 }
 
 type pendingEntry struct {
@@ -536,6 +555,9 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 				stored[i] = w.storedKey(e.idemKey)
 			}
 		}
+		if w.testBeforeLock != nil {
+			w.testBeforeLock()
+		}
 		w.mu.Lock()
 		if w.closed {
 			w.mu.Unlock()
@@ -545,7 +567,6 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			w.mu.Unlock()
 			return nil, w.failed
 		}
-		stale := w.delivGen.Load() != gen
 		// Answer known keys; the rest need space.
 		fresh, dups = fresh[:0], 0
 		var need int64
@@ -555,7 +576,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 				continue
 			}
 			if !generated[i] {
-				r, done, err := w.lookupLocked(e, &stored[i], stale)
+				r, done, err := w.lookupLocked(e, &stored[i], gen)
 				if err != nil {
 					w.mu.Unlock()
 					return nil, err
@@ -686,10 +707,10 @@ func (w *Writer) storedKey(k string) (sk storedKey) {
 
 // lookupLocked answers an Emit whose key the outbox knows: done is false
 // for a key it does not (or no longer, past the window) know. sk is the
-// key index's answer read before w.mu was taken; stale says a delivery
-// may have moved the key from pendingByKey to the index since, so the index
+// key index's answer read before w.mu was taken, when delivGen was gen; if
+// a delivery since moved the key from pendingByKey to the index, the index
 // is read again.
-func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, done bool, err error) {
+func (w *Writer) lookupLocked(e *entry, sk *storedKey, gen uint64) (r *Result, done bool, err error) {
 	digest := e.digest()
 	if pk, ok := w.pendingByKey[e.idemKey]; ok {
 		if pk.digest != digest {
@@ -702,7 +723,7 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, d
 		}
 		return pe.r.follow(), true, nil
 	}
-	if stale || !sk.read {
+	if !sk.read || w.movedSinceLocked(e.idemKey, gen) {
 		*sk = w.storedKey(e.idemKey)
 	}
 	if sk.err != nil {
@@ -719,6 +740,36 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, stale bool) (r *Result, d
 		return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
 	}
 	return completedResult(Delivery{Topic: ks.topic, Partition: ks.partition, Offset: ks.offset, Duplicate: true}, nil), true, nil
+}
+
+// movedSinceLocked reports whether key may have left pendingByKey for the
+// key index in a delivery after gen: exact for the last recentDeliveries
+// deliveries, true for anything older.
+//
+// Why this is enough: commitDelivered writes the keys to the index and
+// the filter, then under mu removes them from pendingByKey, files them in
+// recent and bumps delivGen. An Emit that loaded gen g and then read the
+// index either saw a delivery of gen <= g (its writes happened before the
+// bump the load observed) or, for a later one, finds the key here; a key
+// still in pendingByKey under mu needs no index at all.
+func (w *Writer) movedSinceLocked(key string, gen uint64) bool {
+	now := w.delivGen.Load()
+	if now == gen {
+		return false
+	}
+	if now-gen > recentDeliveries {
+		return true
+	}
+	for g := gen + 1; g <= now; g++ {
+		rd := &w.recent[g%recentDeliveries]
+		if rd.gen != g {
+			return true
+		}
+		if _, ok := rd.keys[key]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // removePendingLocked removes e from the in-memory outbox and returns its
@@ -793,6 +844,10 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		d Delivery
 	}
 	var dones []done
+	keys := make(map[string]struct{}, len(ds))
+	for _, d := range ds {
+		keys[d.e.idemKey] = struct{}{}
+	}
 	w.mu.Lock()
 	for _, d := range ds {
 		if r := w.removePendingLocked(d.e); r != nil {
@@ -801,8 +856,10 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 	}
 	w.spaceFreedLocked()
 	// After the store says delivered and before mu is released: an Emit
-	// that read the key index earlier reads it again (lookupLocked).
-	w.delivGen.Add(1)
+	// that read the key index earlier reads these keys again
+	// (movedSinceLocked).
+	g := w.delivGen.Add(1)
+	w.recent[g%recentDeliveries] = recentDelivery{gen: g, keys: keys}
 	w.mu.Unlock()
 	w.checkpoint(false)
 	for _, d := range dones {
