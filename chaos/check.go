@@ -635,7 +635,7 @@ func (c *checker) checkEpochs() {
 		if a.Member != b.Member {
 			return int(a.Member) - int(b.Member)
 		}
-		return cmpUint64(a.Seq, b.Seq)
+		return cmp.Compare(a.Seq, b.Seq)
 	})
 	for i := 1; i < len(txns); i++ {
 		prev, cur := txns[i-1], txns[i]
@@ -657,14 +657,4 @@ func (c *checker) checkEpochs() {
 				cur.Member, cur, seen[cur].id, seen[cur].epoch, prev, seen[prev].epoch)
 		}
 	}
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

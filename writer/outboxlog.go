@@ -2,6 +2,7 @@ package writer
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -114,7 +115,7 @@ func openLog(dir string, through uint64, warn func(msg string, args ...any), fn 
 		}
 		l.segs = append(l.segs, &logSegment{first: first, path: filepath.Join(dir, de.Name())})
 	}
-	slices.SortFunc(l.segs, func(a, b *logSegment) int { return cmpU64(a.first, b.first) })
+	slices.SortFunc(l.segs, func(a, b *logSegment) int { return cmp.Compare(a.first, b.first) })
 	var last uint64
 	for i, s := range l.segs {
 		data, err := os.ReadFile(s.path)
@@ -410,18 +411,8 @@ func (l *outboxLog) read(from, to uint64, limit int, keep func(seq uint64) bool)
 // sortSearchSegs is the index of the first segment whose first seq is
 // above seq.
 func sortSearchSegs(segs []*logSegment, seq uint64) int {
-	i, _ := slices.BinarySearchFunc(segs, seq+1, func(s *logSegment, t uint64) int { return cmpU64(s.first, t) })
+	i, _ := slices.BinarySearchFunc(segs, seq+1, func(s *logSegment, t uint64) int { return cmp.Compare(s.first, t) })
 	return i
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (l *outboxLog) close() error {
