@@ -58,9 +58,7 @@ func (w *Writer) checkpoint(force bool) {
 	w.ckptAt = time.Now()
 	err := func() (err error) {
 		defer pebblestore.Guard(&err)
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], through)
-		return w.db.Set([]byte(keySentSeq), b[:], pebble.Sync)
+		return w.db.Set([]byte(keySentSeq), binary.BigEndian.AppendUint64(nil, through), pebble.Sync)
 	}()
 	if err != nil {
 		w.cfg.Logger.Error("writer: outbox checkpoint failed", "err", err)

@@ -252,9 +252,7 @@ func (w *Writer) load() (err error) {
 	}
 	if sliceMs == 0 {
 		sliceMs = uint64(max(w.cfg.KeyWindow.Milliseconds()/8, 1))
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], sliceMs)
-		if err := w.db.Set([]byte(keySliceMs), b[:], pebble.Sync); err != nil {
+		if err := w.db.Set([]byte(keySliceMs), binary.BigEndian.AppendUint64(nil, sliceMs), pebble.Sync); err != nil {
 			return err
 		}
 	}
@@ -372,14 +370,10 @@ func (w *Writer) migrate(last uint64, floor *uint64, add func(*entry) error) (ui
 	b := w.db.NewBatch()
 	defer b.Close()
 	*floor = max(*floor, w.sentSeq+1, last+1)
-	var nb [8]byte
-	binary.BigEndian.PutUint64(nb[:], *floor)
-	_ = b.Set([]byte(keyNextSeq), nb[:], nil)
+	_ = b.Set([]byte(keyNextSeq), binary.BigEndian.AppendUint64(nil, *floor), nil)
 	if es[0].seq <= w.sentSeq {
 		w.sentSeq = es[0].seq - 1
-		var sb [8]byte
-		binary.BigEndian.PutUint64(sb[:], w.sentSeq)
-		_ = b.Set([]byte(keySentSeq), sb[:], nil)
+		_ = b.Set([]byte(keySentSeq), binary.BigEndian.AppendUint64(nil, w.sentSeq), nil)
 	}
 	// The floor and the lowered watermark first, then the log (so no
 	// crash leaves log entries below a watermark that skips them).
