@@ -303,7 +303,7 @@ class FlinkExactlyOnceTest {
         System.out.println(msg);
         Assumptions.abort(msg);
       }
-      assertEquals(List.of(), open, "transactions of prefix " + prefix + " left open after the job finished");
+      assertEquals(List.of(), open, "transactions of prefix " + prefix + " left open after the job finished; " + diagnosis);
       assertEquals(n, anomalies.inputs, "input records read back");
       assertEquals(Map.of(), anomalies.counts, b + " " + naming + " anomalies: " + anomalies.examples + "; " + diagnosis);
       assertEquals(n, anomalies.outputs, "read_committed outputs");
@@ -375,7 +375,6 @@ class FlinkExactlyOnceTest {
       } catch (Exception e) {
         d.append(" (diagnosis failed: ").append(e).append(")");
       }
-      System.out.println("flink " + b + " " + naming + " diagnosis: " + d);
       return d.toString();
     }
 

@@ -16,7 +16,6 @@ public final class Brokers {
 
   static synchronized List<Broker> get() throws Exception {
     if (all == null) {
-      // -De2e.brokers=oncelog (or kafka) runs the suite against one of them only.
       String only = System.getProperty("e2e.brokers", "oncelog,kafka");
       List<Broker> started = new ArrayList<>();
       if (only.contains("oncelog")) {
