@@ -80,6 +80,15 @@ func (b *bench) setSource(target, role string, src consumeSource) {
 	b.sources[target][role] = src
 }
 
+// batchShape says, for the progress log, how many records the clients put
+// in a batch and in a Produce request during the run ("" if not counted).
+func batchShape(c *cell) string {
+	if c.RecordsPerRequest == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%.0f records/batch, %.0f records/request)", c.RecordsPerBatch, c.RecordsPerRequest)
+}
+
 // record stores a target's outcome in rw and reports progress.
 func (b *bench) record(rw *row, target string, c *cell, err error) {
 	if err != nil {
@@ -93,7 +102,7 @@ func (b *bench) record(rw *row, target string, c *cell, err error) {
 		if c.BrokerCores > 0 {
 			c.Text += fmt.Sprintf(" [cpu %.2f, clients %.2f]", c.BrokerCores, c.BenchCores)
 		}
-		b.logf("  %-10s %s", target, c.Text)
+		b.logf("  %-10s %s%s", target, c.Text, batchShape(c))
 	}
 	rw.Cells[target] = c
 }

@@ -132,8 +132,9 @@ func (t kafkaTarget) deleteTopic(ctx context.Context, topic string) error {
 	return err
 }
 
-func (t kafkaTarget) producerOpts(spec produceSpec, producer int) []kgo.Opt {
+func (t kafkaTarget) producerOpts(spec produceSpec, producer int, hooks ...kgo.Hook) []kgo.Opt {
 	opts := []kgo.Opt{
+		kgo.WithHooks(hooks...),
 		kgo.SeedBrokers(t.addr),
 		kgo.DefaultProduceTopic(spec.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -182,8 +183,9 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 	// few round trips: ApiVersions, Metadata, InitProducerId, a produce).
 	var setupErrs firstError
 	var setup sync.WaitGroup
+	batches := &batchCounter{}
 	for i := range clients {
-		cl, err := kgo.NewClient(t.producerOpts(spec, i)...)
+		cl, err := kgo.NewClient(t.producerOpts(spec, i, batches)...)
 		if err != nil {
 			return throughput{}, err
 		}
@@ -209,6 +211,7 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 		acked.Add(1)
 	}
 	settle()
+	batches.reset()
 	meter := startCPUMeter(t.pid)
 	start := time.Now()
 	deadline := start.Add(spec.Deadline)
@@ -241,7 +244,28 @@ func kafkaProduce(ctx context.Context, t kafkaTarget, spec produceSpec) (through
 		Elapsed: time.Since(start),
 	}
 	meter.done(&result)
+	result.Batches, result.Requests = batches.batches.Load(), batches.requests.Load()
 	return result, errs.get()
+}
+
+// batchCounter counts the record batches and Produce requests the clients
+// of a run wrote: how much each request carried tells apart a broker that
+// is slow per record from clients that send smaller requests to a broker
+// that answers sooner (more requests, more client CPU per record).
+type batchCounter struct{ batches, requests atomic.Int64 }
+
+func (c *batchCounter) reset() { c.batches.Store(0); c.requests.Store(0) }
+
+// OnProduceBatchWritten implements kgo.HookProduceBatchWritten.
+func (c *batchCounter) OnProduceBatchWritten(kgo.BrokerMetadata, string, int32, kgo.ProduceBatchMetrics) {
+	c.batches.Add(1)
+}
+
+// OnBrokerWrite implements kgo.HookBrokerWrite.
+func (c *batchCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == 0 && err == nil { // Produce
+		c.requests.Add(1)
+	}
 }
 
 func warmUpProducer(ctx context.Context, cl *kgo.Client, mode produceMode, value []byte) error {

@@ -25,6 +25,10 @@ type throughput struct {
 	// separate process (oncelog); zero otherwise. ClientCPU is the bench
 	// process's: the clients', plus kfake's or NATS's when they are the broker.
 	BrokerCPU, ClientCPU time.Duration
+	// Batches and Requests are the record batches and Produce requests the
+	// clients wrote during the run (kgo targets' produce runs; zero
+	// elsewhere).
+	Batches, Requests int64
 }
 
 // BrokerCores is the broker's average CPU use during the run, in cores.

@@ -24,8 +24,12 @@ type cell struct {
 	// BrokerCPUPerMB is the broker's CPU milliseconds per MB of record
 	// values moved (consume rows, subprocess brokers only).
 	BrokerCPUPerMB float64 `json:"broker_cpu_ms_per_mb,omitempty"`
-	Text           string  `json:"text"`
-	Error          string  `json:"error,omitempty"`
+	// RecordsPerBatch and RecordsPerRequest are the produce runs' average
+	// record batch and Produce request, as the kgo clients wrote them.
+	RecordsPerBatch   float64 `json:"records_per_batch,omitempty"`
+	RecordsPerRequest float64 `json:"records_per_request,omitempty"`
+	Text              string  `json:"text"`
+	Error             string  `json:"error,omitempty"`
 }
 
 type row struct {
@@ -73,7 +77,7 @@ func (r *report) addRow(section, name, unit string, lowerIsBetter bool) *row {
 }
 
 func throughputCell(t throughput) *cell {
-	return &cell{
+	c := &cell{
 		Value:       t.RecordsPerSec(),
 		MBPerSec:    t.MBPerSec(),
 		Records:     t.Records,
@@ -81,6 +85,11 @@ func throughputCell(t throughput) *cell {
 		BenchCores:  t.ClientCores(),
 		Text:        fmt.Sprintf("%s rec/s, %.1f MB/s", humanCount(t.RecordsPerSec()), t.MBPerSec()),
 	}
+	if t.Batches > 0 && t.Requests > 0 {
+		c.RecordsPerBatch = float64(t.Records) / float64(t.Batches)
+		c.RecordsPerRequest = float64(t.Records) / float64(t.Requests)
+	}
+	return c
 }
 
 // consumeCell is throughputCell with the broker's CPU time per consumed MB
