@@ -20,7 +20,7 @@ const checkpointEvery = 100 * time.Millisecond
 // undelivered).
 func (w *Writer) deliveredThroughLocked() uint64 {
 	for w.lowPending < w.nextSeq {
-		if _, ok := w.pending[w.lowPending]; ok {
+		if w.pending.has(w.lowPending) {
 			break
 		}
 		w.lowPending++

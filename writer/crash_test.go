@@ -110,7 +110,7 @@ func TestOutboxSurvivesKill9(t *testing.T) {
 				t.Fatalf("round %d: re-emit of %s, acknowledged before the kill, added an entry", round, k)
 			}
 			w.mu.Lock()
-			_, pending := w.pendingByKey[k]
+			_, pending := w.pendingByKey.get(keyHashOf(k), k)
 			w.mu.Unlock()
 			if !pending {
 				t.Fatalf("round %d: key %s acknowledged by Emit is not in the outbox after kill -9", round, k)

@@ -40,7 +40,7 @@ func TestEmitRacesDelivery(t *testing.T) {
 					}
 					for i := 0; i < others; i++ {
 						o := &entry{seq: 1000 + uint64(i), topic: "events", value: []byte("o"), idemKey: fmt.Sprintf("other%d", i)}
-						o.contentDigest = o.computeDigest()
+						o.contentDigest, o.keyHash = o.computeDigest(), keyHashOf(o.idemKey)
 						if err := w.commitDelivered([]delivered{{e: o, partition: 0, offset: int64(i)}}); err != nil {
 							t.Error(err)
 						}

@@ -127,7 +127,7 @@ func TestOutboxLogTornTailRepaired(t *testing.T) {
 			defer w.mu.Unlock()
 			for i := 0; i < 25; i++ {
 				k := fmt.Sprintf("t%d", i)
-				if _, ok := w.pendingByKey[k]; !ok && !(i == 19 && want == 19) {
+				if _, ok := w.pendingByKey.get(keyHashOf(k), k); !ok && !(i == 19 && want == 19) {
 					t.Fatalf("key %s missing after repair", k)
 				}
 			}

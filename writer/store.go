@@ -83,6 +83,11 @@ type entry struct {
 	// built (Emit, decodeEntry): the Emit and ack paths need it several
 	// times per event, and a SHA-256 per use was measurable.
 	contentDigest [32]byte
+	// keyHash is keyHashOf(idemKey), also set once where the entry is
+	// built: the pending tables, the filter and the recent deliveries'
+	// key sets all take it, and it is worked out outside the writer's
+	// lock.
+	keyHash uint64
 }
 
 // Header is a record header.
@@ -208,6 +213,7 @@ func decodeEntry(seq uint64, b []byte, digest *[32]byte) (*entry, error) {
 	} else {
 		e.contentDigest = e.computeDigest()
 	}
+	e.keyHash = keyHashOf(e.idemKey)
 	return e, nil
 }
 

@@ -87,9 +87,9 @@ type Writer struct {
 	// every entry below it is delivered or given up (its goroutine only).
 	txnFrom uint64
 	// pending is every undelivered entry (by seq), pendingByKey its
-	// keys; both are loaded at Open.
-	pending      map[uint64]pendingEntry
-	pendingByKey map[string]pendingKey
+	// keys; both are loaded at Open (pendingset.go).
+	pending      seqTable
+	pendingByKey keyTable
 	bytes        int64
 	space        chan struct{} // closed and replaced when space frees up
 	sentSeq      uint64        // m/sent, the checkpointed watermark (under ckptMu)
@@ -106,7 +106,7 @@ const recentDeliveries = 64
 
 type recentDelivery struct {
 	gen  uint64
-	keys map[string]struct{}
+	keys hashSet // the delivered keys' hashes
 }
 
 type pendingEntry struct {
@@ -140,8 +140,6 @@ func Open(ctx context.Context, cfg Config) (*Writer, error) {
 		commitWake:    make(chan struct{}, 1),
 		commitStop:    make(chan struct{}),
 		committerDone: make(chan struct{}),
-		pending:       map[uint64]pendingEntry{},
-		pendingByKey:  map[string]pendingKey{},
 		space:         make(chan struct{}),
 	}
 	if err := w.load(); err != nil {
@@ -223,9 +221,9 @@ func (w *Writer) load() (err error) {
 		return err
 	}
 	add := func(e *entry) error {
-		w.pending[e.seq] = pendingEntry{size: e.size()}
+		w.pending.put(e.seq, pendingEntry{size: e.size()})
 		w.bytes += e.size()
-		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
+		w.pendingByKey.put(e.keyHash, e.idemKey, pendingKey{seq: e.seq, digest: e.digest()})
 		if w.txnFrom == 0 {
 			w.txnFrom = e.seq
 		}
@@ -269,7 +267,7 @@ func (w *Writer) load() (err error) {
 			continue
 		}
 		if ks, derr := decodeKeyState(kit.Value()); derr == nil && ks.state == stateDelivered {
-			w.filter.add(kit.Key()[9:], ks.atMs)
+			w.filter.add(keyHashOf(string(kit.Key()[9:])), ks.atMs)
 		}
 	}
 	if err := kit.Close(); err != nil {
@@ -492,7 +490,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		if size := e.size(); size > int64(w.cfg.MaxEventBytes) {
 			return nil, fmt.Errorf("%w: %d bytes, max %d", ErrEventTooLarge, size, w.cfg.MaxEventBytes)
 		}
-		e.contentDigest = e.computeDigest()
+		e.contentDigest, e.keyHash = e.computeDigest(), keyHashOf(k)
 		es[i] = e
 	}
 
@@ -546,7 +544,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		gen := w.delivGen.Load()
 		for i, e := range es {
 			if !generated[i] && !repeat(i) {
-				stored[i] = w.storedKey(e.idemKey)
+				stored[i] = w.storedKey(e)
 			}
 		}
 		if w.testBeforeLock != nil {
@@ -584,7 +582,7 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 			fresh = append(fresh, e)
 			need += e.size()
 		}
-		if len(fresh) == 0 || len(w.pending)+len(fresh) <= w.cfg.MaxOutboxEntries && (w.bytes+need <= w.cfg.MaxOutboxBytes || len(w.pending) == 0) {
+		if len(fresh) == 0 || w.pending.len()+len(fresh) <= w.cfg.MaxOutboxEntries && (w.bytes+need <= w.cfg.MaxOutboxBytes || w.pending.len() == 0) {
 			break
 		}
 		if w.cfg.MaxBlock < 0 {
@@ -614,9 +612,9 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		w.nextSeq++
 		size := e.size()
 		r := &own[i]
-		w.pending[e.seq] = pendingEntry{size: size, r: r}
+		w.pending.put(e.seq, pendingEntry{size: size, r: r})
 		w.bytes += size
-		w.pendingByKey[e.idemKey] = pendingKey{seq: e.seq, digest: e.digest()}
+		w.pendingByKey.put(e.keyHash, e.idemKey, pendingKey{seq: e.seq, digest: e.digest()})
 		results[i] = r
 	}
 	for i := range es {
@@ -671,13 +669,14 @@ type storedKey struct {
 	err       error
 }
 
-// storedKey reads a key's state from the key index (no lock needed: pebble
-// reads are safe alongside writes).
-func (w *Writer) storedKey(k string) (sk storedKey) {
+// storedKey reads the state of e's key from the key index (no lock needed:
+// pebble reads are safe alongside writes).
+func (w *Writer) storedKey(e *entry) (sk storedKey) {
 	sk.read = true
+	k := e.idemKey
 	// The newest slice first: a key delivered again after its window
 	// is in two.
-	for _, slice := range w.filter.slicesFor([]byte(k)) {
+	for _, slice := range w.filter.slicesFor(e.keyHash) {
 		v, closer, err := func() (v []byte, closer io.Closer, err error) {
 			defer pebblestore.Guard(&err)
 			return w.db.Get(sliceKey(slice, k))
@@ -706,19 +705,18 @@ func (w *Writer) storedKey(k string) (sk storedKey) {
 // is read again.
 func (w *Writer) lookupLocked(e *entry, sk *storedKey, gen uint64) (r *Result, done bool, err error) {
 	digest := e.digest()
-	if pk, ok := w.pendingByKey[e.idemKey]; ok {
+	if pk, ok := w.pendingByKey.get(e.keyHash, e.idemKey); ok {
 		if pk.digest != digest {
 			return nil, true, fmt.Errorf("%w: %q", ErrKeyConflict, e.idemKey)
 		}
-		pe := w.pending[pk.seq]
+		pe := w.pending.get(pk.seq)
 		if pe.r == nil {
 			pe.r = newResult()
-			w.pending[pk.seq] = pe
 		}
 		return pe.r.follow(), true, nil
 	}
-	if !sk.read || w.movedSinceLocked(e.idemKey, gen) {
-		*sk = w.storedKey(e.idemKey)
+	if !sk.read || w.movedSinceLocked(e.keyHash, gen) {
+		*sk = w.storedKey(e)
 	}
 	if sk.err != nil {
 		return nil, true, sk.err
@@ -736,9 +734,10 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, gen uint64) (r *Result, d
 	return completedResult(Delivery{Topic: ks.topic, Partition: ks.partition, Offset: ks.offset, Duplicate: true}, nil), true, nil
 }
 
-// movedSinceLocked reports whether key may have left pendingByKey for the
-// key index in a delivery after gen: exact for the last recentDeliveries
-// deliveries, true for anything older.
+// movedSinceLocked reports whether the key of hash h may have left
+// pendingByKey for the key index in a delivery after gen: true for
+// anything older than the last recentDeliveries deliveries, and for a key
+// of the same hash as one delivered (only an extra read).
 //
 // Why this is enough: commitDelivered writes the keys to the index and
 // the filter, then under mu removes them from pendingByKey, files them in
@@ -746,7 +745,7 @@ func (w *Writer) lookupLocked(e *entry, sk *storedKey, gen uint64) (r *Result, d
 // index either saw a delivery of gen <= g (its writes happened before the
 // bump the load observed) or, for a later one, finds the key here; a key
 // still in pendingByKey under mu needs no index at all.
-func (w *Writer) movedSinceLocked(key string, gen uint64) bool {
+func (w *Writer) movedSinceLocked(h uint64, gen uint64) bool {
 	now := w.delivGen.Load()
 	if now == gen {
 		return false
@@ -759,7 +758,7 @@ func (w *Writer) movedSinceLocked(key string, gen uint64) bool {
 		if rd.gen != g {
 			return true
 		}
-		if _, ok := rd.keys[key]; ok {
+		if rd.keys.has(h) {
 			return true
 		}
 	}
@@ -769,15 +768,12 @@ func (w *Writer) movedSinceLocked(key string, gen uint64) bool {
 // removePendingLocked removes e from the in-memory outbox and returns its
 // Result (nil if nobody asked for one, or e was not pending).
 func (w *Writer) removePendingLocked(e *entry) *Result {
-	pe, ok := w.pending[e.seq]
+	pe, ok := w.pending.del(e.seq)
 	if !ok {
 		return nil
 	}
-	delete(w.pending, e.seq)
 	w.bytes -= pe.size
-	if pk, ok := w.pendingByKey[e.idemKey]; ok && pk.seq == e.seq {
-		delete(w.pendingByKey, e.idemKey)
-	}
+	w.pendingByKey.delIf(e.keyHash, e.idemKey, e.seq)
 	return pe.r
 }
 
@@ -838,10 +834,7 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		d Delivery
 	}
 	var dones []done
-	keys := make(map[string]struct{}, len(ds))
-	for _, d := range ds {
-		keys[d.e.idemKey] = struct{}{}
-	}
+	keys := newHashSet(ds)
 	w.mu.Lock()
 	for _, d := range ds {
 		if r := w.removePendingLocked(d.e); r != nil {
@@ -895,8 +888,7 @@ func (w *Writer) readEntries(from, to uint64, limit int) ([]*entry, error) {
 	es, err := w.log.read(from, to, limit, func(seq uint64) bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		_, ok := w.pending[seq]
-		return ok
+		return w.pending.has(seq)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("writer: %w", err)
@@ -926,14 +918,13 @@ func (w *Writer) Flush(ctx context.Context) error {
 		w.mu.Unlock()
 		return ErrClosed
 	}
-	rs := make([]*Result, 0, len(w.pending))
-	for seq, pe := range w.pending {
+	rs := make([]*Result, 0, w.pending.len())
+	w.pending.each(func(_ uint64, pe *pendingEntry) {
 		if pe.r == nil {
 			pe.r = newResult()
-			w.pending[seq] = pe
 		}
 		rs = append(rs, pe.r)
-	}
+	})
 	w.mu.Unlock()
 	var first error
 	for _, r := range rs {
@@ -953,7 +944,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 func (w *Writer) Pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.pending)
+	return w.pending.len()
 }
 
 // OutboxID is the id generated when the outbox directory was first used.
@@ -1003,7 +994,7 @@ func (w *Writer) hookOutbox() {
 		return
 	}
 	w.mu.Lock()
-	n, b := len(w.pending), w.bytes
+	n, b := w.pending.len(), w.bytes
 	w.mu.Unlock()
 	w.cfg.Hooks.OnOutbox(n, b)
 }
