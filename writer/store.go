@@ -228,8 +228,9 @@ type keyState struct {
 	digest    [32]byte
 }
 
-func (k *keyState) encode() []byte {
-	b := make([]byte, 0, 64+len(k.topic))
+func (k *keyState) encode() []byte { return k.appendEncoded(make([]byte, 0, 64+len(k.topic))) }
+
+func (k *keyState) appendEncoded(b []byte) []byte {
 	b = append(b, k.state)
 	b = binary.BigEndian.AppendUint64(b, k.seq)
 	b = binary.BigEndian.AppendUint32(b, uint32(k.partition))

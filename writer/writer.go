@@ -102,7 +102,11 @@ type Writer struct {
 
 // recentDeliveries is how many deliveries' key sets are kept: an Emit
 // that read the key index more deliveries ago re-reads all its keys.
-const recentDeliveries = 64
+const recentDeliveries = 128
+
+// removeChunk is how many delivered entries leave the pending tables
+// under one hold of mu (one delivery gen each).
+const removeChunk = 512
 
 type recentDelivery struct {
 	gen  uint64
@@ -805,9 +809,13 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		b := w.db.NewBatch()
 		defer b.Close()
 		slice := w.filter.slice(now)
+		// The batch copies each key and value: one buffer for all.
+		var kb, vb []byte
 		for _, d := range ds {
 			ks := keyState{state: stateDelivered, seq: d.e.seq, partition: d.partition, offset: d.offset, atMs: now, topic: d.e.topic, digest: d.e.digest()}
-			_ = b.Set(sliceKey(slice, d.e.idemKey), ks.encode(), nil)
+			kb = append(append(kb[:0], slicePrefix(slice)...), d.e.idemKey...)
+			vb = ks.appendEncoded(vb[:0])
+			_ = b.Set(kb, vb, nil)
 		}
 		// No fsync of its own, in either mode: the entries stay in
 		// the log above the watermark until a checkpoint's synced
@@ -833,21 +841,27 @@ func (w *Writer) commitDelivered(ds []delivered) (err error) {
 		r *Result
 		d Delivery
 	}
-	var dones []done
-	keys := newHashSet(ds)
-	w.mu.Lock()
-	for _, d := range ds {
-		if r := w.removePendingLocked(d.e); r != nil {
-			dones = append(dones, done{r, Delivery{Topic: d.e.topic, Partition: d.partition, Offset: d.offset}})
+	dones := make([]done, 0, len(ds))
+	// In chunks, each its own delivery (gen): the Emit callers queue on
+	// mu, and a whole ack batch (up to ackBatchMax) removed under one
+	// hold was a third of their wait for it.
+	for lo := 0; lo < len(ds); lo += removeChunk {
+		chunk := ds[lo:min(lo+removeChunk, len(ds))]
+		keys := newHashSet(chunk)
+		w.mu.Lock()
+		for _, d := range chunk {
+			if r := w.removePendingLocked(d.e); r != nil {
+				dones = append(dones, done{r, Delivery{Topic: d.e.topic, Partition: d.partition, Offset: d.offset}})
+			}
 		}
+		w.spaceFreedLocked()
+		// After the store says delivered and before mu is released: an
+		// Emit that read the key index earlier reads these keys again
+		// (movedSinceLocked).
+		g := w.delivGen.Add(1)
+		w.recent[g%recentDeliveries] = recentDelivery{gen: g, keys: keys}
+		w.mu.Unlock()
 	}
-	w.spaceFreedLocked()
-	// After the store says delivered and before mu is released: an Emit
-	// that read the key index earlier reads these keys again
-	// (movedSinceLocked).
-	g := w.delivGen.Add(1)
-	w.recent[g%recentDeliveries] = recentDelivery{gen: g, keys: keys}
-	w.mu.Unlock()
 	w.checkpoint(false)
 	for _, d := range dones {
 		d.r.complete(d.d, nil)
