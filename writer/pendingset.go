@@ -204,6 +204,17 @@ func (t *keyTable) put(h uint64, key string, pk pendingKey) {
 	t.n++
 }
 
+// putNew adds key, which the caller knows is not in the table (an Emit's
+// new key, looked up under the same hold of the writer's lock): one probe
+// run instead of two.
+func (t *keyTable) putNew(h uint64, key string, pk pendingKey) {
+	if 2*(t.n+1) > len(t.slots) {
+		t.resize(tableSlots(t.n + 1))
+	}
+	t.insert(keySlot{key: key, hash: h, used: true, pendingKey: pk})
+	t.n++
+}
+
 func (t *keyTable) insert(s keySlot) {
 	mask := uint64(len(t.slots) - 1)
 	i := s.hash & mask

@@ -618,7 +618,9 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		r := &own[i]
 		w.pending.put(e.seq, pendingEntry{size: size, r: r})
 		w.bytes += size
-		w.pendingByKey.put(e.keyHash, e.idemKey, pendingKey{seq: e.seq, digest: e.digest()})
+		// New: looked up above under this hold of mu (or generated, 128
+		// random bits), and a batch's repeats are not in fresh.
+		w.pendingByKey.putNew(e.keyHash, e.idemKey, pendingKey{seq: e.seq, digest: e.digest()})
 		results[i] = r
 	}
 	for i := range es {
