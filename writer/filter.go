@@ -139,6 +139,37 @@ func (f *deliveredFilter) slicesFor(h uint64) []int64 {
 	return out
 }
 
+// mayHoldAll sets out[i] to a looked-up storedKey with the slices that may
+// hold es[i]'s key (newest first; nil for most keys), for each i that want
+// says, under one hold of the lock: an Emit's whole batch.
+func (f *deliveredFilter) mayHoldAll(es []*entry, want func(int) bool, out []storedKey) {
+	type sliceFilter struct {
+		slice int64
+		c     *filterChain
+	}
+	var buf [16]sliceFilter // about 9 slices: a window and one
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	live := buf[:0]
+	for s, c := range f.slices {
+		live = append(live, sliceFilter{s, c})
+	}
+	for i, e := range es {
+		if !want(i) {
+			continue
+		}
+		out[i] = storedKey{read: true}
+		for _, sf := range live {
+			if sf.c.mayHold(e.keyHash) {
+				out[i].slices = append(out[i].slices, sf.slice)
+			}
+		}
+		if len(out[i].slices) > 1 {
+			slices.SortFunc(out[i].slices, func(a, b int64) int { return cmp.Compare(b, a) })
+		}
+	}
+}
+
 // add records the key of hash h as delivered at atMs.
 func (f *deliveredFilter) add(h uint64, atMs int64) {
 	f.mu.Lock()

@@ -546,9 +546,12 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 		// key is the slow part of a lookup); lookupLocked reads it again
 		// under w.mu if a delivery moved keys out of pendingByKey since.
 		gen := w.delivGen.Load()
+		// The filter first, for all keys under one hold of its lock;
+		// then the index for the few it may hold.
+		w.filter.mayHoldAll(es, func(i int) bool { return !generated[i] && !repeat(i) }, stored)
 		for i, e := range es {
-			if !generated[i] && !repeat(i) {
-				stored[i] = w.storedKey(e)
+			if stored[i].read && stored[i].slices != nil {
+				stored[i] = w.storedKeyIn(e, stored[i].slices)
 			}
 		}
 		if w.testBeforeLock != nil {
@@ -669,20 +672,26 @@ func (w *Writer) emit(ctx context.Context, events []Event, callback func(Deliver
 
 // storedKey is what the key index held for a key when an Emit read it.
 type storedKey struct {
-	read      bool // looked up
-	delivered bool // ks is a delivered key's state
+	read      bool    // looked up
+	slices    []int64 // the slices the filter may hold it in (mayHoldAll)
+	delivered bool    // ks is a delivered key's state
 	ks        keyState
 	err       error
 }
 
 // storedKey reads the state of e's key from the key index (no lock needed:
 // pebble reads are safe alongside writes).
-func (w *Writer) storedKey(e *entry) (sk storedKey) {
+func (w *Writer) storedKey(e *entry) storedKey {
+	return w.storedKeyIn(e, w.filter.slicesFor(e.keyHash))
+}
+
+// storedKeyIn is storedKey given the filter's answer (slicesFor).
+func (w *Writer) storedKeyIn(e *entry, slices []int64) (sk storedKey) {
 	sk.read = true
 	k := e.idemKey
 	// The newest slice first: a key delivered again after its window
 	// is in two.
-	for _, slice := range w.filter.slicesFor(e.keyHash) {
+	for _, slice := range slices {
 		v, closer, err := func() (v []byte, closer io.Closer, err error) {
 			defer pebblestore.Guard(&err)
 			return w.db.Get(sliceKey(slice, k))
