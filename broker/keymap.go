@@ -36,6 +36,10 @@ var keyHash = dedup.KeyHash
 type keyMap[V any] struct {
 	slots []keyMapSlot[V] // len a power of two, or 0
 	n     int
+	// sparseDels counts the deletes since the table last held at least
+	// an eighth of its slots: it shrinks only once that reaches half its
+	// size (see del).
+	sparseDels int
 }
 
 type keyMapSlot[V any] struct {
@@ -104,6 +108,9 @@ func (km *keyMap[V]) put(h uint64, key []byte, v V) {
 	}
 	km.insert(keyMapSlot[V]{key: key, hash: h, v: v})
 	km.n++
+	if 8*km.n >= len(km.slots) {
+		km.sparseDels = 0
+	}
 }
 
 // insert places s in the first empty slot of its probe run (s is not in
@@ -119,10 +126,17 @@ func (km *keyMap[V]) insert(s keyMapSlot[V]) {
 
 // del removes key (of hash h), if it is there.
 func (km *keyMap[V]) del(h uint64, key []byte) {
-	i := km.find(h, key)
-	if i < 0 {
-		return
+	if i := km.find(h, key); i >= 0 {
+		km.delAt(i)
 	}
+}
+
+// at returns the value in slot i (a find's answer).
+func (km *keyMap[V]) at(i int) V { return km.slots[i].v }
+
+// delAt removes the entry in slot i (a find's answer: a get and a del of
+// one key in one probe).
+func (km *keyMap[V]) delAt(i int) {
 	// Backward shift: move later entries of the run into the hole when
 	// their home slot is not between the hole and them, so that every
 	// entry stays reachable from its home slot without deleted markers.
@@ -136,13 +150,23 @@ func (km *keyMap[V]) del(h uint64, key []byte) {
 	}
 	km.slots[i] = keyMapSlot[V]{}
 	km.n--
+	// A burst's table goes with it, but not as soon as the table is
+	// sparse: the pending set fills and drains with every index commit
+	// (0 to 130k keys and back, measured) and the reservations with every
+	// batch, and a table that shrank at each drain was rebuilt at each
+	// fill (every entry rehashed into a new table at each doubling: 10% of
+	// the broker's CPU under keyed produce). It shrinks once it has stayed
+	// sparse (under 1/8 full) for as many deletes as half its slots.
 	if len(km.slots) > minKeyMapSlots && 8*km.n < len(km.slots) {
-		km.resize(tableSize(km.n)) // a burst's table goes with it
+		if km.sparseDels++; 2*km.sparseDels >= len(km.slots) {
+			km.resize(tableSize(km.n))
+		}
 	}
 }
 
 func (km *keyMap[V]) resize(size int) {
 	old := km.slots
+	km.sparseDels = 0
 	km.slots = make([]keyMapSlot[V], size)
 	for _, s := range old {
 		if s.key != nil {

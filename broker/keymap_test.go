@@ -183,3 +183,110 @@ func TestKeyMapAgainstGoMap(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyMapFillAndDrain runs the pending set's pattern under load: the
+// table fills to a peak and drains to almost nothing, again and again. It
+// must not be rebuilt at each fill (it was: shrunk at every drain, grown by
+// doubling at every fill), and it must shrink once the load is gone.
+func TestKeyMapFillAndDrain(t *testing.T) {
+	km := newKeyMap[int](0)
+	keys := make([][]byte, 20000)
+	for i := range keys {
+		keys[i] = []byte(strconv.Itoa(i))
+	}
+	peak := 0
+	for round := range 20 {
+		for i := range keys {
+			km.put(keyHash(keys[i]), keys[i], i)
+		}
+		if round == 0 {
+			peak = len(km.slots)
+		} else if len(km.slots) != peak {
+			t.Fatalf("round %d: %d slots at the peak, %d after the first fill", round, len(km.slots), peak)
+		}
+		for i := range keys[10:] {
+			km.del(keyHash(keys[i]), keys[i])
+		}
+		if len(km.slots) != peak {
+			t.Fatalf("round %d: drained to %d keys, the table shrank to %d slots (to be rebuilt by the next fill)", round, km.len(), len(km.slots))
+		}
+		for i := range keys[10:] {
+			if _, ok := km.get(keyHash(keys[i]), keys[i]); ok {
+				t.Fatalf("round %d: key %d found after its delete", round, i)
+			}
+		}
+		for _, k := range keys[len(keys)-10:] {
+			if _, ok := km.get(keyHash(k), k); !ok {
+				t.Fatalf("round %d: live key %s lost", round, k)
+			}
+		}
+		for i := range keys[len(keys)-10:] {
+			km.del(keyHash(keys[len(keys)-10+i]), keys[len(keys)-10+i])
+		}
+	}
+	// The load is gone: a trickle of short-lived keys shrinks the table.
+	for i := range 2 * peak {
+		k := keys[i%len(keys)]
+		km.put(keyHash(k), k, i)
+		km.del(keyHash(k), k)
+	}
+	if len(km.slots) != minKeyMapSlots {
+		t.Fatalf("%d slots after the load went, want %d", len(km.slots), minKeyMapSlots)
+	}
+}
+
+// TestPendingSeenGenerations runs batches through the pending-key filter
+// as the produce path does (seen at append, unqueued at the index commit,
+// partitions flushing out of step): every key of a queued batch may be
+// pending, whatever the generations did meanwhile. Then one partition
+// stops flushing (its batches queued for good): still no key missed, and
+// the filters stay bounded.
+func TestPendingSeenGenerations(t *testing.T) {
+	tk := &topicKeys{}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var queues [3][]*pendingBatch
+	next := uint64(0)
+	run := func(steps int, stuck bool) (falsePos int) {
+		for step := range steps {
+			q := rng.IntN(len(queues))
+			pb := &pendingBatch{hashes: make([]uint64, rng.IntN(300))}
+			for i := range pb.hashes {
+				next++
+				pb.hashes[i] = keyHash([]byte(strconv.FormatUint(next, 10)))
+			}
+			tk.seen(pb)
+			queues[q] = append(queues[q], pb)
+			for i := range queues {
+				if rng.IntN(4) == 0 && !(stuck && i == 2) {
+					n := rng.IntN(len(queues[i]) + 1)
+					for _, pb := range queues[i][:n] {
+						tk.unqueued(pb)
+					}
+					queues[i] = queues[i][n:]
+				}
+			}
+			for i := range queues {
+				for _, pb := range queues[i] {
+					for _, h := range pb.hashes {
+						if !tk.mayBePending(h) {
+							t.Fatalf("step %d: a key of a queued batch (generation %d) is not in the pending-key filter", step, pb.gen)
+						}
+					}
+				}
+			}
+			if tk.mayBePending(keyHash([]byte("absent-" + strconv.Itoa(step)))) {
+				falsePos++
+			}
+		}
+		for _, g := range tk.pendingSeen {
+			if g.f != nil && g.f.Cap() > maxSeenKeys {
+				t.Fatalf("a generation sized for %d keys", g.f.Cap())
+			}
+		}
+		return falsePos
+	}
+	if fp := run(5000, false); fp > 5000/20 {
+		t.Fatalf("%d false positives in 5000 absent keys, flushes keeping up", fp)
+	}
+	run(3000, true)
+}

@@ -151,6 +151,13 @@ type topicKeys struct {
 	// each pointing at its queued insert (which holds the key's copy and
 	// its entry: a small map slot).
 	pending keyMap[*dedup.Insert]
+	// pendingSeen holds every pending key's hash in a bloom filter (two
+	// generations, see seenGen): most keys a producer sends are new, and
+	// a key none of them may hold needs no probe of the pending set, a
+	// table of up to 130k keys (measured) whose probes miss the CPU
+	// cache. pendingCur is the generation appends add to.
+	pendingSeen [2]seenGen
+	pendingCur  int
 	// inTxn are the keys written by transactions still open: their fate
 	// is not known yet, so another producer's write of such a key is
 	// answered CONCURRENT_TRANSACTIONS (retriable) until the marker is
@@ -191,8 +198,107 @@ type partitionKeys struct {
 	flushing bool
 }
 
+// seenGen is a generation of topicKeys.pendingSeen: the hashes of the
+// keys of the batches appended while it was current. It is emptied for
+// reuse only once every one of its batches left the queue (batches), so
+// a pending key's hash is always in a generation's filter.
+type seenGen struct {
+	f       *dedup.SetFilter // nil until first used
+	added   int              // keys added since its last reset
+	batches int              // its batches still queued
+}
+
+// minSeenKeys and maxSeenKeys bound a pending-key filter generation's
+// size (24 KiB to 1.5 MiB). A generation takes the keys appended while
+// the oldest batch of the other one waits for its index commit (the
+// keys pending at once, under load); one that must take more (a
+// partition whose flushes stopped, its batches queued until a restart)
+// answers "maybe" more and more often, which costs probes of the
+// pending set, as before the filter, never a wrong answer.
+const (
+	minSeenKeys = 16 << 10
+	maxSeenKeys = 1 << 20
+)
+
+// seenGenFor returns the generation the keys of a batch of n keys are
+// added to (under tk.mu): the current one, or the other once the current
+// one is full and the other's batches have all been indexed (emptied and
+// sized for what the current one took). A generation is never emptied
+// while a batch of it is queued; if the other one is not free yet, the
+// current one takes more keys than it was sized for (more false
+// positives: probes of the pending set, never a wrong answer).
+func (tk *topicKeys) seenGenFor(n int) int {
+	cur := &tk.pendingSeen[tk.pendingCur]
+	if cur.f == nil {
+		cur.f = dedup.NewSetFilter(max(minSeenKeys, n))
+		return tk.pendingCur
+	}
+	if cur.added+n <= cur.f.Cap() {
+		return tk.pendingCur
+	}
+	other := &tk.pendingSeen[1-tk.pendingCur]
+	if other.batches > 0 {
+		return tk.pendingCur
+	}
+	// Sized like the current one, or for what it took past its size.
+	want := int(nextPow2(uint64(min(max(minSeenKeys, cur.added), maxSeenKeys))))
+	if other.f == nil || other.f.Cap() != want {
+		other.f = dedup.NewSetFilter(want)
+	} else {
+		other.f.Reset()
+	}
+	other.added = 0
+	tk.pendingCur = 1 - tk.pendingCur
+	return tk.pendingCur
+}
+
+// seen adds the keys of pb, about to be queued, to the pending-key
+// filter (under tk.mu).
+func (tk *topicKeys) seen(pb *pendingBatch) {
+	if len(pb.hashes) == 0 {
+		return
+	}
+	pb.gen = tk.seenGenFor(len(pb.hashes))
+	g := &tk.pendingSeen[pb.gen]
+	for _, h := range pb.hashes {
+		g.f.Add(h)
+	}
+	g.added += len(pb.hashes)
+	g.batches++
+	pb.counted = true
+}
+
+// unqueued is told that pb left its partition's queue (under tk.mu).
+func (tk *topicKeys) unqueued(pb *pendingBatch) {
+	if pb.counted {
+		tk.pendingSeen[pb.gen].batches--
+		pb.counted = false
+	}
+}
+
+// mayBePending says whether key of hash h may be pending (under tk.mu);
+// false is certain.
+func (tk *topicKeys) mayBePending(h uint64) bool {
+	for i := range tk.pendingSeen {
+		if g := &tk.pendingSeen[i]; g.batches > 0 && g.f.MayHold(h) {
+			return true
+		}
+	}
+	return false
+}
+
+func nextPow2(v uint64) uint64 {
+	p := uint64(1)
+	for p < v {
+		p <<= 1
+	}
+	return p
+}
+
 type pendingBatch struct {
 	next       int64 // the batch's last offset + 1
+	gen        int   // its keys' pendingSeen generation
+	counted    bool  // it counts in pendingSeen[gen].batches (it had keys)
 	producerID int64
 	txn        bool
 	inserts    []dedup.Insert
@@ -368,7 +474,7 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 		tk.mu.Unlock()
 		<-wait
 	}
-	checkTxn := len(tk.inTxn) > 0
+	checkTxn, checkPending := len(tk.inTxn) > 0, tk.pending.len() > 0
 	for i, rk := range keys {
 		key := rk.key
 		if key == nil {
@@ -391,7 +497,10 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 		}
 		tk.reserved.put(rk.hash, key, bk.res)
 		bk.reservedKeys = append(bk.reservedKeys, int32(i))
-		if in, ok := tk.pending.get(rk.hash, key); ok {
+		if !checkPending || !tk.mayBePending(rk.hash) {
+			ask = append(ask, key)
+			askAt = append(askAt, int32(i))
+		} else if in, ok := tk.pending.get(rk.hash, key); ok {
 			if known == nil {
 				known = make([]knownKey, len(keys))
 			}
@@ -674,6 +783,7 @@ func (bk *batchKeys) appended(ar partition.AppendResult) (*partitionKeys, bool) 
 	// the topic's partitions takes three times (prepare, here, the flush).
 	tk := bk.tk
 	tk.mu.Lock()
+	tk.seen(&pb)
 	for i := range pb.inserts {
 		// The pending set borrows the insert and its key's copy (never
 		// written again): no allocation per key.
@@ -789,10 +899,15 @@ func (b *Broker) flushKeys(topic string, tk *topicKeys, part *partition.Partitio
 			return false
 		}
 		tk.mu.Lock()
+		for i := range pk.queue[:n] {
+			tk.unqueued(&pk.queue[i])
+		}
 		pk.queue = slices.Delete(pk.queue, 0, n)
 		for i, in := range inserts {
-			if p, ok := tk.pending.get(hashes[i], in.Key); ok && p.Entry.Partition == in.Entry.Partition && p.Entry.Offset == in.Entry.Offset {
-				tk.pending.del(hashes[i], in.Key)
+			if j := tk.pending.find(hashes[i], in.Key); j >= 0 {
+				if p := tk.pending.at(j); p.Entry.Partition == in.Entry.Partition && p.Entry.Offset == in.Entry.Offset {
+					tk.pending.delAt(j)
+				}
 			}
 		}
 		tk.mu.Unlock()

@@ -143,3 +143,32 @@ func (f *keyFilter) bytes() int64 {
 	}
 	return n
 }
+
+// SetFilter is one split-block bloom filter of a fixed capacity, for a
+// set of keys kept elsewhere (the broker's pending keys): a key it does
+// not hold is certainly not in the set, so the set need not be probed.
+// Its bits live on the Go heap (it is small and short-lived); it is not
+// safe for concurrent use.
+type SetFilter struct {
+	part filterPart
+}
+
+// NewSetFilter returns an empty filter sized for keys keys (more can be
+// added, at a rising false-positive rate).
+func NewSetFilter(keys int) *SetFilter {
+	blocks := (uint(max(keys, 1))*filterBitsPerKey + blockWords*64 - 1) / (blockWords * 64)
+	return &SetFilter{part: filterPart{words: make([]uint64, blocks*blockWords), blocks: uint64(blocks), keys: uint(keys)}}
+}
+
+// Add records the key of hash h (KeyHash).
+func (f *SetFilter) Add(h uint64) { f.part.add(h) }
+
+// MayHold says whether the key of hash h may have been added since the
+// last Reset; false is certain.
+func (f *SetFilter) MayHold(h uint64) bool { return f.part.has(h) }
+
+// Reset empties the filter.
+func (f *SetFilter) Reset() { clear(f.part.words) }
+
+// Cap is the number of keys the filter was sized for.
+func (f *SetFilter) Cap() int { return int(f.part.keys) }
