@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -197,5 +198,34 @@ func TestIndexExactUnderHashCollisions(t *testing.T) {
 	}
 	if _, ok := mustLookup(t, ix, "orders", "c", week); ok {
 		t.Fatal("c found: a hash collision answered as the key")
+	}
+}
+
+// TestFilterChainGrowth: a fresh bucket's chain quadruples while small
+// (fewer parts for every absent key to probe), then doubles, and keeps
+// every key it was given.
+func TestFilterChainGrowth(t *testing.T) {
+	f := newKeyFilter(0)
+	const n = 3 << 20
+	for i := range n {
+		f.add(keyHash([]byte("key-" + strconv.Itoa(i))))
+	}
+	if len(f.parts) != 4 {
+		t.Fatalf("%d parts for %d keys, want 4 (64k, 192k, 768k, 3M)", len(f.parts), n)
+	}
+	for i := 0; i < n; i += 97 {
+		if !f.mayHold(keyHash([]byte("key-" + strconv.Itoa(i)))) {
+			t.Fatalf("key-%d added but not held", i)
+		}
+	}
+	for range 5 << 20 { // past fastGrowKeys: the next part doubles
+		f.add(uint64(len(f.parts)) * 0x9e3779b97f4a7c15)
+	}
+	var held uint
+	for _, p := range f.parts[:len(f.parts)-1] {
+		held += p.keys
+	}
+	if last := f.parts[len(f.parts)-1].keys; held < fastGrowKeys || last != held {
+		t.Fatalf("part of %d keys after %d: want a doubling past %d", last, held, fastGrowKeys)
 	}
 }
