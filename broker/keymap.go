@@ -99,14 +99,46 @@ func (km *keyMap[V]) get(h uint64, key []byte) (V, bool) {
 // put sets the value of key (of hash h); a key already there keeps its
 // slot and takes the new key slice and value.
 func (km *keyMap[V]) put(h uint64, key []byte, v V) {
-	if i := km.find(h, key); i >= 0 {
+	if i, found := km.slot(h, key); found {
 		km.slots[i] = keyMapSlot[V]{key: key, hash: h, v: v}
-		return
+	} else {
+		km.fill(i, keyMapSlot[V]{key: key, hash: h, v: v})
 	}
+}
+
+// putNew adds key (of hash h) with value v unless it is there already;
+// then it returns the value it has and false, and changes nothing.
+func (km *keyMap[V]) putNew(h uint64, key []byte, v V) (V, bool) {
+	i, found := km.slot(h, key)
+	if found {
+		return km.slots[i].v, false
+	}
+	km.fill(i, keyMapSlot[V]{key: key, hash: h, v: v})
+	var zero V
+	return zero, true
+}
+
+// slot returns key's slot, or the empty slot where it goes (the table
+// made room for one more first): one probe for a get and an insert.
+func (km *keyMap[V]) slot(h uint64, key []byte) (int, bool) {
 	if 2*(km.n+1) > len(km.slots) {
 		km.resize(tableSize(km.n + 1))
 	}
-	km.insert(keyMapSlot[V]{key: key, hash: h, v: v})
+	mask := uint64(len(km.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		s := &km.slots[i]
+		if s.key == nil {
+			return int(i), false
+		}
+		if s.hash == h && bytes.Equal(s.key, key) {
+			return int(i), true
+		}
+	}
+}
+
+// fill puts s in the empty slot i that slot returned.
+func (km *keyMap[V]) fill(i int, s keyMapSlot[V]) {
+	km.slots[i] = s
 	km.n++
 	if 8*km.n >= len(km.slots) {
 		km.sparseDels = 0

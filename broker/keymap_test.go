@@ -165,10 +165,20 @@ func TestKeyMapAgainstGoMap(t *testing.T) {
 	}
 	for op := range 50000 {
 		k := keys[rng.IntN(len(keys))]
-		if rng.IntN(3) == 0 {
+		switch rng.IntN(4) {
+		case 0:
 			km.del(weak(k), k)
 			delete(ref, string(k))
-		} else {
+		case 1:
+			old, added := km.putNew(weak(k), k, op)
+			if was, ok := ref[string(k)]; ok != !added || (ok && old != was) {
+				t.Fatalf("op %d: putNew %s gave %d %v, want %d added=%v", op, k, old, added, was, !ok)
+			}
+			if !added {
+				break
+			}
+			ref[string(k)] = op
+		default:
 			km.put(weak(k), k, op)
 			ref[string(k)] = op
 		}

@@ -454,61 +454,57 @@ func (bk *batchKeys) prepare(topic *Topic, pid int64) {
 	askAt := make([]int32, 0, len(keys)) // the record index of each ask
 	for {
 		tk.mu.Lock()
-		// All or nothing: a batch never waits while it holds keys, so
-		// two batches cannot wait for each other.
+		// All or nothing: a batch that meets a key another one reserved
+		// lets go of its own before it waits, so two batches cannot wait
+		// for each other. Reserving a key and finding another batch's
+		// reservation of it are one probe (putNew).
 		var wait chan struct{}
-		if tk.reserved.len() > 0 {
-			for _, rk := range keys {
-				if rk.key == nil {
-					continue
+		checkTxn, checkPending := len(tk.inTxn) > 0, tk.pending.len() > 0
+		known, ask, askAt = nil, ask[:0], askAt[:0]
+		for i, rk := range keys {
+			key := rk.key
+			if key == nil {
+				continue
+			}
+			if rk.first != int32(i) {
+				continue // a later copy: the first one's answer holds
+			}
+			if checkTxn {
+				if open, ok := tk.inTxn[string(key)]; ok && open.producerID != pid {
+					bk.releaseLocked()
+					tk.mu.Unlock()
+					bk.held = &heldKey{key: key, open: open}
+					return
 				}
-				if r, ok := tk.reserved.get(rk.hash, rk.key); ok {
-					wait = r.done
-					break
+			}
+			if bk.res == nil {
+				bk.res = &keyReservation{done: make(chan struct{})}
+				bk.reservedKeys = make([]int32, 0, len(keys))
+			}
+			if r, ok := tk.reserved.putNew(rk.hash, key, bk.res); !ok {
+				wait = r.done
+				break
+			}
+			bk.reservedKeys = append(bk.reservedKeys, int32(i))
+			if !checkPending || !tk.mayBePending(rk.hash) {
+				ask = append(ask, key)
+				askAt = append(askAt, int32(i))
+			} else if in, ok := tk.pending.get(rk.hash, key); ok {
+				if known == nil {
+					known = make([]knownKey, len(keys))
 				}
+				known[i] = knownKey{entry: in.Entry, found: true}
+			} else {
+				ask = append(ask, key)
+				askAt = append(askAt, int32(i))
 			}
 		}
 		if wait == nil {
 			break
 		}
+		bk.releaseLocked()
 		tk.mu.Unlock()
 		<-wait
-	}
-	checkTxn, checkPending := len(tk.inTxn) > 0, tk.pending.len() > 0
-	for i, rk := range keys {
-		key := rk.key
-		if key == nil {
-			continue
-		}
-		if rk.first != int32(i) {
-			continue // a later copy: the first one's answer holds
-		}
-		if checkTxn {
-			if open, ok := tk.inTxn[string(key)]; ok && open.producerID != pid {
-				bk.releaseLocked()
-				tk.mu.Unlock()
-				bk.held = &heldKey{key: key, open: open}
-				return
-			}
-		}
-		if bk.res == nil {
-			bk.res = &keyReservation{done: make(chan struct{})}
-			bk.reservedKeys = make([]int32, 0, len(keys))
-		}
-		tk.reserved.put(rk.hash, key, bk.res)
-		bk.reservedKeys = append(bk.reservedKeys, int32(i))
-		if !checkPending || !tk.mayBePending(rk.hash) {
-			ask = append(ask, key)
-			askAt = append(askAt, int32(i))
-		} else if in, ok := tk.pending.get(rk.hash, key); ok {
-			if known == nil {
-				known = make([]knownKey, len(keys))
-			}
-			known[i] = knownKey{entry: in.Entry, found: true}
-		} else {
-			ask = append(ask, key)
-			askAt = append(askAt, int32(i))
-		}
 	}
 	tk.mu.Unlock()
 	if len(ask) > 0 {
