@@ -1,6 +1,10 @@
 package dedup
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+
+	"github.com/oncelog/oncelog/internal/splitblock"
+)
 
 // keyFilter is an in-memory bloom filter of the keys one bucket holds, in
 // front of pebble: most keys a producer sends are new, and a negative answer
@@ -19,10 +23,10 @@ import "hash/maphash"
 // bucket at expiry. Removals (Remove, TruncatePartition) leave its bits: a
 // removed key is only a false positive, answered by pebble.
 //
-// Each part is a split-block bloom filter (as Parquet's and Impala's): a
-// key's bits all lie in one 512-bit block, one cache line, one bit in each
-// of its eight words. A probe or an add therefore touches one cache line
-// per part, where a classic bloom filter touches filterHashes random lines
+// Each part is a split-block bloom filter (internal/splitblock): a key's
+// bits all lie in one 512-bit block, one cache line, one bit in each of
+// its eight words. A probe or an add therefore touches one cache line per
+// part, where a classic bloom filter touches filterHashes random lines
 // (the add and the probes of bits-and-blooms/bloom were ~15% of the
 // broker's CPU under keyed produce, mostly those misses, plus a []uint64 of
 // locations allocated per key). It costs a little more memory for the same
@@ -38,28 +42,20 @@ type keyFilter struct {
 	left uint
 }
 
-// filterPart is one split-block bloom filter: blocks of blockWords words.
+// filterPart is one split-block bloom filter and the capacity it was
+// sized for.
 type filterPart struct {
-	words  []uint64
-	blocks uint64
-	keys   uint // the capacity it was sized for
+	splitblock.Filter
+	keys uint
 }
 
 const (
 	// filterBitsPerKey gives ~0.5% false positives per part (a chain of
 	// several parts adds theirs up).
 	filterBitsPerKey = 12
-	// blockWords is a block's size in 64-bit words: 512 bits, one cache
-	// line (the words are page-aligned, filtermem_unix.go).
-	blockWords = 8
 	// minFilterKeys is the smallest part's capacity (96 KiB).
 	minFilterKeys = 1 << 16
 )
-
-// blockSalts spread a key's low 32 hash bits over the eight words of its
-// block (the constants of the Parquet split-block bloom filter spec): word
-// i gets bit (h*salt[i]) >> 26.
-var blockSalts = [blockWords]uint32{0x47b6137b, 0x44974d91, 0x8824ad5b, 0xa2b7289d, 0x705495c7, 0x2df1424b, 0x9efc4947, 0x5c6bfb31}
 
 // hashSeed is the process's seed of KeyHash: the filters and the broker's
 // pending set are rebuilt at start, so nothing hashed outlives the process.
@@ -82,34 +78,11 @@ func newKeyFilter(expect int64) *keyFilter {
 }
 
 func (f *keyFilter) grow(keys uint) {
-	blocks := (keys*filterBitsPerKey + blockWords*64 - 1) / (blockWords * 64)
-	words := filterWords(int(blocks*blockWords), f) // off the Go heap (filtermem_unix.go)
-	f.parts = append(f.parts, filterPart{words: words, blocks: uint64(blocks), keys: keys})
+	// Off the Go heap and page-aligned, so a block is one cache line
+	// (filtermem_unix.go).
+	words := filterWords(splitblock.Words(keys, filterBitsPerKey), f)
+	f.parts = append(f.parts, filterPart{Filter: splitblock.New(words), keys: keys})
 	f.left = keys
-}
-
-// block returns the words of h's block: the high 32 bits pick it
-// (multiply-shift, no division), the low 32 bits its bits.
-func (p *filterPart) block(h uint64) []uint64 {
-	i := (((h >> 32) * p.blocks) >> 32) * blockWords
-	return p.words[i : i+blockWords : i+blockWords]
-}
-
-func (p *filterPart) add(h uint64) {
-	b, lo := p.block(h), uint32(h)
-	for i, s := range blockSalts {
-		b[i] |= 1 << ((lo * s) >> 26)
-	}
-}
-
-func (p *filterPart) has(h uint64) bool {
-	b, lo := p.block(h), uint32(h)
-	for i, s := range blockSalts {
-		if b[i]&(1<<((lo*s)>>26)) == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // fastGrowKeys is the capacity up to which a filter's chain quadruples
@@ -135,7 +108,7 @@ func (f *keyFilter) add(h uint64) {
 			f.grow(held)
 		}
 	}
-	f.parts[len(f.parts)-1].add(h)
+	f.parts[len(f.parts)-1].Add(h)
 	f.left--
 }
 
@@ -143,7 +116,7 @@ func (f *keyFilter) add(h uint64) {
 // certain.
 func (f *keyFilter) mayHold(h uint64) bool {
 	for i := len(f.parts) - 1; i >= 0; i-- { // the newest part holds most keys
-		if f.parts[i].has(h) {
+		if f.parts[i].Has(h) {
 			return true
 		}
 	}
@@ -154,7 +127,7 @@ func (f *keyFilter) mayHold(h uint64) bool {
 func (f *keyFilter) bytes() int64 {
 	var n int64
 	for _, p := range f.parts {
-		n += int64(len(p.words) * 8)
+		n += int64(len(p.Words) * 8)
 	}
 	return n
 }
@@ -171,19 +144,19 @@ type SetFilter struct {
 // NewSetFilter returns an empty filter sized for keys keys (more can be
 // added, at a rising false-positive rate).
 func NewSetFilter(keys int) *SetFilter {
-	blocks := (uint(max(keys, 1))*filterBitsPerKey + blockWords*64 - 1) / (blockWords * 64)
-	return &SetFilter{part: filterPart{words: make([]uint64, blocks*blockWords), blocks: uint64(blocks), keys: uint(keys)}}
+	words := make([]uint64, splitblock.Words(uint(max(keys, 1)), filterBitsPerKey))
+	return &SetFilter{part: filterPart{Filter: splitblock.New(words), keys: uint(keys)}}
 }
 
 // Add records the key of hash h (KeyHash).
-func (f *SetFilter) Add(h uint64) { f.part.add(h) }
+func (f *SetFilter) Add(h uint64) { f.part.Add(h) }
 
 // MayHold says whether the key of hash h may have been added since the
 // last Reset; false is certain.
-func (f *SetFilter) MayHold(h uint64) bool { return f.part.has(h) }
+func (f *SetFilter) MayHold(h uint64) bool { return f.part.Has(h) }
 
 // Reset empties the filter.
-func (f *SetFilter) Reset() { clear(f.part.words) }
+func (f *SetFilter) Reset() { clear(f.part.Words) }
 
 // Cap is the number of keys the filter was sized for.
 func (f *SetFilter) Cap() int { return int(f.part.keys) }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/oncelog/oncelog/internal/splitblock"
 )
 
 // TestFilterHasNoFalseNegatives fills a filter past several growths: every
@@ -118,8 +119,8 @@ func TestFilterFalsePositiveFallsBackToPebble(t *testing.T) {
 	ix.mu.Lock()
 	for _, b := range ix.buckets["orders"] {
 		for _, p := range b.filter.parts {
-			for i := range p.words {
-				p.words[i] = ^uint64(0)
+			for i := range p.Words {
+				p.Words[i] = ^uint64(0)
 			}
 		}
 	}
@@ -173,8 +174,8 @@ func TestFilterFalsePositiveRate(t *testing.T) {
 		t.Fatalf("false-positive rate %.4f at capacity, want <= 0.01", rate)
 	}
 	// Every key's bits lie in one block of the part.
-	if got := len(f.parts[0].words) % blockWords; got != 0 {
-		t.Fatalf("part of %d words is not whole blocks", len(f.parts[0].words))
+	if got := len(f.parts[0].Words) % splitblock.BlockWords; got != 0 {
+		t.Fatalf("part of %d words is not whole blocks", len(f.parts[0].Words))
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+
+	"github.com/oncelog/oncelog/internal/splitblock"
 )
 
 // deliveredFilter is an in-memory bloom filter of the keys the key index
@@ -33,8 +35,8 @@ type deliveredFilter struct {
 // another one twice as large added when the newest is full (the key count
 // is not known ahead).
 //
-// As the broker's (dedup/filter.go): a key's bits all lie in one 512-bit
-// block, one cache line, one bit in each of its eight words, so a probe or
+// As the broker's (dedup/filter.go, both internal/splitblock): a key's
+// bits all lie in one 512-bit block, one cache line, one bit in each of its eight words, so a probe or
 // an add touches one cache line per part and hashes nothing (the key's
 // hash, entry.keyHash, is computed once where the entry is built). The
 // bits-and-blooms filter it replaced hashed the key again per part (128-bit
@@ -46,11 +48,11 @@ type filterChain struct {
 	left  uint // keys the newest part takes before it is full
 }
 
-// filterPart is one split-block bloom filter: blocks of blockWords words.
+// filterPart is one split-block bloom filter and the capacity it was
+// sized for.
 type filterPart struct {
-	words  []uint64
-	blocks uint64
-	keys   uint // the capacity it was sized for
+	splitblock.Filter
+	keys uint
 }
 
 const (
@@ -61,47 +63,16 @@ const (
 	// 0.28%. The bench's Gets, nearly all false positives, were 6% of
 	// its process's CPU at 600k keys.
 	filterBitsPerKey = 16
-	// blockWords is a block's size in 64-bit words: 512 bits.
-	blockWords    = 8
-	minFilterKeys = 1 << 16 // the smallest part: 128 KiB
+	minFilterKeys    = 1 << 16 // the smallest part: 128 KiB
 )
 
-// blockSalts spread a key's low 32 hash bits over the eight words of its
-// block (the Parquet split-block bloom filter's constants).
-var blockSalts = [blockWords]uint32{0x47b6137b, 0x44974d91, 0x8824ad5b, 0xa2b7289d, 0x705495c7, 0x2df1424b, 0x9efc4947, 0x5c6bfb31}
-
 func newFilterPart(keys uint) filterPart {
-	blocks := (keys*filterBitsPerKey + blockWords*64 - 1) / (blockWords * 64)
-	return filterPart{words: make([]uint64, blocks*blockWords), blocks: uint64(blocks), keys: keys}
-}
-
-// block returns the words of h's block: the high 32 bits pick it, the low
-// 32 bits its bits.
-func (p *filterPart) block(h uint64) []uint64 {
-	i := (((h >> 32) * p.blocks) >> 32) * blockWords
-	return p.words[i : i+blockWords : i+blockWords]
-}
-
-func (p *filterPart) add(h uint64) {
-	b, lo := p.block(h), uint32(h)
-	for i, s := range blockSalts {
-		b[i] |= 1 << ((lo * s) >> 26)
-	}
-}
-
-func (p *filterPart) has(h uint64) bool {
-	b, lo := p.block(h), uint32(h)
-	for i, s := range blockSalts {
-		if b[i]&(1<<((lo*s)>>26)) == 0 {
-			return false
-		}
-	}
-	return true
+	return filterPart{Filter: splitblock.New(make([]uint64, splitblock.Words(keys, filterBitsPerKey))), keys: keys}
 }
 
 func (c *filterChain) mayHold(h uint64) bool {
 	for i := len(c.parts) - 1; i >= 0; i-- { // the newest part holds most keys
-		if c.parts[i].has(h) {
+		if c.parts[i].Has(h) {
 			return true
 		}
 	}
@@ -202,7 +173,7 @@ func (f *deliveredFilter) addLocked(h uint64, atMs int64) {
 		c.parts = append(c.parts, newFilterPart(keys))
 		c.left = keys
 	}
-	c.parts[len(c.parts)-1].add(h)
+	c.parts[len(c.parts)-1].Add(h)
 	c.left--
 }
 
